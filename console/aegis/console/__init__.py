@@ -1,0 +1,1 @@
+"""AegisIPC console: a terminal dashboard of the registry."""

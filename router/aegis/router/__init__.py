@@ -1,0 +1,1 @@
+"""AegisIPC router: the service registry behind ``ipc.service.*`` and the admin REST API."""

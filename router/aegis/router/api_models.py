@@ -1,0 +1,68 @@
+"""Response bodies of the admin REST API, registered as OpenAPI components."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aegis.sdk.models import Instance
+from pydantic import BaseModel, Field
+from sanic_ext.extensions.openapi.definitions import Component
+
+
+class StatusCounts(BaseModel):
+    """Instances of a service by status."""
+
+    ONLINE: int
+    UNHEALTHY: int
+    OFFLINE: int
+
+
+class ServiceSummary(BaseModel):
+    """One service in the services list."""
+
+    name: str
+    instance_count: int
+    statuses: StatusCounts
+
+
+class ServicesResponse(BaseModel):
+    """``GET /services``: every service; ``total`` counts services."""
+
+    services: list[ServiceSummary]
+    total: int
+
+
+class ServiceDetail(BaseModel):
+    """``GET /services/{name}``: one service with its instances."""
+
+    name: str
+    instances: list[Instance]
+
+
+class ApiError(BaseModel):
+    """What went wrong: a stable code, a sentence, and details where useful."""
+
+    code: str = Field(examples=["SERVICE_NOT_FOUND"])
+    message: str
+    details: Any | None = None
+
+
+class ErrorResponse(BaseModel):
+    """Every error of the REST API has this shape."""
+
+    error: ApiError
+
+
+class Health(BaseModel):
+    """Liveness: the process is up and serving HTTP."""
+
+    status: str = Field(examples=["ok"])
+
+
+def ref(model: type[BaseModel]) -> dict[str, Any]:
+    """Response content pointing at ``model``'s full schema under components.
+
+    sanic-ext writes an inline Pydantic model lossily (no ``required``); a
+    registered component keeps the whole ``model_json_schema``.
+    """
+    return {"application/json": Component(model)}

@@ -1,0 +1,101 @@
+"""Composition root: wires settings, store, registry, NATS and Sanic into one app."""
+
+from __future__ import annotations
+
+import itertools
+
+import structlog
+from aegis.sdk.connection import connect
+from aegis.sdk.models import REGISTER_SUBJECT
+from nats.aio.client import Client as NatsClient
+from sanic import Sanic
+
+from .api import blueprints
+from .errors_http import json_error
+from .nats_responder import NatsResponder
+from .register_handler import RegisterHandler
+from .registry import Registry
+from .settings import Settings
+from .store import MemoryStore
+
+log = structlog.get_logger("aegis.router")
+
+_app_numbers = itertools.count()
+
+
+class NatsUnavailableError(RuntimeError):
+    """The router could not reach NATS at start-up."""
+
+
+def create_app(settings: Settings, registry: Registry | None = None) -> Sanic:  # type: ignore[type-arg]
+    """A router app. ``registry`` is injectable so routes can be tested without NATS."""
+    # Sanic keeps a process-wide registry of app names; tests build many apps.
+    number = next(_app_numbers)
+    app: Sanic = Sanic(  # type: ignore[type-arg]
+        "aegis-router" if number == 0 else f"aegis-router-{number}",
+        configure_logging=False,
+    )
+    app.config.FALLBACK_ERROR_FORMAT = "json"
+    app.config.OAS_UI_DEFAULT = "redoc"
+    app.config.OAS_TITLE = "AegisIPC admin API"
+    app.config.OAS_DESCRIPTION = "Read the AegisIPC service registry."
+    app.config.OAS_VERSION = "1.0.0"
+    app.ctx.registry = registry or Registry(MemoryStore())
+    app.ctx.settings = settings
+    for blueprint in blueprints():
+        app.blueprint(blueprint)
+    app.error_handler.add(Exception, json_error)
+
+    responder = NatsResponder(
+        REGISTER_SUBJECT,
+        RegisterHandler(
+            app.ctx.registry,
+            max_request_bytes=settings.max_request_bytes,
+            max_metadata_bytes=settings.max_metadata_bytes,
+        ),
+        max_in_flight=settings.max_in_flight,
+    )
+
+    # NATS lives in the serving process (Sanic's worker): a connection made in
+    # the main process would never be serviced.
+    @app.before_server_start
+    async def start_nats(app: Sanic) -> None:  # type: ignore[type-arg]
+        url = settings.nats_url or "nats://127.0.0.1:4222"
+        try:
+            nc = await connect(
+                url.split(","),
+                name="aegis-router",
+                attempts=settings.nats_connect_attempts,
+                connect_timeout=2.0,
+                backoff_base=0.2,
+                backoff_max=2.0,
+                disconnected_cb=_on_disconnected,
+                reconnected_cb=_on_reconnected,
+            )
+        except Exception as exc:
+            log.error("nats_unreachable", url=url, error=str(exc))
+            raise NatsUnavailableError(
+                f"cannot reach NATS at {url}; check AEGIS_NATS_URL / --nats-url, "
+                "or leave it unset to run the bundled nats-server"
+            ) from exc
+        app.ctx.nc = nc
+        await responder.start(nc)
+        log.info("router_ready", nats_url=url, http=f"{settings.http_host}:{settings.http_port}")
+
+    @app.before_server_stop
+    async def stop_nats(app: Sanic) -> None:  # type: ignore[type-arg]
+        await responder.stop()
+        nc: NatsClient | None = getattr(app.ctx, "nc", None)
+        if nc is not None and not nc.is_closed:
+            await nc.drain()
+        log.info("nats_drained")
+
+    return app
+
+
+async def _on_disconnected() -> None:
+    log.warning("nats_disconnected")
+
+
+async def _on_reconnected() -> None:
+    log.info("nats_reconnected")

@@ -1,0 +1,31 @@
+"""Every HTTP error as the standard JSON body, never an HTML page."""
+
+from __future__ import annotations
+
+import structlog
+from sanic import HTTPResponse, Request, json
+from sanic.exceptions import SanicException
+
+log = structlog.get_logger("aegis.router.http")
+
+# Sanic's own exceptions carry no code; name them after their status.
+_CODES = {
+    400: "BAD_REQUEST",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    413: "PAYLOAD_TOO_LARGE",
+    503: "SERVICE_UNAVAILABLE",
+}
+
+
+async def json_error(request: Request, exc: Exception) -> HTTPResponse:
+    """Render any exception as ``{"error": {code, message}}`` with its status."""
+    if isinstance(exc, SanicException):
+        status = exc.status_code
+        code = getattr(exc, "code", None) or _CODES.get(status, f"HTTP_{status}")
+        message = str(exc) or code
+        headers = getattr(exc, "headers", None) or {}
+    else:
+        log.exception("http_unhandled_error", path=request.path, method=request.method)
+        status, code, message, headers = 500, "INTERNAL_ERROR", "internal router error", {}
+    return json({"error": {"code": code, "message": message}}, status=status, headers=headers)

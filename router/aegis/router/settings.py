@@ -1,0 +1,149 @@
+"""Router settings: environment variables with matching command-line flags."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from aegis.sdk.models import DEFAULT_MAX_METADATA_BYTES
+
+LogFormat = Literal["json", "console"]
+
+
+def default_data_dir(env: Mapping[str, str]) -> Path:
+    """``$XDG_DATA_HOME/aegis``, else ``~/.local/share/aegis``."""
+    base = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "aegis"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the router can be told. See ``aegis-router --help``."""
+
+    nats_url: str | None = None
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    embedded_nats_host: str = "127.0.0.1"
+    embedded_nats_port: int = 4222
+    data_dir: Path = field(default_factory=lambda: default_data_dir(os.environ))
+    log_level: str = "INFO"
+    log_format: LogFormat = "json"
+    max_in_flight: int = 256
+    max_request_bytes: int = 64 * 1024
+    max_metadata_bytes: int = DEFAULT_MAX_METADATA_BYTES
+    nats_connect_attempts: int = 5
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 < value < 65536:
+        raise argparse.ArgumentTypeError(f"not a TCP port: {text}")
+    return value
+
+
+# (flag, env var, type, help) — one table so flags and env vars cannot drift apart.
+_OPTIONS: list[tuple[str, str, object, str]] = [
+    (
+        "--nats-url",
+        "AEGIS_NATS_URL",
+        str,
+        "NATS server(s) to use, comma-separated. Unset: start the bundled nats-server.",
+    ),
+    ("--http-host", "AEGIS_HTTP_HOST", str, "Address of the admin REST API."),
+    ("--http-port", "AEGIS_HTTP_PORT", _port, "Port of the admin REST API."),
+    (
+        "--embedded-nats-host",
+        "AEGIS_EMBEDDED_NATS_HOST",
+        str,
+        "Address the bundled nats-server listens on (only without --nats-url).",
+    ),
+    (
+        "--embedded-nats-port",
+        "AEGIS_EMBEDDED_NATS_PORT",
+        _port,
+        "Port the bundled nats-server listens on (only without --nats-url).",
+    ),
+    ("--data-dir", "AEGIS_DATA_DIR", Path, "Where the bundled nats-server keeps JetStream data."),
+    ("--log-level", "AEGIS_LOG_LEVEL", str, "DEBUG, INFO, WARNING or ERROR."),
+    (
+        "--log-format",
+        "AEGIS_LOG_FORMAT",
+        str,
+        "json (one JSON object per line) or console. Default: console on a terminal, else json.",
+    ),
+    (
+        "--max-in-flight",
+        "AEGIS_MAX_IN_FLIGHT",
+        _positive_int,
+        "NATS requests handled at once; more wait in NATS's queue.",
+    ),
+    (
+        "--max-request-bytes",
+        "AEGIS_MAX_REQUEST_BYTES",
+        _positive_int,
+        "Largest request body accepted (larger: 413 PAYLOAD_TOO_LARGE).",
+    ),
+    (
+        "--max-metadata-bytes",
+        "AEGIS_MAX_METADATA_BYTES",
+        _positive_int,
+        "Largest MessagePack-encoded metadata accepted (larger: 400).",
+    ),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``aegis-router`` command line."""
+    parser = argparse.ArgumentParser(
+        prog="aegis-router",
+        description="AegisIPC router: service registry over NATS with an admin REST API. "
+        "Every option can also be set by the environment variable named in brackets; "
+        "a flag wins over its variable.",
+    )
+    defaults = Settings()
+    for flag, env, kind, text in _OPTIONS:
+        attr = flag[2:].replace("-", "_")
+        default = getattr(defaults, attr)
+        shown = "" if default is None or attr == "log_format" else f" Default: {default}."
+        parser.add_argument(flag, dest=attr, type=kind, help=f"{text}{shown} [{env}]")  # type: ignore[arg-type]
+    return parser
+
+
+def load_settings(
+    argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
+) -> Settings:
+    """Settings from flags, then environment, then defaults; exits with usage on bad values."""
+    env = os.environ if env is None else env
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    values: dict[str, object] = {"data_dir": default_data_dir(env)}
+    for flag, var, kind, _ in _OPTIONS:
+        attr = flag[2:].replace("-", "_")
+        given = getattr(args, attr)
+        if given is None and env.get(var):
+            try:
+                given = kind(env[var])  # type: ignore[operator]
+            except (ValueError, argparse.ArgumentTypeError) as exc:
+                parser.error(f"{var}={env[var]!r}: {exc}")
+        if given is not None:
+            values[attr] = given
+    values.setdefault("log_format", "console" if sys.stderr.isatty() else "json")
+    if values["log_format"] not in ("json", "console"):
+        parser.error(f"log format must be json or console, got {values['log_format']!r}")
+    level = str(values.get("log_level", "INFO")).upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        parser.error(f"log level must be DEBUG, INFO, WARNING or ERROR, got {level!r}")
+    values["log_level"] = level
+    return Settings(**values)  # type: ignore[arg-type]

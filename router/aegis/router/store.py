@@ -1,0 +1,106 @@
+"""The storage port and its in-memory adapter.
+
+The port offers atomic create-if-absent and compare-and-set by revision, the
+two primitives a replicated key-value store (JetStream KV) also has, so the
+registry never does a racy read-then-write.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from .domain import InstanceKey, InstanceRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Versioned:
+    """A stored record and the revision it was stored at."""
+
+    record: InstanceRecord
+    revision: int
+
+
+class StoreError(Exception):
+    """The store cannot serve the request (unreachable, overloaded)."""
+
+
+class AlreadyExists(Exception):  # noqa: N818 - reads as a condition, like KeyError
+    """``create`` found the key taken."""
+
+
+class RevisionMismatch(Exception):  # noqa: N818
+    """``update`` found the key at another revision than expected (or gone)."""
+
+
+class InstanceStore(Protocol):
+    """What the registry needs of a store."""
+
+    async def get(self, key: InstanceKey) -> Versioned | None:
+        """The record under ``key`` with its revision, or None."""
+        ...
+
+    async def create(self, record: InstanceRecord) -> int:
+        """Store ``record`` if its key is absent; return the new revision.
+
+        Raises ``AlreadyExists`` when the key is taken.
+        """
+        ...
+
+    async def update(self, record: InstanceRecord, expected_revision: int) -> int:
+        """Replace the record if it is still at ``expected_revision``.
+
+        Raises ``RevisionMismatch`` otherwise.
+        """
+        ...
+
+    async def list_service(self, service_name: str) -> list[InstanceRecord]:
+        """Every record of one service (empty if none)."""
+        ...
+
+    async def list_all(self) -> list[InstanceRecord]:
+        """Every record."""
+        ...
+
+
+class MemoryStore:
+    """Single-process store: a dict per service; each call is atomic on one loop."""
+
+    def __init__(self) -> None:
+        self._services: dict[str, dict[str, Versioned]] = {}
+        self._revision = 0
+
+    def _next_revision(self) -> int:
+        self._revision += 1
+        return self._revision
+
+    async def get(self, key: InstanceKey) -> Versioned | None:
+        """See ``InstanceStore.get``."""
+        return self._services.get(key.service_name, {}).get(key.instance_id)
+
+    async def create(self, record: InstanceRecord) -> int:
+        """See ``InstanceStore.create``."""
+        instances = self._services.setdefault(record.service_name, {})
+        if record.instance_id in instances:
+            raise AlreadyExists(record.key)
+        revision = self._next_revision()
+        instances[record.instance_id] = Versioned(record, revision)
+        return revision
+
+    async def update(self, record: InstanceRecord, expected_revision: int) -> int:
+        """See ``InstanceStore.update``."""
+        instances = self._services.get(record.service_name, {})
+        current = instances.get(record.instance_id)
+        if current is None or current.revision != expected_revision:
+            raise RevisionMismatch(record.key)
+        revision = self._next_revision()
+        instances[record.instance_id] = Versioned(record, revision)
+        return revision
+
+    async def list_service(self, service_name: str) -> list[InstanceRecord]:
+        """See ``InstanceStore.list_service``."""
+        return [v.record for v in self._services.get(service_name, {}).values()]
+
+    async def list_all(self) -> list[InstanceRecord]:
+        """See ``InstanceStore.list_all``."""
+        return [v.record for inst in self._services.values() for v in inst.values()]

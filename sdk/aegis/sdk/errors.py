@@ -1,0 +1,62 @@
+"""The SDK's exceptions: one hierarchy, each with the HTTP-style ``status_code``."""
+
+from __future__ import annotations
+
+from .models import ErrorDetail, Instance
+
+
+class AegisError(Exception):
+    """Base of every SDK error."""
+
+    status_code: int = 500
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+class RegistrationValidationError(AegisError):
+    """The request broke the wire contract (400); ``details`` says where."""
+
+    status_code = 400
+
+    def __init__(
+        self, message: str, details: list[ErrorDetail], *, code: str | None = None
+    ) -> None:
+        super().__init__(message, code=code)
+        self.details = details
+
+
+class DuplicateInstanceError(AegisError):
+    """The instance is live under another session (409); ``existing`` is what is stored."""
+
+    status_code = 409
+
+    def __init__(self, message: str, existing: Instance | None, *, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.existing = existing
+
+
+class RequestTimeoutError(AegisError):
+    """No reply came in time, after every retry (504)."""
+
+    status_code = 504
+
+
+class ServiceUnavailableError(AegisError):
+    """No connection to NATS or no router answering, after every retry (503)."""
+
+    status_code = 503
+
+
+class CircuitOpenError(ServiceUnavailableError):
+    """Failing fast: recent calls failed, so the breaker is open (503)."""
+
+
+class RouterError(AegisError):
+    """The router answered with an error this SDK has no finer type for."""
+
+    def __init__(self, message: str, status_code: int, *, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.status_code = status_code

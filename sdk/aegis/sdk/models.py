@@ -1,0 +1,166 @@
+"""Wire contract v1: the Pydantic models both the router and the SDK speak.
+
+Every NATS body is a MessagePack map with string keys; these models are the
+single definition of what such a map may hold.
+"""
+
+from __future__ import annotations
+
+import math
+from enum import StrEnum
+from typing import Annotated, Any, Final
+
+import msgpack
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+
+SERVICE_NAME_PATTERN: Final = r"^[A-Za-z0-9_-]{1,64}$"
+INSTANCE_ID_PATTERN: Final = r"^[A-Za-z0-9._:-]{1,128}$"
+DEFAULT_MAX_METADATA_BYTES: Final = 16 * 1024
+MAX_METADATA_DEPTH: Final = 8
+
+REGISTER_SUBJECT: Final = "ipc.service.register"
+
+ServiceName = Annotated[str, StringConstraints(pattern=SERVICE_NAME_PATTERN)]
+InstanceId = Annotated[str, StringConstraints(pattern=INSTANCE_ID_PATTERN)]
+SessionId = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+class InstanceStatus(StrEnum):
+    """Where an instance stands in its life cycle."""
+
+    ONLINE = "ONLINE"
+    UNHEALTHY = "UNHEALTHY"
+    OFFLINE = "OFFLINE"
+
+
+class ErrorCode(StrEnum):
+    """Machine-readable error codes carried in ``error.code``."""
+
+    MALFORMED_PAYLOAD = "MALFORMED_PAYLOAD"
+    VALIDATION_ERROR = "VALIDATION_ERROR"
+    PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+    DUPLICATE_INSTANCE = "DUPLICATE_INSTANCE"
+    INTERNAL_ERROR = "INTERNAL_ERROR"
+    STORE_UNAVAILABLE = "STORE_UNAVAILABLE"
+
+
+def check_metadata(value: Any, *, max_depth: int = MAX_METADATA_DEPTH) -> None:
+    """Raise ``ValueError`` unless ``value`` is JSON-compatible and shallow enough.
+
+    Allowed: str, int, finite float, bool, None, lists and string-keyed maps,
+    nested at most ``max_depth`` levels (the top-level map is level 1).
+    """
+    # Iterative walk: hostile input must not be able to blow the Python stack.
+    stack: list[tuple[Any, int, str]] = [(value, 1, "metadata")]
+    while stack:
+        item, depth, path = stack.pop()
+        if isinstance(item, dict):
+            if depth > max_depth:
+                raise ValueError(f"{path}: nested deeper than {max_depth} levels")
+            for key, child in item.items():
+                if not isinstance(key, str):
+                    raise ValueError(f"{path}: map keys must be strings, got {type(key).__name__}")
+                stack.append((child, depth + 1, f"{path}.{key}"))
+        elif isinstance(item, list):
+            if depth > max_depth:
+                raise ValueError(f"{path}: nested deeper than {max_depth} levels")
+            stack.extend((child, depth + 1, f"{path}[{i}]") for i, child in enumerate(item))
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                raise ValueError(f"{path}: NaN and infinity are not allowed")
+        elif item is not None and not isinstance(item, str | int | bool):
+            raise ValueError(
+                f"{path}: {type(item).__name__} is not a JSON-compatible value "
+                "(allowed: str, int, float, bool, nil, arrays, string-keyed maps)"
+            )
+
+
+class RegisterRequest(BaseModel):
+    """Body of a request on ``ipc.service.register``.
+
+    Validate with ``context={"max_metadata_bytes": n}`` to change the
+    encoded-size bound on ``metadata`` (default 16 KiB).
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    service_name: ServiceName = Field(description="One safe NATS subject token.")
+    instance_id: InstanceId
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    timestamp: Annotated[str, StringConstraints(max_length=64)] | None = Field(
+        default=None, description="The registrant's clock, for information only."
+    )
+    session_id: SessionId | None = Field(
+        default=None, description="Chosen by the registrant; proves ownership."
+    )
+
+    @field_validator("metadata", mode="before")
+    @classmethod
+    def _metadata_is_json_compatible(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise ValueError("metadata must be a map")
+        check_metadata(value)
+        limit = DEFAULT_MAX_METADATA_BYTES
+        if info.context and "max_metadata_bytes" in info.context:
+            limit = int(info.context["max_metadata_bytes"])
+        size = len(msgpack.packb(value))
+        if size > limit:
+            raise ValueError(f"metadata is {size} bytes encoded; the limit is {limit}")
+        return value
+
+
+class Instance(BaseModel):
+    """A registered instance as the router reports it (never with its session)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    service_name: str
+    instance_id: str
+    status: InstanceStatus
+    metadata: dict[str, Any]
+    registered_at: str = Field(description="ISO-8601, UTC.")
+    last_heartbeat_at: str = Field(description="ISO-8601, UTC.")
+
+
+class ErrorDetail(BaseModel):
+    """One validation failure: where, what, and its Pydantic error type."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+def error_details(exc: ValidationError) -> list[ErrorDetail]:
+    """Pydantic's errors as wire ``{loc, msg, type}`` entries (no input echoed)."""
+    return [
+        ErrorDetail(loc=list(err["loc"]), msg=err["msg"], type=err["type"])
+        for err in exc.errors(include_url=False, include_context=False, include_input=False)
+    ]
+
+
+class ErrorBody(BaseModel):
+    """The ``error`` member of a failed reply."""
+
+    code: str
+    message: str
+    details: list[ErrorDetail] | None = None
+
+
+class Reply(BaseModel):
+    """Envelope of every reply: ``ok`` and ``status`` always, the rest by outcome."""
+
+    ok: bool
+    status: int
+    instance: Instance | None = None
+    error: ErrorBody | None = None
+    existing: Instance | None = None
