@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from aegis.sdk.models import InstanceStatus
 from pydantic import BaseModel
 from sanic import Blueprint, HTTPResponse, Request, json
 from sanic.exceptions import SanicException
@@ -10,6 +11,7 @@ from sanic_ext import openapi
 from .api_models import (
     ErrorResponse,
     Health,
+    InstancesResponse,
     ServiceDetail,
     ServicesResponse,
     ServiceSummary,
@@ -69,6 +71,32 @@ def blueprints() -> list[Blueprint]:
         if not records:
             raise ApiException(404, "SERVICE_NOT_FOUND", f"no service named {name!r} is registered")
         return _json(ServiceDetail(name=name, instances=[r.to_public() for r in records]))
+
+    @admin.get("/instances")
+    @openapi.summary("List instances")
+    @openapi.description(
+        "Instances of every service in one request, sorted by service then instance id. "
+        "Filter with `service` (exact name) and `status` (ONLINE, UNHEALTHY or OFFLINE)."
+    )
+    @openapi.parameter("service", str, "query", description="Only this service.")
+    @openapi.parameter("status", str, "query", description="ONLINE, UNHEALTHY or OFFLINE.")
+    @openapi.response(200, ref(InstancesResponse), "The matching instances.")
+    @openapi.response(400, ref(ErrorResponse), "INVALID_STATUS: unknown status filter.")
+    async def list_instances(request: Request) -> HTTPResponse:
+        """All instances, or those of one service and/or one status."""
+        status_text = request.args.get("status")
+        status: InstanceStatus | None = None
+        if status_text:
+            try:
+                status = InstanceStatus(status_text.upper())
+            except ValueError:
+                allowed = ", ".join(s.value for s in InstanceStatus)
+                raise ApiException(
+                    400, "INVALID_STATUS", f"status must be one of {allowed}, got {status_text!r}"
+                ) from None
+        records = await _registry(request).instances(request.args.get("service") or None, status)
+        instances = [r.to_public() for r in records]
+        return _json(InstancesResponse(instances=instances, total=len(instances)))
 
     @ops.get("/healthz")
     @openapi.summary("Liveness")

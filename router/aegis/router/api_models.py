@@ -39,6 +39,13 @@ class ServiceDetail(BaseModel):
     instances: list[Instance]
 
 
+class InstancesResponse(BaseModel):
+    """``GET /instances``: instances across services; ``total`` counts them."""
+
+    instances: list[Instance]
+    total: int
+
+
 class ApiError(BaseModel):
     """What went wrong: a stable code, a sentence, and details where useful."""
 

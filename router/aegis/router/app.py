@@ -27,8 +27,15 @@ class NatsUnavailableError(RuntimeError):
     """The router could not reach NATS at start-up."""
 
 
-def create_app(settings: Settings, registry: Registry | None = None) -> Sanic:  # type: ignore[type-arg]
-    """A router app. ``registry`` is injectable so routes can be tested without NATS."""
+def create_app(
+    settings: Settings, registry: Registry | None = None, *, serve_nats: bool = True
+) -> Sanic:  # type: ignore[type-arg]
+    """A router app.
+
+    ``registry`` is injectable and ``serve_nats=False`` leaves NATS out, so the
+    REST routes can be tested alone (sanic-testing runs the listeners on every
+    request).
+    """
     # Sanic keeps a process-wide registry of app names; tests build many apps.
     number = next(_app_numbers)
     app: Sanic = Sanic(  # type: ignore[type-arg]
@@ -36,15 +43,24 @@ def create_app(settings: Settings, registry: Registry | None = None) -> Sanic:  
         configure_logging=False,
     )
     app.config.FALLBACK_ERROR_FORMAT = "json"
-    app.config.OAS_UI_DEFAULT = "redoc"
-    app.config.OAS_TITLE = "AegisIPC admin API"
-    app.config.OAS_DESCRIPTION = "Read the AegisIPC service registry."
-    app.config.OAS_VERSION = "1.0.0"
+    app.ext.openapi.describe(
+        "AegisIPC admin API",
+        version="1.0.0",
+        description="Read the AegisIPC service registry. Every error is "
+        '`{"error": {"code", "message", "details?"}}`.',
+    )
     app.ctx.registry = registry or Registry(MemoryStore())
     app.ctx.settings = settings
     for blueprint in blueprints():
         app.blueprint(blueprint)
     app.error_handler.add(Exception, json_error)
+    if serve_nats:
+        _serve_nats(app, settings)
+    return app
+
+
+def _serve_nats(app: Sanic, settings: Settings) -> None:  # type: ignore[type-arg]
+    """Answer ``ipc.service.register`` from the serving process's listeners."""
 
     responder = NatsResponder(
         REGISTER_SUBJECT,
@@ -89,8 +105,6 @@ def create_app(settings: Settings, registry: Registry | None = None) -> Sanic:  
         if nc is not None and not nc.is_closed:
             await nc.drain()
         log.info("nats_drained")
-
-    return app
 
 
 async def _on_disconnected() -> None:

@@ -81,7 +81,17 @@ class Registry:
             for name, counter in sorted(counts.items())
         ]
 
-    async def instances(self, service_name: str) -> list[InstanceRecord]:
-        """The instances of one service, sorted by instance id (empty if unknown)."""
-        records = await self._store.list_service(service_name)
-        return sorted(records, key=lambda r: r.instance_id)
+    async def instances(
+        self, service_name: str | None = None, status: InstanceStatus | None = None
+    ) -> list[InstanceRecord]:
+        """Instances of one service (or all), optionally of one status.
+
+        Sorted by service name, then instance id; empty if nothing matches.
+        """
+        if service_name is None:
+            records = await self._store.list_all()
+        else:
+            records = await self._store.list_service(service_name)
+        if status is not None:
+            records = [r for r in records if r.status is status]
+        return sorted(records, key=lambda r: (r.service_name, r.instance_id))
