@@ -1,0 +1,137 @@
+"""The aegis-router process itself: embedded NATS, signals, start-up errors."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import nats
+import pytest
+
+from tests.conftest import raw_request
+from tests.procs import RouterProcess, free_port, port_is_free
+
+pytestmark = pytest.mark.e2e
+
+
+def embedded_router(tmp_path: Path) -> tuple[RouterProcess, int]:
+    nats_port = free_port()
+    router = RouterProcess(
+        log_path=tmp_path / "router.log",
+        env={
+            "AEGIS_EMBEDDED_NATS_PORT": str(nats_port),
+            "AEGIS_DATA_DIR": str(tmp_path / "data"),
+        },
+    )
+    router.env.pop("AEGIS_NATS_URL", None)
+    return router, nats_port
+
+
+def wait_until_free(port: int, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if port_is_free(port):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.fixture(autouse=True)
+def _no_inherited_nats_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AEGIS_NATS_URL", raising=False)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+async def test_embedded_nats_serves_registrations_and_stops_with_the_router(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
+    router, nats_port = embedded_router(tmp_path)
+    router.start()
+    try:
+        nc = await nats.connect(f"nats://127.0.0.1:{nats_port}")
+        reply = await raw_request(nc, {"service_name": "web", "instance_id": "web-1"})
+        await nc.close()
+        listed = httpx.get(f"{router.http_url}/api/v1/admin/services", timeout=5).json()
+    finally:
+        code = router.stop(sig)
+
+    assert reply["status"] == 201
+    assert listed["services"][0]["name"] == "web"
+    assert code == 0
+    assert wait_until_free(nats_port), "the bundled nats-server outlived the router"
+    assert (tmp_path / "data" / "jetstream").is_dir()
+    assert "embedded_nats_stopped" in router.logs()
+
+
+def test_killed_router_takes_embedded_nats_with_it(tmp_path: Path) -> None:
+    router, nats_port = embedded_router(tmp_path)
+    router.start()
+
+    router.stop(signal.SIGKILL)
+
+    assert wait_until_free(nats_port), "nats-server orphaned by a SIGKILLed router"
+
+
+def test_taken_nats_port_is_explained(tmp_path: Path) -> None:
+    router, nats_port = embedded_router(tmp_path)
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", nats_port))
+        squatter.listen()
+        process = router.spawn()
+        code = process.wait(30)
+    router.log_file.close()
+
+    assert code == 2
+    logs = router.logs()
+    assert f"port {nats_port}" in logs
+    assert "AEGIS_NATS_URL" in logs
+
+
+def test_unreachable_nats_url_fails_fast_with_a_clear_message(tmp_path: Path) -> None:
+    router = RouterProcess(
+        log_path=tmp_path / "router.log",
+        env={"AEGIS_NATS_URL": f"nats://127.0.0.1:{free_port()}"},
+    )
+    process = router.spawn()
+    code = process.wait(60)
+    router.log_file.close()
+
+    assert code != 0
+    assert "cannot reach NATS" in router.logs()
+
+
+def test_help_names_every_setting() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "aegis.router", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    for name in (
+        "AEGIS_NATS_URL",
+        "AEGIS_HTTP_HOST",
+        "AEGIS_HTTP_PORT",
+        "AEGIS_DATA_DIR",
+        "AEGIS_LOG_LEVEL",
+        "AEGIS_LOG_FORMAT",
+    ):
+        assert name in result.stdout
+
+
+def test_bad_setting_is_rejected_before_anything_starts(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "aegis.router"],
+        capture_output=True,
+        text=True,
+        env={"AEGIS_HTTP_PORT": "99999", "PATH": "/usr/bin:/bin"},
+        timeout=30,
+        check=False,
+    )
+
+    assert result.returncode == 2
+    assert "AEGIS_HTTP_PORT" in result.stderr

@@ -1,0 +1,141 @@
+"""The SDK against a real nats-server, with stand-ins for the router's behaviour."""
+
+from __future__ import annotations
+
+import asyncio
+
+import msgpack
+import pytest
+from aegis.sdk import (
+    CircuitOpenError,
+    ClientConfig,
+    RequestTimeoutError,
+    ServiceClient,
+    ServiceUnavailableError,
+)
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from structlog.testing import capture_logs
+
+from tests.procs import NatsServer, free_port
+
+FAST = ClientConfig(timeout=0.3, retries=3, backoff_base=0.01, backoff_max=0.05)
+
+
+async def test_no_router_retries_then_503(nats_server: NatsServer) -> None:
+    async with ServiceClient(nats_server.url, FAST) as client:
+        with capture_logs() as logs, pytest.raises(ServiceUnavailableError) as caught:
+            await client.register("svc", "i-1")
+
+    assert caught.value.status_code == 503
+    assert caught.value.code == "NO_RESPONDERS"
+    assert [e["attempt"] for e in logs if e["event"] == "request_retry"] == [1, 2, 3]
+
+
+async def test_silent_router_times_out_with_504(
+    nats_server: NatsServer, raw_nats: NatsClient
+) -> None:
+    seen: list[bytes] = []
+
+    async def swallow(msg: Msg) -> None:
+        seen.append(msg.data)  # a hung router: takes the request, never replies
+
+    await raw_nats.subscribe("ipc.service.register", cb=swallow)
+    await raw_nats.flush()
+    config = ClientConfig(timeout=0.2, retries=1, backoff_base=0.01)
+    async with ServiceClient(nats_server.url, config) as client:
+        with pytest.raises(RequestTimeoutError) as caught:
+            await client.register("svc", "i-1")
+
+    assert caught.value.status_code == 504
+    assert len(seen) == 2, "one try and one retry"
+    sessions = {msgpack.unpackb(data)["session_id"] for data in seen}
+    assert len(sessions) == 1, "a retry carries the same session, so it is idempotent"
+
+
+async def test_reply_after_a_lost_one_is_accepted(
+    nats_server: NatsServer, raw_nats: NatsClient
+) -> None:
+    calls = 0
+
+    async def flaky(msg: Msg) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            return  # the first reply is lost
+        instance = {
+            "service_name": "svc",
+            "instance_id": "i-1",
+            "status": "ONLINE",
+            "metadata": {},
+            "registered_at": "2026-01-01T00:00:00.000Z",
+            "last_heartbeat_at": "2026-01-01T00:00:00.000Z",
+        }
+        await msg.respond(msgpack.packb({"ok": True, "status": 200, "instance": instance}))
+
+    await raw_nats.subscribe("ipc.service.register", cb=flaky)
+    await raw_nats.flush()
+    async with ServiceClient(nats_server.url, FAST) as client:
+        instance = await client.register("svc", "i-1")
+
+    assert instance.instance_id == "i-1"
+    assert calls == 2
+
+
+async def test_breaker_opens_and_fails_fast(nats_server: NatsServer) -> None:
+    config = ClientConfig(retries=0, breaker_threshold=2, breaker_cooldown=60)
+    async with ServiceClient(nats_server.url, config) as client:
+        for _ in range(2):
+            with pytest.raises(ServiceUnavailableError):
+                await client.register("svc", "i-1")
+        with pytest.raises(CircuitOpenError) as caught:
+            await client.register("svc", "i-1")
+
+    assert caught.value.status_code == 503
+    assert "circuit open" in str(caught.value)
+
+
+async def test_unreachable_nats_is_503_after_retries() -> None:
+    config = ClientConfig(retries=2, backoff_base=0.01, connect_timeout=0.5)
+    client = ServiceClient(f"nats://127.0.0.1:{free_port()}", config)
+    with capture_logs() as logs, pytest.raises(ServiceUnavailableError) as caught:
+        await client.connect()
+
+    assert caught.value.status_code == 503
+    assert caught.value.code == "NATS_UNREACHABLE"
+    assert len([e for e in logs if e["event"] == "nats_connect_failed"]) == 3
+
+
+async def test_register_outside_async_with_says_how(nats_server: NatsServer) -> None:
+    client = ServiceClient(nats_server.url, FAST)
+    with pytest.raises(ServiceUnavailableError, match="async with"):
+        await client.register("svc", "i-1")
+
+
+async def test_connection_survives_a_nats_restart(nats_server: NatsServer) -> None:
+    async with ServiceClient(nats_server.url, ClientConfig(timeout=1, retries=5)) as client:
+        nats_server.stop()
+        nats_server.start()
+        responder = NatsClient()
+        await responder.connect(nats_server.url)
+
+        async def answer(msg: Msg) -> None:
+            body = msgpack.unpackb(msg.data)
+            instance = {
+                "service_name": body["service_name"],
+                "instance_id": body["instance_id"],
+                "status": "ONLINE",
+                "metadata": {},
+                "registered_at": "2026-01-01T00:00:00.000Z",
+                "last_heartbeat_at": "2026-01-01T00:00:00.000Z",
+            }
+            await msg.respond(msgpack.packb({"ok": True, "status": 201, "instance": instance}))
+
+        await responder.subscribe("ipc.service.register", cb=answer)
+        await responder.flush()
+        try:
+            instance = await asyncio.wait_for(client.register("svc", "after-restart"), 30)
+        finally:
+            await responder.close()
+
+    assert instance.instance_id == "after-restart"

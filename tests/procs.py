@@ -1,0 +1,149 @@
+"""Real processes for integration and end-to-end tests: nats-server and aegis-router.
+
+Everything listens on free loopback ports, so tests never touch a developer's
+own NATS on 4222 or router on 8000.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from aegis.router.embedded_nats import find_binary
+
+START_TIMEOUT = 20.0
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_for_port(port: int, timeout: float = START_TIMEOUT) -> None:
+    """Block until something accepts connections on 127.0.0.1:port."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+def port_is_free(port: int) -> bool:
+    """True if 127.0.0.1:port can be bound."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def stop_process(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> int:
+    """Signal a process and reap it; SIGKILL if it lingers. Returns its exit code."""
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
+
+
+@dataclass
+class NatsServer:
+    """A real nats-server with JetStream on a free loopback port."""
+
+    data_dir: Path
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """Client URL."""
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        """Start (or restart on the same port and data) and wait until it listens."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        command = [str(find_binary()), "-a", "127.0.0.1", "-p", str(self.port)]
+        command += ["-js", "-sd", str(self.data_dir)]
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        wait_for_port(self.port)
+
+    def stop(self) -> None:
+        """Stop it."""
+        if self.process is not None:
+            stop_process(self.process)
+            self.process = None
+
+
+@dataclass
+class RouterProcess:
+    """A real ``aegis-router`` process (``python -m aegis.router``)."""
+
+    log_path: Path
+    env: dict[str, str]
+    args: list[str] = field(default_factory=list)
+    http_port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def http_url(self) -> str:
+        """Base URL of the admin REST API."""
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def spawn(self) -> subprocess.Popen[bytes]:
+        """Start the process without waiting for it to be ready."""
+        env = {**os.environ, "AEGIS_HTTP_PORT": str(self.http_port), **self.env}
+        env.setdefault("AEGIS_LOG_FORMAT", "json")
+        self.log_file = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "aegis.router", *self.args],
+            env=env,
+            stdout=self.log_file,
+            stderr=subprocess.STDOUT,
+        )
+        return self.process
+
+    def start(self) -> None:
+        """Start and wait until /healthz answers and NATS is subscribed."""
+        process = self.spawn()
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"aegis-router exited {process.returncode}:\n{self.logs()}")
+            with contextlib.suppress(httpx.HTTPError):
+                healthy = httpx.get(f"{self.http_url}/healthz", timeout=0.5).status_code == 200
+                if healthy and "router_ready" in self.logs():
+                    return
+            time.sleep(0.05)
+        self.stop()
+        raise TimeoutError(f"aegis-router not ready after {START_TIMEOUT}s:\n{self.logs()}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        """Stop it with ``sig`` (SIGTERM: graceful); returns the exit code."""
+        code = 0
+        if self.process is not None:
+            code = stop_process(self.process, sig)
+            self.process = None
+            self.log_file.close()
+        return code
+
+    def logs(self) -> str:
+        """Everything the process wrote so far."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
