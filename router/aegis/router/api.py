@@ -29,6 +29,9 @@ class ApiException(SanicException):
         self.code = code
 
 
+INTERNAL = "INTERNAL_ERROR: the router failed; details are in its log."
+
+
 def _registry(request: Request) -> Registry:
     registry: Registry = request.app.ctx.registry
     return registry
@@ -47,6 +50,7 @@ def blueprints() -> list[Blueprint]:
     @openapi.summary("List services")
     @openapi.description("Every registered service with its instance counts by status.")
     @openapi.response(200, ref(ServicesResponse), "The services, sorted by name.")
+    @openapi.response(500, ref(ErrorResponse), INTERNAL)
     async def list_services(request: Request) -> HTTPResponse:
         """Every service with instance counts by status."""
         summaries = await _registry(request).services()
@@ -65,6 +69,7 @@ def blueprints() -> list[Blueprint]:
     @openapi.description("The service's instances, sorted by instance id.")
     @openapi.response(200, ref(ServiceDetail), "The service and its instances.")
     @openapi.response(404, ref(ErrorResponse), "SERVICE_NOT_FOUND: no such service is registered.")
+    @openapi.response(500, ref(ErrorResponse), INTERNAL)
     async def get_service(request: Request, name: str) -> HTTPResponse:
         """One service and its instances; 404 ``SERVICE_NOT_FOUND`` if none is registered."""
         records = await _registry(request).instances(name)
@@ -82,6 +87,7 @@ def blueprints() -> list[Blueprint]:
     @openapi.parameter("status", str, "query", description="ONLINE, UNHEALTHY or OFFLINE.")
     @openapi.response(200, ref(InstancesResponse), "The matching instances.")
     @openapi.response(400, ref(ErrorResponse), "INVALID_STATUS: unknown status filter.")
+    @openapi.response(500, ref(ErrorResponse), INTERNAL)
     async def list_instances(request: Request) -> HTTPResponse:
         """All instances, or those of one service and/or one status."""
         status_text = request.args.get("status")

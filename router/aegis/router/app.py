@@ -71,6 +71,14 @@ def _serve_nats(app: Sanic, settings: Settings) -> None:  # type: ignore[type-ar
         ),
         max_in_flight=settings.max_in_flight,
     )
+    stopping = False
+
+    async def on_disconnected() -> None:
+        if not stopping:  # draining on shutdown disconnects too; that is no news
+            log.warning("nats_disconnected")
+
+    async def on_reconnected() -> None:
+        log.info("nats_reconnected")
 
     # NATS lives in the serving process (Sanic's worker): a connection made in
     # the main process would never be serviced.
@@ -85,8 +93,8 @@ def _serve_nats(app: Sanic, settings: Settings) -> None:  # type: ignore[type-ar
                 connect_timeout=2.0,
                 backoff_base=0.2,
                 backoff_max=2.0,
-                disconnected_cb=_on_disconnected,
-                reconnected_cb=_on_reconnected,
+                disconnected_cb=on_disconnected,
+                reconnected_cb=on_reconnected,
             )
         except Exception as exc:
             log.error("nats_unreachable", url=url, error=str(exc))
@@ -100,16 +108,10 @@ def _serve_nats(app: Sanic, settings: Settings) -> None:  # type: ignore[type-ar
 
     @app.before_server_stop
     async def stop_nats(app: Sanic) -> None:  # type: ignore[type-arg]
+        nonlocal stopping
+        stopping = True
         await responder.stop()
         nc: NatsClient | None = getattr(app.ctx, "nc", None)
         if nc is not None and not nc.is_closed:
             await nc.drain()
         log.info("nats_drained")
-
-
-async def _on_disconnected() -> None:
-    log.warning("nats_disconnected")
-
-
-async def _on_reconnected() -> None:
-    log.info("nats_reconnected")
