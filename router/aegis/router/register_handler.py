@@ -92,7 +92,8 @@ class RegisterHandler:
     async def _reply(self, data: bytes) -> Reply:
         body = decode_request(data, self._max_request_bytes)
         if isinstance(body, Reply):
-            log.info("registration", result="malformed", reason=body.error and body.error.code)
+            result = "too_large" if body.status == 413 else "malformed"
+            log.info("registration", result=result)
             return body
         try:
             request = RegisterRequest.model_validate(body, context=self._context)
@@ -119,6 +120,14 @@ class RegisterHandler:
                 reason=str(exc),
             )
             return error_reply(503, ErrorCode.STORE_UNAVAILABLE, "registry store unavailable")
+        except Exception:
+            log.exception(
+                "registration",
+                result="error",
+                service=request.service_name,
+                instance=request.instance_id,
+            )
+            return error_reply(500, ErrorCode.INTERNAL_ERROR, "internal router error")
         status = _STATUS_BY_OUTCOME[decision.outcome]
         log.info(
             "registration",

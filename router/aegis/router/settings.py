@@ -46,6 +46,20 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _log_level(text: str) -> str:
+    level = text.upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise argparse.ArgumentTypeError(f"must be DEBUG, INFO, WARNING or ERROR, got {text!r}")
+    return level
+
+
+def _log_format(text: str) -> str:
+    fmt = text.lower()
+    if fmt not in ("json", "console"):
+        raise argparse.ArgumentTypeError(f"must be json or console, got {text!r}")
+    return fmt
+
+
 def _port(text: str) -> int:
     value = int(text)
     if not 0 < value < 65536:
@@ -76,11 +90,11 @@ _OPTIONS: list[tuple[str, str, object, str]] = [
         "Port the bundled nats-server listens on (only without --nats-url).",
     ),
     ("--data-dir", "AEGIS_DATA_DIR", Path, "Where the bundled nats-server keeps JetStream data."),
-    ("--log-level", "AEGIS_LOG_LEVEL", str, "DEBUG, INFO, WARNING or ERROR."),
+    ("--log-level", "AEGIS_LOG_LEVEL", _log_level, "DEBUG, INFO, WARNING or ERROR."),
     (
         "--log-format",
         "AEGIS_LOG_FORMAT",
-        str,
+        _log_format,
         "json (one JSON object per line) or console. Default: console on a terminal, else json.",
     ),
     (
@@ -140,10 +154,4 @@ def load_settings(
         if given is not None:
             values[attr] = given
     values.setdefault("log_format", "console" if sys.stderr.isatty() else "json")
-    if values["log_format"] not in ("json", "console"):
-        parser.error(f"log format must be json or console, got {values['log_format']!r}")
-    level = str(values.get("log_level", "INFO")).upper()
-    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-        parser.error(f"log level must be DEBUG, INFO, WARNING or ERROR, got {level!r}")
-    values["log_level"] = level
     return Settings(**values)  # type: ignore[arg-type]

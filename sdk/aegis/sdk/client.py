@@ -120,19 +120,38 @@ class ServiceClient:
         payload = msgpack.packb(request.model_dump(mode="json", exclude_none=True))
         reply = await self._request(REGISTER_SUBJECT, payload)
         log.debug("registered", service=service_name, instance=instance_id, status=reply.status)
-        assert reply.instance is not None
+        if reply.instance is None:
+            raise RouterError(f"router answered {reply.status} without an instance", 502)
         return reply.instance
 
     async def _request(self, subject: str, payload: bytes) -> Reply:
         """Send with retries on transport failures only; raise on an error reply."""
+        if self._nc is None or self._nc.is_closed:
+            raise ServiceUnavailableError(
+                "client is not connected; use 'async with ServiceClient(...)'",
+                code="NOT_CONNECTED",
+            )
         if not self._breaker.allow():
             raise CircuitOpenError(
                 f"circuit open after repeated failures; next try in "
                 f"{self._breaker.retry_after():.1f}s",
                 code="CIRCUIT_OPEN",
             )
+        try:
+            data = await self._send_with_retries(self._nc, subject, payload)
+        except AegisError:
+            self._breaker.record_failure()
+            raise
+        except BaseException:
+            self._breaker.abandon()  # cancelled: no verdict on the router
+            raise
+        self._breaker.record_success()
+        return _check(_decode(data))
+
+    async def _send_with_retries(self, nc: NatsClient, subject: str, payload: bytes) -> bytes:
+        """The reply's bytes; retried with backoff when no reply could come."""
         cfg = self.config
-        failure: AegisError = ServiceUnavailableError("not connected", code="NOT_CONNECTED")
+        failure: AegisError | None = None
         for attempt in range(cfg.retries + 1):
             if attempt:
                 delay = backoff_delay(
@@ -140,13 +159,6 @@ class ServiceClient:
                 )
                 log.debug("request_retry", subject=subject, attempt=attempt, delay=delay)
                 await asyncio.sleep(delay)
-            nc = self._nc
-            if nc is None or nc.is_closed:
-                failure = ServiceUnavailableError(
-                    "client is not connected; use 'async with ServiceClient(...)'",
-                    code="NOT_CONNECTED",
-                )
-                break
             try:
                 msg = await nc.request(subject, payload, timeout=cfg.timeout)
             except nats_errors.NoRespondersError:
@@ -160,9 +172,9 @@ class ServiceClient:
             except nats_errors.Error as exc:  # connection closed, draining, buffer full
                 failure = ServiceUnavailableError(f"NATS request failed: {exc!r}", code="NATS")
             else:
-                self._breaker.record_success()
-                return _check(_decode(msg.data))
-        self._breaker.record_failure()
+                data: bytes = msg.data
+                return data
+        assert failure is not None  # the loop runs at least once
         raise failure
 
 

@@ -20,11 +20,14 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
+from pydantic_core import PydanticCustomError
 
 SERVICE_NAME_PATTERN: Final = r"^[A-Za-z0-9_-]{1,64}$"
 INSTANCE_ID_PATTERN: Final = r"^[A-Za-z0-9._:-]{1,128}$"
 DEFAULT_MAX_METADATA_BYTES: Final = 16 * 1024
 MAX_METADATA_DEPTH: Final = 8
+_INT_MIN: Final = -(2**63)  # MessagePack integers: int64 ... uint64
+_INT_MAX: Final = 2**64 - 1
 
 REGISTER_SUBJECT: Final = "ipc.service.register"
 
@@ -76,7 +79,10 @@ def check_metadata(value: Any, *, max_depth: int = MAX_METADATA_DEPTH) -> None:
         elif isinstance(item, float):
             if not math.isfinite(item):
                 raise ValueError(f"{path}: NaN and infinity are not allowed")
-        elif item is not None and not isinstance(item, str | int | bool):
+        elif isinstance(item, int) and not isinstance(item, bool):
+            if not _INT_MIN <= item <= _INT_MAX:
+                raise ValueError(f"{path}: integer outside MessagePack's 64-bit range")
+        elif item is not None and not isinstance(item, str | bool):
             raise ValueError(
                 f"{path}: {type(item).__name__} is not a JSON-compatible value "
                 "(allowed: str, int, float, bool, nil, arrays, string-keyed maps)"
@@ -108,14 +114,21 @@ class RegisterRequest(BaseModel):
         if value is None:
             return {}
         if not isinstance(value, dict):
-            raise ValueError("metadata must be a map")
-        check_metadata(value)
+            raise PydanticCustomError("metadata_not_map", "metadata must be a map")
+        try:
+            check_metadata(value)
+        except ValueError as exc:
+            raise PydanticCustomError("metadata_invalid", str(exc)) from None
         limit = DEFAULT_MAX_METADATA_BYTES
         if info.context and "max_metadata_bytes" in info.context:
             limit = int(info.context["max_metadata_bytes"])
         size = len(msgpack.packb(value))
         if size > limit:
-            raise ValueError(f"metadata is {size} bytes encoded; the limit is {limit}")
+            raise PydanticCustomError(
+                "metadata_too_large",
+                "metadata is {size} bytes encoded; the limit is {limit}",
+                {"size": size, "limit": limit},
+            )
         return value
 
 

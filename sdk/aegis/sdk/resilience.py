@@ -81,6 +81,10 @@ class CircuitBreaker:
         if self._opened_at is not None or self._failures >= self._threshold:
             self._opened_at = self._clock()
 
+    def abandon(self) -> None:
+        """A call ended with no verdict (cancelled): free the half-open trial slot."""
+        self._trial_running = False
+
     def retry_after(self) -> float:
         """Seconds until the breaker lets a trial through (0 when closed)."""
         if self._opened_at is None:
