@@ -1,0 +1,82 @@
+"""The header line and the error banner: what the console knows about its connection."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+
+from rich.text import Text
+
+from .api_client import ApiError
+from .formatting import age_between, format_age
+
+
+@dataclass(slots=True)
+class PollState:
+    """Where polling stands; the app updates it, the texts below read it."""
+
+    api_url: str
+    interval: float
+    paused: bool = False
+    last_success: datetime | None = None
+    error: ApiError | None = None
+    failures: int = 0
+    next_poll_at: datetime | None = None
+    services: int = 0
+    instances: int = 0
+
+    @property
+    def stale(self) -> bool:
+        """Data is on screen but the latest poll failed."""
+        return self.error is not None and self.last_success is not None
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g}s"
+
+
+def status_line(state: PollState, now: datetime) -> Text:
+    """``AegisIPC  <url>  ● connected  data 2s old  3 services · 7 instances  every 2s``."""
+    line = Text.assemble(("AegisIPC", "bold"), "  ", (state.api_url, "underline"), "  ")
+    if state.error is not None:
+        word = "unreachable" if state.error.unreachable else "error"
+        line.append(f"✕ {word}", style="bold red")
+    elif state.last_success is None:
+        line.append("◌ connecting", style="yellow")
+    else:
+        line.append("● connected", style="bold green")
+    if state.last_success is not None:
+        age = age_between(state.last_success, now)
+        line.append(f"  data {age} old", style="red" if state.stale else "")
+        if state.stale:
+            line.append(" (stale)", style="bold red")
+        line.append(f"  {state.services} services · {state.instances} instances")
+    if state.paused:
+        line.append("  ❚❚ paused", style="bold yellow")
+    else:
+        line.append(f"  every {_seconds(state.interval)}", style="dim")
+    return line
+
+
+def banner_text(state: PollState, now: datetime) -> Text | None:
+    """The banner shown while the router cannot be read; ``None`` when all is well."""
+    error = state.error
+    if error is None:
+        return None
+    title = "Router unreachable" if error.unreachable else "Router error"
+    text = Text.assemble(("⚠ ", "bold"), (title, "bold"), f" at {state.api_url}: {error.reason}")
+    if state.last_success is not None:
+        text.append(
+            f"\nShowing data from {age_between(state.last_success, now)} ago, marked stale."
+        )
+    else:
+        text.append("\nNo data yet.")
+    if state.paused:
+        text.append(" Polling paused: press p to resume, r to retry now.")
+    elif state.next_poll_at is not None:
+        # Rounded up: "retrying in 0s" would read as stuck.
+        wait = format_age(math.ceil((state.next_poll_at - now).total_seconds()))
+        attempt = "attempt" if state.failures == 1 else "attempts"
+        text.append(f" {state.failures} failed {attempt}; retrying in {wait} (r: now).")
+    return text

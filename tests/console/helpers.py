@@ -1,0 +1,153 @@
+"""Canned router answers and a fixed clock for the console tests."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from aegis.console.app import ConsoleApp
+from pytest_httpx import HTTPXMock
+from rich.syntax import Syntax
+from rich.text import Text
+from textual.pilot import Pilot
+from textual.timer import Timer
+from textual.widgets import Static
+
+API = "http://router.test:8000"
+SERVICES_URL = f"{API}/api/v1/admin/services"
+INSTANCES_URL = f"{API}/api/v1/admin/instances"
+NOW = datetime(2026, 11, 3, 12, 0, 0, tzinfo=UTC)
+
+
+def fixed_clock() -> datetime:
+    """Always ``NOW``: ages and timestamps on screen never move."""
+    return NOW
+
+
+def instance(
+    service: str,
+    instance_id: str,
+    status: str = "ONLINE",
+    metadata: dict[str, Any] | None = None,
+    *,
+    registered: str = "2026-11-03T11:00:00Z",
+    heartbeat: str = "2026-11-03T11:59:55Z",
+) -> dict[str, Any]:
+    """One instance as ``GET /instances`` shows it."""
+    return {
+        "service_name": service,
+        "instance_id": instance_id,
+        "status": status,
+        "metadata": {"version": "1.4.2", "zone": "eu-west-1"} if metadata is None else metadata,
+        "registered_at": registered,
+        "last_heartbeat_at": heartbeat,
+    }
+
+
+def services_body(instances: list[dict[str, Any]]) -> dict[str, Any]:
+    """``GET /services`` consistent with ``instances``."""
+    by_service: dict[str, Counter[str]] = {}
+    for item in instances:
+        by_service.setdefault(item["service_name"], Counter())[item["status"]] += 1
+    services = [
+        {
+            "name": name,
+            "instance_count": sum(counts.values()),
+            "statuses": {s: counts[s] for s in ("ONLINE", "UNHEALTHY", "OFFLINE")},
+        }
+        for name, counts in sorted(by_service.items())
+    ]
+    return {"services": services, "total": len(services)}
+
+
+def add_poll(
+    httpx_mock: HTTPXMock, instances: list[dict[str, Any]], *, reusable: bool = False
+) -> None:
+    """Answer one poll (both requests) with ``instances``."""
+    httpx_mock.add_response(url=SERVICES_URL, json=services_body(instances), is_reusable=reusable)
+    httpx_mock.add_response(
+        url=INSTANCES_URL,
+        json={"instances": instances, "total": len(instances)},
+        is_reusable=reusable,
+    )
+
+
+def add_outage(httpx_mock: HTTPXMock, *, reusable: bool = False) -> None:
+    """Fail one poll as a stopped router would: the first request is refused."""
+    httpx_mock.add_exception(
+        httpx.ConnectError("[Errno 111] Connection refused"),
+        url=SERVICES_URL,
+        is_reusable=reusable,
+    )
+
+
+class FakeClock:
+    """A clock that moves only when told to."""
+
+    def __init__(self, now: datetime = NOW) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+class StillConsole(ConsoleApp):
+    """A console that never polls on its own: tests poll with ``r``.
+
+    ``armed`` records each delay the real console would have waited.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.armed: list[float] = []
+
+    def schedule_poll(self, delay: float) -> Timer | None:
+        self.armed.append(delay)
+        return None
+
+
+def make_app(clock: FakeClock | None = None, **kwargs: Any) -> StillConsole:
+    """A console on the fake router, with a clock that stands still unless advanced."""
+    kwargs.setdefault("interval", 2.0)
+    return StillConsole(API, clock=clock or FakeClock(), **kwargs)
+
+
+async def settle(pilot: Pilot[Any]) -> None:
+    """Wait until the poll in flight is shown."""
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+async def poll_now(pilot: Pilot[Any]) -> None:
+    """Press ``r`` and wait for that poll to be shown."""
+    await pilot.press("r")
+    await settle(pilot)
+
+
+SAMPLE = [
+    instance("billing", "billing-1", "OFFLINE", {"version": "0.9.0"}),
+    instance("orders", "orders-1"),
+    instance("orders", "orders-2", "UNHEALTHY"),
+    instance(
+        "orders",
+        "orders-3",
+        metadata={"version": "1.4.2", "tags": ["blue", "canary"], "limits": {"rps": 250}},
+        heartbeat="2026-11-03T11:57:30Z",
+    ),
+    instance("payments", "pay-a"),
+]
+
+
+def text_of(app: ConsoleApp, selector: str) -> str:
+    """The plain text a ``Static`` on the main screen was last given."""
+    content = app.screen_stack[0].query_one(selector, Static).content
+    if isinstance(content, Text):
+        return content.plain
+    if isinstance(content, Syntax):
+        return content.code
+    return str(content)

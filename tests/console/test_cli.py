@@ -1,0 +1,85 @@
+"""``aegis-console`` options and environment."""
+
+from __future__ import annotations
+
+import pytest
+from aegis.console import cli
+from aegis.console.cli import Options, parse_options
+
+
+def test_defaults() -> None:
+    assert parse_options([], {}) == Options("http://127.0.0.1:8000", 2.0, None)
+
+
+def test_environment() -> None:
+    env = {
+        "AEGIS_API_URL": "https://registry.example:8443/",
+        "AEGIS_CONSOLE_INTERVAL": "0.5",
+        "AEGIS_ADMIN_TOKEN": "from-env",
+    }
+    assert parse_options([], env) == Options("https://registry.example:8443", 0.5, "from-env")
+
+
+def test_flags_beat_environment() -> None:
+    env = {"AEGIS_API_URL": "http://a:1", "AEGIS_CONSOLE_INTERVAL": "5", "AEGIS_ADMIN_TOKEN": "x"}
+    argv = ["--api", "http://b:2", "--interval", "1", "--token", "y"]
+    assert parse_options(argv, env) == Options("http://b:2", 1.0, "y")
+
+
+def test_empty_token_variable_means_none() -> None:
+    assert parse_options([], {"AEGIS_ADMIN_TOKEN": ""}).token is None
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "message"),
+    [
+        (["--interval", "0"], {}, "at least 0.2 seconds"),
+        (["--interval", "nan"], {}, "at least 0.2 seconds"),
+        (["--interval", "soon"], {}, "not a number of seconds"),
+        ([], {"AEGIS_CONSOLE_INTERVAL": "-1"}, "at least 0.2 seconds"),
+        (["--api", "127.0.0.1:8000"], {}, "must start with http:// or https://"),
+        ([], {"AEGIS_API_URL": "ftp://x"}, "must start with http:// or https://"),
+    ],
+)
+def test_bad_values_exit_2(
+    argv: list[str], env: dict[str, str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        parse_options(argv, env)
+    assert exited.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_help_explains_each_option(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["--help"])
+    assert exited.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for expected in (
+        "--api URL",
+        "AEGIS_API_URL",
+        "--interval SECONDS",
+        "AEGIS_CONSOLE_INTERVAL",
+        "--token TOKEN",
+        "AEGIS_ADMIN_TOKEN",
+        "Authorization: Bearer",
+    ):
+        assert expected in text
+
+
+def test_main_runs_the_app_with_the_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    started: list[tuple[str, float, str | None]] = []
+
+    class FakeApp:
+        return_code = None
+
+        def __init__(self, api_url: str, *, interval: float, token: str | None) -> None:
+            started.append((api_url, interval, token))
+
+        def run(self) -> None:
+            pass
+
+    monkeypatch.setattr("aegis.console.app.ConsoleApp", FakeApp)
+    monkeypatch.setenv("AEGIS_ADMIN_TOKEN", "tok")
+    assert cli.main(["--api", "http://h:9", "--interval", "3"]) == 0
+    assert started == [("http://h:9", 3.0, "tok")]

@@ -1,0 +1,141 @@
+"""KeyedTable against Textual's own DataTable operations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from aegis.console.tables import Column
+from aegis.console.widgets import KeyedTable
+from rich.text import Text
+from textual.app import App, ComposeResult
+from textual.widgets import DataTable
+
+COLUMNS = (Column("name", "Name"), Column("value", "Value"), Column("age", "Age", width=6))
+
+
+@dataclass(frozen=True)
+class Item:
+    name: str
+    value: int
+
+
+def render(item: Item) -> tuple[Text, ...]:
+    return (Text(item.name), Text(str(item.value)), Text("-"))
+
+
+def by_name(item: Item) -> Any:
+    return item.name
+
+
+def by_value(item: Item) -> Any:
+    return (-item.value, item.name)
+
+
+def items(count: int) -> dict[str, Item]:
+    return {f"k{n:03d}": Item(f"k{n:03d}", n) for n in range(count)}
+
+
+class TableApp(App[None]):
+    def compose(self) -> ComposeResult:
+        yield KeyedTable[Item](COLUMNS, id="keyed")
+        yield DataTable(id="plain")
+
+
+def keys(table: DataTable[Any]) -> list[str | None]:
+    return [row.key.value for row in table.ordered_rows]
+
+
+def contents(table: DataTable[Any]) -> list[list[str]]:
+    return [[str(cell) for cell in table.get_row_at(i)] for i in range(table.row_count)]
+
+
+async def test_bulk_removal_matches_remove_row_one_by_one() -> None:
+    app = TableApp()
+    async with app.run_test(size=(60, 20)) as pilot:
+        keyed = app.query_one("#keyed", KeyedTable)
+        plain = app.query_one("#plain", DataTable)
+        for column in COLUMNS:
+            plain.add_column(column.label, key=column.key, width=column.width)
+        data = items(40)
+        keyed.sync(data, render, by_name)
+        for key, item in data.items():
+            plain.add_row(*render(item), key=key)
+        keyed.move_cursor(row=39)
+        plain.move_cursor(row=39)
+        await pilot.pause()
+
+        doomed = ["k000", "k007", "k013", "k020", "k038", "k039"]
+        survivors = {k: v for k, v in data.items() if k not in doomed}
+        keyed.sync(survivors, render, by_name)
+        for key in doomed:
+            plain.remove_row(key)
+        await pilot.pause()
+
+        assert keys(keyed) == keys(plain)
+        assert contents(keyed) == contents(plain)
+        assert keyed.row_count == plain.row_count == 34
+        assert [keyed.get_row_index(k) for k in survivors] == list(range(34))
+        assert set(keyed.rows) == set(plain.rows)
+        # The cursor was on a removed last row: both clamp it the same way.
+        assert keyed.cursor_coordinate == plain.cursor_coordinate
+        assert keyed.virtual_size == plain.virtual_size
+
+
+async def test_sync_reports_and_applies_only_the_difference() -> None:
+    app = TableApp()
+    async with app.run_test(size=(60, 20)) as pilot:
+        keyed = app.query_one("#keyed", KeyedTable)
+        first = items(5)
+        diff = keyed.sync(first, render, by_name)
+        assert list(diff.added) == list(first)
+        await pilot.pause()
+        kept_cell = keyed.get_cell("k001", "name")
+
+        second = dict(first)
+        second["k002"] = Item("k002", 99)
+        del second["k004"]
+        second["k010"] = Item("k010", 10)
+        diff = keyed.sync(second, render, by_name)
+
+        assert list(diff.added) == ["k010"]
+        assert list(diff.updated) == ["k002"]
+        assert diff.removed == ["k004"]
+        assert keys(keyed) == ["k000", "k001", "k002", "k003", "k010"]
+        assert str(keyed.get_cell("k002", "value")) == "99"
+        assert keyed.get_cell("k001", "name") is kept_cell
+        assert not keyed.sync(second, render, by_name)
+
+
+async def test_sort_order_change_reorders_and_keeps_cursor_key() -> None:
+    app = TableApp()
+    async with app.run_test(size=(60, 20)) as pilot:
+        keyed = app.query_one("#keyed", KeyedTable)
+        data = items(6)
+        keyed.sync(data, render, by_name)
+        keyed.move_cursor(row=1)
+        await pilot.pause()
+
+        keyed.sync(data, render, by_value)
+
+        assert keys(keyed) == ["k005", "k004", "k003", "k002", "k001", "k000"]
+        assert keyed.cursor_key == "k001"
+        assert keyed.cursor_row == 4
+
+
+async def test_live_column_refreshes_rows_in_view_only() -> None:
+    app = TableApp()
+    async with app.run_test(size=(60, 12)) as pilot:
+        keyed = app.query_one("#keyed", KeyedTable)
+        data = items(100)
+        keyed.sync(data, render, by_name)
+        await pilot.pause()
+        keyed.set_live_column("age", lambda item: Text(f"{item.value}s"))
+
+        keyed.refresh_live()
+
+        assert str(keyed.get_cell("k000", "age")) == "0s"
+        assert str(keyed.get_cell("k099", "age")) == "-"
+        keyed.scroll_end(animate=False, immediate=True)
+        await pilot.pause()
+        assert str(keyed.get_cell("k099", "age")) == "99s"
