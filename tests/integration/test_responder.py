@@ -25,7 +25,7 @@ async def test_requests_run_concurrently_up_to_the_bound(
         running -= 1
         return data
 
-    responder = NatsResponder("t.slow", slow, max_in_flight=4)
+    responder = NatsResponder({"t.slow": slow}, max_in_flight=4)
     server_side = NatsClient()
     await server_side.connect(nats_server.url)
     await responder.start(server_side)
@@ -55,7 +55,7 @@ async def test_stop_lets_in_flight_requests_finish(
         await asyncio.sleep(0.2)
         return b"done"
 
-    responder = NatsResponder("t.drain", handler, max_in_flight=2)
+    responder = NatsResponder({"t.drain": handler}, max_in_flight=2)
     server_side = NatsClient()
     await server_side.connect(nats_server.url)
     await responder.start(server_side)

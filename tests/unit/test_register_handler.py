@@ -6,7 +6,7 @@ from typing import Any
 
 import msgpack
 import pytest
-from aegis.router.register_handler import RegisterHandler
+from aegis.router.handlers import Endpoint, endpoints
 from aegis.router.registry import Registry
 from aegis.router.store import MemoryStore, StoreError
 from structlog.testing import capture_logs
@@ -33,15 +33,16 @@ def body(**overrides: Any) -> dict[str, Any]:
     }
 
 
-def handler(registry: Any = None, max_request_bytes: int = 64 * 1024) -> RegisterHandler:
-    return RegisterHandler(
+def handler(registry: Any = None, max_request_bytes: int = 64 * 1024) -> Endpoint[Any]:
+    handlers = endpoints(
         registry or Registry(MemoryStore()),
         max_request_bytes=max_request_bytes,
         max_metadata_bytes=1024,
     )
+    return handlers["ipc.service.register"]
 
 
-async def call(h: RegisterHandler, data: dict[str, Any] | bytes) -> tuple[dict[str, Any], bytes]:
+async def call(h: Endpoint[Any], data: dict[str, Any] | bytes) -> tuple[dict[str, Any], bytes]:
     raw = await h(data if isinstance(data, bytes) else msgpack.packb(data))
     assert isinstance(raw, bytes)
     return msgpack.unpackb(raw), raw
@@ -57,8 +58,9 @@ class FailingRegistry:
 
 async def test_created_reply_shape() -> None:
     reply, _ = await call(handler(), body())
-    assert set(reply) == {"ok", "status", "instance"}
+    assert set(reply) == {"ok", "status", "instance", "heartbeat_interval", "ttl"}
     assert (reply["ok"], reply["status"]) == (True, 201)
+    assert (reply["heartbeat_interval"], reply["ttl"]) == (5.0, 15.0)
     instance = reply["instance"]
     assert set(instance) == INSTANCE_KEYS
     assert (instance["service_name"], instance["instance_id"]) == ("billing", "b-1")

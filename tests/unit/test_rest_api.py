@@ -159,6 +159,7 @@ async def test_openapi_documents_every_route_with_exact_schemas(app: Sanic[Any, 
     assert routes == {
         f"{ADMIN}/services",
         f"{ADMIN}/services/{{name}}",
+        f"{ADMIN}/services/{{name}}/instances/{{instance_id}}",
         f"{ADMIN}/instances",
         "/healthz",
     }

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from aegis.sdk.models import InstanceStatus
+import structlog
+from aegis.sdk.models import Instance, InstanceStatus
 from pydantic import BaseModel
 from sanic import Blueprint, HTTPResponse, Request, json
 from sanic.exceptions import SanicException
@@ -18,6 +19,7 @@ from .api_models import (
     StatusCounts,
     ref,
 )
+from .domain import InstanceKey
 from .registry import Registry
 
 
@@ -29,12 +31,29 @@ class ApiException(SanicException):
         self.code = code
 
 
+log = structlog.get_logger("aegis.router.api")
+
+STATUS_HELP = "Only instances in this status: ONLINE, UNHEALTHY or OFFLINE."
 INTERNAL = "INTERNAL_ERROR: the router failed; details are in its log."
 
 
 def _registry(request: Request) -> Registry:
     registry: Registry = request.app.ctx.registry
     return registry
+
+
+def _status_filter(request: Request) -> InstanceStatus | None:
+    """The ``status`` query argument, or None; 400 ``INVALID_STATUS`` if unknown."""
+    text = request.args.get("status")
+    if not text:
+        return None
+    try:
+        return InstanceStatus(text.upper())
+    except ValueError:
+        allowed = ", ".join(s.value for s in InstanceStatus)
+        raise ApiException(
+            400, "INVALID_STATUS", f"status must be one of {allowed}, got {text!r}"
+        ) from None
 
 
 def _json(model: BaseModel, status: int = 200) -> HTTPResponse:
@@ -66,16 +85,51 @@ def blueprints() -> list[Blueprint]:
 
     @admin.get("/services/<name:str>")
     @openapi.summary("Show one service")
-    @openapi.description("The service's instances, sorted by instance id.")
+    @openapi.description(
+        "The service's instances, sorted by instance id; `status` keeps only those in it."
+    )
+    @openapi.parameter("status", str, "query", description=STATUS_HELP)
     @openapi.response(200, ref(ServiceDetail), "The service and its instances.")
+    @openapi.response(400, ref(ErrorResponse), "INVALID_STATUS: unknown status filter.")
     @openapi.response(404, ref(ErrorResponse), "SERVICE_NOT_FOUND: no such service is registered.")
     @openapi.response(500, ref(ErrorResponse), INTERNAL)
     async def get_service(request: Request, name: str) -> HTTPResponse:
         """One service and its instances; 404 ``SERVICE_NOT_FOUND`` if none is registered."""
+        status = _status_filter(request)
         records = await _registry(request).instances(name)
         if not records:
             raise ApiException(404, "SERVICE_NOT_FOUND", f"no service named {name!r} is registered")
-        return _json(ServiceDetail(name=name, instances=[r.to_public() for r in records]))
+        shown = [r.to_public() for r in records if status is None or r.status is status]
+        return _json(ServiceDetail(name=name, instances=shown))
+
+    @admin.delete("/services/<name:str>/instances/<instance_id:str>")
+    @openapi.summary("Force-deregister an instance")
+    @openapi.description(
+        "An operator action: the instance goes OFFLINE at once whatever its session, "
+        "and is removed after the removal deadline. Its owner's next heartbeat gets 404 "
+        "and re-registers it, so stop the service first to keep it out."
+    )
+    @openapi.response(200, ref(Instance), "The instance, now OFFLINE.")
+    @openapi.response(404, ref(ErrorResponse), "INSTANCE_NOT_FOUND: no such instance.")
+    @openapi.response(500, ref(ErrorResponse), INTERNAL)
+    async def force_deregister(request: Request, name: str, instance_id: str) -> HTTPResponse:
+        """Take one instance OFFLINE as an operator; logged with who asked."""
+        record = await _registry(request).force_deregister(InstanceKey(name, instance_id))
+        log.info(
+            "operator_deregistration",
+            service=name,
+            instance=instance_id,
+            found=record is not None,
+            origin=request.remote_addr or request.ip,
+            user_agent=request.headers.get("user-agent"),
+        )
+        if record is None:
+            raise ApiException(
+                404,
+                "INSTANCE_NOT_FOUND",
+                f"no instance {instance_id!r} of service {name!r} is registered",
+            )
+        return _json(record.to_public())
 
     @admin.get("/instances")
     @openapi.summary("List instances")
@@ -84,22 +138,13 @@ def blueprints() -> list[Blueprint]:
         "Filter with `service` (exact name) and `status` (ONLINE, UNHEALTHY or OFFLINE)."
     )
     @openapi.parameter("service", str, "query", description="Only this service.")
-    @openapi.parameter("status", str, "query", description="ONLINE, UNHEALTHY or OFFLINE.")
+    @openapi.parameter("status", str, "query", description=STATUS_HELP)
     @openapi.response(200, ref(InstancesResponse), "The matching instances.")
     @openapi.response(400, ref(ErrorResponse), "INVALID_STATUS: unknown status filter.")
     @openapi.response(500, ref(ErrorResponse), INTERNAL)
     async def list_instances(request: Request) -> HTTPResponse:
         """All instances, or those of one service and/or one status."""
-        status_text = request.args.get("status")
-        status: InstanceStatus | None = None
-        if status_text:
-            try:
-                status = InstanceStatus(status_text.upper())
-            except ValueError:
-                allowed = ", ".join(s.value for s in InstanceStatus)
-                raise ApiException(
-                    400, "INVALID_STATUS", f"status must be one of {allowed}, got {status_text!r}"
-                ) from None
+        status = _status_filter(request)
         records = await _registry(request).instances(request.args.get("service") or None, status)
         instances = [r.to_public() for r in records]
         return _json(InstancesResponse(instances=instances, total=len(instances)))

@@ -6,17 +6,18 @@ import itertools
 
 import structlog
 from aegis.sdk.connection import connect
-from aegis.sdk.models import REGISTER_SUBJECT
 from nats.aio.client import Client as NatsClient
 from sanic import Sanic
 
 from .api import blueprints
 from .errors_http import json_error
+from .events import NatsEventSink
+from .handlers import endpoints
 from .nats_responder import NatsResponder
-from .register_handler import RegisterHandler
 from .registry import Registry
 from .settings import Settings
 from .store import MemoryStore
+from .sweeper import Sweeper, tick_for
 
 log = structlog.get_logger("aegis.router")
 
@@ -49,7 +50,7 @@ def create_app(
         description="Read the AegisIPC service registry. Every error is "
         '`{"error": {"code", "message", "details?"}}`.',
     )
-    app.ctx.registry = registry or Registry(MemoryStore())
+    app.ctx.registry = registry or Registry(MemoryStore(), settings.timings)
     app.ctx.settings = settings
     for blueprint in blueprints():
         app.blueprint(blueprint)
@@ -60,17 +61,17 @@ def create_app(
 
 
 def _serve_nats(app: Sanic, settings: Settings) -> None:  # type: ignore[type-arg]
-    """Answer ``ipc.service.register`` from the serving process's listeners."""
-
+    """Answer the ``ipc.service.*`` subjects and sweep, from the serving process's listeners."""
+    registry: Registry = app.ctx.registry
     responder = NatsResponder(
-        REGISTER_SUBJECT,
-        RegisterHandler(
-            app.ctx.registry,
+        endpoints(
+            registry,
             max_request_bytes=settings.max_request_bytes,
             max_metadata_bytes=settings.max_metadata_bytes,
         ),
         max_in_flight=settings.max_in_flight,
     )
+    sweeper = Sweeper(registry, tick_for(registry.timings.unhealthy_after))
     stopping = False
 
     async def on_disconnected() -> None:
@@ -103,14 +104,27 @@ def _serve_nats(app: Sanic, settings: Settings) -> None:  # type: ignore[type-ar
                 "or leave it unset to run the bundled nats-server"
             ) from exc
         app.ctx.nc = nc
+        registry.set_event_sink(NatsEventSink(nc))
         await responder.start(nc)
-        log.info("router_ready", nats_url=url, http=f"{settings.http_host}:{settings.http_port}")
+        sweeper.start()
+        timings = registry.timings
+        log.info(
+            "router_ready",
+            nats_url=url,
+            http=f"{settings.http_host}:{settings.http_port}",
+            heartbeat_interval=timings.heartbeat_interval,
+            unhealthy_after=timings.unhealthy_after,
+            offline_after=timings.offline_after,
+            remove_after=timings.remove_after,
+        )
 
     @app.before_server_stop
     async def stop_nats(app: Sanic) -> None:  # type: ignore[type-arg]
         nonlocal stopping
         stopping = True
+        await sweeper.stop()
         await responder.stop()
+        registry.set_event_sink(None)
         nc: NatsClient | None = getattr(app.ctx, "nc", None)
         if nc is not None and not nc.is_closed:
             await nc.drain()

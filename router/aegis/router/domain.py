@@ -6,11 +6,11 @@ Nothing here does I/O, so every rule is testable without NATS or a store.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any
 
-from aegis.sdk.models import Instance, InstanceStatus
+from aegis.sdk.models import EventKind, Instance, InstanceStatus
 
 LIVE_STATUSES = frozenset({InstanceStatus.ONLINE, InstanceStatus.UNHEALTHY})
 
@@ -106,6 +106,107 @@ def decide_registration(
         )
     if session_id is not None and existing.session_id == session_id:
         # A retried request: metadata stays as first registered.
-        renewed = replace(existing, status=InstanceStatus.ONLINE, last_heartbeat_at=now)
-        return Decision(Outcome.RENEWED, renewed)
+        return Decision(Outcome.RENEWED, touch(existing, now))
     return Decision(Outcome.DUPLICATE, existing)
+
+
+@dataclass(frozen=True, slots=True)
+class Timings:
+    """Liveness settings, in seconds; each deadline counts from the last contact."""
+
+    heartbeat_interval: float = 5.0
+    unhealthy_after: float = 15.0
+    offline_after: float = 30.0
+    remove_after: float = 300.0
+
+    def __post_init__(self) -> None:
+        if not (
+            0 < self.heartbeat_interval < self.unhealthy_after < self.offline_after
+            and self.offline_after < self.remove_after
+        ):
+            raise ValueError(
+                "liveness timings must satisfy 0 < heartbeat_interval < unhealthy_after < "
+                f"offline_after < remove_after; got {self.heartbeat_interval} / "
+                f"{self.unhealthy_after} / {self.offline_after} / {self.remove_after}"
+            )
+
+
+_AFTER_BY_STATUS = {
+    InstanceStatus.ONLINE: "unhealthy_after",
+    InstanceStatus.UNHEALTHY: "offline_after",
+    InstanceStatus.OFFLINE: "remove_after",
+}
+_SEVERITY = {InstanceStatus.ONLINE: 0, InstanceStatus.UNHEALTHY: 1, InstanceStatus.OFFLINE: 2}
+
+
+def next_deadline(record: InstanceRecord, timings: Timings) -> datetime:
+    """When the record is next due for a check: its next transition if nothing is heard."""
+    after: float = getattr(timings, _AFTER_BY_STATUS[record.status])
+    return record.last_heartbeat_at + timedelta(seconds=after)
+
+
+def offline_at(record: InstanceRecord, timings: Timings) -> datetime:
+    """When a live record goes OFFLINE (and may be taken over) if nothing is heard."""
+    return record.last_heartbeat_at + timedelta(seconds=timings.offline_after)
+
+
+def expire(record: InstanceRecord, now: datetime, timings: Timings) -> InstanceRecord | None:
+    """The record as time alone leaves it: worse status by age, or None when removed.
+
+    Age never improves a status (a deregistered instance stays OFFLINE);
+    only contact does.
+    """
+    age = (now - record.last_heartbeat_at).total_seconds()
+    if age >= timings.remove_after:
+        return None
+    if age >= timings.offline_after:
+        by_age = InstanceStatus.OFFLINE
+    elif age >= timings.unhealthy_after:
+        by_age = InstanceStatus.UNHEALTHY
+    else:
+        by_age = InstanceStatus.ONLINE
+    if _SEVERITY[by_age] <= _SEVERITY[record.status]:
+        return record
+    return replace(record, status=by_age)
+
+
+class OwnerCheck(Enum):
+    """Whether a heartbeat or deregistration may act on the stored record."""
+
+    OK = "ok"
+    NOT_FOUND = "not_found"  # unknown or OFFLINE: the client should register again
+    SESSION_MISMATCH = "session_mismatch"  # live, but owned by another session or none
+
+
+def check_owner(existing: InstanceRecord | None, session_id: str) -> OwnerCheck:
+    """Only the session that registered a live instance may speak for it."""
+    if existing is None or not existing.is_live:
+        return OwnerCheck.NOT_FOUND
+    if existing.session_id is None or existing.session_id != session_id:
+        return OwnerCheck.SESSION_MISMATCH
+    return OwnerCheck.OK
+
+
+def touch(record: InstanceRecord, now: datetime) -> InstanceRecord:
+    """Contact from the owner: ONLINE again, deadlines restart."""
+    return replace(record, status=InstanceStatus.ONLINE, last_heartbeat_at=now)
+
+
+def take_offline(record: InstanceRecord, now: datetime) -> InstanceRecord:
+    """Deregistered: OFFLINE at once; removal counts from now."""
+    return replace(record, status=InstanceStatus.OFFLINE, last_heartbeat_at=now)
+
+
+def change_kind(
+    before: InstanceRecord | None, after: InstanceRecord | None, *, deregistered: bool = False
+) -> EventKind | None:
+    """Name the change from ``before`` to ``after`` for a change event; None if no news."""
+    if after is None:
+        return EventKind.REMOVED if before is not None else None
+    if before is None or after.registered_at != before.registered_at:
+        return EventKind.REGISTERED
+    if deregistered:
+        return EventKind.DEREGISTERED
+    if after.status is not before.status:
+        return EventKind.STATUS_CHANGED
+    return None

@@ -1,4 +1,4 @@
-"""Serves a NATS request-reply subject with bounded concurrency.
+"""Serves NATS request-reply subjects with bounded concurrency.
 
 nats-py runs one subscription's callbacks one at a time; the callback here
 only takes a slot and starts a task, so slow requests do not queue up behind
@@ -9,7 +9,7 @@ wait in nats-py's bounded pending queue.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 import structlog
 from nats.aio.client import Client as NatsClient
@@ -24,41 +24,48 @@ QUEUE_GROUP = "aegis-router"
 
 
 class NatsResponder:
-    """Answers every request on ``subject`` with ``handler(body)``."""
+    """Answers every request on each subject with its handler; slots shared by all."""
 
-    def __init__(self, subject: str, handler: Handler, *, max_in_flight: int) -> None:
-        self.subject = subject
-        self._handler = handler
+    def __init__(self, handlers: Mapping[str, Handler], *, max_in_flight: int) -> None:
+        self._handlers = dict(handlers)
         self._slots = asyncio.Semaphore(max_in_flight)
         self._tasks: set[asyncio.Task[None]] = set()
-        self._sub: Subscription | None = None
+        self._subs: list[Subscription] = []
 
     async def start(self, nc: NatsClient) -> None:
         """Subscribe in the routers' queue group, so several routers share the load."""
-        self._sub = await nc.subscribe(self.subject, queue=QUEUE_GROUP, cb=self._on_message)
-        log.info("nats_subscribed", subject=self.subject, queue=QUEUE_GROUP)
+        for subject, handler in self._handlers.items():
+            sub = await nc.subscribe(subject, queue=QUEUE_GROUP, cb=self._callback(handler))
+            self._subs.append(sub)
+            log.info("nats_subscribed", subject=subject, queue=QUEUE_GROUP)
+        # A round trip to the server: once it returns the subscriptions are live,
+        # so nobody who saw us "ready" gets "no responders".
+        await nc.flush()
 
     async def stop(self) -> None:
         """Stop taking requests, then let those in flight finish."""
-        sub, self._sub = self._sub, None
-        if sub is not None:
+        subs, self._subs = self._subs, []
+        for sub in subs:
             await sub.unsubscribe()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    async def _on_message(self, msg: Msg) -> None:
-        await self._slots.acquire()
-        task = asyncio.create_task(self._serve(msg))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def _callback(self, handler: Handler) -> Callable[[Msg], Awaitable[None]]:
+        async def on_message(msg: Msg) -> None:
+            await self._slots.acquire()
+            task = asyncio.create_task(self._serve(handler, msg))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
-    async def _serve(self, msg: Msg) -> None:
+        return on_message
+
+    async def _serve(self, handler: Handler, msg: Msg) -> None:
         try:
-            reply = await self._handler(msg.data)
+            reply = await handler(msg.data)
             if msg.reply:
                 await msg.respond(reply)
         except Exception:
-            # The handler never raises; this is the connection failing under us.
-            log.exception("nats_reply_failed", subject=self.subject)
+            # Handlers never raise; this is the connection failing under us.
+            log.exception("nats_reply_failed", subject=msg.subject)
         finally:
             self._slots.release()

@@ -1,4 +1,8 @@
-"""The registry service: applies the domain rules over a storage port."""
+"""The registry service: applies the domain rules over a storage port.
+
+Every change goes through one compare-and-set loop (``_apply``), which also
+keeps the liveness deadlines current and announces the change.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +10,72 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Final, Generic, Protocol, TypeVar
 
-from aegis.sdk.models import InstanceStatus, RegisterRequest
+import structlog
+from aegis.sdk.models import ChangeEvent, InstanceStatus, RegisterRequest
 
-from .domain import Decision, InstanceKey, InstanceRecord, Outcome, decide_registration
+from .deadlines import DeadlineIndex
+from .domain import (
+    Decision,
+    InstanceKey,
+    InstanceRecord,
+    Outcome,
+    OwnerCheck,
+    Timings,
+    change_kind,
+    check_owner,
+    decide_registration,
+    expire,
+    next_deadline,
+    take_offline,
+    touch,
+)
 from .store import AlreadyExists, InstanceStore, RevisionMismatch, StoreError
+
+log = structlog.get_logger("aegis.router.registry")
 
 # Each retry means another writer changed the key between our read and write;
 # after this many in a row something is wrong with the store, not contention.
 MAX_CAS_ATTEMPTS = 16
 
+T = TypeVar("T")
+
+_DEREGISTRATIONS = frozenset({"deregister", "operator"})
+
 
 def utc_now() -> datetime:
     """The router's clock."""
     return datetime.now(UTC)
+
+
+class EventSink(Protocol):
+    """Where change events go (NATS in the router; a list in tests)."""
+
+    async def publish(self, event: ChangeEvent) -> None:
+        """Send one event; may raise, the registry logs and carries on."""
+        ...
+
+
+class _Keep:
+    """Marker: the change function decided not to write."""
+
+
+KEEP: Final = _Keep()
+
+
+@dataclass(frozen=True, slots=True)
+class _Change(Generic[T]):
+    result: T
+    after: InstanceRecord | _Keep | None  # None: delete
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerResult:
+    """Outcome of a heartbeat or deregistration, with the record as stored after it."""
+
+    check: OwnerCheck
+    record: InstanceRecord | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,11 +88,28 @@ class ServiceSummary:
 
 
 class Registry:
-    """Registers instances and answers queries about them."""
+    """Registers instances, tracks their liveness, answers queries about them."""
 
-    def __init__(self, store: InstanceStore, clock: Callable[[], datetime] = utc_now) -> None:
+    def __init__(
+        self,
+        store: InstanceStore,
+        timings: Timings | None = None,
+        events: EventSink | None = None,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.timings = timings or Timings()
         self._store = store
+        self._events = events
         self._clock = clock
+        self._deadlines: DeadlineIndex[InstanceKey] = DeadlineIndex()
+
+    def now(self) -> datetime:
+        """The registry's clock."""
+        return self._clock()
+
+    def set_event_sink(self, events: EventSink | None) -> None:
+        """Start (or stop) announcing changes, e.g. once NATS is connected."""
+        self._events = events
 
     async def register(self, request: RegisterRequest) -> Decision:
         """Register one instance; the decision says created, renewed or duplicate.
@@ -44,28 +117,145 @@ class Registry:
         Safe under concurrency: of many registrations of one instance id with
         different sessions, exactly one is CREATED.
         """
-        key = InstanceKey(request.service_name, request.instance_id)
-        for _ in range(MAX_CAS_ATTEMPTS):
-            current = await self._store.get(key)
+        now = self._clock()
+
+        def change(before: InstanceRecord | None) -> _Change[Decision]:
             decision = decide_registration(
-                current.record if current else None,
+                before,
                 service_name=request.service_name,
                 instance_id=request.instance_id,
                 metadata=request.metadata,
                 session_id=request.session_id,
-                now=self._clock(),
+                now=now,
             )
             if decision.outcome is Outcome.DUPLICATE:
-                return decision
+                return _Change(decision, KEEP)
+            return _Change(decision, decision.record)
+
+        key = InstanceKey(request.service_name, request.instance_id)
+        return await self._apply(key, change, cause="register")
+
+    async def heartbeat(self, key: InstanceKey, session_id: str) -> OwnerResult:
+        """Contact from the owner: ONLINE again and deadlines restart."""
+        now = self._clock()
+        return await self._apply(key, self._owned(session_id, lambda r: touch(r, now)), "heartbeat")
+
+    async def deregister(self, key: InstanceKey, session_id: str) -> OwnerResult:
+        """The owner leaves: OFFLINE at once."""
+        now = self._clock()
+        change = self._owned(session_id, lambda r: take_offline(r, now))
+        return await self._apply(key, change, "deregister")
+
+    async def force_deregister(self, key: InstanceKey) -> InstanceRecord | None:
+        """An operator takes a live instance OFFLINE whatever its session; None if unknown."""
+        now = self._clock()
+
+        def change(before: InstanceRecord | None) -> _Change[InstanceRecord | None]:
+            if before is None or not before.is_live:
+                return _Change(before, KEEP)
+            after = take_offline(before, now)
+            return _Change(after, after)
+
+        return await self._apply(key, change, "operator")
+
+    @staticmethod
+    def _owned(
+        session_id: str, act: Callable[[InstanceRecord], InstanceRecord]
+    ) -> Callable[[InstanceRecord | None], _Change[OwnerResult]]:
+        def change(before: InstanceRecord | None) -> _Change[OwnerResult]:
+            check = check_owner(before, session_id)
+            if check is not OwnerCheck.OK or before is None:
+                return _Change(OwnerResult(check, before), KEEP)
+            after = act(before)
+            return _Change(OwnerResult(check, after), after)
+
+        return change
+
+    async def sweep(self) -> int:
+        """Apply the liveness deadlines that have passed; returns how many changed.
+
+        Costs time in proportion to the instances due, not to the registry.
+        """
+        now = self._clock()
+        changed = 0
+
+        def change(before: InstanceRecord | None) -> _Change[bool]:
+            if before is None:
+                return _Change(False, KEEP)
+            after = expire(before, now, self.timings)
+            return _Change(after is not before, KEEP if after is before else after)
+
+        for key in self._deadlines.pop_due(now.timestamp()):
+            try:
+                changed += await self._apply(key, change, "expired")
+            except Exception:
+                # Not lost: try this key again on a later tick.
+                log.exception("sweep_failed", service=key.service_name, instance=key.instance_id)
+                self._deadlines.set(key, now.timestamp() + 1.0)
+        return changed
+
+    async def _apply(
+        self,
+        key: InstanceKey,
+        change: Callable[[InstanceRecord | None], _Change[T]],
+        cause: str,
+    ) -> T:
+        """Read, decide, write by compare-and-set; decide again if someone wrote first."""
+        for _ in range(MAX_CAS_ATTEMPTS):
+            current = await self._store.get(key)
+            before = current.record if current else None
+            decided = change(before)
+            after = decided.after
+            if isinstance(after, _Keep):
+                if before is not None:
+                    self._track(key, before)
+                return decided.result
             try:
                 if current is None:
-                    await self._store.create(decision.record)
+                    if after is None:
+                        return decided.result
+                    await self._store.create(after)
+                elif after is None:
+                    await self._store.delete(key, current.revision)
                 else:
-                    await self._store.update(decision.record, current.revision)
+                    await self._store.update(after, current.revision)
             except (AlreadyExists, RevisionMismatch):
-                continue  # someone else wrote first: decide again on what they wrote
-            return decision
+                continue
+            self._track(key, after)
+            await self._announce(before, after, cause)
+            return decided.result
         raise StoreError(f"gave up after {MAX_CAS_ATTEMPTS} conflicting writes on {key}")
+
+    def _track(self, key: InstanceKey, record: InstanceRecord | None) -> None:
+        if record is None:
+            self._deadlines.discard(key)
+        else:
+            self._deadlines.set(key, next_deadline(record, self.timings).timestamp())
+
+    async def _announce(
+        self, before: InstanceRecord | None, after: InstanceRecord | None, cause: str
+    ) -> None:
+        kind = change_kind(before, after, deregistered=cause in _DEREGISTRATIONS)
+        if kind is None:
+            return
+        shown = after or before
+        assert shown is not None
+        previous = before.status if before is not None else None
+        log.info(
+            f"instance_{kind.value}",
+            service=shown.service_name,
+            instance=shown.instance_id,
+            status=after.status.value if after else None,
+            previous_status=previous.value if previous else None,
+            cause=cause,
+        )
+        if self._events is None:
+            return
+        event = ChangeEvent(event=kind, instance=shown.to_public(), previous_status=previous)
+        try:
+            await self._events.publish(event)
+        except Exception as exc:
+            log.warning("event_publish_failed", service=shown.service_name, error=repr(exc))
 
     async def services(self) -> list[ServiceSummary]:
         """Every service with its instance counts by status, sorted by name."""

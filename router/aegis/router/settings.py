@@ -12,6 +12,8 @@ from typing import Literal
 
 from aegis.sdk.models import DEFAULT_MAX_METADATA_BYTES
 
+from .domain import Timings
+
 LogFormat = Literal["json", "console"]
 
 
@@ -37,6 +39,17 @@ class Settings:
     max_request_bytes: int = 64 * 1024
     max_metadata_bytes: int = DEFAULT_MAX_METADATA_BYTES
     nats_connect_attempts: int = 5
+    heartbeat_interval: float = 5.0
+    unhealthy_after: float = 15.0
+    offline_after: float = 30.0
+    remove_after: float = 300.0
+
+    @property
+    def timings(self) -> Timings:
+        """The liveness timings (validated when settings load)."""
+        return Timings(
+            self.heartbeat_interval, self.unhealthy_after, self.offline_after, self.remove_after
+        )
 
 
 def _positive_int(text: str) -> int:
@@ -58,6 +71,13 @@ def _log_format(text: str) -> str:
     if fmt not in ("json", "console"):
         raise argparse.ArgumentTypeError(f"must be json or console, got {text!r}")
     return fmt
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+    return value
 
 
 def _port(text: str) -> int:
@@ -115,6 +135,30 @@ _OPTIONS: list[tuple[str, str, object, str]] = [
         _positive_int,
         "Largest MessagePack-encoded metadata accepted (larger: 400).",
     ),
+    (
+        "--heartbeat-interval",
+        "AEGIS_HEARTBEAT_INTERVAL",
+        _seconds,
+        "Seconds between heartbeats; told to clients in every register reply.",
+    ),
+    (
+        "--unhealthy-after",
+        "AEGIS_UNHEALTHY_AFTER",
+        _seconds,
+        "Seconds without contact before an instance is UNHEALTHY.",
+    ),
+    (
+        "--offline-after",
+        "AEGIS_OFFLINE_AFTER",
+        _seconds,
+        "Seconds without contact before an instance is OFFLINE (and may be taken over).",
+    ),
+    (
+        "--remove-after",
+        "AEGIS_REMOVE_AFTER",
+        _seconds,
+        "Seconds without contact before an instance is removed from the registry.",
+    ),
 ]
 
 
@@ -154,4 +198,12 @@ def load_settings(
         if given is not None:
             values[attr] = given
     values.setdefault("log_format", "console" if sys.stderr.isatty() else "json")
-    return Settings(**values)  # type: ignore[arg-type]
+    settings = Settings(**values)  # type: ignore[arg-type]
+    try:
+        settings.timings  # noqa: B018 - validates the order of the deadlines
+    except ValueError as exc:
+        parser.error(
+            f"{exc} (AEGIS_HEARTBEAT_INTERVAL, AEGIS_UNHEALTHY_AFTER, AEGIS_OFFLINE_AFTER, "
+            "AEGIS_REMOVE_AFTER)"
+        )
+    return settings

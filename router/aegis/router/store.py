@@ -54,6 +54,13 @@ class InstanceStore(Protocol):
         """
         ...
 
+    async def delete(self, key: InstanceKey, expected_revision: int) -> None:
+        """Remove the record if it is still at ``expected_revision``.
+
+        Raises ``RevisionMismatch`` otherwise.
+        """
+        ...
+
     async def list_service(self, service_name: str) -> list[InstanceRecord]:
         """Every record of one service (empty if none)."""
         ...
@@ -96,6 +103,16 @@ class MemoryStore:
         revision = self._next_revision()
         instances[record.instance_id] = Versioned(record, revision)
         return revision
+
+    async def delete(self, key: InstanceKey, expected_revision: int) -> None:
+        """See ``InstanceStore.delete``."""
+        instances = self._services.get(key.service_name, {})
+        current = instances.get(key.instance_id)
+        if current is None or current.revision != expected_revision:
+            raise RevisionMismatch(key)
+        del instances[key.instance_id]
+        if not instances:
+            del self._services[key.service_name]
 
     async def list_service(self, service_name: str) -> list[InstanceRecord]:
         """See ``InstanceStore.list_service``."""

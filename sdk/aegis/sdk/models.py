@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from enum import StrEnum
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Literal
 
 import msgpack
 from pydantic import (
@@ -30,6 +30,16 @@ _INT_MIN: Final = -(2**63)  # MessagePack integers: int64 ... uint64
 _INT_MAX: Final = 2**64 - 1
 
 REGISTER_SUBJECT: Final = "ipc.service.register"
+HEARTBEAT_SUBJECT: Final = "ipc.service.heartbeat"
+DEREGISTER_SUBJECT: Final = "ipc.service.deregister"
+DISCOVER_SUBJECT: Final = "ipc.service.discover"
+EVENTS_PREFIX: Final = "ipc.events.service"
+
+
+def events_subject(service_name: str | None = None) -> str:
+    """Where change events of ``service_name`` are published (None: every service)."""
+    return f"{EVENTS_PREFIX}.{service_name or '*'}"
+
 
 ServiceName = Annotated[str, StringConstraints(pattern=SERVICE_NAME_PATTERN)]
 InstanceId = Annotated[str, StringConstraints(pattern=INSTANCE_ID_PATTERN)]
@@ -51,6 +61,8 @@ class ErrorCode(StrEnum):
     VALIDATION_ERROR = "VALIDATION_ERROR"
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
     DUPLICATE_INSTANCE = "DUPLICATE_INSTANCE"
+    INSTANCE_NOT_FOUND = "INSTANCE_NOT_FOUND"
+    SESSION_MISMATCH = "SESSION_MISMATCH"
     INTERNAL_ERROR = "INTERNAL_ERROR"
     STORE_UNAVAILABLE = "STORE_UNAVAILABLE"
 
@@ -132,6 +144,25 @@ class RegisterRequest(BaseModel):
         return value
 
 
+class InstanceRequest(BaseModel):
+    """Body of ``ipc.service.heartbeat`` and ``ipc.service.deregister``: the owner speaks."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    service_name: ServiceName
+    instance_id: InstanceId
+    session_id: SessionId
+
+
+class DiscoverRequest(BaseModel):
+    """Body of ``ipc.service.discover``; ``status`` is a status name or ``ANY``."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    service_name: ServiceName
+    status: Literal["ONLINE", "UNHEALTHY", "OFFLINE", "ANY"] = "ONLINE"
+
+
 class Instance(BaseModel):
     """A registered instance as the router reports it (never with its session)."""
 
@@ -175,5 +206,36 @@ class Reply(BaseModel):
     ok: bool
     status: int
     instance: Instance | None = None
+    instances: list[Instance] | None = Field(default=None, description="discover replies")
     error: ErrorBody | None = None
     existing: Instance | None = None
+    retry_after: float | None = Field(
+        default=None,
+        description="409: seconds until the existing registration goes OFFLINE and can be "
+        "taken over, if its owner sends nothing more.",
+    )
+    heartbeat_interval: float | None = Field(
+        default=None, description="register: seconds between the heartbeats the router wants."
+    )
+    ttl: float | None = Field(
+        default=None, description="register: seconds without contact before UNHEALTHY."
+    )
+
+
+class EventKind(StrEnum):
+    """What happened to an instance."""
+
+    REGISTERED = "registered"
+    STATUS_CHANGED = "status_changed"
+    DEREGISTERED = "deregistered"
+    REMOVED = "removed"
+
+
+class ChangeEvent(BaseModel):
+    """Published on ``ipc.events.service.<service_name>`` after every change."""
+
+    model_config = ConfigDict(frozen=True)
+
+    event: EventKind
+    instance: Instance
+    previous_status: InstanceStatus | None = None

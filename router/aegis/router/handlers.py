@@ -1,0 +1,262 @@
+"""NATS request handlers: raw bytes in, one MessagePack reply out, one log event.
+
+Pure of NATS (the responder moves the bytes) and never raising, so every
+request gets an answer whatever it holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Generic, TypeVar
+
+import msgpack
+import structlog
+from aegis.sdk.models import (
+    DEREGISTER_SUBJECT,
+    DISCOVER_SUBJECT,
+    HEARTBEAT_SUBJECT,
+    REGISTER_SUBJECT,
+    DiscoverRequest,
+    ErrorBody,
+    ErrorCode,
+    ErrorDetail,
+    InstanceRequest,
+    InstanceStatus,
+    RegisterRequest,
+    Reply,
+    error_details,
+)
+from pydantic import BaseModel, ValidationError
+
+from .domain import InstanceKey, Outcome, OwnerCheck, iso, offline_at
+from .registry import OwnerResult, Registry
+from .store import StoreError
+
+log = structlog.get_logger("aegis.router.handlers")
+
+M = TypeVar("M", bound=BaseModel)
+
+_STATUS_BY_OUTCOME = {Outcome.CREATED: 201, Outcome.RENEWED: 200, Outcome.DUPLICATE: 409}
+
+
+def encode(reply: Reply) -> bytes:
+    """MessagePack bytes of a reply; absent members are left out."""
+    packed: bytes = msgpack.packb(reply.model_dump(mode="json", exclude_none=True))
+    return packed
+
+
+def error_reply(
+    status: int,
+    code: ErrorCode,
+    message: str,
+    details: list[ErrorDetail] | None = None,
+    **extra: Any,
+) -> Reply:
+    """A failed reply with the standard error body."""
+    error = ErrorBody(code=code, message=message, details=details)
+    return Reply(ok=False, status=status, error=error, **extra)
+
+
+def decode_request(data: bytes, max_request_bytes: int) -> dict[str, Any] | Reply:
+    """The request's map, or the error reply that explains why there is none."""
+    if len(data) > max_request_bytes:
+        return error_reply(
+            413,
+            ErrorCode.PAYLOAD_TOO_LARGE,
+            f"request is {len(data)} bytes; the limit is {max_request_bytes}",
+        )
+    try:
+        body = msgpack.unpackb(data, raw=False)
+    except Exception as exc:  # msgpack raises many types for bad input
+        return error_reply(
+            400, ErrorCode.MALFORMED_PAYLOAD, f"body is not valid MessagePack: {exc!s:.200}"
+        )
+    if not isinstance(body, dict):
+        return error_reply(
+            400,
+            ErrorCode.MALFORMED_PAYLOAD,
+            f"body must be a MessagePack map, got {type(body).__name__}",
+        )
+    return body
+
+
+@dataclass(frozen=True, slots=True)
+class Handled:
+    """A reply and how to log it: ``result`` names the outcome."""
+
+    reply: Reply
+    result: str
+    fields: Mapping[str, Any] = field(default_factory=dict)
+    quiet: bool = False  # hot-path successes (heartbeats) log at debug
+
+
+class Endpoint(Generic[M]):
+    """One subject: decode, validate into ``model``, run ``action``, encode."""
+
+    def __init__(
+        self,
+        event: str,
+        model: type[M],
+        action: Callable[[M], Awaitable[Handled]],
+        *,
+        max_request_bytes: int,
+        context: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.event = event
+        self._model = model
+        self._action = action
+        self._max_request_bytes = max_request_bytes
+        self._context = dict(context or {})
+
+    async def __call__(self, data: bytes) -> bytes:
+        """The reply to one request body. Never raises."""
+        try:
+            handled = await self._handle(data)
+        except Exception:
+            log.exception(self.event, result="error")
+            handled = Handled(_internal_error(), "error")
+        emit = log.debug if handled.quiet else log.info
+        emit(self.event, result=handled.result, **handled.fields)
+        return encode(handled.reply)
+
+    async def _handle(self, data: bytes) -> Handled:
+        body = decode_request(data, self._max_request_bytes)
+        if isinstance(body, Reply):
+            return Handled(body, "too_large" if body.status == 413 else "malformed")
+        try:
+            request = self._model.model_validate(body, context=self._context)
+        except ValidationError as exc:
+            details = error_details(exc)
+            fields = {
+                "service": _loggable(body.get("service_name")),
+                "instance": _loggable(body.get("instance_id")),
+                "errors": [{"loc": d.loc, "type": d.type} for d in details],
+            }
+            reply = error_reply(
+                400, ErrorCode.VALIDATION_ERROR, "request failed validation", details
+            )
+            return Handled(reply, "invalid", fields)
+        where = {
+            "service": getattr(request, "service_name", None),
+            "instance": getattr(request, "instance_id", None),
+        }
+        try:
+            handled = await self._action(request)
+        except StoreError as exc:
+            reply = error_reply(503, ErrorCode.STORE_UNAVAILABLE, "registry store unavailable")
+            return Handled(reply, "store_unavailable", {**where, "reason": str(exc)})
+        except Exception:
+            log.exception(f"{self.event}_failed", **where)
+            return Handled(_internal_error(), "error", where)
+        return Handled(handled.reply, handled.result, {**where, **handled.fields}, handled.quiet)
+
+
+def _internal_error() -> Reply:
+    return error_reply(500, ErrorCode.INTERNAL_ERROR, "internal router error")
+
+
+def _loggable(value: object) -> str | None:
+    """A request field as it may appear in a log line: short strings only."""
+    return value[:128] if isinstance(value, str) else None
+
+
+class RegistryActions:
+    """What each subject does with a validated request."""
+
+    def __init__(self, registry: Registry) -> None:
+        self._registry = registry
+
+    async def register(self, request: RegisterRequest) -> Handled:
+        """201 new / 200 renewed / 409 taken, with the router's liveness timings."""
+        decision = await self._registry.register(request)
+        status = _STATUS_BY_OUTCOME[decision.outcome]
+        instance = decision.record.to_public()
+        timings = self._registry.timings
+        if decision.outcome is Outcome.DUPLICATE:
+            free_at = offline_at(decision.record, timings)
+            wait = max(0.0, (free_at - self._registry.now()) / timedelta(seconds=1))
+            reply = error_reply(
+                409,
+                ErrorCode.DUPLICATE_INSTANCE,
+                f"instance {request.instance_id!r} of {request.service_name!r} is registered "
+                f"by another session; unless its owner keeps heartbeating it goes OFFLINE "
+                f"and can be taken over at {iso(free_at)} (in {wait:.1f}s)",
+                existing=instance,
+                retry_after=round(wait, 3),
+            )
+        else:
+            reply = Reply(
+                ok=True,
+                status=status,
+                instance=instance,
+                heartbeat_interval=timings.heartbeat_interval,
+                ttl=timings.unhealthy_after,
+            )
+        return Handled(reply, decision.outcome.value, {"status": status})
+
+    async def heartbeat(self, request: InstanceRequest) -> Handled:
+        """200 with the instance (ONLINE again), or 404 / 403."""
+        result = await self._registry.heartbeat(_key(request), request.session_id)
+        return _owner_reply(result, request, quiet=result.check is OwnerCheck.OK)
+
+    async def deregister(self, request: InstanceRequest) -> Handled:
+        """200 with the instance (OFFLINE now), or 404 / 403."""
+        result = await self._registry.deregister(_key(request), request.session_id)
+        return _owner_reply(result, request, quiet=False)
+
+    async def discover(self, request: DiscoverRequest) -> Handled:
+        """200 with the instances of one service in one status (or ANY)."""
+        status = None if request.status == "ANY" else InstanceStatus(request.status)
+        records = await self._registry.instances(request.service_name, status)
+        reply = Reply(ok=True, status=200, instances=[r.to_public() for r in records])
+        return Handled(reply, "ok", {"count": len(records)}, quiet=True)
+
+
+def _key(request: InstanceRequest) -> InstanceKey:
+    return InstanceKey(request.service_name, request.instance_id)
+
+
+def _owner_reply(result: OwnerResult, request: InstanceRequest, *, quiet: bool) -> Handled:
+    if result.check is OwnerCheck.NOT_FOUND:
+        reply = error_reply(
+            404,
+            ErrorCode.INSTANCE_NOT_FOUND,
+            f"instance {request.instance_id!r} of {request.service_name!r} is not registered "
+            "(or is OFFLINE); register it again",
+        )
+        return Handled(reply, "not_found")
+    if result.check is OwnerCheck.SESSION_MISMATCH:
+        reply = error_reply(
+            403,
+            ErrorCode.SESSION_MISMATCH,
+            f"instance {request.instance_id!r} of {request.service_name!r} belongs to "
+            "another session",
+        )
+        return Handled(reply, "session_mismatch")
+    assert result.record is not None
+    reply = Reply(ok=True, status=200, instance=result.record.to_public())
+    return Handled(reply, "ok", quiet=quiet)
+
+
+def endpoints(
+    registry: Registry, *, max_request_bytes: int, max_metadata_bytes: int
+) -> dict[str, Endpoint[Any]]:
+    """Every NATS subject the router answers, with its endpoint."""
+    actions = RegistryActions(registry)
+    limits: dict[str, Any] = {"max_request_bytes": max_request_bytes}
+    return {
+        REGISTER_SUBJECT: Endpoint(
+            "registration",
+            RegisterRequest,
+            actions.register,
+            context={"max_metadata_bytes": max_metadata_bytes},
+            **limits,
+        ),
+        HEARTBEAT_SUBJECT: Endpoint("heartbeat", InstanceRequest, actions.heartbeat, **limits),
+        DEREGISTER_SUBJECT: Endpoint(
+            "deregistration", InstanceRequest, actions.deregister, **limits
+        ),
+        DISCOVER_SUBJECT: Endpoint("discovery", DiscoverRequest, actions.discover, **limits),
+    }

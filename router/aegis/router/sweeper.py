@@ -1,0 +1,48 @@
+"""Runs the registry's liveness sweep on a short, steady tick."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import structlog
+
+from .registry import Registry
+
+log = structlog.get_logger("aegis.router.sweeper")
+
+MAX_TICK = 1.0
+
+
+def tick_for(unhealthy_after: float) -> float:
+    """At most 1 s, and short enough to resolve the shortest deadline well."""
+    return min(MAX_TICK, unhealthy_after / 10)
+
+
+class Sweeper:
+    """A background task calling ``registry.sweep()`` every ``tick`` seconds."""
+
+    def __init__(self, registry: Registry, tick: float) -> None:
+        self._registry = registry
+        self._tick = tick
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Begin sweeping in the running loop."""
+        self._task = asyncio.create_task(self._run(), name="aegis-sweeper")
+
+    async def stop(self) -> None:
+        """Stop after the current sweep."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._tick)
+            try:
+                await self._registry.sweep()
+            except Exception:  # a bad tick must not end liveness tracking
+                log.exception("sweep_crashed")
