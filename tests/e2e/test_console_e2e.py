@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
 from aegis.console.app import ConsoleApp
 from aegis.sdk import ServiceClient
+
 from tests.procs import NatsServer, RouterProcess
 
 pytestmark = pytest.mark.e2e

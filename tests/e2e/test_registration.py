@@ -47,10 +47,11 @@ async def test_sdk_registration_is_listed_over_rest(
 ) -> None:
     async with ServiceClient(nats_server.url) as client:
         instance = await client.register("billing", "billing-1", {"version": "1.4", "zone": "a"})
+        services = rest(router, "/services").json()
+        detail = rest(router, "/services/billing").json()
 
     assert instance.status is InstanceStatus.ONLINE
     assert instance.metadata == {"version": "1.4", "zone": "a"}
-    services = rest(router, "/services").json()
     assert services == {
         "services": [
             {
@@ -61,7 +62,6 @@ async def test_sdk_registration_is_listed_over_rest(
         ],
         "total": 1,
     }
-    detail = rest(router, "/services/billing").json()
     assert detail["name"] == "billing"
     assert [i["instance_id"] for i in detail["instances"]] == ["billing-1"]
     assert detail["instances"][0]["registered_at"] == instance.registered_at

@@ -77,9 +77,12 @@ def _serve_nats(app: Sanic, settings: Settings) -> None:  # type: ignore[type-ar
     async def on_disconnected() -> None:
         if not stopping:  # draining on shutdown disconnects too; that is no news
             log.warning("nats_disconnected")
+            sweeper.pause("nats_disconnected")
 
     async def on_reconnected() -> None:
         log.info("nats_reconnected")
+        # Clients heartbeat within one interval, or re-register within two.
+        sweeper.resume(grace=2 * registry.timings.heartbeat_interval)
 
     # NATS lives in the serving process (Sanic's worker): a connection made in
     # the main process would never be serviced.
@@ -94,6 +97,7 @@ def _serve_nats(app: Sanic, settings: Settings) -> None:  # type: ignore[type-ar
                 connect_timeout=2.0,
                 backoff_base=0.2,
                 backoff_max=2.0,
+                reconnect_wait=0.25,
                 disconnected_cb=on_disconnected,
                 reconnected_cb=on_reconnected,
             )
@@ -104,6 +108,7 @@ def _serve_nats(app: Sanic, settings: Settings) -> None:  # type: ignore[type-ar
                 "or leave it unset to run the bundled nats-server"
             ) from exc
         app.ctx.nc = nc
+        await registry.load()
         registry.set_event_sink(NatsEventSink(nc))
         await responder.start(nc)
         sweeper.start()

@@ -198,12 +198,20 @@ def take_offline(record: InstanceRecord, now: datetime) -> InstanceRecord:
 
 
 def change_kind(
-    before: InstanceRecord | None, after: InstanceRecord | None, *, deregistered: bool = False
+    before: InstanceRecord | None,
+    after: InstanceRecord | None,
+    *,
+    registered: bool = False,
+    deregistered: bool = False,
 ) -> EventKind | None:
-    """Name the change from ``before`` to ``after`` for a change event; None if no news."""
+    """Name the change from ``before`` to ``after`` for a change event; None if no news.
+
+    ``registered``/``deregistered`` say what the writer did: the records alone
+    cannot tell a takeover in the same clock tick from a renewal.
+    """
     if after is None:
         return EventKind.REMOVED if before is not None else None
-    if before is None or after.registered_at != before.registered_at:
+    if registered or before is None:
         return EventKind.REGISTERED
     if deregistered:
         return EventKind.DEREGISTERED

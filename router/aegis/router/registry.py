@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Final, Generic, Protocol, TypeVar
+from typing import Any, Final, Generic, Protocol, TypeVar
 
 import structlog
 from aegis.sdk.models import ChangeEvent, InstanceStatus, RegisterRequest
@@ -41,8 +41,6 @@ MAX_CAS_ATTEMPTS = 16
 
 T = TypeVar("T")
 
-_DEREGISTRATIONS = frozenset({"deregister", "operator"})
-
 
 def utc_now() -> datetime:
     """The router's clock."""
@@ -68,6 +66,8 @@ KEEP: Final = _Keep()
 class _Change(Generic[T]):
     result: T
     after: InstanceRecord | _Keep | None  # None: delete
+    registered: bool = False  # the writer created the instance (or took it over)
+    deregistered: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +101,16 @@ class Registry:
         self._store = store
         self._events = events
         self._clock = clock
-        self._deadlines: DeadlineIndex[InstanceKey] = DeadlineIndex()
+        # Fine enough that rounding adds at most 1 % to the shortest deadline.
+        resolution = min(0.05, self.timings.unhealthy_after / 100)
+        self._deadlines: DeadlineIndex[InstanceKey] = DeadlineIndex(resolution)
+
+    async def load(self) -> int:
+        """Track the deadlines of every stored record (a store that outlived a restart)."""
+        records = await self._store.list_all()
+        for record in records:
+            self._track(record.key, record)
+        return len(records)
 
     def now(self) -> datetime:
         """The registry's clock."""
@@ -130,21 +139,26 @@ class Registry:
             )
             if decision.outcome is Outcome.DUPLICATE:
                 return _Change(decision, KEEP)
-            return _Change(decision, decision.record)
+            created = decision.outcome is Outcome.CREATED
+            return _Change(decision, decision.record, registered=created)
 
         key = InstanceKey(request.service_name, request.instance_id)
-        return await self._apply(key, change, cause="register")
+        decision, _ = await self._apply(key, change, "register", now)
+        return decision
 
     async def heartbeat(self, key: InstanceKey, session_id: str) -> OwnerResult:
         """Contact from the owner: ONLINE again and deadlines restart."""
         now = self._clock()
-        return await self._apply(key, self._owned(session_id, lambda r: touch(r, now)), "heartbeat")
+        change = self._owned(session_id, lambda r: touch(r, now))
+        result, _ = await self._apply(key, change, "heartbeat", now)
+        return result
 
     async def deregister(self, key: InstanceKey, session_id: str) -> OwnerResult:
         """The owner leaves: OFFLINE at once."""
         now = self._clock()
-        change = self._owned(session_id, lambda r: take_offline(r, now))
-        return await self._apply(key, change, "deregister")
+        change = self._owned(session_id, lambda r: take_offline(r, now), deregistering=True)
+        result, _ = await self._apply(key, change, "deregister", now)
+        return result
 
     async def force_deregister(self, key: InstanceKey) -> InstanceRecord | None:
         """An operator takes a live instance OFFLINE whatever its session; None if unknown."""
@@ -154,20 +168,24 @@ class Registry:
             if before is None or not before.is_live:
                 return _Change(before, KEEP)
             after = take_offline(before, now)
-            return _Change(after, after)
+            return _Change(after, after, deregistered=True)
 
-        return await self._apply(key, change, "operator")
+        record, _ = await self._apply(key, change, "operator", now)
+        return record
 
     @staticmethod
     def _owned(
-        session_id: str, act: Callable[[InstanceRecord], InstanceRecord]
+        session_id: str,
+        act: Callable[[InstanceRecord], InstanceRecord],
+        *,
+        deregistering: bool = False,
     ) -> Callable[[InstanceRecord | None], _Change[OwnerResult]]:
         def change(before: InstanceRecord | None) -> _Change[OwnerResult]:
             check = check_owner(before, session_id)
             if check is not OwnerCheck.OK or before is None:
                 return _Change(OwnerResult(check, before), KEEP)
             after = act(before)
-            return _Change(OwnerResult(check, after), after)
+            return _Change(OwnerResult(check, after), after, deregistered=deregistering)
 
         return change
 
@@ -179,15 +197,13 @@ class Registry:
         now = self._clock()
         changed = 0
 
-        def change(before: InstanceRecord | None) -> _Change[bool]:
-            if before is None:
-                return _Change(False, KEEP)
-            after = expire(before, now, self.timings)
-            return _Change(after is not before, KEEP if after is before else after)
+        def change(seen: InstanceRecord | None) -> _Change[None]:
+            return _Change(None, seen)  # write what age did (nothing, if it did nothing)
 
         for key in self._deadlines.pop_due(now.timestamp()):
             try:
-                changed += await self._apply(key, change, "expired")
+                _, wrote = await self._apply(key, change, "expired", now)
+                changed += wrote
             except Exception:
                 # Not lost: try this key again on a later tick.
                 log.exception("sweep_failed", service=key.service_name, instance=key.instance_id)
@@ -199,21 +215,29 @@ class Registry:
         key: InstanceKey,
         change: Callable[[InstanceRecord | None], _Change[T]],
         cause: str,
-    ) -> T:
-        """Read, decide, write by compare-and-set; decide again if someone wrote first."""
+        now: datetime,
+    ) -> tuple[T, bool]:
+        """Read, decide, write by compare-and-set; decide again if someone wrote first.
+
+        ``change`` sees the record as time has left it by ``now``, so a
+        deadline that passed counts even before the sweeper writes it (a
+        heartbeat cannot revive an instance that is OFFLINE by age). Returns
+        the decision and whether anything was written.
+        """
         for _ in range(MAX_CAS_ATTEMPTS):
             current = await self._store.get(key)
-            before = current.record if current else None
-            decided = change(before)
+            stored = current.record if current else None
+            seen = None if stored is None else expire(stored, now, self.timings)
+            decided = change(seen)
             after = decided.after
-            if isinstance(after, _Keep):
-                if before is not None:
-                    self._track(key, before)
-                return decided.result
+            if isinstance(after, _Keep) or after is stored:
+                if stored is not None:
+                    self._track(key, stored)
+                return decided.result, False
             try:
                 if current is None:
                     if after is None:
-                        return decided.result
+                        return decided.result, False
                     await self._store.create(after)
                 elif after is None:
                     await self._store.delete(key, current.revision)
@@ -222,8 +246,8 @@ class Registry:
             except (AlreadyExists, RevisionMismatch):
                 continue
             self._track(key, after)
-            await self._announce(before, after, cause)
-            return decided.result
+            await self._announce(stored, after, cause, decided)
+            return decided.result, True
         raise StoreError(f"gave up after {MAX_CAS_ATTEMPTS} conflicting writes on {key}")
 
     def _track(self, key: InstanceKey, record: InstanceRecord | None) -> None:
@@ -233,9 +257,15 @@ class Registry:
             self._deadlines.set(key, next_deadline(record, self.timings).timestamp())
 
     async def _announce(
-        self, before: InstanceRecord | None, after: InstanceRecord | None, cause: str
+        self,
+        before: InstanceRecord | None,
+        after: InstanceRecord | None,
+        cause: str,
+        decided: _Change[Any],
     ) -> None:
-        kind = change_kind(before, after, deregistered=cause in _DEREGISTRATIONS)
+        kind = change_kind(
+            before, after, registered=decided.registered, deregistered=decided.deregistered
+        )
         if kind is None:
             return
         shown = after or before

@@ -203,7 +203,8 @@ def load_settings(
         settings.timings  # noqa: B018 - validates the order of the deadlines
     except ValueError as exc:
         parser.error(
-            f"{exc} (AEGIS_HEARTBEAT_INTERVAL, AEGIS_UNHEALTHY_AFTER, AEGIS_OFFLINE_AFTER, "
-            "AEGIS_REMOVE_AFTER)"
+            f"{exc} (set by --heartbeat-interval / AEGIS_HEARTBEAT_INTERVAL, "
+            "--unhealthy-after / AEGIS_UNHEALTHY_AFTER, --offline-after / AEGIS_OFFLINE_AFTER, "
+            "--remove-after / AEGIS_REMOVE_AFTER)"
         )
     return settings

@@ -10,27 +10,47 @@ from .errors import (
     AegisError,
     CircuitOpenError,
     DuplicateInstanceError,
+    InstanceNotFoundError,
     RegistrationValidationError,
     RequestTimeoutError,
     RouterError,
     ServiceUnavailableError,
+    SessionMismatchError,
 )
-from .models import ErrorBody, ErrorDetail, Instance, InstanceStatus, RegisterRequest, Reply
+from .models import (
+    ChangeEvent,
+    ErrorBody,
+    ErrorDetail,
+    EventKind,
+    Instance,
+    InstanceStatus,
+    RegisterRequest,
+    Reply,
+)
+from .registrations import RegisteredInstance, RegistrationState
+from .watch import EventStream
 
 __all__ = [
     "AegisError",
+    "ChangeEvent",
     "CircuitOpenError",
     "ClientConfig",
     "DuplicateInstanceError",
     "ErrorBody",
     "ErrorDetail",
+    "EventKind",
+    "EventStream",
     "Instance",
+    "InstanceNotFoundError",
     "InstanceStatus",
     "RegisterRequest",
+    "RegisteredInstance",
+    "RegistrationState",
     "RegistrationValidationError",
     "Reply",
     "RequestTimeoutError",
     "RouterError",
     "ServiceClient",
     "ServiceUnavailableError",
+    "SessionMismatchError",
 ]

@@ -39,11 +39,15 @@ async def connect(
     backoff_base: float,
     backoff_max: float,
     jitter: bool = True,
+    reconnect_wait: float = 1.0,
     error_cb: ErrorCallback | None = None,
     disconnected_cb: Callback | None = None,
     reconnected_cb: Callback | None = None,
 ) -> NatsClient:
     """Connect, trying ``attempts`` times with exponential backoff between tries.
+
+    Once connected, a lost connection is retried forever, ``reconnect_wait``
+    seconds apart per server.
 
     Raises ``ConnectFailedError`` naming the last cause.
     """
@@ -76,7 +80,7 @@ async def connect(
         # Connected: from now on let nats-py reconnect on its own, without limit.
         nc.options["allow_reconnect"] = True
         nc.options["max_reconnect_attempts"] = -1
-        nc.options["reconnect_time_wait"] = max(backoff_max, 0.5)
+        nc.options["reconnect_time_wait"] = reconnect_wait
         return nc
     raise ConnectFailedError(
         f"could not connect to NATS at {', '.join(urls)} after {attempts} attempts: {last!r}"

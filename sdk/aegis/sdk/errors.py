@@ -29,13 +29,37 @@ class RegistrationValidationError(AegisError):
 
 
 class DuplicateInstanceError(AegisError):
-    """The instance is live under another session (409); ``existing`` is what is stored."""
+    """The instance is live under another session (409); ``existing`` is what is stored.
+
+    ``retry_after``: seconds until that registration goes OFFLINE and can be
+    taken over, if its owner sends nothing more (see ``register(wait_if_taken=)``).
+    """
 
     status_code = 409
 
-    def __init__(self, message: str, existing: Instance | None, *, code: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        existing: Instance | None,
+        *,
+        code: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message, code=code)
         self.existing = existing
+        self.retry_after = retry_after
+
+
+class SessionMismatchError(AegisError):
+    """The instance is live but owned by another session (403); nothing changed."""
+
+    status_code = 403
+
+
+class InstanceNotFoundError(AegisError):
+    """The router does not know the instance, or it is OFFLINE (404)."""
+
+    status_code = 404
 
 
 class RequestTimeoutError(AegisError):

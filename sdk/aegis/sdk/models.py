@@ -162,6 +162,11 @@ class DiscoverRequest(BaseModel):
     service_name: ServiceName
     status: Literal["ONLINE", "UNHEALTHY", "OFFLINE", "ANY"] = "ONLINE"
 
+    @field_validator("status", mode="before")
+    @classmethod
+    def _status_any_case(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
 
 class Instance(BaseModel):
     """A registered instance as the router reports it (never with its session)."""

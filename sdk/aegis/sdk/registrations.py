@@ -1,0 +1,44 @@
+"""What the SDK knows about each instance it registered, for the service to inspect."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from .models import Instance
+
+DEFAULT_HEARTBEAT_INTERVAL = 5.0
+
+
+class RegistrationState(StrEnum):
+    """Where one of this client's instances stands, as far as the client knows."""
+
+    REGISTERED = "registered"  # the last register or heartbeat succeeded
+    RETRYING = "retrying"  # the last heartbeat failed; still trying
+    REREGISTERING = "reregistering"  # the router forgot it (404) or NATS reconnected
+    DEREGISTERED = "deregistered"
+
+
+@dataclass
+class RegisteredInstance:
+    """One instance this client registered and keeps alive with heartbeats.
+
+    Read it through ``ServiceClient.instances``; the SDK updates it.
+    """
+
+    service_name: str
+    instance_id: str
+    metadata: dict[str, Any]
+    instance: Instance
+    heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL
+    state: RegistrationState = RegistrationState.REGISTERED
+    last_contact_at: datetime | None = None
+    last_error: str | None = None
+    failures: int = field(default=0)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """``(service_name, instance_id)``."""
+        return (self.service_name, self.instance_id)

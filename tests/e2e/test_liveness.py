@@ -1,0 +1,272 @@
+"""Liveness end to end: heartbeats, expiry, deregistration, discovery, change events.
+
+Real nats-server and aegis-router processes with timings shortened by config.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import msgpack
+import pytest
+from aegis.sdk import (
+    ClientConfig,
+    DuplicateInstanceError,
+    EventKind,
+    InstanceStatus,
+    RegistrationState,
+    ServiceClient,
+)
+from nats.aio.client import Client as NatsClient
+
+from tests.conftest import raw_request
+from tests.procs import NatsServer, RouterProcess
+
+pytestmark = pytest.mark.e2e
+
+HEARTBEAT, UNHEALTHY, OFFLINE, REMOVE = 0.2, 1.0, 2.0, 3.0
+TICK = UNHEALTHY / 10  # the router's sweep tick for these timings
+SLACK = 1.5  # scheduling on 2 shared cores; bounds are checked, not timed
+FAST = ClientConfig(timeout=1.0, retries=5, backoff_base=0.05, backoff_max=0.5)
+
+
+@pytest.fixture
+def router(nats_server: NatsServer, tmp_path: Path) -> Iterator[RouterProcess]:
+    process = RouterProcess(
+        log_path=tmp_path / "router.log",
+        env={
+            "AEGIS_NATS_URL": nats_server.url,
+            "AEGIS_HEARTBEAT_INTERVAL": str(HEARTBEAT),
+            "AEGIS_UNHEALTHY_AFTER": str(UNHEALTHY),
+            "AEGIS_OFFLINE_AFTER": str(OFFLINE),
+            "AEGIS_REMOVE_AFTER": str(REMOVE),
+        },
+    )
+    process.start()
+    yield process
+    process.stop()
+
+
+def statuses(router: RouterProcess, service: str) -> dict[str, str]:
+    response = httpx.get(f"{router.http_url}/api/v1/admin/services/{service}", timeout=5)
+    if response.status_code == 404:
+        return {}
+    return {i["instance_id"]: i["status"] for i in response.json()["instances"]}
+
+
+async def wait_for(predicate, timeout: float, what: str) -> float:  # type: ignore[no-untyped-def]
+    """Poll until ``predicate()``; returns when (monotonic) it first held."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return time.monotonic()
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"not {what} within {timeout}s")
+
+
+async def test_register_reply_carries_the_router_timings(
+    router: RouterProcess, raw_nats: NatsClient
+) -> None:
+    reply = await raw_request(raw_nats, {"service_name": "t", "instance_id": "t-1"})
+
+    assert (reply["heartbeat_interval"], reply["ttl"]) == (HEARTBEAT, UNHEALTHY)
+
+
+async def test_killed_service_goes_unhealthy_offline_then_removed(
+    router: RouterProcess, nats_server: NatsServer, tmp_path: Path
+) -> None:
+    service = subprocess.Popen(
+        [sys.executable, "-m", "tests.e2e.service_main", nats_server.url, "crashy", "c-1"],
+        stdout=subprocess.PIPE,
+    )
+    assert service.stdout is not None
+    assert service.stdout.readline().strip() == b"READY"
+    await asyncio.sleep(HEARTBEAT * 3)  # a few heartbeats pass: still ONLINE
+    assert statuses(router, "crashy") == {"c-1": "ONLINE"}
+
+    service.send_signal(signal.SIGKILL)
+    service.wait()
+    killed = time.monotonic()
+    unhealthy = await wait_for(
+        lambda: statuses(router, "crashy") == {"c-1": "UNHEALTHY"}, 10, "UNHEALTHY"
+    )
+    offline = await wait_for(
+        lambda: statuses(router, "crashy") == {"c-1": "OFFLINE"}, 10, "OFFLINE"
+    )
+    removed = await wait_for(lambda: statuses(router, "crashy") == {}, 10, "removed")
+
+    # Deadlines count from the last heartbeat, at most one interval before the kill.
+    assert killed - HEARTBEAT + UNHEALTHY <= unhealthy + 0.05
+    assert unhealthy - killed <= UNHEALTHY + TICK + SLACK
+    assert offline - killed <= OFFLINE + TICK + SLACK
+    assert removed - killed <= REMOVE + TICK + SLACK
+
+
+async def test_graceful_exit_deregisters_at_once(
+    router: RouterProcess, nats_server: NatsServer
+) -> None:
+    async with ServiceClient(nats_server.url, FAST) as client:
+        await client.register("polite", "p-1")
+        await client.register("polite", "p-2")
+        assert statuses(router, "polite") == {"p-1": "ONLINE", "p-2": "ONLINE"}
+
+    assert statuses(router, "polite") == {"p-1": "OFFLINE", "p-2": "OFFLINE"}
+
+
+async def test_heartbeats_keep_an_instance_online_past_every_deadline(
+    router: RouterProcess, nats_server: NatsServer
+) -> None:
+    async with ServiceClient(nats_server.url, FAST) as client:
+        await client.register("steady", "s-1")
+        await asyncio.sleep(OFFLINE + 0.5)
+        state = client.instances[("steady", "s-1")]
+
+        assert statuses(router, "steady") == {"s-1": "ONLINE"}
+        assert state.state is RegistrationState.REGISTERED
+        assert state.last_error is None
+        assert state.heartbeat_interval == HEARTBEAT
+
+
+async def test_router_restart_brings_every_instance_back(
+    router: RouterProcess, nats_server: NatsServer
+) -> None:
+    ids = [f"r-{i}" for i in range(5)]
+    async with ServiceClient(nats_server.url, FAST) as client:
+        for instance_id in ids:
+            await client.register("phoenix", instance_id)
+        router.stop()
+        router.start()  # in-memory store: the new router knows nothing
+        restarted = time.monotonic()
+        back = await wait_for(
+            lambda: statuses(router, "phoenix") == dict.fromkeys(ids, "ONLINE"), 10, "back"
+        )
+        await wait_for(
+            lambda: {r.state for r in client.instances.values()} == {RegistrationState.REGISTERED},
+            10,
+            "registered again on the client side",
+        )
+
+    # One heartbeat finds the router does not know it (404), then a jittered
+    # re-registration within one more interval.
+    assert back - restarted <= 2 * HEARTBEAT + SLACK
+
+
+async def test_nats_restart_router_and_sdk_reconnect(
+    router: RouterProcess, nats_server: NatsServer
+) -> None:
+    async with ServiceClient(nats_server.url, FAST) as client:
+        await client.register("sturdy", "n-1")
+        nats_server.stop()
+        nats_server.start()
+        await wait_for(lambda: '"sweep_resumed"' in router.logs(), 15, "router reconnected")
+        await asyncio.sleep(2 * HEARTBEAT)  # the grace in which clients come back
+        fresh = await client.register("sturdy", "n-2")
+        during = statuses(router, "sturdy")
+
+    assert fresh.status is InstanceStatus.ONLINE
+    assert during == {"n-1": "ONLINE", "n-2": "ONLINE"}, "an outage expires no one"
+    assert '"sweep_paused"' in router.logs()
+    assert statuses(router, "sturdy") == {"n-1": "OFFLINE", "n-2": "OFFLINE"}
+
+
+async def test_wrong_session_gets_403_and_nothing_changes(
+    router: RouterProcess, raw_nats: NatsClient
+) -> None:
+    owner = {"service_name": "owned", "instance_id": "o-1", "session_id": "owner-session"}
+    await raw_request(raw_nats, owner)
+    before = statuses(router, "owned")
+    intruder = {**owner, "session_id": "intruder"}
+
+    heartbeat = await raw_request(raw_nats, intruder, "ipc.service.heartbeat")
+    deregister = await raw_request(raw_nats, intruder, "ipc.service.deregister")
+
+    assert heartbeat["status"] == deregister["status"] == 403
+    assert heartbeat["error"]["code"] == "SESSION_MISMATCH"  # type: ignore[index]
+    assert statuses(router, "owned") == before == {"o-1": "ONLINE"}
+    unknown = await raw_request(
+        raw_nats, {**owner, "instance_id": "ghost"}, "ipc.service.heartbeat"
+    )
+    assert unknown["status"] == 404
+    assert unknown["error"]["code"] == "INSTANCE_NOT_FOUND"  # type: ignore[index]
+
+
+async def test_watch_sees_registered_status_changed_deregistered_in_order(
+    router: RouterProcess, nats_server: NatsServer, raw_nats: NatsClient
+) -> None:
+    body = {"service_name": "watched", "instance_id": "w-1", "session_id": "watched-session"}
+    async with ServiceClient(nats_server.url, FAST) as client, client.watch("watched") as events:
+        await raw_request(raw_nats, body)  # no heartbeats follow: it will go UNHEALTHY
+        first = await asyncio.wait_for(anext(events), 5)
+        second = await asyncio.wait_for(anext(events), 5)
+        await raw_request(raw_nats, body, "ipc.service.deregister")
+        third = await asyncio.wait_for(anext(events), 5)
+
+    assert [first.event, second.event, third.event] == [
+        EventKind.REGISTERED,
+        EventKind.STATUS_CHANGED,
+        EventKind.DEREGISTERED,
+    ]
+    assert (second.previous_status, second.instance.status) == (
+        InstanceStatus.ONLINE,
+        InstanceStatus.UNHEALTHY,
+    )
+    assert third.instance.status is InstanceStatus.OFFLINE
+    assert b"watched-session" not in msgpack.packb(third.model_dump(mode="json"))
+
+
+async def test_discover_returns_online_instances(
+    router: RouterProcess, nats_server: NatsServer, raw_nats: NatsClient
+) -> None:
+    await raw_request(raw_nats, {"service_name": "found", "instance_id": "gone", "session_id": "s"})
+    await raw_request(
+        raw_nats,
+        {"service_name": "found", "instance_id": "gone", "session_id": "s"},
+        "ipc.service.deregister",
+    )
+    async with ServiceClient(nats_server.url, FAST) as client:
+        await client.register("found", "f-1")
+        online = await client.discover("found")
+        everything = await client.discover("found", status="ANY")
+        nothing = await client.discover("nobody-here")
+
+    assert [i.instance_id for i in online] == ["f-1"]
+    assert sorted(i.instance_id for i in everything) == ["f-1", "gone"]
+    assert nothing == []
+
+
+async def test_restarted_service_waits_out_its_stale_registration(
+    router: RouterProcess, nats_server: NatsServer, raw_nats: NatsClient
+) -> None:
+    # The previous run registered and crashed: nobody heartbeats "stale-1".
+    await raw_request(
+        raw_nats, {"service_name": "reborn", "instance_id": "stale-1", "session_id": "old-run"}
+    )
+    async with ServiceClient(nats_server.url, FAST) as client:
+        with pytest.raises(DuplicateInstanceError) as caught:
+            await client.register("reborn", "stale-1")
+        assert caught.value.retry_after is not None
+        assert 0 < caught.value.retry_after <= OFFLINE
+        instance = await client.register("reborn", "stale-1", wait_if_taken=OFFLINE + 3)
+
+    assert instance.status is InstanceStatus.ONLINE
+    assert instance.registered_at != caught.value.existing.registered_at  # type: ignore[union-attr]
+
+
+async def test_operator_force_deregistration(router: RouterProcess, raw_nats: NatsClient) -> None:
+    await raw_request(raw_nats, {"service_name": "ops", "instance_id": "o-9", "session_id": "s"})
+
+    response = httpx.delete(f"{router.http_url}/api/v1/admin/services/ops/instances/o-9", timeout=5)
+    missing = httpx.delete(f"{router.http_url}/api/v1/admin/services/ops/instances/nope", timeout=5)
+
+    assert response.status_code == 200
+    assert response.json()["status"] == "OFFLINE"
+    assert statuses(router, "ops") == {"o-9": "OFFLINE"}
+    assert missing.status_code == 404
+    assert '"operator_deregistration"' in router.logs()

@@ -1,0 +1,75 @@
+"""Shared fakes for the liveness unit tests: a settable clock and a list of change events."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from aegis.router.domain import InstanceRecord, Timings
+from aegis.router.registry import Registry
+from aegis.router.store import MemoryStore
+from aegis.sdk.models import ChangeEvent, InstanceStatus, RegisterRequest
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+SESSION = "sess-Liveness-4xQ9"  # distinctive, so a leak into logs or replies is easy to spot
+OTHER_SESSION = "sess-Intruder-7kP2"
+# Distinct, fractional where it matters: heartbeat 2.5, UNHEALTHY 10, OFFLINE 20, removed 100.
+TIMINGS = Timings(heartbeat_interval=2.5, unhealthy_after=10, offline_after=20, remove_after=100)
+# The deadline index hands a key out at most one resolution (0.05 s) after its deadline.
+LATE = 0.1
+
+
+class FakeClock:
+    """The registry's clock, moved by the test only."""
+
+    def __init__(self, start: datetime = T0) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def at(self, seconds: float) -> None:
+        """Set the time to ``seconds`` after T0."""
+        self.now = T0 + timedelta(seconds=seconds)
+
+
+class ListSink:
+    """An EventSink that keeps every event."""
+
+    def __init__(self) -> None:
+        self.events: list[ChangeEvent] = []
+
+    async def publish(self, event: ChangeEvent) -> None:
+        self.events.append(event)
+
+    def summary(self) -> list[tuple[str, str, str | None]]:
+        """(event, instance status, previous status) of each event, in order."""
+        return [
+            (e.event.value, e.instance.status.value, e.previous_status and e.previous_status.value)
+            for e in self.events
+        ]
+
+
+def register_request(
+    instance: str = "b-1", session: str | None = SESSION, service: str = "billing"
+) -> RegisterRequest:
+    return RegisterRequest(
+        service_name=service, instance_id=instance, session_id=session, metadata={"v": 1}
+    )
+
+
+def stored(
+    instance: str,
+    status: InstanceStatus,
+    service: str = "billing",
+    session: str | None = SESSION,
+    at: datetime = T0,
+) -> InstanceRecord:
+    return InstanceRecord(service, instance, status, {}, at, at, session)
+
+
+def make_registry(
+    store: MemoryStore | None = None,
+) -> tuple[Registry, FakeClock, ListSink, MemoryStore]:
+    store = store if store is not None else MemoryStore()
+    clock, sink = FakeClock(), ListSink()
+    return Registry(store, TIMINGS, sink, clock=clock), clock, sink, store

@@ -1,0 +1,391 @@
+"""The registry's liveness over the in-memory store, on a fake clock: no real time passes."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import pytest
+from aegis.router.domain import InstanceKey, InstanceRecord, Outcome, OwnerCheck
+from aegis.router.registry import OwnerResult, Registry
+from aegis.router.store import MemoryStore, Versioned
+from aegis.sdk.models import ChangeEvent, InstanceStatus
+from structlog.testing import capture_logs
+
+from tests.unit.liveness_fakes import (
+    LATE,
+    OTHER_SESSION,
+    SESSION,
+    T0,
+    FakeClock,
+    make_registry,
+    register_request,
+    stored,
+)
+
+KEY = InstanceKey("billing", "b-1")
+ONLINE, UNHEALTHY, OFFLINE = InstanceStatus.ONLINE, InstanceStatus.UNHEALTHY, InstanceStatus.OFFLINE
+
+
+async def current(store: MemoryStore, key: InstanceKey = KEY) -> InstanceRecord | None:
+    found = await store.get(key)
+    return found.record if found else None
+
+
+async def status_of(store: MemoryStore, key: InstanceKey = KEY) -> InstanceStatus:
+    record = await current(store, key)
+    assert record is not None
+    return record.status
+
+
+async def sweep_at(registry: Registry, clock: FakeClock, seconds: float) -> int:
+    clock.at(seconds)
+    return await registry.sweep()
+
+
+async def test_heartbeat_restarts_the_deadlines_without_news() -> None:
+    registry, clock, sink, store = make_registry()
+    await registry.register(register_request())
+    clock.at(8)
+    result = await registry.heartbeat(KEY, SESSION)
+
+    assert result.check is OwnerCheck.OK
+    assert result.record == await current(store)
+    assert result.record is not None
+    assert (result.record.status, result.record.last_heartbeat_at) == (ONLINE, clock.now)
+    assert result.record.registered_at == T0
+    # UNHEALTHY comes 10 s after the heartbeat, not after the registration.
+    assert await sweep_at(registry, clock, 10 + LATE) == 0
+    assert await sweep_at(registry, clock, 18 + LATE) == 1
+    assert [e.event.value for e in sink.events] == ["registered", "status_changed"]
+
+
+@pytest.mark.parametrize(
+    "contact",
+    [
+        pytest.param(lambda r: r.heartbeat(KEY, SESSION), id="heartbeat"),
+        pytest.param(lambda r: r.register(register_request()), id="same-session-register"),
+    ],
+)
+async def test_contact_brings_unhealthy_back_online(
+    contact: Callable[[Registry], Awaitable[object]],
+) -> None:
+    registry, clock, sink, store = make_registry()
+    await registry.register(register_request())
+    assert await sweep_at(registry, clock, 10 + LATE) == 1
+    clock.at(12)
+    await contact(registry)
+
+    record = await current(store)
+    assert record is not None
+    assert (record.status, record.last_heartbeat_at) == (ONLINE, clock.now)
+    assert sink.summary()[-1] == ("status_changed", "ONLINE", "UNHEALTHY")
+
+
+async def deregistered(registry: Registry, clock: FakeClock) -> None:
+    await registry.deregister(KEY, SESSION)
+
+
+async def expired(registry: Registry, clock: FakeClock) -> None:
+    assert await sweep_at(registry, clock, 20 + LATE) == 1
+
+
+async def removed(registry: Registry, clock: FakeClock) -> None:
+    assert await sweep_at(registry, clock, 100 + LATE) == 1
+
+
+@pytest.mark.parametrize("gone", [deregistered, expired, removed])
+@pytest.mark.parametrize("session", [SESSION, OTHER_SESSION])
+async def test_heartbeat_and_deregister_of_an_instance_that_is_gone_are_not_found(
+    gone: Callable[[Registry, FakeClock], Awaitable[None]], session: str
+) -> None:
+    registry, clock, sink, store = make_registry()
+    await registry.register(register_request())
+    await gone(registry, clock)
+    before, events = await current(store), len(sink.events)
+
+    assert (await registry.heartbeat(KEY, session)).check is OwnerCheck.NOT_FOUND
+    assert (await registry.deregister(KEY, session)).check is OwnerCheck.NOT_FOUND
+    assert await current(store) == before
+    assert len(sink.events) == events
+
+
+async def test_unknown_instance_is_not_found() -> None:
+    registry, _, sink, store = make_registry()
+    assert (await registry.heartbeat(KEY, SESSION)).check is OwnerCheck.NOT_FOUND
+    assert (await registry.deregister(KEY, SESSION)).check is OwnerCheck.NOT_FOUND
+    assert await store.list_all() == []
+    assert sink.events == []
+
+
+@pytest.mark.parametrize(("owner", "caller"), [(SESSION, OTHER_SESSION), (None, SESSION)])
+@pytest.mark.parametrize("action", [Registry.heartbeat, Registry.deregister])
+@pytest.mark.parametrize("unhealthy", [False, True])
+async def test_wrong_session_is_refused_and_nothing_changes(
+    owner: str | None,
+    caller: str,
+    action: Callable[[Registry, InstanceKey, str], Awaitable[OwnerResult]],
+    unhealthy: bool,
+) -> None:
+    registry, clock, sink, store = make_registry()
+    await registry.register(register_request(session=owner))
+    if unhealthy:
+        await sweep_at(registry, clock, 10 + LATE)
+    before, events = await store.get(KEY), list(sink.events)
+    clock.at(15)
+
+    result = await action(registry, KEY, caller)
+
+    assert result.check is OwnerCheck.SESSION_MISMATCH
+    assert await store.get(KEY) == before  # same record, same revision
+    assert sink.events == events
+    # The refused call was no contact: the instance still expires on its own schedule.
+    assert await sweep_at(registry, clock, 20 + LATE) == 1
+    assert await status_of(store) is OFFLINE
+
+
+async def test_deregister_is_offline_at_once_and_removal_counts_from_then() -> None:
+    registry, clock, sink, store = make_registry()
+    await registry.register(register_request())
+    clock.at(5)  # still ONLINE (unhealthy after 10)
+    result = await registry.deregister(KEY, SESSION)
+
+    assert result.check is OwnerCheck.OK
+    assert result.record == await current(store)
+    assert result.record is not None
+    assert (result.record.status, result.record.last_heartbeat_at) == (OFFLINE, clock.now)
+    assert sink.summary() == [
+        ("registered", "ONLINE", None),
+        ("deregistered", "OFFLINE", "ONLINE"),
+    ]
+    assert await sweep_at(registry, clock, 100 + LATE) == 0
+    assert await sweep_at(registry, clock, 105 + LATE) == 1
+    assert await current(store) is None
+    assert sink.summary()[-1] == ("removed", "OFFLINE", "OFFLINE")
+
+
+@pytest.mark.parametrize("owner", [SESSION, None])
+async def test_force_deregister_takes_a_live_instance_offline_whatever_its_session(
+    owner: str | None,
+) -> None:
+    registry, clock, sink, store = make_registry()
+    await registry.register(register_request(session=owner))
+    clock.at(4)
+    record = await registry.force_deregister(KEY)
+
+    assert record is not None
+    assert record == await current(store)
+    assert (record.status, record.last_heartbeat_at) == (OFFLINE, clock.now)
+    assert sink.summary()[-1] == ("deregistered", "OFFLINE", "ONLINE")
+    assert (await registry.heartbeat(KEY, SESSION)).check is OwnerCheck.NOT_FOUND
+
+
+async def test_force_deregister_of_unknown_is_none() -> None:
+    registry, _, sink, store = make_registry()
+    assert await registry.force_deregister(KEY) is None
+    assert await store.list_all() == []
+    assert sink.events == []
+
+
+async def test_force_deregister_of_offline_changes_nothing() -> None:
+    registry, clock, sink, store = make_registry()
+    await registry.register(register_request())
+    await registry.deregister(KEY, SESSION)
+    before, events = await store.get(KEY), len(sink.events)
+    clock.at(60)
+
+    record = await registry.force_deregister(KEY)
+
+    assert before is not None
+    assert record == before.record
+    assert await store.get(KEY) == before
+    assert len(sink.events) == events
+    assert await sweep_at(registry, clock, 100 + LATE) == 1  # removal was not postponed
+
+
+async def test_sweep_walks_the_whole_life_cycle_one_event_per_transition() -> None:
+    registry, clock, sink, store = make_registry()
+    await registry.register(register_request())
+    steps = [(9.9, 0), (10 + LATE, 1), (15, 0), (19.9, 0), (20 + LATE, 1), (99, 0), (100 + LATE, 1)]
+
+    counts = [await sweep_at(registry, clock, at) for at, _ in steps]
+
+    assert counts == [n for _, n in steps]
+    assert await store.list_all() == []
+    assert sink.summary() == [
+        ("registered", "ONLINE", None),
+        ("status_changed", "UNHEALTHY", "ONLINE"),
+        ("status_changed", "OFFLINE", "UNHEALTHY"),
+        ("removed", "OFFLINE", "OFFLINE"),
+    ]
+    assert await sweep_at(registry, clock, 1000) == 0
+
+
+@pytest.mark.parametrize(
+    ("at", "expected"),
+    [
+        (20 + LATE, [("status_changed", "OFFLINE", "ONLINE")]),
+        (100 + LATE, [("removed", "ONLINE", "ONLINE")]),
+    ],
+)
+async def test_a_late_sweep_makes_one_jump(at: float, expected: list[tuple[str, str, str]]) -> None:
+    registry, clock, sink, _ = make_registry()
+    await registry.register(register_request())
+    assert await sweep_at(registry, clock, at) == 1
+    assert sink.summary()[1:] == expected
+
+
+async def test_discovery_by_status() -> None:
+    registry, clock, _, _ = make_registry()
+    for name in ("gone", "quiet", "fresh"):
+        await registry.register(register_request(name))
+    await registry.register(register_request("other", service="payments"))
+    await registry.deregister(InstanceKey("billing", "gone"), SESSION)
+    clock.at(8)
+    await registry.heartbeat(InstanceKey("billing", "fresh"), SESSION)
+    await registry.heartbeat(InstanceKey("payments", "other"), SESSION)
+    await sweep_at(registry, clock, 10 + LATE)
+
+    async def ids(status: InstanceStatus | None) -> list[str]:
+        return [r.instance_id for r in await registry.instances("billing", status)]
+
+    assert await ids(ONLINE) == ["fresh"]
+    assert await ids(UNHEALTHY) == ["quiet"]
+    assert await ids(OFFLINE) == ["gone"]
+    assert await ids(None) == ["fresh", "gone", "quiet"]
+    assert await registry.instances("nope", ONLINE) == []
+
+
+async def test_takeover_of_an_offline_instance_is_announced_as_registered() -> None:
+    registry, clock, sink, _ = make_registry()
+    await registry.register(register_request())
+    await registry.deregister(KEY, SESSION)
+    clock.at(1)
+    decision = await registry.register(register_request(session=OTHER_SESSION))
+    assert decision.outcome is Outcome.CREATED
+    assert sink.summary()[-1] == ("registered", "ONLINE", "OFFLINE")
+
+
+async def test_takeover_in_the_same_clock_tick_is_still_registered() -> None:
+    """A coarse clock (or a quick restart) can give the new registration the old timestamp."""
+    registry, _, sink, _ = make_registry()
+    await registry.register(register_request())
+    await registry.deregister(KEY, SESSION)
+    with capture_logs() as logs:
+        decision = await registry.register(register_request(session=OTHER_SESSION))
+    assert decision.outcome is Outcome.CREATED
+    assert [e["event"] for e in logs] == ["instance_registered"]
+    assert sink.summary()[-1] == ("registered", "ONLINE", "OFFLINE")
+
+
+async def test_a_stale_record_the_registry_never_tracked_still_expires_once_seen() -> None:
+    """A record already in the store (e.g. a shared store after a router restart) that meets
+    a refused registration must still expire, or the 409's promise would never come true."""
+    registry, clock, _, store = make_registry()
+    await store.create(stored("b-1", ONLINE))
+    refused = await registry.register(register_request(session=OTHER_SESSION))
+    assert refused.outcome is Outcome.DUPLICATE
+
+    assert await sweep_at(registry, clock, 20 + LATE) == 1
+    assert await status_of(store) is OFFLINE
+    taken = await registry.register(register_request(session=OTHER_SESSION))
+    assert taken.outcome is Outcome.CREATED
+
+
+class BrokenSink:
+    async def publish(self, event: ChangeEvent) -> None:
+        raise ConnectionError("nats is down")
+
+
+async def test_a_failing_event_sink_never_fails_the_operation() -> None:
+    registry, clock, _, store = make_registry()
+    registry.set_event_sink(BrokenSink())
+    with capture_logs() as logs:
+        decision = await registry.register(register_request())
+        assert (await registry.heartbeat(KEY, SESSION)).check is OwnerCheck.OK
+        assert await sweep_at(registry, clock, 10 + LATE) == 1
+        assert (await registry.deregister(KEY, SESSION)).check is OwnerCheck.OK
+
+    assert decision.outcome is Outcome.CREATED
+    assert await status_of(store) is OFFLINE
+    failures = [e for e in logs if e["event"] == "event_publish_failed"]
+    assert len(failures) == 3  # registered, status_changed, deregistered
+    assert all(e["service"] == "billing" and "nats is down" in e["error"] for e in failures)
+
+
+async def test_one_log_event_per_transition_and_never_a_session() -> None:
+    registry, clock, sink, _ = make_registry()
+    other = InstanceKey("billing", "b-2")
+    with capture_logs() as logs:
+        await registry.register(register_request())
+        await registry.register(register_request("b-2"))
+        await registry.register(register_request(session=OTHER_SESSION))  # 409: no change
+        await registry.heartbeat(KEY, SESSION)  # ONLINE stays ONLINE: no news
+        await registry.heartbeat(KEY, OTHER_SESSION)  # 403: no change
+        clock.at(3)
+        await registry.deregister(other, SESSION)
+        await registry.force_deregister(other)  # already OFFLINE: no change
+        for at in (10 + LATE, 20 + LATE, 100 + LATE, 150 + LATE):
+            await sweep_at(registry, clock, at)
+
+    transitions = [(e["event"], e["instance"]) for e in logs if e["event"].startswith("instance_")]
+    assert transitions == [
+        ("instance_registered", "b-1"),
+        ("instance_registered", "b-2"),
+        ("instance_deregistered", "b-2"),
+        ("instance_status_changed", "b-1"),
+        ("instance_status_changed", "b-1"),
+        ("instance_removed", "b-1"),
+        ("instance_removed", "b-2"),
+    ]
+    assert [(e.event.value, e.instance.instance_id) for e in sink.events] == [
+        (name.removeprefix("instance_"), instance) for name, instance in transitions
+    ]
+    for secret in (SESSION, OTHER_SESSION):
+        assert secret not in repr(logs)
+        assert all(secret not in e.model_dump_json() for e in sink.events)
+
+
+class CountingStore(MemoryStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.gets = 0
+
+    async def get(self, key: InstanceKey) -> Versioned | None:
+        self.gets += 1
+        return await super().get(key)
+
+
+async def test_sweep_of_a_large_registry_reads_only_what_is_due() -> None:
+    store = CountingStore()
+    registry, clock, sink, _ = make_registry(store)
+    stale = [f"stale-{n}" for n in range(10)]
+    with capture_logs():
+        for name in stale:
+            await registry.register(register_request(name))
+        clock.at(5)
+        for n in range(100_000 - len(stale)):
+            await registry.register(register_request(f"i-{n}"))
+    assert len(await store.list_all()) == 100_000
+    sink.events.clear()
+    store.gets = 0
+
+    with capture_logs():
+        assert await sweep_at(registry, clock, 10 + LATE) == 10
+
+    assert store.gets == 10
+    assert sorted(e.instance.instance_id for e in sink.events) == stale
+    assert {e.instance.status for e in sink.events} == {UNHEALTHY}
+    assert [r.instance_id for r in await registry.instances("billing", UNHEALTHY)] == stale
+
+
+async def test_an_instance_offline_by_age_is_not_revived_before_the_sweep() -> None:
+    registry, clock, sink, _ = make_registry()
+    await registry.register(register_request())
+    clock.at(20 + LATE)  # past offline_after, and no sweep has run
+
+    heartbeat = await registry.heartbeat(KEY, SESSION)
+    takeover = await registry.register(register_request(session=OTHER_SESSION))
+
+    assert heartbeat.check is OwnerCheck.NOT_FOUND
+    assert takeover.outcome is Outcome.CREATED
+    assert sink.summary()[-1] == ("registered", "ONLINE", "ONLINE")

@@ -1,0 +1,109 @@
+"""The background sweeper: keeps sweeping, survives a failing sweep, stops when told."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import cast
+
+import pytest
+from aegis.router.registry import Registry
+from aegis.router.sweeper import MAX_TICK, Sweeper, tick_for
+from structlog.testing import capture_logs
+
+SAFETY_NET = 10.0  # seconds; only stops a broken sweeper from hanging the suite
+TICK = 0.001
+
+
+class FakeRegistry:
+    """Counts sweeps; the first ``failures`` raise; sets ``reached`` at ``target`` calls."""
+
+    def __init__(self, target: int, failures: int = 0) -> None:
+        self.calls = 0
+        self.target = target
+        self.failures = failures
+        self.reached = asyncio.Event()
+
+    async def sweep(self) -> int:
+        self.calls += 1
+        if self.calls >= self.target:
+            self.reached.set()
+        if self.calls <= self.failures:
+            raise RuntimeError(f"sweep {self.calls} failed")
+        return 0
+
+
+def sweeper_tasks() -> list[asyncio.Task[object]]:
+    return [t for t in asyncio.all_tasks() if t.get_name() == "aegis-sweeper" and not t.done()]
+
+
+async def run_until_reached(fake: FakeRegistry) -> Sweeper:
+    sweeper = Sweeper(cast(Registry, fake), TICK)
+    sweeper.start()
+    await asyncio.wait_for(fake.reached.wait(), SAFETY_NET)
+    return sweeper
+
+
+async def test_sweeps_repeatedly_until_stopped() -> None:
+    fake = FakeRegistry(target=5)
+    sweeper = await run_until_reached(fake)
+    await sweeper.stop()
+
+    assert fake.calls >= 5
+    assert sweeper_tasks() == []
+    stopped_at = fake.calls
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert fake.calls == stopped_at
+
+
+async def test_keeps_sweeping_after_a_sweep_raises() -> None:
+    fake = FakeRegistry(target=5, failures=2)
+    with capture_logs() as logs:
+        sweeper = await run_until_reached(fake)
+        await sweeper.stop()
+
+    crashes = [e for e in logs if e["event"] == "sweep_crashed"]
+    assert len(crashes) == 2
+    assert all(e["log_level"] == "error" and e.get("exc_info") for e in crashes)
+    assert fake.calls >= 5
+
+
+async def test_stop_is_safe_before_start_and_twice() -> None:
+    sweeper = Sweeper(cast(Registry, FakeRegistry(target=1)), TICK)
+    await sweeper.stop()
+    sweeper.start()
+    await sweeper.stop()
+    await sweeper.stop()
+    assert sweeper_tasks() == []
+
+
+@pytest.mark.parametrize(
+    ("unhealthy_after", "tick"),
+    [(300.0, MAX_TICK), (15.0, 1.0), (10.0, 1.0), (5.0, 0.5), (2.5, 0.25), (0.3, 0.03)],
+)
+def test_tick_is_at_most_a_second_and_a_tenth_of_unhealthy_after(
+    unhealthy_after: float, tick: float
+) -> None:
+    assert MAX_TICK == 1.0
+    assert tick_for(unhealthy_after) == pytest.approx(tick)
+
+
+async def test_pause_stops_sweeps_and_resume_waits_out_the_grace() -> None:
+    fake = FakeRegistry(target=1)
+    sweeper = Sweeper(cast(Registry, fake), TICK)
+    with capture_logs() as logs:
+        sweeper.pause("nats_disconnected")
+        sweeper.pause("nats_disconnected")  # said once
+        sweeper.start()
+        await asyncio.sleep(50 * TICK)
+        paused_calls = fake.calls
+        sweeper.resume(grace=0.05)
+        resumed = asyncio.get_running_loop().time()
+        await asyncio.wait_for(fake.reached.wait(), SAFETY_NET)
+        first_sweep = asyncio.get_running_loop().time()
+        await sweeper.stop()
+
+    assert paused_calls == 0
+    assert first_sweep - resumed >= 0.05
+    assert [e["event"] for e in logs] == ["sweep_paused", "sweep_resumed"]
+    assert logs[0]["reason"] == "nats_disconnected"
