@@ -69,6 +69,7 @@ class NatsServer:
     data_dir: Path
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    extra_args: list[str] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -79,7 +80,7 @@ class NatsServer:
         """Start (or restart on the same port and data) and wait until it listens."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         command = [str(find_binary()), "-a", "127.0.0.1", "-p", str(self.port)]
-        command += ["-js", "-sd", str(self.data_dir)]
+        command += ["-js", "-sd", str(self.data_dir), *self.extra_args]
         self.process = subprocess.Popen(
             command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
@@ -90,6 +91,18 @@ class NatsServer:
         if self.process is not None:
             stop_process(self.process)
             self.process = None
+
+
+def nats_cluster(base: Path, size: int = 3) -> list[NatsServer]:
+    """``size`` nats-servers routed into one JetStream cluster (not started)."""
+    cluster_ports = [free_port() for _ in range(size)]
+    nodes = []
+    for i, cluster_port in enumerate(cluster_ports):
+        routes = ",".join(f"nats://127.0.0.1:{p}" for p in cluster_ports if p != cluster_port)
+        args = ["-n", f"node-{i}", "--cluster_name", "aegis-test"]
+        args += ["--cluster", f"nats://127.0.0.1:{cluster_port}", "--routes", routes]
+        nodes.append(NatsServer(data_dir=base / f"node-{i}", extra_args=args))
+    return nodes
 
 
 @dataclass

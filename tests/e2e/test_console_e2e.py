@@ -19,13 +19,15 @@ async def test_registered_service_appears_in_the_console(
     app = ConsoleApp(router.http_url, interval=0.2)
     async with ServiceClient(nats_server.url) as client, app.run_test() as pilot:
         await client.register("checkout", "checkout-7", {"version": "3.1"})
+        # Services and instances are two requests: wait until both show it.
         async with asyncio.timeout(10):
-            while "checkout/checkout-7" not in app.instances_table.rows:
+            while not (
+                "checkout/checkout-7" in app.instances_table.rows
+                and "checkout" in app.services_table.rows
+            ):
                 await pilot.pause(0.1)
         row = app.instances_table.get_row("checkout/checkout-7")
-        services = app.services_table.rows
 
-    assert "checkout" in services
     cells = [getattr(cell, "plain", str(cell)) for cell in row]
     assert "checkout-7" in cells
     assert "ONLINE" in cells

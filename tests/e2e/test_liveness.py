@@ -142,7 +142,8 @@ async def test_router_restart_brings_every_instance_back(
         for instance_id in ids:
             await client.register("phoenix", instance_id)
         router.stop()
-        router.start()  # in-memory store: the new router knows nothing
+        router.env["AEGIS_STORE"] = "memory"  # the new router knows nothing
+        router.start()
         restarted = time.monotonic()
         back = await wait_for(
             lambda: statuses(router, "phoenix") == dict.fromkeys(ids, "ONLINE"), 10, "back"

@@ -135,3 +135,48 @@ def test_bad_setting_is_rejected_before_anything_starts(tmp_path: Path) -> None:
 
     assert result.returncode == 2
     assert "AEGIS_HTTP_PORT" in result.stderr
+
+
+async def test_several_workers_share_one_registry(tmp_path: Path) -> None:
+    router, nats_port = embedded_router(tmp_path)
+    router.env["AEGIS_HTTP_WORKERS"] = "2"
+    router.start()
+    try:
+        nc = await nats.connect(f"nats://127.0.0.1:{nats_port}")
+        replies = [
+            await raw_request(nc, {"service_name": "multi", "instance_id": f"m-{i}"})
+            for i in range(20)
+        ]
+        await nc.close()
+        deadline = time.monotonic() + 10
+        views: set[int] = set()
+        while time.monotonic() < deadline:
+            # Each request may land on either worker: all must converge on 20.
+            views = {
+                httpx.get(f"{router.http_url}/api/v1/admin/instances", timeout=5).json()["total"]
+                for _ in range(6)
+            }
+            if views == {20}:
+                break
+            time.sleep(0.1)
+    finally:
+        code = router.stop(signal.SIGTERM)
+
+    assert {r["status"] for r in replies} == {201}
+    assert router.logs().count('"router_ready"') == 2, "one NATS side per worker"
+    assert views == {20}
+    assert code == 0
+    assert wait_until_free(nats_port)
+
+
+def test_workers_need_a_shared_store() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "aegis.router", "--workers", "2", "--store", "memory"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+    assert result.returncode == 2
+    assert "jetstream" in result.stderr

@@ -163,7 +163,6 @@ async def test_exhausted_retries_raise_typed_error(
     [
         error(400, "VALIDATION_ERROR"),
         error(409, "DUPLICATE_INSTANCE"),
-        error(503, "STORE_UNAVAILABLE"),
         error(500, "INTERNAL_ERROR"),
     ],
 )
@@ -172,6 +171,21 @@ async def test_error_replies_are_not_retried(answer: bytes) -> None:
     with pytest.raises(AegisError):
         await client.register("billing", "b-1")
     assert len(fake.calls) == 1
+
+
+async def test_store_unavailable_is_retried_like_a_lost_reply() -> None:
+    client, fake = make_client(error(503, "STORE_UNAVAILABLE"), CREATED)
+    instance = await client.register("billing", "b-1")
+    assert instance.instance_id == "b-1"
+    assert len(fake.calls) == 2
+
+
+async def test_store_unavailable_after_every_retry_is_503() -> None:
+    client, fake = make_client(error(503, "STORE_UNAVAILABLE"), retries=2)
+    with pytest.raises(ServiceUnavailableError) as info:
+        await client.register("billing", "b-1")
+    assert (info.value.status_code, info.value.code) == (503, "STORE_UNAVAILABLE")
+    assert len(fake.calls) == 3
 
 
 async def test_409_raises_duplicate_with_existing() -> None:

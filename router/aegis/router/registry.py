@@ -106,7 +106,12 @@ class Registry:
         self._deadlines: DeadlineIndex[InstanceKey] = DeadlineIndex(resolution)
 
     async def load(self) -> int:
-        """Track the deadlines of every stored record (a store that outlived a restart)."""
+        """Track every stored record's deadline, now and as the store changes.
+
+        The store may have outlived a restart, and other routers may share it:
+        their changes move deadlines here too.
+        """
+        self._store.set_listener(self._track)
         records = await self._store.list_all()
         for record in records:
             self._track(record.key, record)

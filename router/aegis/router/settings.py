@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from aegis.sdk.models import DEFAULT_MAX_METADATA_BYTES
 from .domain import Timings
 
 LogFormat = Literal["json", "console"]
+StoreKind = Literal["memory", "jetstream"]
 
 
 def default_data_dir(env: Mapping[str, str]) -> Path:
@@ -39,6 +41,10 @@ class Settings:
     max_request_bytes: int = 64 * 1024
     max_metadata_bytes: int = DEFAULT_MAX_METADATA_BYTES
     nats_connect_attempts: int = 5
+    workers: int = 1
+    store: StoreKind = "jetstream"
+    kv_bucket: str = "aegis_registry"
+    kv_replicas: int = 1
     heartbeat_interval: float = 5.0
     unhealthy_after: float = 15.0
     offline_after: float = 30.0
@@ -78,6 +84,19 @@ def _seconds(text: str) -> float:
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
     return value
+
+
+def _store(text: str) -> str:
+    kind = text.lower()
+    if kind not in ("memory", "jetstream"):
+        raise argparse.ArgumentTypeError(f"must be memory or jetstream, got {text!r}")
+    return kind
+
+
+def _bucket(text: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", text):
+        raise argparse.ArgumentTypeError(f"bucket names are letters, digits, _ and -; got {text!r}")
+    return text
 
 
 def _port(text: str) -> int:
@@ -134,6 +153,27 @@ _OPTIONS: list[tuple[str, str, object, str]] = [
         "AEGIS_MAX_METADATA_BYTES",
         _positive_int,
         "Largest MessagePack-encoded metadata accepted (larger: 400).",
+    ),
+    (
+        "--workers",
+        "AEGIS_HTTP_WORKERS",
+        _positive_int,
+        "Router worker processes, each serving HTTP and NATS (more than 1 needs the "
+        "jetstream store).",
+    ),
+    (
+        "--store",
+        "AEGIS_STORE",
+        _store,
+        "Where the registry lives: jetstream (a replicated NATS key-value bucket; survives "
+        "restarts, shared by several routers) or memory (one process, gone on restart).",
+    ),
+    ("--kv-bucket", "AEGIS_KV_BUCKET", _bucket, "JetStream key-value bucket of the registry."),
+    (
+        "--kv-replicas",
+        "AEGIS_KV_REPLICAS",
+        _positive_int,
+        "Replicas of the bucket when the router creates it (3 on a 3-node cluster).",
     ),
     (
         "--heartbeat-interval",
@@ -199,6 +239,11 @@ def load_settings(
             values[attr] = given
     values.setdefault("log_format", "console" if sys.stderr.isatty() else "json")
     settings = Settings(**values)  # type: ignore[arg-type]
+    if settings.workers > 1 and settings.store == "memory":
+        parser.error(
+            "--workers / AEGIS_HTTP_WORKERS above 1 needs --store / AEGIS_STORE=jetstream: "
+            "an in-memory registry cannot be shared by several processes"
+        )
     try:
         settings.timings  # noqa: B018 - validates the order of the deadlines
     except ValueError as exc:

@@ -7,6 +7,7 @@ registry never does a racy read-then-write.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -19,6 +20,10 @@ class Versioned:
 
     record: InstanceRecord
     revision: int
+
+
+ChangeListener = Callable[[InstanceKey, "InstanceRecord | None"], None]
+"""Told of every change to the store, by this router or another: the record, or None."""
 
 
 class StoreError(Exception):
@@ -35,6 +40,10 @@ class RevisionMismatch(Exception):  # noqa: N818
 
 class InstanceStore(Protocol):
     """What the registry needs of a store."""
+
+    def set_listener(self, listener: ChangeListener | None) -> None:
+        """Call ``listener`` after every change, including other routers' changes."""
+        ...
 
     async def get(self, key: InstanceKey) -> Versioned | None:
         """The record under ``key`` with its revision, or None."""
@@ -76,6 +85,15 @@ class MemoryStore:
     def __init__(self) -> None:
         self._services: dict[str, dict[str, Versioned]] = {}
         self._revision = 0
+        self._listener: ChangeListener | None = None
+
+    def set_listener(self, listener: ChangeListener | None) -> None:
+        """See ``InstanceStore.set_listener``."""
+        self._listener = listener
+
+    def _changed(self, key: InstanceKey, record: InstanceRecord | None) -> None:
+        if self._listener is not None:
+            self._listener(key, record)
 
     def _next_revision(self) -> int:
         self._revision += 1
@@ -92,6 +110,7 @@ class MemoryStore:
             raise AlreadyExists(record.key)
         revision = self._next_revision()
         instances[record.instance_id] = Versioned(record, revision)
+        self._changed(record.key, record)
         return revision
 
     async def update(self, record: InstanceRecord, expected_revision: int) -> int:
@@ -102,6 +121,7 @@ class MemoryStore:
             raise RevisionMismatch(record.key)
         revision = self._next_revision()
         instances[record.instance_id] = Versioned(record, revision)
+        self._changed(record.key, record)
         return revision
 
     async def delete(self, key: InstanceKey, expected_revision: int) -> None:
@@ -113,6 +133,7 @@ class MemoryStore:
         del instances[key.instance_id]
         if not instances:
             del self._services[key.service_name]
+        self._changed(key, None)
 
     async def list_service(self, service_name: str) -> list[InstanceRecord]:
         """See ``InstanceStore.list_service``."""

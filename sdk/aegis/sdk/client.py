@@ -388,7 +388,8 @@ class ServiceClient:
         return _check(reply)
 
     async def _send_with_retries(self, nc: NatsClient, subject: str, payload: bytes) -> Reply:
-        """The decoded reply; retried with backoff when no reply could come."""
+        """The decoded reply; retried with backoff when no reply could come or the router
+        answered 503 (a retry is safe: the session makes registration idempotent)."""
         cfg = self.config
         for attempt in range(cfg.retries + 1):
             if attempt:
@@ -398,9 +399,15 @@ class ServiceClient:
                 log.debug("request_retry", subject=subject, attempt=attempt, delay=delay)
                 await asyncio.sleep(delay)
             try:
-                return await _send(nc, subject, payload, cfg.timeout)
+                reply = await _send(nc, subject, payload, cfg.timeout)
             except (ServiceUnavailableError, RequestTimeoutError) as exc:
-                failure = exc
+                failure: AegisError = exc
+                continue
+            if reply.status != 503:
+                return reply
+            # The router is up but its store is not (e.g. a JetStream leader election).
+            error_code = reply.error.code if reply.error else None
+            failure = ServiceUnavailableError(_message(reply), code=error_code)
         raise failure
 
 

@@ -1,0 +1,17 @@
+# The router (and the console) in a small image.
+#   docker build -t aegis-ipc .
+#   docker run --rm -p 8000:8000 -e AEGIS_NATS_URL=nats://nats:4222 aegis-ipc
+FROM python:3.13-slim
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY sdk sdk
+COPY router router
+COPY console console
+RUN pip install --no-cache-dir . && rm -rf /src
+WORKDIR /
+USER nobody
+ENV AEGIS_HTTP_HOST=0.0.0.0 \
+    AEGIS_LOG_FORMAT=json \
+    AEGIS_DATA_DIR=/tmp/aegis
+EXPOSE 8000
+ENTRYPOINT ["aegis-router"]

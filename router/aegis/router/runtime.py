@@ -1,0 +1,118 @@
+"""What runs in the serving process: NATS connection, store, registry, responder, sweeper."""
+
+from __future__ import annotations
+
+import structlog
+from aegis.sdk.connection import connect
+from nats.aio.client import Client as NatsClient
+
+from .events import NatsEventSink
+from .handlers import endpoints
+from .nats_responder import NatsResponder
+from .registry import Registry
+from .settings import Settings
+from .store import MemoryStore
+from .store_jetstream import JetStreamStore
+from .sweeper import Sweeper, tick_for
+
+log = structlog.get_logger("aegis.router")
+
+
+class NatsUnavailableError(RuntimeError):
+    """The router could not reach NATS at start-up."""
+
+
+class RouterRuntime:
+    """Starts and stops the router's NATS side, in the process that serves HTTP."""
+
+    def __init__(self, settings: Settings, registry: Registry | None = None) -> None:
+        self.settings = settings
+        # Memory store: the registry exists before NATS does. JetStream: at start.
+        if registry is None and settings.store == "memory":
+            registry = Registry(MemoryStore(), settings.timings)
+        self.registry = registry
+        self.nc: NatsClient | None = None
+        self._kv_store: JetStreamStore | None = None
+        self._responder: NatsResponder | None = None
+        self._sweeper: Sweeper | None = None
+        self._stopping = False
+
+    async def start(self) -> Registry:
+        """Connect, open the store, answer requests, sweep; returns the registry."""
+        settings = self.settings
+        url = settings.nats_url or "nats://127.0.0.1:4222"
+        try:
+            self.nc = await connect(
+                url.split(","),
+                name="aegis-router",
+                attempts=settings.nats_connect_attempts,
+                connect_timeout=2.0,
+                backoff_base=0.2,
+                backoff_max=2.0,
+                reconnect_wait=0.25,
+                disconnected_cb=self._on_disconnected,
+                reconnected_cb=self._on_reconnected,
+            )
+        except Exception as exc:
+            log.error("nats_unreachable", url=url, error=str(exc))
+            raise NatsUnavailableError(
+                f"cannot reach NATS at {url}; check AEGIS_NATS_URL / --nats-url, "
+                "or leave it unset to run the bundled nats-server"
+            ) from exc
+        if self.registry is None:
+            self._kv_store = JetStreamStore(self.nc, settings.kv_bucket, settings.kv_replicas)
+            await self._kv_store.start()
+            self.registry = Registry(self._kv_store, settings.timings)
+        registry = self.registry
+        await registry.load()
+        registry.set_event_sink(NatsEventSink(self.nc))
+        self._responder = NatsResponder(
+            endpoints(
+                registry,
+                max_request_bytes=settings.max_request_bytes,
+                max_metadata_bytes=settings.max_metadata_bytes,
+            ),
+            max_in_flight=settings.max_in_flight,
+        )
+        await self._responder.start(self.nc)
+        self._sweeper = Sweeper(registry, tick_for(registry.timings.unhealthy_after))
+        self._sweeper.start()
+        timings = registry.timings
+        log.info(
+            "router_ready",
+            nats_url=url,
+            store=settings.store,
+            http=f"{settings.http_host}:{settings.http_port}",
+            heartbeat_interval=timings.heartbeat_interval,
+            unhealthy_after=timings.unhealthy_after,
+            offline_after=timings.offline_after,
+            remove_after=timings.remove_after,
+        )
+        return registry
+
+    async def stop(self) -> None:
+        """Stop sweeping and taking requests, finish those in flight, drain NATS."""
+        self._stopping = True
+        if self._sweeper is not None:
+            await self._sweeper.stop()
+        if self._responder is not None:
+            await self._responder.stop()
+        if self.registry is not None:
+            self.registry.set_event_sink(None)
+        if self._kv_store is not None:
+            await self._kv_store.stop()
+        if self.nc is not None and not self.nc.is_closed:
+            await self.nc.drain()
+        log.info("nats_drained")
+
+    async def _on_disconnected(self) -> None:
+        if not self._stopping:  # draining on shutdown disconnects too; that is no news
+            log.warning("nats_disconnected")
+            if self._sweeper is not None:
+                self._sweeper.pause("nats_disconnected")
+
+    async def _on_reconnected(self) -> None:
+        log.info("nats_reconnected")
+        if self._sweeper is not None and self.registry is not None:
+            # Clients heartbeat within one interval, or re-register within two.
+            self._sweeper.resume(grace=2 * self.registry.timings.heartbeat_interval)

@@ -1,0 +1,250 @@
+"""The storage port over a NATS JetStream key-value bucket, replicated by NATS itself.
+
+One key per instance, ``<service_name>.<escaped instance_id>``; values are
+MessagePack. Writes use the bucket's atomic create and compare-and-set
+update (by revision), so the registry's duplicate rules hold across routers.
+Reads for a decision go to the bucket; lists come from a local cache kept
+current by a bucket watch, so REST reads stay fast on every router.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import UTC, datetime
+from typing import Any
+
+import msgpack
+import structlog
+from aegis.sdk.models import InstanceStatus
+from nats.aio.client import Client as NatsClient
+from nats.js import errors as js_errors
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.kv import KeyValue
+
+from .domain import InstanceKey, InstanceRecord
+from .store import AlreadyExists, ChangeListener, RevisionMismatch, StoreError, Versioned
+
+log = structlog.get_logger("aegis.router.store")
+
+# KV keys allow [-/_=.A-Za-z0-9]; instance ids may hold ':' and '.', which
+# would make extra subject tokens. '=' never occurs in an id, so it escapes.
+_ESCAPES = {".": "=2E", ":": "=3A"}
+_WRONG_LAST_SEQUENCE = (10071, 10164)
+STORE_TIMEOUT = 2.0
+
+
+def encode_key(key: InstanceKey) -> str:
+    """``service.instance`` with the instance id escaped to one subject token."""
+    instance = key.instance_id
+    for raw, escaped in _ESCAPES.items():
+        instance = instance.replace(raw, escaped)
+    return f"{key.service_name}.{instance}"
+
+
+def decode_key(text: str) -> InstanceKey:
+    """The inverse of ``encode_key``."""
+    service, _, instance = text.partition(".")
+    for raw, escaped in _ESCAPES.items():
+        instance = instance.replace(escaped, raw)
+    return InstanceKey(service, instance)
+
+
+def encode_record(record: InstanceRecord) -> bytes:
+    """MessagePack of a record, session included (ownership must survive a restart)."""
+    packed: bytes = msgpack.packb(
+        {
+            "service_name": record.service_name,
+            "instance_id": record.instance_id,
+            "status": record.status.value,
+            "metadata": record.metadata,
+            "registered_at": record.registered_at.timestamp(),
+            "last_heartbeat_at": record.last_heartbeat_at.timestamp(),
+            "session_id": record.session_id,
+        }
+    )
+    return packed
+
+
+def decode_record(data: bytes) -> InstanceRecord:
+    """The inverse of ``encode_record``."""
+    body: dict[str, Any] = msgpack.unpackb(data, raw=False)
+    return InstanceRecord(
+        service_name=body["service_name"],
+        instance_id=body["instance_id"],
+        status=InstanceStatus(body["status"]),
+        metadata=body["metadata"],
+        registered_at=datetime.fromtimestamp(body["registered_at"], UTC),
+        last_heartbeat_at=datetime.fromtimestamp(body["last_heartbeat_at"], UTC),
+        session_id=body["session_id"],
+    )
+
+
+class JetStreamStore:
+    """Instances in a JetStream KV bucket, with a watched local cache for lists."""
+
+    def __init__(self, nc: NatsClient, bucket: str = "aegis_registry", replicas: int = 1) -> None:
+        self.bucket = bucket
+        self.replicas = replicas
+        self._nc = nc
+        self._kv: KeyValue | None = None
+        self._cache: dict[str, dict[str, Versioned]] = {}
+        self._listener: ChangeListener | None = None
+        self._watch_task: asyncio.Task[None] | None = None
+
+    async def start(self, within: float = 30.0) -> None:
+        """Open (or create) the bucket and load the cache; wait for a JetStream cluster."""
+        # Under the SDK's 5 s request timeout, so a stuck store still gets a 503 answer.
+        js = self._nc.jetstream(timeout=STORE_TIMEOUT)
+        deadline = asyncio.get_running_loop().time() + within
+        while True:
+            try:
+                self._kv = await js.create_key_value(
+                    KeyValueConfig(
+                        bucket=self.bucket,
+                        history=1,
+                        replicas=self.replicas,
+                        storage=StorageType.FILE,
+                    )
+                )
+                break
+            except js_errors.BadRequestError:
+                # Exists with another configuration: use it as it is.
+                self._kv = await js.key_value(self.bucket)
+                break
+            except Exception as exc:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise StoreError(
+                        f"JetStream key-value bucket {self.bucket!r} unavailable: {exc!r}. "
+                        "Is JetStream enabled on the NATS server (nats-server -js)? "
+                        "Or run with AEGIS_STORE=memory."
+                    ) from exc
+                await asyncio.sleep(0.5)  # a new cluster elects its JetStream leader
+        ready = asyncio.Event()
+        self._watch_task = asyncio.create_task(self._follow(ready), name="aegis-kv-watch")
+        await asyncio.wait_for(ready.wait(), within)
+        log.info(
+            "store_ready",
+            store="jetstream",
+            bucket=self.bucket,
+            replicas=self.replicas,
+            instances=sum(len(i) for i in self._cache.values()),
+        )
+
+    async def stop(self) -> None:
+        """Stop following the bucket."""
+        task, self._watch_task = self._watch_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _follow(self, ready: asyncio.Event) -> None:
+        """Apply every change in the bucket to the cache, whoever made it."""
+        assert self._kv is not None
+        watcher = await self._kv.watchall()
+        try:
+            async for entry in watcher:
+                if entry is None:  # the initial snapshot is complete
+                    ready.set()
+                    continue
+                try:
+                    key = decode_key(entry.key)
+                    if entry.operation in ("DEL", "PURGE") or not entry.value:
+                        self._forget(key, entry.revision or 0)
+                    else:
+                        record = decode_record(entry.value)
+                        self._remember(Versioned(record, entry.revision or 0))
+                except Exception:
+                    log.exception("store_bad_entry", key=entry.key)
+        finally:
+            with contextlib.suppress(Exception):
+                await watcher.stop()  # type: ignore[no-untyped-call]
+
+    def _remember(self, versioned: Versioned) -> None:
+        record = versioned.record
+        instances = self._cache.setdefault(record.service_name, {})
+        known = instances.get(record.instance_id)
+        if known is not None and known.revision >= versioned.revision:
+            return  # our own write, seen again through the watch
+        instances[record.instance_id] = versioned
+        if self._listener is not None:
+            self._listener(record.key, record)
+
+    def _forget(self, key: InstanceKey, revision: int) -> None:
+        instances = self._cache.get(key.service_name, {})
+        known = instances.get(key.instance_id)
+        if known is None or known.revision > revision:
+            return
+        del instances[key.instance_id]
+        if not instances:
+            self._cache.pop(key.service_name, None)
+        if self._listener is not None:
+            self._listener(key, None)
+
+    def set_listener(self, listener: ChangeListener | None) -> None:
+        """See ``InstanceStore.set_listener``."""
+        self._listener = listener
+
+    def _bucket(self) -> KeyValue:
+        if self._kv is None:
+            raise StoreError("JetStream store used before start()")
+        return self._kv
+
+    async def get(self, key: InstanceKey) -> Versioned | None:
+        """See ``InstanceStore.get``: read from the bucket, not the cache."""
+        try:
+            entry = await self._bucket().get(encode_key(key))
+        except js_errors.KeyNotFoundError:
+            return None
+        except Exception as exc:
+            raise StoreError(f"reading {key}: {exc!r}") from exc
+        if not entry.value:
+            return None
+        return Versioned(decode_record(entry.value), entry.revision or 0)
+
+    async def create(self, record: InstanceRecord) -> int:
+        """See ``InstanceStore.create``."""
+        try:
+            revision = await self._bucket().create(encode_key(record.key), encode_record(record))
+        except (js_errors.KeyWrongLastSequenceError, js_errors.KeyNotFoundError) as exc:
+            # KeyNotFound: nats-py re-reads after losing the race, and a replica
+            # that has not caught up yet says "not found". Either way: taken.
+            raise AlreadyExists(record.key) from exc
+        except Exception as exc:
+            raise StoreError(f"creating {record.key}: {exc!r}") from exc
+        self._remember(Versioned(record, revision))
+        return revision
+
+    async def update(self, record: InstanceRecord, expected_revision: int) -> int:
+        """See ``InstanceStore.update``."""
+        try:
+            revision = await self._bucket().update(
+                encode_key(record.key), encode_record(record), last=expected_revision
+            )
+        except js_errors.KeyWrongLastSequenceError as exc:
+            raise RevisionMismatch(record.key) from exc
+        except Exception as exc:
+            raise StoreError(f"updating {record.key}: {exc!r}") from exc
+        self._remember(Versioned(record, revision))
+        return revision
+
+    async def delete(self, key: InstanceKey, expected_revision: int) -> None:
+        """See ``InstanceStore.delete``."""
+        try:
+            await self._bucket().delete(encode_key(key), last=expected_revision)
+        except js_errors.APIError as exc:
+            if exc.err_code in _WRONG_LAST_SEQUENCE:
+                raise RevisionMismatch(key) from exc
+            raise StoreError(f"deleting {key}: {exc!r}") from exc
+        except Exception as exc:
+            raise StoreError(f"deleting {key}: {exc!r}") from exc
+        self._forget(key, expected_revision + 1)
+
+    async def list_service(self, service_name: str) -> list[InstanceRecord]:
+        """See ``InstanceStore.list_service`` (from the cache)."""
+        return [v.record for v in self._cache.get(service_name, {}).values()]
+
+    async def list_all(self) -> list[InstanceRecord]:
+        """See ``InstanceStore.list_all`` (from the cache)."""
+        return [v.record for inst in self._cache.values() for v in inst.values()]

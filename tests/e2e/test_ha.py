@@ -1,0 +1,183 @@
+"""High availability: several routers over a 3-node JetStream cluster, nothing lost."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import nats
+import pytest
+from nats.aio.client import Client as NatsClient
+
+from tests.conftest import raw_request
+from tests.procs import NatsServer, RouterProcess, nats_cluster
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[list[NatsServer]]:
+    nodes = nats_cluster(tmp_path / "cluster")
+    for node in nodes:
+        node.start()
+    yield nodes
+    for node in nodes:
+        node.stop()
+
+
+def router_on(node: NatsServer, tmp_path: Path, name: str, **env: str) -> RouterProcess:
+    router = RouterProcess(
+        log_path=tmp_path / f"{name}.log",
+        env={"AEGIS_NATS_URL": node.url, "AEGIS_STORE": "jetstream", **env},
+    )
+    router.start()
+    return router
+
+
+@pytest.fixture
+def routers(cluster: list[NatsServer], tmp_path: Path) -> Iterator[list[RouterProcess]]:
+    started = [
+        router_on(cluster[0], tmp_path, "router-a", AEGIS_KV_REPLICAS="3"),
+        router_on(cluster[1], tmp_path, "router-b", AEGIS_KV_REPLICAS="3"),
+    ]
+    yield started
+    for router in started:
+        router.stop()
+
+
+def listed(router: RouterProcess) -> set[str]:
+    body = httpx.get(f"{router.http_url}/api/v1/admin/instances", timeout=5).json()
+    return {i["instance_id"] for i in body["instances"]}
+
+
+async def eventually(check: Callable[[], bool], what: str, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not {what} within {timeout}s")
+        await asyncio.sleep(0.1)
+
+
+async def eventually_registers(nc: NatsClient, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    probe = {"service_name": "probe", "instance_id": "p", "session_id": "probe"}
+    while (await raw_request(nc, probe))["status"] not in (200, 201):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"store not writable again within {timeout}s")
+        await asyncio.sleep(0.2)
+
+
+async def register_all(nc: NatsClient, ids: list[str]) -> list[dict[str, object]]:
+    return await asyncio.gather(
+        *(
+            raw_request(nc, {"service_name": "ha", "instance_id": i, "session_id": f"s-{i}"})
+            for i in ids
+        )
+    )
+
+
+async def test_routers_share_the_registry_and_survive_losing_a_router_and_a_node(
+    cluster: list[NatsServer], routers: list[RouterProcess]
+) -> None:
+    router_a, router_b = routers
+    nc = await nats.connect(cluster[2].url)
+    try:
+        info = await nc.jetstream().stream_info("KV_aegis_registry")
+        assert info.config.num_replicas == 3
+        assert info.cluster is not None
+        assert len(info.cluster.replicas or []) == 2, "a leader and two followers"
+        first = [f"i-{n}" for n in range(40)]
+        replies = await register_all(nc, first)
+        assert {r["status"] for r in replies} == {201}
+        # The queue group spread the work: both routers registered some.
+        assert '"created"' in router_a.logs()
+        assert '"created"' in router_b.logs()
+        await eventually(
+            lambda: listed(router_a) == listed(router_b) == set(first), "both list all"
+        )
+
+        router_b.stop(signal.SIGKILL)
+        second = [f"j-{n}" for n in range(20)]
+        replies = await register_all(nc, second)
+        assert {r["status"] for r in replies} == {201}, "router A alone answers everything"
+        await eventually(lambda: listed(router_a) == set(first + second), "A lists all")
+
+        cluster[0].stop()  # the node router A is connected to
+        await eventually(lambda: '"nats_reconnected"' in router_a.logs(), "A reconnected")
+        # The bucket's leader may have died with the node: until the two left
+        # elect another, writes are answered 503 STORE_UNAVAILABLE (the SDK
+        # retries those); then everything works again.
+        await eventually_registers(nc)
+        third = [f"k-{n}" for n in range(10)]
+        replies = await register_all(nc, third)
+        assert {r["status"] for r in replies} == {201}
+        everything = {*first, *second, *third, "p"}
+        await eventually(lambda: listed(router_a) == everything, "nothing lost")
+    finally:
+        await nc.close()
+
+
+async def test_100_racing_registrations_through_two_routers_have_one_winner(
+    cluster: list[NatsServer], routers: list[RouterProcess]
+) -> None:
+    nc = await nats.connect(cluster[2].url)
+    try:
+        bodies = [
+            {"service_name": "race", "instance_id": "only-one", "session_id": secrets.token_hex(8)}
+            for _ in range(100)
+        ]
+        replies = await asyncio.gather(*(raw_request(nc, b) for b in bodies))
+    finally:
+        await nc.close()
+
+    statuses = sorted(r["status"] for r in replies)  # type: ignore[type-var]
+    assert statuses == [201] + [409] * 99
+    winner = next(r for r in replies if r["status"] == 201)
+    losers = [r for r in replies if r["status"] == 409]
+    assert all(r["existing"] == winner["instance"] for r in losers)
+
+
+async def test_restarted_router_keeps_every_registration_with_status_and_session(
+    nats_server: NatsServer, raw_nats: NatsClient, tmp_path: Path
+) -> None:
+    router = router_on(nats_server, tmp_path, "router")
+    owners = {f"p-{n}": f"session-{n}" for n in range(5)}
+    for instance_id, session in owners.items():
+        await raw_request(
+            raw_nats, {"service_name": "durable", "instance_id": instance_id, "session_id": session}
+        )
+    await raw_request(
+        raw_nats,
+        {"service_name": "durable", "instance_id": "p-0", "session_id": "session-0"},
+        "ipc.service.deregister",
+    )
+    before = httpx.get(f"{router.http_url}/api/v1/admin/services/durable", timeout=5).json()
+    router.stop()
+    router.start()
+    try:
+        after = httpx.get(f"{router.http_url}/api/v1/admin/services/durable", timeout=5).json()
+        owner = await raw_request(
+            raw_nats,
+            {"service_name": "durable", "instance_id": "p-1", "session_id": "session-1"},
+            "ipc.service.heartbeat",
+        )
+        intruder = await raw_request(
+            raw_nats,
+            {"service_name": "durable", "instance_id": "p-2", "session_id": "session-1"},
+            "ipc.service.heartbeat",
+        )
+    finally:
+        router.stop()
+
+    assert after == before
+    assert {i["instance_id"]: i["status"] for i in after["instances"]} == {
+        "p-0": "OFFLINE",
+        **dict.fromkeys(["p-1", "p-2", "p-3", "p-4"], "ONLINE"),
+    }
+    assert owner["status"] == 200, "the session survived the restart"
+    assert intruder["status"] == 403

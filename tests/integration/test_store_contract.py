@@ -1,0 +1,152 @@
+"""Both storage adapters keep the same contract: atomic create, compare-and-set, listeners.
+
+The JetStream adapter runs against a real nats-server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import nats
+import pytest
+from aegis.router.domain import InstanceKey, InstanceRecord
+from aegis.router.store import AlreadyExists, InstanceStore, MemoryStore, RevisionMismatch
+from aegis.router.store_jetstream import JetStreamStore, decode_key, encode_key
+from aegis.sdk.models import InstanceStatus
+
+from tests.procs import NatsServer
+
+T0 = datetime(2026, 11, 27, 12, 0, 0, 123456, tzinfo=UTC)
+
+
+def record(instance_id: str = "host-1:8080", **changes: object) -> InstanceRecord:
+    base = InstanceRecord(
+        service_name="billing",
+        instance_id=instance_id,
+        status=InstanceStatus.ONLINE,
+        metadata={"zone": "a", "tags": ["x"], "n": 3},
+        registered_at=T0,
+        last_heartbeat_at=T0,
+        session_id="owner-session",
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+@pytest.fixture(params=["memory", "jetstream"])
+async def store(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[InstanceStore]:
+    if request.param == "memory":
+        yield MemoryStore()
+        return
+    server = NatsServer(data_dir=tmp_path / "nats")
+    server.start()
+    nc = await nats.connect(server.url)
+    kv = JetStreamStore(nc, bucket="contract")
+    await kv.start()
+    yield kv
+    await kv.stop()
+    await nc.close()
+    server.stop()
+
+
+async def test_create_is_atomic_and_update_is_compare_and_set(store: InstanceStore) -> None:
+    first = record()
+    revision = await store.create(first)
+    with pytest.raises(AlreadyExists):
+        await store.create(record(metadata={}))
+    later = replace(first, status=InstanceStatus.UNHEALTHY)
+    newer = await store.update(later, revision)
+    with pytest.raises(RevisionMismatch):
+        await store.update(first, revision)  # stale revision
+    stored = await store.get(first.key)
+
+    assert newer > revision
+    assert stored is not None
+    assert (stored.record, stored.revision) == (later, newer)
+
+
+async def test_delete_is_compare_and_set_and_the_key_can_be_created_again(
+    store: InstanceStore,
+) -> None:
+    revision = await store.create(record())
+    with pytest.raises(RevisionMismatch):
+        await store.delete(record().key, revision + 100)
+    await store.delete(record().key, revision)
+
+    assert await store.get(record().key) is None
+    assert await store.list_all() == []
+    again = await store.create(record(session_id="new-owner"))
+    stored = await store.get(record().key)
+    assert stored is not None
+    assert (stored.record.session_id, stored.revision) == ("new-owner", again)
+
+
+async def test_lists_and_listener(store: InstanceStore) -> None:
+    seen: list[tuple[InstanceKey, InstanceRecord | None]] = []
+    store.set_listener(lambda key, rec: seen.append((key, rec)))
+    a, b = record("a.1"), record("b:2")
+    other = replace(record("c"), service_name="orders")
+    revisions = [await store.create(r) for r in (a, b, other)]
+    await store.delete(a.key, revisions[0])
+
+    assert sorted(r.instance_id for r in await store.list_service("billing")) == ["b:2"]
+    assert {r.service_name for r in await store.list_all()} == {"billing", "orders"}
+    assert (a.key, a) in seen
+    assert (a.key, None) in seen
+    assert await store.list_service("nobody") == []
+
+
+def test_keys_escape_to_one_token_and_back() -> None:
+    for instance_id in ("plain", "host:8080", "a.b.c", "x..y", "end.", ":.-_"):
+        key = InstanceKey("svc", instance_id)
+        encoded = encode_key(key)
+
+        assert encoded.count(".") == 1
+        assert decode_key(encoded) == key
+
+
+async def test_two_routers_share_one_bucket(nats_server: NatsServer) -> None:
+    nc_a, nc_b = await nats.connect(nats_server.url), await nats.connect(nats_server.url)
+    store_a, store_b = JetStreamStore(nc_a, "shared"), JetStreamStore(nc_b, "shared")
+    await store_a.start()
+    await store_b.start()
+    heard: list[InstanceRecord | None] = []
+    store_b.set_listener(lambda key, rec: heard.append(rec))
+    try:
+        outcomes = await asyncio.gather(
+            *(s.create(record(session_id=f"s-{i}")) for i, s in enumerate([store_a, store_b] * 5)),
+            return_exceptions=True,
+        )
+        async with asyncio.timeout(5):
+            while not await store_b.list_all():
+                await asyncio.sleep(0.02)
+        winner = await store_a.get(record().key)
+    finally:
+        await store_a.stop()
+        await store_b.stop()
+        await nc_a.close()
+        await nc_b.close()
+
+    assert sum(isinstance(o, int) for o in outcomes) == 1
+    assert all(isinstance(o, AlreadyExists) for o in outcomes if not isinstance(o, int))
+    assert winner is not None
+    assert [r.session_id for r in await store_b.list_all()] == [winner.record.session_id]
+    assert heard
+    assert heard[-1] == winner.record
+
+
+async def test_a_restarted_store_finds_what_was_written(nats_server: NatsServer) -> None:
+    nc = await nats.connect(nats_server.url)
+    first = JetStreamStore(nc, "durable")
+    await first.start()
+    await first.create(record())
+    await first.stop()
+    second = JetStreamStore(nc, "durable")
+    await second.start()
+    listed = await second.list_all()
+    await second.stop()
+    await nc.close()
+
+    assert listed == [record()]
