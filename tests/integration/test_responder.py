@@ -33,8 +33,11 @@ async def test_requests_run_concurrently_up_to_the_bound(
         asyncio.create_task(raw_nats.request("t.slow", str(i).encode(), timeout=10))
         for i in range(10)
     ]
-    while most < 4:
-        await asyncio.sleep(0.01)
+    async with asyncio.timeout(10):
+        while most < 4:
+            failed = [t.exception() for t in requests if t.done()]
+            assert not failed, f"requests failed before reaching the handler: {failed}"
+            await asyncio.sleep(0.01)
     await asyncio.sleep(0.1)  # give a fifth a chance to sneak past the bound
     release.set()
     replies = await asyncio.gather(*requests)
@@ -60,7 +63,7 @@ async def test_stop_lets_in_flight_requests_finish(
     await server_side.connect(nats_server.url)
     await responder.start(server_side)
     pending = asyncio.create_task(raw_nats.request("t.drain", b"x", timeout=5))
-    await started.wait()
+    await asyncio.wait_for(started.wait(), 10)
     await responder.stop()
     reply = await pending
     await server_side.close()

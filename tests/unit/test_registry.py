@@ -134,7 +134,9 @@ async def filled_registry() -> Registry:
         record("audit", "a-1", InstanceStatus.UNHEALTHY),
     ]:
         await store.create(rec)
-    return Registry(store)
+    registry = Registry(store)
+    await registry.load()  # what the router does at start-up
+    return registry
 
 
 async def test_services_counts_by_status_sorted_by_name() -> None:

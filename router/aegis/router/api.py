@@ -71,17 +71,28 @@ def blueprints() -> list[Blueprint]:
     @openapi.response(200, ref(ServicesResponse), "The services, sorted by name.")
     @openapi.response(500, ref(ErrorResponse), INTERNAL)
     async def list_services(request: Request) -> HTTPResponse:
-        """Every service with instance counts by status."""
-        summaries = await _registry(request).services()
-        services = [
-            ServiceSummary(
-                name=s.name,
-                instance_count=s.instance_count,
-                statuses=StatusCounts(**{status.value: n for status, n in s.statuses.items()}),
-            )
-            for s in summaries
-        ]
-        return _json(ServicesResponse(services=services, total=len(services)))
+        """Every service with instance counts by status.
+
+        The body is rebuilt only when a count changed since the last request:
+        consoles poll this far more often than the fleet changes.
+        """
+        registry = _registry(request)
+        cached: tuple[Registry, int, bytes] | None = getattr(request.app.ctx, "services", None)
+        if cached is None or cached[0] is not registry or cached[1] != registry.version:
+            version = registry.version
+            summaries = await registry.services()
+            services = [
+                ServiceSummary(
+                    name=s.name,
+                    instance_count=s.instance_count,
+                    statuses=StatusCounts(**{st.value: n for st, n in s.statuses.items()}),
+                )
+                for s in summaries
+            ]
+            body = ServicesResponse(services=services, total=len(services)).model_dump_json()
+            cached = (registry, version, body.encode())
+            request.app.ctx.services = cached
+        return HTTPResponse(cached[2], content_type="application/json")
 
     @admin.get("/services/<name:str>")
     @openapi.summary("Show one service")

@@ -6,7 +6,6 @@ keeps the liveness deadlines current and announces the change.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,6 +30,7 @@ from .domain import (
     take_offline,
     touch,
 )
+from .status_counts import StatusCounts
 from .store import AlreadyExists, InstanceStore, RevisionMismatch, StoreError
 
 log = structlog.get_logger("aegis.router.registry")
@@ -104,14 +104,15 @@ class Registry:
         # Fine enough that rounding adds at most 1 % to the shortest deadline.
         resolution = min(0.05, self.timings.unhealthy_after / 100)
         self._deadlines: DeadlineIndex[InstanceKey] = DeadlineIndex(resolution)
+        self._counts = StatusCounts()
+        store.set_listener(self._track)
 
     async def load(self) -> int:
-        """Track every stored record's deadline, now and as the store changes.
+        """Track every record already stored; call once before serving.
 
-        The store may have outlived a restart, and other routers may share it:
-        their changes move deadlines here too.
+        The store may have outlived a restart. Later changes, other routers'
+        included, reach the registry through the store's listener.
         """
-        self._store.set_listener(self._track)
         records = await self._store.list_all()
         for record in records:
             self._track(record.key, record)
@@ -256,6 +257,7 @@ class Registry:
         raise StoreError(f"gave up after {MAX_CAS_ATTEMPTS} conflicting writes on {key}")
 
     def _track(self, key: InstanceKey, record: InstanceRecord | None) -> None:
+        self._counts.apply(key, record)
         if record is None:
             self._deadlines.discard(key)
         else:
@@ -292,18 +294,16 @@ class Registry:
         except Exception as exc:
             log.warning("event_publish_failed", service=shown.service_name, error=repr(exc))
 
+    @property
+    def version(self) -> int:
+        """Changes with every change of an instance's status or existence."""
+        return self._counts.version
+
     async def services(self) -> list[ServiceSummary]:
         """Every service with its instance counts by status, sorted by name."""
-        counts: dict[str, Counter[InstanceStatus]] = {}
-        for record in await self._store.list_all():
-            counts.setdefault(record.service_name, Counter())[record.status] += 1
         return [
-            ServiceSummary(
-                name=name,
-                instance_count=sum(counter.values()),
-                statuses={status: counter[status] for status in InstanceStatus},
-            )
-            for name, counter in sorted(counts.items())
+            ServiceSummary(name=name, instance_count=sum(counts.values()), statuses=counts)
+            for name, counts in self._counts.by_service()
         ]
 
     async def instances(

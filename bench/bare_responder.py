@@ -1,0 +1,38 @@
+"""Baseline: the least a Python NATS responder can do for one registry request.
+
+Decodes the same MessagePack body the router gets and replies; no validation,
+no store, no logging. Usage: python bench/bare_responder.py NATS_URL
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+
+import msgpack
+import nats
+from nats.aio.msg import Msg
+
+REPLY = msgpack.packb({"ok": True, "status": 201})
+
+
+async def main(url: str) -> None:
+    nc = await nats.connect(url)
+
+    async def answer(msg: Msg) -> None:
+        msgpack.unpackb(msg.data)
+        await msg.respond(REPLY)
+
+    for subject in ("ipc.service.register", "ipc.service.heartbeat"):
+        await nc.subscribe(subject, queue="aegis-router", cb=answer)
+    await nc.flush()
+    print("READY", flush=True)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    await stop.wait()
+    await nc.drain()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1]))

@@ -1,0 +1,348 @@
+"""All AegisIPC benchmarks, each beside its baseline in the same run; prints one table.
+
+    python bench/run.py            # full sizes, a few minutes
+    python bench/run.py --quick    # tiny sizes: checks the benchmarks still run
+
+Every figure is a ratio against a baseline measured in this run, with the
+absolute numbers beside it. Loads come from a separate process. Nothing here
+passes or fails: it reports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import structlog  # noqa: E402
+from aegis.router.domain import InstanceRecord, Timings  # noqa: E402
+from aegis.router.registry import Registry  # noqa: E402
+from aegis.router.store import MemoryStore  # noqa: E402
+from aegis.sdk.models import InstanceStatus  # noqa: E402
+
+from tests.procs import NatsServer, RouterProcess, free_port, stop_process, wait_for_port  # noqa: E402
+
+# The in-process measurements must not pay for printing their own log lines.
+structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
+
+BENCH = Path(__file__).resolve().parent
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class Sizes:
+    requests: int
+    concurrency: int
+    rest_services: int
+    rest_requests: int
+    scale_instances: int
+
+
+FULL = Sizes(
+    requests=6000, concurrency=64, rest_services=1000, rest_requests=1500, scale_instances=100_000
+)
+QUICK = Sizes(
+    requests=300, concurrency=16, rest_services=20, rest_requests=100, scale_instances=2000
+)
+
+
+def cpu_seconds(pid: int) -> float:
+    """user+sys CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def rss_kib(pid: int) -> int:
+    """Resident memory of a process."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def run_json(command: list[str]) -> dict[str, float]:
+    """Run a load process and parse its one JSON line."""
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    result: dict[str, float] = json.loads(out.strip().splitlines()[-1])
+    return result
+
+
+def nats_load(
+    url: str, kind: str, count: int, concurrency: int, prefix: str, pid: int, services: int = 100
+) -> dict[str, float]:
+    """Load from another process; adds the responder's CPU microseconds per request."""
+    before = cpu_seconds(pid)
+    result = run_json(
+        [
+            sys.executable,
+            str(BENCH / "nats_load.py"),
+            url,
+            kind,
+            str(count),
+            str(concurrency),
+            prefix,
+            str(services),
+        ]
+    )
+    result["cpu_us"] = (cpu_seconds(pid) - before) / count * 1e6
+    return result
+
+
+def http_load(url: str, count: int, concurrency: int) -> dict[str, float]:
+    """HTTP GET load from another process."""
+    return run_json(
+        [sys.executable, str(BENCH / "http_load.py"), url, str(count), str(concurrency)]
+    )
+
+
+@contextmanager
+def router(tmp: Path, nats_url: str, store: str, name: str) -> Iterator[RouterProcess]:
+    """An aegis-router process with its log in a file, as in production."""
+    process = RouterProcess(
+        log_path=tmp / f"{name}.log",
+        env={"AEGIS_NATS_URL": nats_url, "AEGIS_STORE": store, "AEGIS_KV_BUCKET": name},
+    )
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@contextmanager
+def bare_responder(nats_url: str) -> Iterator[subprocess.Popen[bytes]]:
+    """The baseline NATS responder process."""
+    process = subprocess.Popen(
+        [sys.executable, str(BENCH / "bare_responder.py"), nats_url], stdout=subprocess.PIPE
+    )
+    assert process.stdout is not None
+    process.stdout.readline()
+    try:
+        yield process
+    finally:
+        stop_process(process)
+
+
+@contextmanager
+def bare_sanic(body: bytes, tmp: Path) -> Iterator[int]:
+    """The baseline Sanic process serving ``body`` on every path."""
+    body_file = tmp / "body.json"
+    body_file.write_bytes(body)
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, str(BENCH / "bare_sanic.py"), str(port), str(body_file)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_for_port(port)
+    time.sleep(0.3)
+    try:
+        yield port
+    finally:
+        stop_process(process)
+
+
+Row = tuple[str, str, str, str]
+
+
+def ratio_row(what: str, ours: dict[str, float], base: dict[str, float], key: str = "rps") -> Row:
+    """One table row: ours, the baseline, and ours/baseline of ``key``."""
+
+    def show(r: dict[str, float]) -> str:
+        text = f"{r['rps']:,.0f}/s p50 {r['p50_ms']:.2f} p99 {r['p99_ms']:.2f} ms"
+        if "cpu_us" in r:
+            text += f" cpu {r['cpu_us']:.0f} us/req"
+        if r.get("errors"):
+            text += f" errors {r['errors']:.0f}"
+        return text
+
+    ratio = f"x{ours[key] / base[key]:.2f}" if base[key] else "n/a (too short to measure)"
+    return (what, show(ours), show(base), ratio)
+
+
+def bench_nats(sizes: Sizes, tmp: Path, nats: NatsServer) -> list[Row]:
+    """Registration and heartbeat through the router vs the bare responder."""
+    n, c = sizes.requests, sizes.concurrency
+    with bare_responder(nats.url) as bare:
+        base_reg = nats_load(nats.url, "register", n, c, "bare", bare.pid)
+        base_hb = nats_load(nats.url, "heartbeat", n, c, "bare", bare.pid)
+    rows: list[Row] = []
+    for store in ("memory", "jetstream"):
+        with router(tmp, nats.url, store, f"nats_{store}") as r:
+            assert r.process is not None
+            reg = nats_load(nats.url, "register", n, c, store, r.process.pid)
+            hb = nats_load(nats.url, "heartbeat", n, c, store, r.process.pid)
+        rows.append(ratio_row(f"register throughput, {store} store", reg, base_reg))
+        rows.append(ratio_row(f"register CPU per request, {store} store", reg, base_reg, "cpu_us"))
+        rows.append(ratio_row(f"heartbeat throughput, {store} store", hb, base_hb))
+        rows.append(ratio_row(f"heartbeat CPU per request, {store} store", hb, base_hb, "cpu_us"))
+    return rows
+
+
+def bench_rest(sizes: Sizes, tmp: Path, nats: NatsServer) -> list[Row]:
+    """REST list and detail under load vs a bare Sanic route with the same bytes."""
+    rows: list[Row] = []
+    count = sizes.rest_services * 10
+    with router(tmp, nats.url, "memory", "rest") as r:
+        assert r.process is not None
+        nats_load(nats.url, "register", count, 64, "rest", r.process.pid, sizes.rest_services)
+        for path in ("/api/v1/admin/services", "/api/v1/admin/services/rest-svc-1"):
+            url = f"{r.http_url}{path}"
+            body = httpx.get(url, timeout=30).content
+            ours = http_load(url, sizes.rest_requests, 16)
+            with bare_sanic(body, tmp) as port:
+                base = http_load(f"http://127.0.0.1:{port}{path}", sizes.rest_requests, 16)
+            rows.append(
+                ratio_row(
+                    f"GET {path.replace('rest-svc-1', '{name}')} ({len(body):,} B)", ours, base
+                )
+            )
+    return rows
+
+
+def bench_scale(sizes: Sizes, tmp: Path, nats: NatsServer) -> list[Row]:
+    """Router memory per instance, and list/sweep cost, at scale."""
+    n = sizes.scale_instances
+    with router(tmp, nats.url, "memory", "scale") as r:
+        assert r.process is not None
+        before = rss_kib(r.process.pid)
+        load = nats_load(nats.url, "register", n, 64, "scale", r.process.pid)
+        after = rss_kib(r.process.pid)
+        hb = nats_load(nats.url, "heartbeat", min(n, 20_000), 64, "scale", r.process.pid)
+    per_instance = (after - before) * 1024 / n
+    needed = n / 10  # every instance heartbeating every 10 s
+    rows: list[Row] = [
+        (
+            f"RSS per instance at {n:,} (memory store)",
+            f"{per_instance:,.0f} B",
+            "2,048 B target",
+            f"x{per_instance / 2048:.2f}",
+        ),
+        (
+            f"heartbeats/s at {n:,} registered",
+            f"{hb['rps']:,.0f}/s (p99 {hb['p99_ms']:.1f} ms)",
+            f"{needed:,.0f}/s needed (10 s interval)",
+            f"x{hb['rps'] / needed:.2f}",
+        ),
+        (f"{n:,} registrations", f"{load['rps']:,.0f}/s", "", ""),
+    ]
+    rows.extend(asyncio.run(in_process_scale(n)))
+    return rows
+
+
+async def in_process_scale(n: int) -> list[Row]:
+    """Registry list and sweep at ``n`` instances, against a baseline of reading the store."""
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    now = [t0]
+    store = MemoryStore()
+    registry = Registry(store, Timings(), clock=lambda: now[0])
+    for i in range(n):
+        record = InstanceRecord(
+            f"svc-{i % 1000}", f"i-{i}", InstanceStatus.ONLINE, {"v": 1}, t0, t0, "s"
+        )
+        await store.create(record)
+    await registry.load()
+
+    async def timed(coro_factory) -> float:  # type: ignore[no-untyped-def]
+        start = time.perf_counter()
+        await coro_factory()
+        return (time.perf_counter() - start) * 1000
+
+    base = await timed(store.list_all)
+    listing = await timed(registry.services)
+    now[0] = t0 + timedelta(seconds=1)
+    idle_sweep = await timed(registry.sweep)
+    now[0] = t0 + timedelta(seconds=16)
+    full_sweep = await timed(registry.sweep)
+    return [
+        (
+            f"services() at {n:,}",
+            f"{listing:.1f} ms",
+            f"list_all {base:.1f} ms",
+            f"x{listing / base:.2f}",
+        ),
+        (f"sweep at {n:,}, none due", f"{idle_sweep:.3f} ms", "", ""),
+        (
+            f"sweep at {n:,}, all due",
+            f"{full_sweep:.0f} ms",
+            f"{full_sweep / n * 1000:.1f} us/instance",
+            "",
+        ),
+    ]
+
+
+def bench_console(quick: bool) -> list[Row]:
+    """The console's diff-refresh benchmark (its own baseline inside)."""
+    command = [sys.executable, str(BENCH / "console_refresh.py")]
+    if quick:
+        command.append("--quick")
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip()
+    lines = out.splitlines()
+    keyed = next(line for line in lines if line.startswith("keyed diff"))
+    naive = next(line for line in lines if line.startswith("clear + re-add"))
+    return [
+        (
+            "console diff-refresh (apply median)",
+            " ".join(keyed.split()[2:4]),
+            " ".join(naive.split()[3:5]) + " (clear+re-add)",
+            lines[-1].split("takes ")[-1].split(" the")[0],
+        )
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny sizes, to check the benchmarks run"
+    )
+    args = parser.parse_args()
+    sizes = QUICK if args.quick else FULL
+    began = time.monotonic()
+    print(
+        f"# AegisIPC benchmarks ({'quick' if args.quick else 'full'}), "
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n"
+        f"# {platform.python_implementation()} {platform.python_version()}, {platform.system()} "
+        f"{platform.machine()}, {os.cpu_count()} cores; {sizes.requests} requests at "
+        f"concurrency {sizes.concurrency} per NATS run"
+    )
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        nats = NatsServer(data_dir=tmp / "nats")
+        nats.start()
+        try:
+            rows += bench_nats(sizes, tmp, nats)
+            rows += bench_rest(sizes, tmp, nats)
+            rows += bench_scale(sizes, tmp, nats)
+        finally:
+            nats.stop()
+    rows += bench_console(args.quick)
+    widths = [
+        max(len(r[i]) for r in [("what", "ours", "baseline", "ratio"), *rows]) for i in range(4)
+    ]
+    print()
+    for row in [("what", "ours", "baseline", "ratio"), *rows]:
+        print(" | ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+    print(f"\n# took {time.monotonic() - began:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
