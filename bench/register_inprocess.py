@@ -37,7 +37,7 @@ class EncodingSink:
 
 
 async def main(count: int) -> None:
-    configure_logging("INFO", "json")
+    configure_logging(os.environ.get("BENCH_LOG_LEVEL", "INFO"), "json")
     registry = Registry(MemoryStore(), events=EncodingSink())
     register = endpoints(registry, max_request_bytes=65536, max_metadata_bytes=16384)[
         "ipc.service.register"
