@@ -1,6 +1,8 @@
 # The router (and the console) in a small image.
 #   docker build -t aegis-ipc .
-#   docker run --rm -p 8000:8000 -e AEGIS_NATS_URL=nats://nats:4222 aegis-ipc
+#   docker run --rm -p 8000:8000 -e AEGIS_NATS_URL=nats://nats:4222 \
+#       -e AEGIS_ADMIN_TOKEN=... aegis-ipc
+# It listens on 0.0.0.0, so it refuses to start without a token (or AEGIS_INSECURE=1).
 FROM python:3.13-slim
 WORKDIR /src
 COPY pyproject.toml README.md ./

@@ -237,3 +237,21 @@ async def test_openapi_document_describes_every_route(router: RouterProcess) -> 
     assert schemas["Instance"]["required"] == sorted(
         INSTANCE_KEYS, key=list(schemas["Instance"]["properties"]).index
     )
+
+
+async def test_readyz_follows_the_nats_connection(
+    router: RouterProcess, nats_server: NatsServer
+) -> None:
+    def ready() -> int:
+        return httpx.get(f"{router.http_url}/readyz", timeout=5).status_code
+
+    assert ready() == 200
+    nats_server.stop()
+    deadline = asyncio.get_running_loop().time() + 10
+    while ready() != 503:
+        assert asyncio.get_running_loop().time() < deadline, "still ready without NATS"
+        await asyncio.sleep(0.05)
+    nats_server.start()
+    while ready() != 200:
+        assert asyncio.get_running_loop().time() < deadline + 10, "not ready again"
+        await asyncio.sleep(0.05)

@@ -162,6 +162,7 @@ async def test_openapi_documents_every_route_with_exact_schemas(app: Sanic[Any, 
         f"{ADMIN}/services/{{name}}/instances/{{instance_id}}",
         f"{ADMIN}/instances",
         "/healthz",
+        "/readyz",
     }
     assert set(doc["paths"]) == routes
     schemas = doc["components"]["schemas"]

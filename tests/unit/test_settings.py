@@ -32,7 +32,7 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch, tty: bool, fmt: str) -> None:
     ("var", "value", "attr", "expected"),
     [
         ("AEGIS_NATS_URL", "nats://a:1,nats://b:2", "nats_url", "nats://a:1,nats://b:2"),
-        ("AEGIS_HTTP_HOST", "0.0.0.0", "http_host", "0.0.0.0"),
+        ("AEGIS_HTTP_HOST", "127.0.0.2", "http_host", "127.0.0.2"),
         ("AEGIS_HTTP_PORT", "9001", "http_port", 9001),
         ("AEGIS_EMBEDDED_NATS_HOST", "::1", "embedded_nats_host", "::1"),
         ("AEGIS_EMBEDDED_NATS_PORT", "4333", "embedded_nats_port", 4333),

@@ -22,18 +22,23 @@ from .api_models import (
 from .domain import InstanceKey
 from .registry import Registry
 
+ADMIN_PREFIX = "/api/v1/admin"
+
 
 class ApiException(SanicException):
     """An error with a stable ``code`` rendered as the standard JSON error body."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message, status_code=status)
+    def __init__(
+        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message, status_code=status, headers=headers)
         self.code = code
 
 
 log = structlog.get_logger("aegis.router.api")
 
 STATUS_HELP = "Only instances in this status: ONLINE, UNHEALTHY or OFFLINE."
+UNAUTHORIZED = "UNAUTHORIZED: AEGIS_ADMIN_TOKEN is set and the bearer token is missing or wrong."
 INTERNAL = "INTERNAL_ERROR: the router failed; details are in its log."
 
 
@@ -62,10 +67,11 @@ def _json(model: BaseModel, status: int = 200) -> HTTPResponse:
 
 def blueprints() -> list[Blueprint]:
     """Fresh blueprints (a Sanic blueprint belongs to one app): admin API and health."""
-    admin = Blueprint("admin", url_prefix="/api/v1/admin")
+    admin = Blueprint("admin", url_prefix=ADMIN_PREFIX)
     ops = Blueprint("ops")
 
     @admin.get("/services")
+    @openapi.response(401, ref(ErrorResponse), UNAUTHORIZED)
     @openapi.summary("List services")
     @openapi.description("Every registered service with its instance counts by status.")
     @openapi.response(200, ref(ServicesResponse), "The services, sorted by name.")
@@ -95,6 +101,7 @@ def blueprints() -> list[Blueprint]:
         return HTTPResponse(cached[2], content_type="application/json")
 
     @admin.get("/services/<name:str>")
+    @openapi.response(401, ref(ErrorResponse), UNAUTHORIZED)
     @openapi.summary("Show one service")
     @openapi.description(
         "The service's instances, sorted by instance id; `status` keeps only those in it."
@@ -114,6 +121,7 @@ def blueprints() -> list[Blueprint]:
         return _json(ServiceDetail(name=name, instances=shown))
 
     @admin.delete("/services/<name:str>/instances/<instance_id:str>")
+    @openapi.response(401, ref(ErrorResponse), UNAUTHORIZED)
     @openapi.summary("Force-deregister an instance")
     @openapi.description(
         "An operator action: the instance goes OFFLINE at once whatever its session, "
@@ -143,6 +151,7 @@ def blueprints() -> list[Blueprint]:
         return _json(record.to_public())
 
     @admin.get("/instances")
+    @openapi.response(401, ref(ErrorResponse), UNAUTHORIZED)
     @openapi.summary("List instances")
     @openapi.description(
         "Instances of every service in one request, sorted by service then instance id. "
@@ -166,5 +175,16 @@ def blueprints() -> list[Blueprint]:
     async def healthz(request: Request) -> HTTPResponse:
         """200 while the process serves HTTP."""
         return _json(Health(status="ok"))
+
+    @ops.get("/readyz")
+    @openapi.summary("Readiness")
+    @openapi.response(200, ref(Health), "Connected to NATS, store ready: send traffic.")
+    @openapi.response(503, ref(ErrorResponse), "NOT_READY: starting, or NATS is unreachable.")
+    async def readyz(request: Request) -> HTTPResponse:
+        """200 when this router can serve registrations, else 503 ``NOT_READY``."""
+        runtime = request.app.ctx.runtime
+        if not runtime.ready:
+            raise ApiException(503, "NOT_READY", runtime.not_ready_reason())
+        return _json(Health(status="ready"))
 
     return [admin, ops]

@@ -7,6 +7,7 @@ import itertools
 from sanic import Sanic
 
 from .api import blueprints
+from .auth import require_token
 from .errors_http import json_error
 from .registry import Registry
 from .runtime import RouterRuntime
@@ -39,7 +40,10 @@ def create_app(
     )
     runtime = RouterRuntime(settings, registry)
     app.ctx.registry = runtime.registry  # set at start-up for a JetStream store
+    app.ctx.runtime = runtime
     app.ctx.settings = settings
+    if settings.admin_token:
+        app.on_request(require_token(settings.admin_token))
     for blueprint in blueprints():
         app.blueprint(blueprint)
     app.error_handler.add(Exception, json_error)

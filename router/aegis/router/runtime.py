@@ -90,6 +90,24 @@ class RouterRuntime:
         )
         return registry
 
+    @property
+    def ready(self) -> bool:
+        """Connected to NATS with a registry and its responder running."""
+        return (
+            self.nc is not None
+            and self.nc.is_connected
+            and self._responder is not None
+            and not self._stopping
+        )
+
+    def not_ready_reason(self) -> str:
+        """Why ``ready`` is false, for an operator."""
+        if self._stopping:
+            return "shutting down"
+        if self.nc is None or self._responder is None:
+            return "starting: not connected to NATS yet"
+        return "NATS connection lost; reconnecting"
+
     async def stop(self) -> None:
         """Stop sweeping and taking requests, finish those in flight, drain NATS."""
         self._stopping = True

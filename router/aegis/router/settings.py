@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import re
 import sys
@@ -19,6 +20,19 @@ LogFormat = Literal["json", "console"]
 StoreKind = Literal["memory", "jetstream"]
 
 
+TRUTHY = frozenset({"1", "true", "yes", "on"})
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost, 127.0.0.0/8 and ::1."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def default_data_dir(env: Mapping[str, str]) -> Path:
     """``$XDG_DATA_HOME/aegis``, else ``~/.local/share/aegis``."""
     base = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
@@ -30,6 +44,8 @@ class Settings:
     """Everything the router can be told. See ``aegis-router --help``."""
 
     nats_url: str | None = None
+    admin_token: str | None = field(default=None, repr=False)
+    insecure: bool = False
     http_host: str = "127.0.0.1"
     http_port: int = 8000
     embedded_nats_host: str = "127.0.0.1"
@@ -113,6 +129,13 @@ _OPTIONS: list[tuple[str, str, object, str]] = [
         "AEGIS_NATS_URL",
         str,
         "NATS server(s) to use, comma-separated. Unset: start the bundled nats-server.",
+    ),
+    (
+        "--admin-token",
+        "AEGIS_ADMIN_TOKEN",
+        str,
+        "Bearer token every /api/v1/admin request must carry (prefer the variable: "
+        "arguments show in the process list). Unset: the admin API listens on loopback only.",
     ),
     ("--http-host", "AEGIS_HTTP_HOST", str, "Address of the admin REST API."),
     ("--http-port", "AEGIS_HTTP_PORT", _port, "Port of the admin REST API."),
@@ -216,6 +239,12 @@ def build_parser() -> argparse.ArgumentParser:
         default = getattr(defaults, attr)
         shown = "" if default is None or attr == "log_format" else f" Default: {default}."
         parser.add_argument(flag, dest=attr, type=kind, help=f"{text}{shown} [{env}]")  # type: ignore[arg-type]
+    parser.add_argument(
+        "--insecure",
+        action="store_true",
+        help="Serve the admin API on a non-loopback address without a token (anyone who "
+        "can reach it can read the registry and deregister instances). [AEGIS_INSECURE=1]",
+    )
     return parser
 
 
@@ -238,7 +267,14 @@ def load_settings(
         if given is not None:
             values[attr] = given
     values.setdefault("log_format", "console" if sys.stderr.isatty() else "json")
+    values["insecure"] = args.insecure or env.get("AEGIS_INSECURE", "").lower() in TRUTHY
     settings = Settings(**values)  # type: ignore[arg-type]
+    if not settings.admin_token and not settings.insecure and not is_loopback(settings.http_host):
+        parser.error(
+            f"refusing to serve the admin API on {settings.http_host} without a token: set "
+            "AEGIS_ADMIN_TOKEN (or --admin-token), or pass --insecure / AEGIS_INSECURE=1 "
+            "to accept that anyone who reaches it can read and change the registry"
+        )
     if settings.workers > 1 and settings.store == "memory":
         parser.error(
             "--workers / AEGIS_HTTP_WORKERS above 1 needs --store / AEGIS_STORE=jetstream: "
