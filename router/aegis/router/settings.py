@@ -44,6 +44,14 @@ class Settings:
     """Everything the router can be told. See ``aegis-router --help``."""
 
     nats_url: str | None = None
+    nats_user: str | None = None
+    nats_password: str | None = field(default=None, repr=False)
+    nats_token: str | None = field(default=None, repr=False)
+    nats_nkey_seed: Path | None = None
+    nats_creds: Path | None = None
+    nats_tls_ca: Path | None = None
+    nats_tls_cert: Path | None = None
+    nats_tls_key: Path | None = None
     admin_token: str | None = field(default=None, repr=False)
     insecure: bool = False
     http_host: str = "127.0.0.1"
@@ -56,6 +64,9 @@ class Settings:
     max_in_flight: int = 256
     max_request_bytes: int = 64 * 1024
     max_metadata_bytes: int = DEFAULT_MAX_METADATA_BYTES
+    max_pending: int = 10_000
+    max_instances_per_service: int = 10_000
+    max_instances: int = 1_000_000
     nats_connect_attempts: int = 5
     workers: int = 1
     store: StoreKind = "jetstream"
@@ -130,6 +141,24 @@ _OPTIONS: list[tuple[str, str, object, str]] = [
         str,
         "NATS server(s) to use, comma-separated. Unset: start the bundled nats-server.",
     ),
+    ("--nats-user", "AEGIS_NATS_USER", str, "NATS user name (with --nats-password)."),
+    (
+        "--nats-password",
+        "AEGIS_NATS_PASSWORD",
+        str,
+        "NATS password (prefer the variable: arguments show in the process list).",
+    ),
+    ("--nats-token", "AEGIS_NATS_TOKEN", str, "NATS authentication token (prefer the variable)."),
+    (
+        "--nats-nkey-seed",
+        "AEGIS_NATS_NKEY_SEED",
+        Path,
+        "File holding the NKey seed to sign in with.",
+    ),
+    ("--nats-creds", "AEGIS_NATS_CREDS", Path, "NATS .creds file (user JWT and NKey seed)."),
+    ("--nats-tls-ca", "AEGIS_NATS_TLS_CA", Path, "CA bundle to verify the NATS server with."),
+    ("--nats-tls-cert", "AEGIS_NATS_TLS_CERT", Path, "Client certificate for NATS (mutual TLS)."),
+    ("--nats-tls-key", "AEGIS_NATS_TLS_KEY", Path, "Private key of the client certificate."),
     (
         "--admin-token",
         "AEGIS_ADMIN_TOKEN",
@@ -176,6 +205,25 @@ _OPTIONS: list[tuple[str, str, object, str]] = [
         "AEGIS_MAX_METADATA_BYTES",
         _positive_int,
         "Largest MessagePack-encoded metadata accepted (larger: 400).",
+    ),
+    (
+        "--max-pending",
+        "AEGIS_MAX_PENDING",
+        _positive_int,
+        "Requests per subject that may wait beyond those in flight; past that NATS drops "
+        "them (clients time out and retry) instead of the router's memory growing.",
+    ),
+    (
+        "--max-instances-per-service",
+        "AEGIS_MAX_INSTANCES_PER_SERVICE",
+        _positive_int,
+        "Live or stored instances one service may have; more: 429 LIMIT_EXCEEDED.",
+    ),
+    (
+        "--max-instances",
+        "AEGIS_MAX_INSTANCES",
+        _positive_int,
+        "Instances the registry may hold in all; more: 429 LIMIT_EXCEEDED.",
     ),
     (
         "--workers",
