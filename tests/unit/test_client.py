@@ -56,7 +56,10 @@ class FakeNats:
         self.is_closed = False
         self.requested = asyncio.Event()
 
-    async def request(self, subject: str, payload: bytes, timeout: float) -> SimpleNamespace:
+    async def request(
+        self, subject: str, payload: bytes, timeout: float, headers: dict[str, str] | None = None
+    ) -> SimpleNamespace:
+        self.headers = headers
         self.calls.append((subject, payload, timeout))
         self.requested.set()
         outcome = self.outcomes.pop(0) if len(self.outcomes) > 1 else self.outcomes[0]

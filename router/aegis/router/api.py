@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import structlog
-from aegis.sdk.models import Instance, InstanceStatus
+from aegis.sdk.models import (
+    INSTANCE_ID_PATTERN,
+    SERVICE_NAME_PATTERN,
+    Instance,
+    InstanceStatus,
+)
 from pydantic import BaseModel
 from sanic import Blueprint, HTTPResponse, Request, json
 from sanic.exceptions import SanicException
@@ -20,6 +27,7 @@ from .api_models import (
     ref,
 )
 from .domain import InstanceKey
+from .metrics import render
 from .registry import Registry
 
 ADMIN_PREFIX = "/api/v1/admin"
@@ -37,6 +45,8 @@ class ApiException(SanicException):
 
 log = structlog.get_logger("aegis.router.api")
 
+SERVICE_NAME = re.compile(SERVICE_NAME_PATTERN)
+INSTANCE_ID = re.compile(INSTANCE_ID_PATTERN)
 STATUS_HELP = "Only instances in this status: ONLINE, UNHEALTHY or OFFLINE."
 UNAUTHORIZED = "UNAUTHORIZED: AEGIS_ADMIN_TOKEN is set and the bearer token is missing or wrong."
 INTERNAL = "INTERNAL_ERROR: the router failed; details are in its log."
@@ -49,8 +59,8 @@ def _registry(request: Request) -> Registry:
 
 def _status_filter(request: Request) -> InstanceStatus | None:
     """The ``status`` query argument, or None; 400 ``INVALID_STATUS`` if unknown."""
-    text = request.args.get("status")
-    if not text:
+    text = request.get_args(keep_blank_values=True).get("status")
+    if text is None:
         return None
     try:
         return InstanceStatus(text.upper())
@@ -106,7 +116,7 @@ def blueprints() -> list[Blueprint]:
     @openapi.description(
         "The service's instances, sorted by instance id; `status` keeps only those in it."
     )
-    @openapi.parameter("status", str, "query", description=STATUS_HELP)
+    @openapi.parameter("status", InstanceStatus, "query", description=STATUS_HELP)
     @openapi.response(200, ref(ServiceDetail), "The service and its instances.")
     @openapi.response(400, ref(ErrorResponse), "INVALID_STATUS: unknown status filter.")
     @openapi.response(404, ref(ErrorResponse), "SERVICE_NOT_FOUND: no such service is registered.")
@@ -133,7 +143,10 @@ def blueprints() -> list[Blueprint]:
     @openapi.response(500, ref(ErrorResponse), INTERNAL)
     async def force_deregister(request: Request, name: str, instance_id: str) -> HTTPResponse:
         """Take one instance OFFLINE as an operator; logged with who asked."""
-        record = await _registry(request).force_deregister(InstanceKey(name, instance_id))
+        record = None
+        # A name no registration could have cannot be in the store (nor be a store key).
+        if SERVICE_NAME.fullmatch(name) and INSTANCE_ID.fullmatch(instance_id):
+            record = await _registry(request).force_deregister(InstanceKey(name, instance_id))
         log.info(
             "operator_deregistration",
             service=name,
@@ -158,7 +171,7 @@ def blueprints() -> list[Blueprint]:
         "Filter with `service` (exact name) and `status` (ONLINE, UNHEALTHY or OFFLINE)."
     )
     @openapi.parameter("service", str, "query", description="Only this service.")
-    @openapi.parameter("status", str, "query", description=STATUS_HELP)
+    @openapi.parameter("status", InstanceStatus, "query", description=STATUS_HELP)
     @openapi.response(200, ref(InstancesResponse), "The matching instances.")
     @openapi.response(400, ref(ErrorResponse), "INVALID_STATUS: unknown status filter.")
     @openapi.response(500, ref(ErrorResponse), INTERNAL)
@@ -175,6 +188,20 @@ def blueprints() -> list[Blueprint]:
     async def healthz(request: Request) -> HTTPResponse:
         """200 while the process serves HTTP."""
         return _json(Health(status="ok"))
+
+    @ops.get("/metrics")
+    @openapi.summary("Prometheus metrics")
+    @openapi.response(200, {"text/plain": str}, "Prometheus text exposition format.")
+    async def metrics(request: Request) -> HTTPResponse:
+        """Requests by kind and result, latencies, instances by status, reconnects."""
+        registry: Registry | None = request.app.ctx.runtime.registry
+        counts: dict[InstanceStatus, int] = {}
+        if registry is not None:
+            for summary in await registry.services():
+                for status, n in summary.statuses.items():
+                    counts[status] = counts.get(status, 0) + n
+        body, content_type = render(counts)
+        return HTTPResponse(body, content_type=content_type)
 
     @ops.get("/readyz")
     @openapi.summary("Readiness")

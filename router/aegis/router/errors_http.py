@@ -19,13 +19,27 @@ _CODES = {
 }
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    allowed = []
+    for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"):
+        try:
+            request.app.router.get(request.path, method, request.headers.get("host"))
+        except SanicException:
+            continue
+        allowed.append(method)
+    return allowed
+
+
 async def json_error(request: Request, exc: Exception) -> HTTPResponse:
     """Render any exception as ``{"error": {code, message}}`` with its status."""
     if isinstance(exc, SanicException):
         status = exc.status_code
         code = getattr(exc, "code", None) or _CODES.get(status, f"HTTP_{status}")
         message = str(exc) or code
-        headers = getattr(exc, "headers", None) or {}
+        headers = dict(getattr(exc, "headers", None) or {})
+        if status == 405 and "Allow" not in headers:
+            # RFC 9110: a 405 names what is allowed; Sanic's router leaves it out here.
+            headers["Allow"] = ", ".join(_allowed_methods(request))
     else:
         log.exception("http_unhandled_error", path=request.path, method=request.method)
         status, code, message, headers = 500, "INTERNAL_ERROR", "internal router error", {}

@@ -6,6 +6,7 @@ request gets an answer whatever it holds.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -31,7 +32,8 @@ from aegis.sdk.models import (
 from pydantic import BaseModel, ValidationError
 
 from .domain import InstanceKey, Outcome, OwnerCheck, iso, offline_at
-from .registry import OwnerResult, Registry
+from .metrics import LATENCY, REQUESTS
+from .registry import LimitExceededError, OwnerResult, Registry
 from .store import StoreError
 
 log = structlog.get_logger("aegis.router.handlers")
@@ -112,6 +114,7 @@ class Endpoint(Generic[M]):
 
     async def __call__(self, data: bytes) -> bytes:
         """The reply to one request body. Never raises."""
+        started = time.perf_counter()
         try:
             handled = await self._handle(data)
         except Exception:
@@ -119,6 +122,8 @@ class Endpoint(Generic[M]):
             handled = Handled(_internal_error(), "error")
         emit = log.debug if handled.quiet else log.info
         emit(self.event, result=handled.result, **handled.fields)
+        REQUESTS.labels(self.event, handled.result).inc()
+        LATENCY.labels(self.event).observe(time.perf_counter() - started)
         return encode(handled.reply)
 
     async def _handle(self, data: bytes) -> Handled:
@@ -147,6 +152,9 @@ class Endpoint(Generic[M]):
         except StoreError as exc:
             reply = error_reply(503, ErrorCode.STORE_UNAVAILABLE, "registry store unavailable")
             return Handled(reply, "store_unavailable", {**where, "reason": str(exc)})
+        except LimitExceededError as exc:
+            reply = error_reply(429, ErrorCode.LIMIT_EXCEEDED, str(exc))
+            return Handled(reply, "limit_exceeded", where)
         except Exception:
             log.exception(f"{self.event}_failed", **where)
             return Handled(_internal_error(), "error", where)

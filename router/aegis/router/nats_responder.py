@@ -21,13 +21,18 @@ log = structlog.get_logger("aegis.router.nats")
 Handler = Callable[[bytes], Awaitable[bytes]]
 
 QUEUE_GROUP = "aegis-router"
+PENDING_BYTES = 64 * 1024 * 1024
+REQUEST_ID_HEADER = "Aegis-Request-Id"
 
 
 class NatsResponder:
     """Answers every request on each subject with its handler; slots shared by all."""
 
-    def __init__(self, handlers: Mapping[str, Handler], *, max_in_flight: int) -> None:
+    def __init__(
+        self, handlers: Mapping[str, Handler], *, max_in_flight: int, max_pending: int = 10_000
+    ) -> None:
         self._handlers = dict(handlers)
+        self._max_pending = max_pending
         self._slots = asyncio.Semaphore(max_in_flight)
         self._tasks: set[asyncio.Task[None]] = set()
         self._subs: list[Subscription] = []
@@ -35,7 +40,15 @@ class NatsResponder:
     async def start(self, nc: NatsClient) -> None:
         """Subscribe in the routers' queue group, so several routers share the load."""
         for subject, handler in self._handlers.items():
-            sub = await nc.subscribe(subject, queue=QUEUE_GROUP, cb=self._callback(handler))
+            # Bounded: past max_pending waiting requests NATS drops (clients time out
+            # and retry) rather than the router's memory growing without end.
+            sub = await nc.subscribe(
+                subject,
+                queue=QUEUE_GROUP,
+                cb=self._callback(handler),
+                pending_msgs_limit=self._max_pending,
+                pending_bytes_limit=PENDING_BYTES,
+            )
             self._subs.append(sub)
             log.info("nats_subscribed", subject=subject, queue=QUEUE_GROUP)
         # A round trip to the server: once it returns the subscriptions are live,
@@ -60,8 +73,11 @@ class NatsResponder:
         return on_message
 
     async def _serve(self, handler: Handler, msg: Msg) -> None:
+        request_id = (msg.headers or {}).get(REQUEST_ID_HEADER)
         try:
-            reply = await handler(msg.data)
+            # The client's request id joins every log event of this request.
+            with structlog.contextvars.bound_contextvars(request_id=request_id):
+                reply = await handler(msg.data)
             if msg.reply:
                 await msg.respond(reply)
         except Exception:

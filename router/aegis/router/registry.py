@@ -30,6 +30,7 @@ from .domain import (
     take_offline,
     touch,
 )
+from .metrics import SWEEP_CHANGES
 from .status_counts import StatusCounts
 from .store import AlreadyExists, InstanceStore, RevisionMismatch, StoreError
 
@@ -71,6 +72,18 @@ class _Change(Generic[T]):
 
 
 @dataclass(frozen=True, slots=True)
+class InstanceLimits:
+    """How many instances one service, and the registry, may hold."""
+
+    per_service: int = 100_000
+    total: int = 1_000_000
+
+
+class LimitExceededError(Exception):
+    """A new instance would pass a limit; nothing was stored."""
+
+
+@dataclass(frozen=True, slots=True)
 class OwnerResult:
     """Outcome of a heartbeat or deregistration, with the record as stored after it."""
 
@@ -96,8 +109,10 @@ class Registry:
         timings: Timings | None = None,
         events: EventSink | None = None,
         clock: Callable[[], datetime] = utc_now,
+        limits: InstanceLimits | None = None,
     ) -> None:
         self.timings = timings or Timings()
+        self.limits = limits or InstanceLimits()
         self._store = store
         self._events = events
         self._clock = clock
@@ -145,12 +160,27 @@ class Registry:
             )
             if decision.outcome is Outcome.DUPLICATE:
                 return _Change(decision, KEEP)
+            if before is None:
+                self._check_room(request.service_name)
             created = decision.outcome is Outcome.CREATED
             return _Change(decision, decision.record, registered=created)
 
         key = InstanceKey(request.service_name, request.instance_id)
         decision, _ = await self._apply(key, change, "register", now)
         return decision
+
+    def _check_room(self, service_name: str) -> None:
+        """Refuse a new key past a limit (concurrent creates may pass it by a few)."""
+        if self._counts.total >= self.limits.total:
+            raise LimitExceededError(
+                f"the registry holds {self._counts.total} instances, its limit "
+                "(AEGIS_MAX_INSTANCES)"
+            )
+        if self._counts.of_service(service_name) >= self.limits.per_service:
+            raise LimitExceededError(
+                f"service {service_name!r} has {self.limits.per_service} instances, its "
+                "limit (AEGIS_MAX_INSTANCES_PER_SERVICE)"
+            )
 
     async def heartbeat(self, key: InstanceKey, session_id: str) -> OwnerResult:
         """Contact from the owner: ONLINE again and deadlines restart."""
@@ -210,6 +240,7 @@ class Registry:
             try:
                 _, wrote = await self._apply(key, change, "expired", now)
                 changed += wrote
+                SWEEP_CHANGES.inc(wrote)
             except Exception:
                 # Not lost: try this key again on a later tick.
                 log.exception("sweep_failed", service=key.service_name, instance=key.instance_id)

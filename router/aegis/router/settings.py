@@ -65,7 +65,7 @@ class Settings:
     max_request_bytes: int = 64 * 1024
     max_metadata_bytes: int = DEFAULT_MAX_METADATA_BYTES
     max_pending: int = 10_000
-    max_instances_per_service: int = 10_000
+    max_instances_per_service: int = 100_000
     max_instances: int = 1_000_000
     nats_connect_attempts: int = 5
     workers: int = 1

@@ -21,6 +21,16 @@ class StatusCounts:
         self._counts: dict[str, Counter[InstanceStatus]] = {}
         self.version = 0
 
+    @property
+    def total(self) -> int:
+        """Instances in the registry."""
+        return len(self._status)
+
+    def of_service(self, service_name: str) -> int:
+        """Instances of one service."""
+        counter = self._counts.get(service_name)
+        return counter.total() if counter else 0
+
     def apply(self, key: InstanceKey, record: InstanceRecord | None) -> None:
         """Account for ``key`` now holding ``record`` (None: gone)."""
         new = record.status if record is not None else None

@@ -4,6 +4,7 @@
 ...     instance = await client.register("billing", "billing-1", {"version": "1.4"})
 """
 
+from .auth import NatsAuth
 from .client import ServiceClient
 from .config import ClientConfig
 from .errors import (
@@ -11,6 +12,7 @@ from .errors import (
     CircuitOpenError,
     DuplicateInstanceError,
     InstanceNotFoundError,
+    LimitExceededError,
     RegistrationValidationError,
     RequestTimeoutError,
     RouterError,
@@ -43,6 +45,8 @@ __all__ = [
     "Instance",
     "InstanceNotFoundError",
     "InstanceStatus",
+    "LimitExceededError",
+    "NatsAuth",
     "RegisterRequest",
     "RegisteredInstance",
     "RegistrationState",

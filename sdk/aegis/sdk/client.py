@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import random
 import secrets
+import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from types import MappingProxyType, TracebackType
@@ -18,12 +19,13 @@ from nats.aio.client import Client as NatsClient
 from pydantic import BaseModel, ValidationError
 
 from .config import ClientConfig
-from .connection import ConnectFailedError, connect
+from .connection import ConnectFailedError, ConnectRejectedError, connect
 from .errors import (
     AegisError,
     CircuitOpenError,
     DuplicateInstanceError,
     InstanceNotFoundError,
+    LimitExceededError,
     RegistrationValidationError,
     RequestTimeoutError,
     RouterError,
@@ -48,6 +50,7 @@ from .watch import EventStream
 
 log = structlog.get_logger("aegis.sdk")
 
+REQUEST_ID_HEADER = "Aegis-Request-Id"
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 # The router's sweeper applies a passed deadline within one tick (<= 1 s).
 TAKEOVER_MARGIN = 0.5
@@ -105,7 +108,12 @@ class ServiceClient:
         return MappingProxyType(self._registrations)
 
     async def connect(self) -> None:
-        """Connect to NATS (retried with backoff); ``ServiceUnavailableError`` if it cannot."""
+        """Connect to NATS (retried with backoff); ``ServiceUnavailableError`` if it cannot.
+
+        The error's code is ``NATS_AUTH_FAILED`` when NATS refused the credentials
+        or TLS did not verify, else ``NATS_UNREACHABLE``. A ``config.auth`` naming
+        a missing file raises ``ValueError`` at once.
+        """
         if self._nc is not None and not self._nc.is_closed:
             return
         cfg = self.config
@@ -120,7 +128,10 @@ class ServiceClient:
                 backoff_max=cfg.backoff_max,
                 jitter=cfg.jitter,
                 reconnected_cb=self._on_reconnected,
+                auth=cfg.auth,
             )
+        except ConnectRejectedError as exc:
+            raise ServiceUnavailableError(str(exc), code="NATS_AUTH_FAILED") from exc
         except ConnectFailedError as exc:
             raise ServiceUnavailableError(str(exc), code="NATS_UNREACHABLE") from exc
 
@@ -391,15 +402,22 @@ class ServiceClient:
         """The decoded reply; retried with backoff when no reply could come or the router
         answered 503 (a retry is safe: the session makes registration idempotent)."""
         cfg = self.config
+        request_id = uuid.uuid4().hex  # one id for every retry of this call
         for attempt in range(cfg.retries + 1):
             if attempt:
                 delay = backoff_delay(
                     attempt - 1, base=cfg.backoff_base, cap=cfg.backoff_max, jitter=cfg.jitter
                 )
-                log.debug("request_retry", subject=subject, attempt=attempt, delay=delay)
+                log.debug(
+                    "request_retry",
+                    subject=subject,
+                    attempt=attempt,
+                    delay=delay,
+                    request_id=request_id,
+                )
                 await asyncio.sleep(delay)
             try:
-                reply = await _send(nc, subject, payload, cfg.timeout)
+                reply = await _send(nc, subject, payload, cfg.timeout, request_id)
             except (ServiceUnavailableError, RequestTimeoutError) as exc:
                 failure: AegisError = exc
                 continue
@@ -411,10 +429,21 @@ class ServiceClient:
         raise failure
 
 
-async def _send(nc: NatsClient, subject: str, payload: bytes, reply_within: float) -> Reply:
-    """One request; transport failures as typed errors, the reply decoded but unchecked."""
+async def _send(
+    nc: NatsClient,
+    subject: str,
+    payload: bytes,
+    reply_within: float,
+    request_id: str | None = None,
+) -> Reply:
+    """One request; transport failures as typed errors, the reply decoded but unchecked.
+
+    The request id travels in a NATS header, so the router's log lines for it
+    carry the same id as the client's.
+    """
+    headers = {REQUEST_ID_HEADER: request_id or uuid.uuid4().hex}
     try:
-        msg = await nc.request(subject, payload, timeout=reply_within)
+        msg = await nc.request(subject, payload, timeout=reply_within, headers=headers)
     except nats_errors.NoRespondersError as exc:
         raise ServiceUnavailableError(
             f"no router is listening on {subject}", code="NO_RESPONDERS"
@@ -474,6 +503,8 @@ def _check(reply: Reply) -> Reply:
         )
     if reply.status == 403:
         raise SessionMismatchError(message, code=code)
+    if reply.status == 429:
+        raise LimitExceededError(message, code=code)
     if reply.status == 404:
         raise InstanceNotFoundError(message, code=code)
     if reply.status == 503:

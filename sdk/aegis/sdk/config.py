@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .auth import NatsAuth
+
 
 class ClientConfig(BaseModel):
-    """How a ``ServiceClient`` waits, retries and fails fast. Times in seconds."""
+    """How a ``ServiceClient`` signs in, waits, retries and fails fast. Times in seconds."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -18,3 +20,6 @@ class ClientConfig(BaseModel):
     jitter: bool = Field(True, description="Randomise delays (full jitter).")
     breaker_threshold: int = Field(5, ge=1, description="Failed calls in a row that open it.")
     breaker_cooldown: float = Field(30.0, ge=0, description="Open this long, then one trial.")
+    auth: NatsAuth | None = Field(
+        None, description="NATS credentials and TLS settings; none: connect anonymously."
+    )

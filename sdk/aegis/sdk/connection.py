@@ -9,11 +9,14 @@ NATS restart).
 from __future__ import annotations
 
 import asyncio
+import importlib.util
+import ssl
 from collections.abc import Awaitable, Callable, Sequence
 
 import structlog
 from nats.aio.client import Client as NatsClient
 
+from .auth import NatsAuth, connect_kwargs, redact_url
 from .resilience import backoff_delay
 
 log = structlog.get_logger("aegis.nats")
@@ -24,6 +27,15 @@ Callback = Callable[[], Awaitable[None]]
 
 class ConnectFailedError(Exception):
     """No attempt reached a NATS server."""
+
+
+class ConnectRejectedError(ConnectFailedError):
+    """NATS was reached but the last attempt failed on credentials or TLS verification."""
+
+
+def _rejected(exc: BaseException) -> bool:
+    """True for an authorization violation or a TLS failure (certificate, handshake)."""
+    return isinstance(exc, ssl.SSLError) or "authorization violation" in str(exc).lower()
 
 
 async def _log_error(exc: Exception) -> None:
@@ -43,16 +55,27 @@ async def connect(
     error_cb: ErrorCallback | None = None,
     disconnected_cb: Callback | None = None,
     reconnected_cb: Callback | None = None,
+    auth: NatsAuth | None = None,
 ) -> NatsClient:
     """Connect, trying ``attempts`` times with exponential backoff between tries.
 
-    Once connected, a lost connection is retried forever, ``reconnect_wait``
-    seconds apart per server.
+    ``auth`` gives credentials and TLS settings. Once connected, a lost
+    connection is retried forever, ``reconnect_wait`` seconds apart per server.
 
-    Raises ``ConnectFailedError`` naming the last cause.
+    Raises ``ConnectFailedError`` naming the last cause (``ConnectRejectedError``
+    when an attempt was refused: credentials, or TLS such as a certificate that
+    did not verify), or at once ``ValueError`` when ``auth`` is unusable (a
+    missing file, NKeys without the ``nkeys`` package).
     """
     urls = [servers] if isinstance(servers, str) else list(servers)
+    if auth is not None and auth.needs_nkeys and importlib.util.find_spec("nkeys") is None:
+        raise ValueError(
+            "NATS NKey seed and .creds authentication need the nkeys package: "
+            "pip install 'nats-py[nkeys]'"
+        )
+    options = connect_kwargs(auth)
     last: BaseException | None = None
+    rejection: BaseException | None = None  # any attempt refused: the likely cause
     for attempt in range(attempts):
         if attempt:
             await asyncio.sleep(
@@ -72,9 +95,12 @@ async def connect(
                 error_cb=error_cb or _log_error,
                 disconnected_cb=disconnected_cb,
                 reconnected_cb=reconnected_cb,
+                **options,
             )
         except Exception as exc:  # nats-py raises OSError, its own errors, timeouts
             last = exc
+            if _rejected(exc):
+                rejection = exc
             log.debug("nats_connect_failed", attempt=attempt + 1, error=repr(exc))
             continue
         # Connected: from now on let nats-py reconnect on its own, without limit.
@@ -82,6 +108,12 @@ async def connect(
         nc.options["max_reconnect_attempts"] = -1
         nc.options["reconnect_time_wait"] = reconnect_wait
         return nc
+    where = ", ".join(redact_url(url) for url in urls)
+    if rejection is not None:
+        raise ConnectRejectedError(
+            f"NATS at {where} refused this client after {attempts} attempts "
+            f"(check the NATS credentials and TLS settings): {rejection!r}"
+        )
     raise ConnectFailedError(
-        f"could not connect to NATS at {', '.join(urls)} after {attempts} attempts: {last!r}"
+        f"could not connect to NATS at {where} after {attempts} attempts: {last!r}"
     )

@@ -62,6 +62,12 @@ class InstanceNotFoundError(AegisError):
     status_code = 404
 
 
+class LimitExceededError(AegisError):
+    """The router holds as many instances as it may (429); nothing was stored."""
+
+    status_code = 429
+
+
 class RequestTimeoutError(AegisError):
     """No reply came in time, after every retry (504)."""
 

@@ -1,0 +1,91 @@
+"""A flood beyond capacity degrades into errors and timeouts, never a crash or runaway memory.
+
+Also: the request id a client sends shows up in the router's log lines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import msgpack
+import nats
+import pytest
+
+from tests.conftest import raw_request
+from tests.procs import NatsServer, RouterProcess
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def small_router(nats_server: NatsServer, tmp_path: Path) -> Iterator[RouterProcess]:
+    process = RouterProcess(
+        log_path=tmp_path / "router.log",
+        env={
+            "AEGIS_NATS_URL": nats_server.url,
+            "AEGIS_STORE": "memory",
+            "AEGIS_MAX_IN_FLIGHT": "4",
+            "AEGIS_MAX_PENDING": "100",
+        },
+    )
+    process.start()
+    yield process
+    process.stop()
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+async def test_flood_is_bounded_and_the_router_keeps_serving(
+    small_router: RouterProcess, nats_server: NatsServer
+) -> None:
+    assert small_router.process is not None
+    pid = small_router.process.pid
+    before = rss_kib(pid)
+    big = "x" * 8000  # under the 16 KiB metadata limit: each one must be validated
+    nc = await nats.connect(nats_server.url, pending_size=64 * 1024 * 1024)
+    inbox = nc.new_inbox()
+    replies = 0
+
+    async def count(_msg: object) -> None:
+        nonlocal replies
+        replies += 1
+
+    await nc.subscribe(inbox, cb=count)
+    for i in range(20_000):  # fire and forget: far more than 4 in flight + 100 pending
+        body = {"service_name": "flood", "instance_id": f"f-{i}", "metadata": {"pad": big}}
+        await nc.publish("ipc.service.register", msgpack.packb(body), reply=inbox)
+    await nc.flush()
+    await asyncio.sleep(3)
+    after = rss_kib(pid)
+    ok = await raw_request(nc, {"service_name": "after", "instance_id": "a-1"})
+    await nc.close()
+
+    assert small_router.process.poll() is None, "the router died"
+    assert ok["status"] == 201, "the router answers again once the flood is over"
+    assert 0 < replies < 20_000, "some were served, the excess dropped"
+    assert after - before < 200 * 1024, f"RSS grew by {after - before} KiB"
+    health = httpx.get(f"{small_router.http_url}/healthz", timeout=5)
+    assert health.status_code == 200
+
+
+async def test_request_id_from_the_client_is_in_the_router_log(
+    small_router: RouterProcess, nats_server: NatsServer
+) -> None:
+    nc = await nats.connect(nats_server.url)
+    body = msgpack.packb({"service_name": "traced", "instance_id": "t-1"})
+    await nc.request(
+        "ipc.service.register", body, timeout=5, headers={"Aegis-Request-Id": "req-4242"}
+    )
+    await nc.close()
+
+    lines = [json.loads(line) for line in small_router.logs().splitlines() if "req-4242" in line]
+    assert {line["event"] for line in lines} == {"registration", "instance_registered"}

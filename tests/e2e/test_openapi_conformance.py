@@ -1,0 +1,51 @@
+"""schemathesis against the served OpenAPI document: no 5xx, every response matches it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import msgpack
+import nats
+import pytest
+import schemathesis
+from hypothesis import settings
+
+from tests.procs import NatsServer, RouterProcess
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def conformance_router(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RouterProcess]:
+    tmp = tmp_path_factory.mktemp("conformance")
+    server = NatsServer(data_dir=tmp / "nats")
+    server.start()
+    router = RouterProcess(log_path=tmp / "router.log", env={"AEGIS_NATS_URL": server.url})
+    router.start()
+
+    async def seed() -> None:
+        nc = await nats.connect(server.url)
+        for i in range(3):
+            body = {"service_name": "shop", "instance_id": f"shop-{i}", "metadata": {"i": i}}
+            await nc.request("ipc.service.register", msgpack.packb(body), timeout=5)
+        await nc.close()
+
+    asyncio.run(seed())
+    yield router
+    router.stop()
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def api_schema(conformance_router: RouterProcess) -> schemathesis.BaseSchema:
+    return schemathesis.openapi.from_url(f"{conformance_router.http_url}/docs/openapi.json")
+
+
+schema = schemathesis.pytest.from_fixture("api_schema")
+
+
+@schema.parametrize()
+@settings(max_examples=40, deadline=None)
+def test_every_documented_response(case: schemathesis.Case) -> None:
+    case.call_and_validate()

@@ -1,0 +1,273 @@
+"""NatsAuth: validation, the nats-py connect() arguments it makes, and hidden secrets."""
+
+from __future__ import annotations
+
+import importlib.util
+import ssl
+import subprocess
+from pathlib import Path
+
+import pytest
+from aegis.router.runtime import nats_auth
+from aegis.router.settings import Settings, load_settings
+from aegis.sdk import ClientConfig, NatsAuth, ServiceClient
+from aegis.sdk import connection as connection_module
+from aegis.sdk.auth import ConnectOptions, connect_kwargs, redact_url
+from aegis.sdk.connection import connect
+
+from tests.integration.test_nats_auth import Pki, make_pki
+
+SECRET = "s3cret-Pa55word"
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+def a_file(tmp_path: Path, name: str, text: str = "x\n") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_no_auth_by_default() -> None:
+    assert ClientConfig().auth is None
+    assert connect_kwargs(None) == {}
+    assert NatsAuth().connect_kwargs() == {}
+
+
+def test_user_password() -> None:
+    kwargs = NatsAuth(user="svc", password=SECRET).connect_kwargs()
+    assert kwargs == {"user": "svc", "password": SECRET}
+
+
+def test_token() -> None:
+    assert NatsAuth(token=SECRET).connect_kwargs() == {"token": SECRET}
+
+
+def test_nkey_seed_and_creds_files_become_their_paths(tmp_path: Path) -> None:
+    seed = a_file(tmp_path, "user.nk")
+    creds = a_file(tmp_path, "user.creds")
+    assert NatsAuth(nkey_seed=seed).connect_kwargs() == {"nkeys_seed": str(seed)}
+    assert NatsAuth(creds=creds).connect_kwargs() == {"user_credentials": str(creds)}
+    assert NatsAuth(nkey_seed=seed).needs_nkeys
+    assert not NatsAuth(token="t").needs_nkeys
+
+
+@pytest.mark.parametrize(
+    ("field", "what"),
+    [
+        ("nkey_seed", "NKey seed"),
+        ("creds", "credentials"),
+        ("tls_ca", "TLS CA"),
+    ],
+)
+def test_a_missing_file_is_named(tmp_path: Path, field: str, what: str) -> None:
+    missing = tmp_path / "nowhere" / "file.pem"
+    auth = NatsAuth.model_validate({field: missing})
+    with pytest.raises(ValueError, match=what) as caught:
+        auth.connect_kwargs()
+    assert str(missing) in str(caught.value)
+    assert field in str(caught.value)
+
+
+def test_a_missing_client_certificate_or_key_is_named(pki: Pki, tmp_path: Path) -> None:
+    gone = tmp_path / "gone.pem"
+    with pytest.raises(ValueError, match="client certificate"):
+        NatsAuth(tls_ca=pki.ca, tls_cert=gone, tls_key=pki.client_key).connect_kwargs()
+    with pytest.raises(ValueError, match="client key"):
+        NatsAuth(tls_ca=pki.ca, tls_cert=pki.client_cert, tls_key=gone).connect_kwargs()
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"user": "svc"}, "user and password go together"),
+        ({"password": SECRET}, "user and password go together"),
+        ({"tls_cert": "c.pem"}, "needs its private key"),
+        ({"tls_key": "k.pem"}, "needs its private key"),
+        ({"user": "svc", "password": SECRET, "token": SECRET}, "user/password and token"),
+        ({"token": SECRET, "creds": "u.creds"}, "token and creds"),
+        ({"nkey_seed": "u.nk", "creds": "u.creds"}, "nkey_seed and creds"),
+        ({"usr": "svc"}, "Extra inputs"),
+    ],
+)
+def test_settings_that_do_not_fit_are_refused_without_echoing_secrets(
+    fields: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message) as caught:
+        NatsAuth.model_validate(fields)
+    assert SECRET not in str(caught.value)
+
+
+def test_secrets_never_show_in_repr_str_or_dumps() -> None:
+    auth = NatsAuth(user="svc", password=SECRET)
+    config = ClientConfig(auth=NatsAuth(token=SECRET))
+    kwargs = auth.connect_kwargs()
+    shown = [
+        repr(auth),
+        str(auth),
+        repr(config),
+        auth.model_dump_json(),
+        config.model_dump_json(),
+        repr(kwargs),
+        str(kwargs),
+        repr(NatsAuth(token=SECRET).connect_kwargs()),
+    ]
+    for text in shown:
+        assert SECRET not in text
+    assert "svc" in repr(auth)
+    assert isinstance(kwargs, ConnectOptions)
+    assert kwargs["password"] == SECRET  # only the arguments themselves carry it
+
+
+def test_tls_context_verifies_the_server_with_the_given_ca(pki: Pki) -> None:
+    kwargs = NatsAuth(tls_ca=pki.ca).connect_kwargs()
+    context = kwargs["tls"]
+    assert isinstance(context, ssl.SSLContext)
+    assert context.verify_mode is ssl.CERT_REQUIRED
+    assert context.check_hostname
+    assert [c["subject"] for c in context.get_ca_certs()] == [((("commonName", "Aegis Test CA"),),)]
+    assert "tls_hostname" not in kwargs
+
+
+def test_tls_with_client_certificate_and_hostname(pki: Pki) -> None:
+    auth = NatsAuth(
+        tls_ca=pki.ca, tls_cert=pki.client_cert, tls_key=pki.client_key, tls_hostname="nats-1"
+    )
+    kwargs = auth.connect_kwargs()
+    assert isinstance(kwargs["tls"], ssl.SSLContext)
+    assert kwargs["tls_hostname"] == "nats-1"
+    assert auth.uses_tls
+
+
+def test_tls_without_a_ca_uses_the_system_trust_store(pki: Pki) -> None:
+    kwargs = NatsAuth(tls_cert=pki.client_cert, tls_key=pki.client_key).connect_kwargs()
+    assert kwargs["tls"].verify_mode is ssl.CERT_REQUIRED
+    assert not NatsAuth(user="u", password="p").uses_tls
+
+
+def test_a_certificate_with_the_wrong_key_is_refused(pki: Pki) -> None:
+    auth = NatsAuth(tls_ca=pki.ca, tls_cert=pki.client_cert, tls_key=pki.server_key)
+    with pytest.raises(ValueError, match="must match"):
+        auth.connect_kwargs()
+
+
+def test_an_unreadable_ca_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="cannot load the NATS TLS CA"):
+        NatsAuth(tls_ca=a_file(tmp_path, "ca.pem", "not a certificate")).connect_kwargs()
+
+
+def test_an_encrypted_key_is_refused_rather_than_prompting(pki: Pki, tmp_path: Path) -> None:
+    encrypted = tmp_path / "encrypted.key"
+    command = ["openssl", "pkey", "-in", str(pki.client_key), "-aes256", "-passout", "pass:pw"]
+    subprocess.run(
+        [*command, "-out", str(encrypted)],
+        check=True,
+        capture_output=True,
+    )
+    auth = NatsAuth(tls_ca=pki.ca, tls_cert=pki.client_cert, tls_key=encrypted)
+    with pytest.raises(ValueError, match="encrypted"):
+        auth.connect_kwargs()
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("nats://127.0.0.1:4222", "nats://127.0.0.1:4222"),
+        (f"nats://svc:{SECRET}@nats-1:4222", "nats://svc:***@nats-1:4222"),
+        (f"tls://{SECRET}@nats-1:4222", "tls://***@nats-1:4222"),
+        (f"nats://u:{SECRET}@[::1]:4222", "nats://u:***@[::1]:4222"),
+    ],
+)
+def test_redact_url(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
+
+
+async def test_connect_refuses_a_missing_file_at_once(tmp_path: Path) -> None:
+    auth = NatsAuth(tls_ca=tmp_path / "missing-ca.pem")
+    with pytest.raises(ValueError, match=r"missing-ca\.pem"):
+        await connect(
+            "nats://127.0.0.1:1",
+            name="t",
+            attempts=5,
+            connect_timeout=0.1,
+            backoff_base=5,
+            backoff_max=5,
+            auth=auth,
+        )
+    with pytest.raises(ValueError, match=r"missing-ca\.pem"):
+        await ServiceClient("nats://127.0.0.1:1", ClientConfig(auth=auth)).connect()
+
+
+async def test_nkeys_without_the_package_says_how_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_find_spec = importlib.util.find_spec
+
+    def no_nkeys(name: str, *args: object) -> object:
+        return None if name == "nkeys" else real_find_spec(name, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(connection_module.importlib.util, "find_spec", no_nkeys)
+    auth = NatsAuth(nkey_seed=a_file(tmp_path, "user.nk"))
+    with pytest.raises(ValueError, match=r"nats-py\[nkeys\]"):
+        await connect(
+            "nats://127.0.0.1:1",
+            name="t",
+            attempts=1,
+            connect_timeout=0.1,
+            backoff_base=0,
+            backoff_max=0,
+            auth=auth,
+        )
+
+
+# -- the router's settings ----------------------------------------------------------
+
+
+def test_router_without_nats_auth_settings_connects_anonymously() -> None:
+    assert nats_auth(Settings()) is None
+
+
+def test_router_settings_become_nats_auth(tmp_path: Path, pki: Pki) -> None:
+    env = {
+        "AEGIS_NATS_USER": "router",
+        "AEGIS_NATS_PASSWORD": SECRET,
+        "AEGIS_NATS_TLS_CA": str(pki.ca),
+        "AEGIS_NATS_TLS_CERT": str(pki.client_cert),
+        "AEGIS_NATS_TLS_KEY": str(pki.client_key),
+    }
+    auth = nats_auth(load_settings([], env))
+
+    assert auth is not None
+    assert (auth.user, auth.tls_ca, auth.tls_cert, auth.tls_key) == (
+        "router",
+        pki.ca,
+        pki.client_cert,
+        pki.client_key,
+    )
+    assert auth.password is not None
+    assert auth.password.get_secret_value() == SECRET
+    assert SECRET not in repr(auth)
+
+
+def test_router_token_nkey_and_creds_settings(tmp_path: Path) -> None:
+    seed, creds = a_file(tmp_path, "r.nk"), a_file(tmp_path, "r.creds")
+    token = nats_auth(load_settings(["--nats-token", SECRET], {}))
+    by_seed = nats_auth(load_settings([], {"AEGIS_NATS_NKEY_SEED": str(seed)}))
+    by_creds = nats_auth(load_settings(["--nats-creds", str(creds)], {}))
+
+    assert token is not None
+    assert token.connect_kwargs() == {"token": SECRET}
+    assert by_seed is not None
+    assert by_seed.connect_kwargs() == {"nkeys_seed": str(seed)}
+    assert by_creds is not None
+    assert by_creds.connect_kwargs() == {"user_credentials": str(creds)}
+
+
+def test_router_settings_that_do_not_fit_name_the_problem_not_the_secret() -> None:
+    with pytest.raises(ValueError, match="user and password go together") as caught:
+        nats_auth(Settings(nats_password=SECRET))
+    assert SECRET not in str(caught.value)
+    assert "validation error" not in str(caught.value)  # pydantic's wrapping is gone
