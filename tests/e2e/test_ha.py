@@ -10,9 +10,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
+import msgpack
 import nats
 import pytest
 from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
 
 from tests.conftest import raw_request
 from tests.procs import NatsServer, RouterProcess, nats_cluster
@@ -91,9 +93,20 @@ async def test_routers_share_the_registry_and_survive_losing_a_router_and_a_node
         assert info.config.num_replicas == 3
         assert info.cluster is not None
         assert len(info.cluster.replicas or []) == 2, "a leader and two followers"
+        events: list[bytes] = []
+
+        async def collect(msg: Msg) -> None:
+            events.append(msg.data)
+
+        await nc.subscribe("ipc.events.service.ha", cb=collect)
+        await nc.flush()
         first = [f"i-{n}" for n in range(40)]
         replies = await register_all(nc, first)
         assert {r["status"] for r in replies} == {201}
+        await eventually(lambda: len(events) >= 40, "events")
+        await asyncio.sleep(0.5)  # a duplicate from the other router would arrive by now
+        registered = [msgpack.unpackb(e)["instance"]["instance_id"] for e in events]
+        assert sorted(registered) == sorted(first), "each change published once"
         # The queue group spread the work: both routers registered some.
         assert '"created"' in router_a.logs()
         assert '"created"' in router_b.logs()
