@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import msgpack
 import pytest
@@ -15,21 +16,32 @@ from aegis.sdk import (
 )
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
-from structlog.testing import capture_logs
 
 from tests.procs import NatsServer, free_port
 
 FAST = ClientConfig(timeout=0.3, retries=3, backoff_base=0.01, backoff_max=0.05)
 
 
-async def test_no_router_retries_then_503(nats_server: NatsServer) -> None:
+def events(caplog: pytest.LogCaptureFixture, name: str) -> list[dict[str, object]]:
+    """The fields of each SDK log event called ``name``."""
+    return [
+        r.aegis_fields  # type: ignore[attr-defined]
+        for r in caplog.records
+        if getattr(r, "aegis_event", None) == name
+    ]
+
+
+async def test_no_router_retries_then_503(
+    nats_server: NatsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="aegis.sdk")
     async with ServiceClient(nats_server.url, FAST) as client:
-        with capture_logs() as logs, pytest.raises(ServiceUnavailableError) as caught:
+        with pytest.raises(ServiceUnavailableError) as caught:
             await client.register("svc", "i-1")
 
     assert caught.value.status_code == 503
     assert caught.value.code == "NO_RESPONDERS"
-    assert [e["attempt"] for e in logs if e["event"] == "request_retry"] == [1, 2, 3]
+    assert [e["attempt"] for e in events(caplog, "request_retry")] == [1, 2, 3]
 
 
 async def test_silent_router_times_out_with_504(
@@ -95,15 +107,16 @@ async def test_breaker_opens_and_fails_fast(nats_server: NatsServer) -> None:
     assert "circuit open" in str(caught.value)
 
 
-async def test_unreachable_nats_is_503_after_retries() -> None:
+async def test_unreachable_nats_is_503_after_retries(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="aegis.sdk")
     config = ClientConfig(retries=2, backoff_base=0.01, connect_timeout=0.5)
     client = ServiceClient(f"nats://127.0.0.1:{free_port()}", config)
-    with capture_logs() as logs, pytest.raises(ServiceUnavailableError) as caught:
+    with pytest.raises(ServiceUnavailableError) as caught:
         await client.connect()
 
     assert caught.value.status_code == 503
     assert caught.value.code == "NATS_UNREACHABLE"
-    assert len([e for e in logs if e["event"] == "nats_connect_failed"]) == 3
+    assert len(events(caplog, "nats_connect_failed")) == 3
 
 
 async def test_register_outside_async_with_says_how(nats_server: NatsServer) -> None:

@@ -97,8 +97,8 @@ async def test_pause_stops_sweeps_and_resume_waits_out_the_grace() -> None:
         sweeper.start()
         await asyncio.sleep(50 * TICK)
         paused_calls = fake.calls
+        resumed = asyncio.get_running_loop().time()  # before: resume counts from its call
         sweeper.resume(grace=0.05)
-        resumed = asyncio.get_running_loop().time()
         await asyncio.wait_for(fake.reached.wait(), SAFETY_NET)
         first_sweep = asyncio.get_running_loop().time()
         await sweeper.stop()

@@ -23,6 +23,18 @@ def _named_logger(*args: object) -> _NamedWriteLogger:
     return _NamedWriteLogger(str(args[0]) if args else "aegis")
 
 
+def _sdk_event(
+    _logger: object, _name: str, event_dict: structlog.typing.EventDict
+) -> structlog.typing.EventDict:
+    """Lift the SDK's key-value events (stdlib records) back into structured fields."""
+    record = event_dict.get("_record")
+    event = getattr(record, "aegis_event", None)
+    if event is not None:
+        event_dict["event"] = event
+        event_dict.update(getattr(record, "aegis_fields", {}))
+    return event_dict
+
+
 def _orjson_dumps(value: object, **_: object) -> str:
     # orjson renders a log line several times faster than the json module.
     return orjson.dumps(value, default=repr, option=orjson.OPT_NON_STR_KEYS).decode()
@@ -65,6 +77,7 @@ def configure_logging(level: str, fmt: LogFormat) -> None:
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[
+                _sdk_event,
                 structlog.stdlib.add_log_level,
                 structlog.stdlib.add_logger_name,
                 stamp,

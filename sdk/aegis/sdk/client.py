@@ -13,11 +13,11 @@ from types import MappingProxyType, TracebackType
 from typing import Any, Self
 
 import msgpack
-import structlog
 from nats import errors as nats_errors
 from nats.aio.client import Client as NatsClient
 from pydantic import BaseModel, ValidationError
 
+from ._log import get_logger
 from .config import ClientConfig
 from .connection import ConnectFailedError, ConnectRejectedError, connect
 from .errors import (
@@ -48,7 +48,7 @@ from .registrations import DEFAULT_HEARTBEAT_INTERVAL, RegisteredInstance, Regis
 from .resilience import CircuitBreaker, backoff_delay
 from .watch import EventStream
 
-log = structlog.get_logger("aegis.sdk")
+log = get_logger("aegis.sdk")
 
 REQUEST_ID_HEADER = "Aegis-Request-Id"
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"

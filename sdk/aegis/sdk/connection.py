@@ -13,13 +13,13 @@ import importlib.util
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
 
-import structlog
 from nats.aio.client import Client as NatsClient
 
+from ._log import get_logger
 from .auth import NatsAuth, connect_kwargs, redact_url
 from .resilience import backoff_delay
 
-log = structlog.get_logger("aegis.nats")
+log = get_logger("aegis.sdk.nats")
 
 ErrorCallback = Callable[[Exception], Awaitable[None]]
 Callback = Callable[[], Awaitable[None]]

@@ -7,14 +7,14 @@ from types import TracebackType
 from typing import Self
 
 import msgpack
-import structlog
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
+from ._log import get_logger
 from .models import ChangeEvent, events_subject
 
-log = structlog.get_logger("aegis.sdk.watch")
+log = get_logger("aegis.sdk.watch")
 
 MAX_BUFFERED_EVENTS = 10_000
 
