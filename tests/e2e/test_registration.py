@@ -21,17 +21,9 @@ from nats.aio.client import Client as NatsClient
 
 from tests.conftest import raw_request
 from tests.procs import NatsServer, RouterProcess
+from tests.wire import INSTANCE_KEYS
 
 pytestmark = pytest.mark.e2e
-
-INSTANCE_KEYS = {
-    "service_name",
-    "instance_id",
-    "status",
-    "metadata",
-    "registered_at",
-    "last_heartbeat_at",
-}
 
 
 NAN = float("nan")

@@ -18,6 +18,7 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
 from tests.procs import NatsServer, free_port
+from tests.wire import instance_body
 
 FAST = ClientConfig(timeout=0.3, retries=3, backoff_base=0.01, backoff_max=0.05)
 
@@ -75,14 +76,7 @@ async def test_reply_after_a_lost_one_is_accepted(
         calls += 1
         if calls == 1:
             return  # the first reply is lost
-        instance = {
-            "service_name": "svc",
-            "instance_id": "i-1",
-            "status": "ONLINE",
-            "metadata": {},
-            "registered_at": "2026-01-01T00:00:00.000Z",
-            "last_heartbeat_at": "2026-01-01T00:00:00.000Z",
-        }
+        instance = instance_body("svc", "i-1")
         await msg.respond(msgpack.packb({"ok": True, "status": 200, "instance": instance}))
 
     await raw_nats.subscribe("ipc.service.register", cb=flaky)
@@ -134,14 +128,7 @@ async def test_connection_survives_a_nats_restart(nats_server: NatsServer) -> No
 
         async def answer(msg: Msg) -> None:
             body = msgpack.unpackb(msg.data)
-            instance = {
-                "service_name": body["service_name"],
-                "instance_id": body["instance_id"],
-                "status": "ONLINE",
-                "metadata": {},
-                "registered_at": "2026-01-01T00:00:00.000Z",
-                "last_heartbeat_at": "2026-01-01T00:00:00.000Z",
-            }
+            instance = instance_body(body["service_name"], body["instance_id"])
             await msg.respond(msgpack.packb({"ok": True, "status": 201, "instance": instance}))
 
         await responder.subscribe("ipc.service.register", cb=answer)

@@ -11,16 +11,10 @@ from aegis.router.registry import Registry
 from aegis.router.store import MemoryStore, StoreError
 from structlog.testing import capture_logs
 
+from tests.wire import INSTANCE_KEYS
+
 SESSION = "sess-Zq81xLw0"
 OTHER_SESSION = "sess-Other9kK"
-INSTANCE_KEYS = {
-    "service_name",
-    "instance_id",
-    "status",
-    "metadata",
-    "registered_at",
-    "last_heartbeat_at",
-}
 
 
 def body(**overrides: Any) -> dict[str, Any]:

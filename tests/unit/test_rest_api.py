@@ -15,16 +15,10 @@ from aegis.router.store import MemoryStore
 from aegis.sdk.models import InstanceStatus, RegisterRequest
 from sanic import Sanic
 
+from tests.wire import INSTANCE_KEYS
+
 SESSION = "rest-sess-7Hq2"
 T0 = datetime(2026, 2, 3, 4, 5, 6, tzinfo=UTC)
-INSTANCE_KEYS = {
-    "service_name",
-    "instance_id",
-    "status",
-    "metadata",
-    "registered_at",
-    "last_heartbeat_at",
-}
 ADMIN = "/api/v1/admin"
 
 

@@ -7,7 +7,7 @@ import ipaddress
 import os
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -92,18 +92,23 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _log_level(text: str) -> str:
-    level = text.upper()
-    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-        raise argparse.ArgumentTypeError(f"must be DEBUG, INFO, WARNING or ERROR, got {text!r}")
-    return level
+def _one_of(*allowed: str) -> Callable[[str], str]:
+    """A parser accepting ``allowed`` in any case, returned as spelled in ``allowed``."""
+    by_lower = {choice.lower(): choice for choice in allowed}
+    wanted = ", ".join(allowed[:-1]) + " or " + allowed[-1]
+
+    def parse(text: str) -> str:
+        try:
+            return by_lower[text.lower()]
+        except KeyError:
+            raise argparse.ArgumentTypeError(f"must be {wanted}, got {text!r}") from None
+
+    return parse
 
 
-def _log_format(text: str) -> str:
-    fmt = text.lower()
-    if fmt not in ("json", "console"):
-        raise argparse.ArgumentTypeError(f"must be json or console, got {text!r}")
-    return fmt
+_log_level = _one_of("DEBUG", "INFO", "WARNING", "ERROR")
+_log_format = _one_of("json", "console")
+_store = _one_of("memory", "jetstream")
 
 
 def _seconds(text: str) -> float:
@@ -111,13 +116,6 @@ def _seconds(text: str) -> float:
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
     return value
-
-
-def _store(text: str) -> str:
-    kind = text.lower()
-    if kind not in ("memory", "jetstream"):
-        raise argparse.ArgumentTypeError(f"must be memory or jetstream, got {text!r}")
-    return kind
 
 
 def _bucket(text: str) -> str:
