@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from aegis.console.formatting import (
     age_between,
+    counted,
     format_age,
     format_timestamp,
     parse_timestamp,
@@ -97,3 +98,10 @@ def test_status_text_colours() -> None:
     assert "red" in str(status_text("OFFLINE").style)
     # A status this console does not know yet still shows, in a colour of its own.
     assert status_text("DRAINING").plain == "DRAINING"
+
+
+@pytest.mark.parametrize(
+    ("count", "text"), [(0, "0 services"), (1, "1 service"), (2, "2 services"), (11, "11 services")]
+)
+def test_counted_agrees_in_number(count: int, text: str) -> None:
+    assert counted(count, "service") == text

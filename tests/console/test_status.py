@@ -67,3 +67,12 @@ def test_error_answer_without_data_and_paused() -> None:
         f"⚠ Router error at {URL}: HTTP 500 INTERNAL_ERROR: boom\n"
         "No data yet. Polling paused: press p to resume, r to retry now."
     )
+
+
+def test_counts_read_singular_for_one() -> None:
+    one = state(last_success=NOW, services=1, instances=1)
+    assert "  1 service · 1 instance  " in status_line(one, NOW).plain
+    several = state(last_success=NOW, services=2, instances=3)
+    assert "  2 services · 3 instances  " in status_line(several, NOW).plain
+    none = state(last_success=NOW, services=0, instances=0)
+    assert "  0 services · 0 instances  " in status_line(none, NOW).plain

@@ -13,7 +13,7 @@ from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Input, Static
 
 from .api_client import ApiClient, ApiError, retry_delay
-from .formatting import Clock, system_clock
+from .formatting import Clock, counted, system_clock
 from .models import InstanceInfo, RegistrySnapshot, ServiceSummary
 from .screens import DetailScreen, HelpScreen
 from .status import PollState, banner_text, status_line
@@ -229,8 +229,9 @@ class ConsoleApp(App[None]):
             parts.append(f"filter: {self.filter_text!r}")
         self.instances_box.border_title = " · ".join(parts)
         shown, total = table.row_count, len(self._instances)
-        noun = "instance" if total == 1 else "instances"
-        subtitle = f"{shown} of {total} {noun}" if shown != total else f"{total} {noun}"
+        subtitle = f"{shown} of {counted(total, 'instance')}"
+        if shown == total:
+            subtitle = counted(total, "instance")
         self.instances_box.border_subtitle = subtitle
         if self.snapshot is None:
             message = "Waiting for the router…"

@@ -100,6 +100,14 @@ def status_text(status: str) -> Text:
     return Text(status, style=STATUS_STYLES.get(status, "magenta"))
 
 
+def counted(count: int, noun: str) -> str:
+    """``1 service``, ``0 services``, ``3 services``: the count with its noun in agreement.
+
+    For the regular nouns the console uses (service, instance, attempt).
+    """
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def plain(value: str, style: str = "") -> Text:
     """Literal text for a table cell: never parsed as Rich markup (metadata may hold ``[``)."""
     return Text(value, style=style, no_wrap=True, overflow="ellipsis")

@@ -9,7 +9,7 @@ from datetime import datetime
 from rich.text import Text
 
 from .api_client import ApiError
-from .formatting import age_between, format_age
+from .formatting import age_between, counted, format_age
 
 
 @dataclass(slots=True)
@@ -51,7 +51,8 @@ def status_line(state: PollState, now: datetime) -> Text:
         line.append(f"  data {age} old", style="red" if state.stale else "")
         if state.stale:
             line.append(" (stale)", style="bold red")
-        line.append(f"  {state.services} services · {state.instances} instances")
+        services = counted(state.services, "service")
+        line.append(f"  {services} · {counted(state.instances, 'instance')}")
     if state.paused:
         line.append("  ❚❚ paused", style="bold yellow")
     else:
@@ -77,6 +78,6 @@ def banner_text(state: PollState, now: datetime) -> Text | None:
     elif state.next_poll_at is not None:
         # Rounded up: "retrying in 0s" would read as stuck.
         wait = format_age(math.ceil((state.next_poll_at - now).total_seconds()))
-        attempt = "attempt" if state.failures == 1 else "attempts"
-        text.append(f" {state.failures} failed {attempt}; retrying in {wait} (r: now).")
+        attempts = counted(state.failures, "failed attempt")
+        text.append(f" {attempts}; retrying in {wait} (r: now).")
     return text
