@@ -153,6 +153,21 @@ async def test_added_instance_lands_in_sort_order(httpx_mock: HTTPXMock) -> None
         assert (table.cursor_key, table.cursor_row) == ("orders/orders-1", 2)
 
 
+async def test_ids_and_services_list_in_natural_order(httpx_mock: HTTPXMock) -> None:
+    numbered = [instance("svc-10", "big-1")] + [instance("svc-9", f"big-{n}") for n in (10, 2, 1)]
+    add_poll(httpx_mock, numbered)
+    app = make_app()
+    async with app.run_test(size=(140, 40)) as pilot:
+        await settle(pilot)
+        assert row_keys(app.services_table) == [ALL_SERVICES, "svc-9", "svc-10"]
+        assert row_keys(app.instances_table) == [
+            "svc-9/big-1",
+            "svc-9/big-2",
+            "svc-9/big-10",
+            "svc-10/big-1",
+        ]
+
+
 async def test_filter_by_substring_then_clear(httpx_mock: HTTPXMock) -> None:
     add_poll(httpx_mock, SAMPLE)
     app = make_app()

@@ -134,3 +134,31 @@ def test_matches_service_and_substring() -> None:
     assert matches(instance, None, "orde")
     assert not matches(instance, None, "pay")
     assert not matches(instance, "billing", "ord")
+
+
+def test_every_sort_orders_ids_and_services_naturally() -> None:
+    # Same status, heartbeat and registration: every order falls back to the names.
+    rows = [
+        info(service, instance_id)
+        for service, instance_id in [
+            ("svc-10", "big-1"),
+            ("svc-9", "big-10"),
+            ("svc-9", "big-2"),
+            ("Svc-9", "big-3"),
+        ]
+    ]
+    for sort in INSTANCE_SORTS:
+        assert [i.key for i in sorted(rows, key=sort.key)] == [
+            # Services differing only in case stay apart, each with its instances.
+            "Svc-9/big-3",
+            "svc-9/big-2",
+            "svc-9/big-10",
+            "svc-10/big-1",
+        ], sort.label
+
+
+def test_services_sort_naturally_after_the_totals_row() -> None:
+    names = ["svc-10", "svc-2", "Billing", ALL_SERVICES, "api"]
+    rows = [ServiceSummary(name, 1, 1, 0, 0) for name in names]
+    ordered = [s.name for s in sorted(rows, key=service_order)]
+    assert ordered == [ALL_SERVICES, "api", "Billing", "svc-2", "svc-10"]

@@ -21,6 +21,7 @@ from .formatting import (
     summarize_metadata,
 )
 from .models import InstanceInfo, ServiceSummary
+from .ordering import NaturalKey, natural_key
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -133,9 +134,14 @@ def instance_cells(instance: InstanceInfo, now: datetime) -> tuple[Text, ...]:
     )
 
 
-def service_order(service: ServiceSummary) -> tuple[bool, str]:
-    """The totals row first, then services by name."""
-    return (service.name != ALL_SERVICES, service.name)
+def service_order(service: ServiceSummary) -> tuple[bool, NaturalKey]:
+    """The totals row first, then services by name in natural order."""
+    return (service.name != ALL_SERVICES, natural_key(service.name))
+
+
+def by_name(instance: InstanceInfo) -> tuple[NaturalKey, NaturalKey]:
+    """Service name, then instance id, both in natural order (``big-2`` before ``big-10``)."""
+    return natural_key(instance.service_name), natural_key(instance.instance_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,11 +152,12 @@ class SortOrder:
     key: Callable[[InstanceInfo], Any]
 
 
+# Every order ends with the names, so equal statuses or times list in natural order.
 INSTANCE_SORTS: Final = (
-    SortOrder("service, id", lambda i: (i.service_name, i.instance_id)),
-    SortOrder("status, worst first", lambda i: (STATUS_RANK.get(i.status, -1), i.key)),
-    SortOrder("heartbeat, oldest first", lambda i: (i.last_heartbeat_at, i.key)),
-    SortOrder("registered, newest first", lambda i: (-i.registered_at.timestamp(), i.key)),
+    SortOrder("service, id", by_name),
+    SortOrder("status, worst first", lambda i: (STATUS_RANK.get(i.status, -1), by_name(i))),
+    SortOrder("heartbeat, oldest first", lambda i: (i.last_heartbeat_at, by_name(i))),
+    SortOrder("registered, newest first", lambda i: (-i.registered_at.timestamp(), by_name(i))),
 )
 
 
