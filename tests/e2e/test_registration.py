@@ -20,7 +20,7 @@ from aegis.sdk import (
 from nats.aio.client import Client as NatsClient
 
 from tests.conftest import raw_request
-from tests.procs import NatsServer, RouterProcess
+from tests.procs import NatsServer, RouterProcess, free_port
 from tests.wire import INSTANCE_KEYS
 
 pytestmark = pytest.mark.e2e
@@ -57,6 +57,17 @@ async def test_sdk_registration_is_listed_over_rest(
     assert detail["name"] == "billing"
     assert [i["instance_id"] for i in detail["instances"]] == ["billing-1"]
     assert detail["instances"][0]["registered_at"] == instance.registered_at
+
+
+async def test_sdk_takes_a_comma_separated_server_list_like_the_router(
+    router: RouterProcess, nats_server: NatsServer
+) -> None:
+    # As AEGIS_NATS_URL is written: the first server is down, the second serves.
+    servers = f"nats://127.0.0.1:{free_port()}, {nats_server.url}"
+    async with ServiceClient(servers) as client:
+        instance = await client.register("listed", "listed-1")
+
+    assert instance.status is InstanceStatus.ONLINE
 
 
 async def test_retried_registration_is_idempotent(

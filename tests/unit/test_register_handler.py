@@ -119,6 +119,7 @@ async def test_malformed_payload(raw: bytes) -> None:
     reply, _ = await call(handler(), raw)
     assert (reply["ok"], reply["status"]) == (False, 400)
     assert reply["error"]["code"] == "MALFORMED_PAYLOAD"
+    assert reply["error"]["message"].split(":")[-1].strip(), "the message gives no reason"
 
 
 async def test_request_size_limit_is_inclusive() -> None:

@@ -42,6 +42,9 @@ def find_binary() -> Path:
 def port_is_free(host: str, port: int) -> bool:
     """True if nothing listens on ``host:port`` (we could bind it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As nats-server itself binds: connections of a server that just stopped
+        # linger in TIME-WAIT for a minute, and must not block a restart.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:

@@ -72,8 +72,10 @@ def decode_request(data: bytes, max_request_bytes: int) -> dict[str, Any] | Repl
     try:
         body = msgpack.unpackb(data, raw=False)
     except Exception as exc:  # msgpack raises many types for bad input
+        # Some carry no message (FormatError: a byte no MessagePack type starts with).
+        reason = str(exc) or (type(exc).__doc__ or type(exc).__name__).strip()
         return error_reply(
-            400, ErrorCode.MALFORMED_PAYLOAD, f"body is not valid MessagePack: {exc!s:.200}"
+            400, ErrorCode.MALFORMED_PAYLOAD, f"body is not valid MessagePack: {reason:.200}"
         )
     if not isinstance(body, dict):
         return error_reply(

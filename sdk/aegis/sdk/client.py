@@ -69,6 +69,9 @@ class ServiceClient:
     nobody else can heartbeat or deregister them. Each registered instance
     gets a background heartbeat at the router's interval; leaving the
     ``async with`` block deregisters them all.
+
+    ``nats_url`` is one server, several comma-separated
+    (``"nats://a:4222,nats://b:4222"``, as ``AEGIS_NATS_URL`` takes them) or a list.
     """
 
     def __init__(

@@ -38,6 +38,15 @@ def _rejected(exc: BaseException) -> bool:
     return isinstance(exc, ssl.SSLError) or "authorization violation" in str(exc).lower()
 
 
+def server_urls(servers: str | Sequence[str]) -> list[str]:
+    """The server URLs: a list as given, or a string split at commas (``"nats://a,nats://b"``)."""
+    given = servers.split(",") if isinstance(servers, str) else servers
+    urls = [url.strip() for url in given if url.strip()]
+    if not urls:
+        raise ValueError("no NATS server URL given")
+    return urls
+
+
 async def _log_error(exc: Exception) -> None:
     log.debug("nats_error", error=repr(exc))
 
@@ -67,7 +76,7 @@ async def connect(
     did not verify), or at once ``ValueError`` when ``auth`` is unusable (a
     missing file, NKeys without the ``nkeys`` package).
     """
-    urls = [servers] if isinstance(servers, str) else list(servers)
+    urls = server_urls(servers)
     if auth is not None and auth.needs_nkeys and importlib.util.find_spec("nkeys") is None:
         raise ValueError(
             "NATS NKey seed and .creds authentication need the nkeys package: "
