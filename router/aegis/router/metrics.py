@@ -1,9 +1,43 @@
-"""Prometheus metrics of the router (one set per process; scrape every worker)."""
+"""Prometheus metrics of the router; one scrape covers every worker process.
+
+One process (the default, ``--workers 1``) keeps its metrics in memory: its
+registry is already the whole picture. With ``--workers N`` the main process
+wraps the workers' lives in ``shared_across_workers``: each worker then writes
+its values to files in one directory (prometheus-client's multiprocess mode)
+and whichever worker answers ``GET /metrics`` merges every worker's files.
+
+Multiprocess mode is used only for several workers because it cannot export
+the ``process_*`` and ``python_*`` collectors, writes a file on every update,
+and needs a directory to manage; one process gains nothing from it.
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import structlog
 from aegis.sdk.models import InstanceStatus
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+
+log = structlog.get_logger("aegis.router.metrics")
+
+MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# prometheus-client chooses in-memory or file-backed values once, when it is
+# first imported (just above); this reads the same switch at the same moment.
+SHARED = MULTIPROC_DIR_ENV in os.environ
 
 REQUESTS = Counter(
     "aegis_requests_total",
@@ -16,7 +50,16 @@ LATENCY = Histogram(
     ["kind"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
-INSTANCES = Gauge("aegis_instances", "Instances in the registry, by status.", ["status"])
+# Set at each scrape from the answering worker's view, and every worker (the
+# JetStream store) sees the whole registry: the freshest value is the true
+# one. A sum would count each instance once per worker; max or min would keep
+# a stale value from a worker's older scrape. "live": a stopped worker's goes.
+INSTANCES = Gauge(
+    "aegis_instances",
+    "Instances in the registry, by status.",
+    ["status"],
+    multiprocess_mode="livemostrecent",
+)
 RECONNECTS = Counter("aegis_nats_reconnects_total", "Times the router reconnected to NATS.")
 SWEEP_CHANGES = Counter(
     "aegis_sweep_transitions_total", "Instances the sweeper moved on (or removed)."
@@ -24,7 +67,51 @@ SWEEP_CHANGES = Counter(
 
 
 def render(counts: dict[InstanceStatus, int]) -> tuple[bytes, str]:
-    """The exposition text, with the instance gauge set from ``counts`` first."""
+    """The exposition text, with the instance gauge set from ``counts`` first.
+
+    With several workers, the text is every worker's metrics merged.
+    """
     for status in InstanceStatus:
         INSTANCES.labels(status.value).set(counts.get(status, 0))
-    return generate_latest(), CONTENT_TYPE_LATEST
+    if not SHARED:
+        return generate_latest(), CONTENT_TYPE_LATEST
+    # A fresh registry holding only the merged files: the default one would
+    # add this worker's own values a second time.
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+@contextmanager
+def shared_across_workers() -> Iterator[Path]:
+    """In Sanic's main process: share metrics among the workers started inside.
+
+    Sanic spawns its workers (a new interpreter each, not a fork), so they
+    import prometheus-client afresh with ``PROMETHEUS_MULTIPROC_DIR`` set and
+    write to files. The directory is always new, since files left by an
+    earlier run would add their counts to this one, and is removed on exit.
+    This (main) process has imported prometheus-client already and keeps
+    in-memory metrics, which it never serves.
+    """
+    previous = os.environ.get(MULTIPROC_DIR_ENV)
+    path = Path(tempfile.mkdtemp(prefix="aegis-metrics-"))
+    os.environ[MULTIPROC_DIR_ENV] = str(path)
+    log.info("metrics_shared", directory=str(path))
+    try:
+        yield path
+    finally:
+        if previous is None:
+            os.environ.pop(MULTIPROC_DIR_ENV, None)
+        else:
+            os.environ[MULTIPROC_DIR_ENV] = previous
+        shutil.rmtree(path, ignore_errors=True)
+
+
+async def worker_stopped(_app: object) -> None:
+    """A worker's ``after_server_stop`` listener: drop its live gauge values.
+
+    Its counters stay in the directory, so totals never go back when Sanic
+    restarts a worker.
+    """
+    if SHARED:
+        mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
