@@ -10,6 +10,9 @@ from aegis.router.registry import InstanceLimits, Registry
 from aegis.router.settings import Settings
 from aegis.router.store import MemoryStore
 from aegis.sdk import ClientConfig, LimitExceededError, ServiceClient
+from prometheus_client import REGISTRY
+
+from tests.prometheus_text import sample_value
 
 
 def register_body(service: str, instance: str) -> bytes:
@@ -67,18 +70,39 @@ async def test_sdk_maps_429() -> None:
     assert caught.value.status_code == 429
 
 
+def counted(name: str, **labels: str) -> float:
+    """A sample's value in this process's metrics; 0 before it is first counted."""
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
 async def test_metrics_count_requests_by_result_and_instances_by_status() -> None:
+    # The counters are process-wide and other tests count too: compare with before.
+    created = {"kind": "registration", "result": "created"}
+    malformed = {"kind": "registration", "result": "malformed"}
+    before = {
+        "created": counted("aegis_requests_total", **created),
+        "malformed": counted("aegis_requests_total", **malformed),
+        "timed": counted("aegis_request_duration_seconds_count", kind="registration"),
+    }
     registry = Registry(MemoryStore())
     handlers = endpoints(registry, max_request_bytes=4096, max_metadata_bytes=1024)
-    await handlers["ipc.service.register"](register_body("m", "m-1"))
-    await handlers["ipc.service.register"](b"garbage")
     app = create_app(Settings(store="memory"), registry=registry, serve_nats=False)
 
-    _, response = await app.asgi_client.get("/metrics")
+    await handlers["ipc.service.register"](register_body("m", "m-1"))
+    await handlers["ipc.service.register"](b"garbage")
+    _, first = await app.asgi_client.get("/metrics")
+    await handlers["ipc.service.register"](register_body("m", "m-2"))
+    _, second = await app.asgi_client.get("/metrics")
 
-    text = response.text
-    assert response.status == 200
-    assert 'aegis_requests_total{kind="registration",result="created"}' in text
-    assert 'aegis_requests_total{kind="registration",result="malformed"}' in text
-    assert 'aegis_instances{status="ONLINE"} 1.0' in text
-    assert 'aegis_request_duration_seconds_count{kind="registration"}' in text
+    assert first.status == second.status == 200
+    assert counted("aegis_requests_total", **created) == before["created"] + 2
+    assert counted("aegis_requests_total", **malformed) == before["malformed"] + 1
+    timed = counted("aegis_request_duration_seconds_count", kind="registration")
+    assert timed == before["timed"] + 3
+    # The endpoint serves those same values, and the instance gauge follows the registry.
+    assert sample_value(first.text, "aegis_requests_total", **created) == before["created"] + 1
+    assert sample_value(second.text, "aegis_requests_total", **created) == before["created"] + 2
+    assert sample_value(first.text, "aegis_requests_total", **malformed) == before["malformed"] + 1
+    assert sample_value(first.text, "aegis_instances", status="ONLINE") == 1
+    assert sample_value(second.text, "aegis_instances", status="ONLINE") == 2
+    assert sample_value(second.text, "aegis_instances", status="OFFLINE") == 0
