@@ -1,0 +1,125 @@
+"""One scrape of ``/metrics`` covers every worker of ``aegis-router --workers 2``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import nats
+import pytest
+
+from tests.conftest import raw_request
+from tests.procs import NatsServer, RouterProcess, free_port
+from tests.prometheus_text import sample_value
+
+pytestmark = pytest.mark.e2e
+
+REGISTRATIONS = 100
+
+
+@pytest.fixture
+def monitored_nats(tmp_path: Path) -> Iterator[tuple[NatsServer, int]]:
+    """A nats-server with its monitoring port, which counts messages per subscription."""
+    monitor_port = free_port()
+    server = NatsServer(data_dir=tmp_path / "nats", extra_args=["-m", str(monitor_port)])
+    server.start()
+    yield server, monitor_port
+    server.stop()
+
+
+def scrape(router: RouterProcess) -> str:
+    """One GET /metrics, on a new connection (so either worker may answer)."""
+    response = httpx.get(f"{router.http_url}/metrics", timeout=5)
+    response.raise_for_status()
+    return response.text
+
+
+def registrations_per_worker(monitor_port: int) -> list[int]:
+    """Registrations NATS delivered to each router connection (one per worker)."""
+    connz = httpx.get(f"http://127.0.0.1:{monitor_port}/connz?subs=detail", timeout=5).json()
+    return [
+        sub["msgs"]
+        for conn in connz["connections"]
+        if conn.get("name") == "aegis-router"
+        for sub in conn.get("subscriptions_list_detail", [])
+        if sub["subject"] == "ipc.service.register"
+    ]
+
+
+def metrics_directory(router: RouterProcess) -> Path:
+    """The directory the router's main process shares among its workers (from its log)."""
+    for line in router.logs().splitlines():
+        if '"metrics_shared"' in line:
+            return Path(json.loads(line)["directory"])
+    raise AssertionError(f"no metrics_shared event in the log:\n{router.logs()}")
+
+
+def eventually(check: Callable[[], bool], what: str, timeout: float = 15) -> None:
+    """Return once ``check()`` is true; fail naming ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not {what} within {timeout}s")
+        time.sleep(0.05)
+
+
+async def test_one_scrape_counts_the_requests_of_both_workers_and_instances_once(
+    monitored_nats: tuple[NatsServer, int], tmp_path: Path
+) -> None:
+    server, monitor_port = monitored_nats
+    router = RouterProcess(
+        log_path=tmp_path / "router.log",
+        env={"AEGIS_NATS_URL": server.url, "AEGIS_STORE": "jetstream"},
+        args=["--workers", "2"],
+    )
+    router.start()
+    try:
+        directory = metrics_directory(router)
+        eventually(lambda: len(registrations_per_worker(monitor_port)) == 2, "both subscribed")
+        nc = await nats.connect(server.url)
+        try:
+            replies = await asyncio.gather(
+                *(
+                    raw_request(
+                        nc, {"service_name": "m", "instance_id": f"i-{n}", "session_id": "s"}
+                    )
+                    for n in range(REGISTRATIONS)
+                )
+            )
+        finally:
+            await nc.close()
+        assert {r["status"] for r in replies} == {201}
+        per_worker = registrations_per_worker(monitor_port)
+        assert sum(per_worker) == REGISTRATIONS
+        assert min(per_worker) > 0, f"the queue group gave one worker everything: {per_worker}"
+
+        # Counted before each reply is sent: every one is in the first scrape.
+        created = sample_value(
+            scrape(router), "aegis_requests_total", kind="registration", result="created"
+        )
+        assert created == REGISTRATIONS
+
+        # Each worker sets the instance gauge when it answers a scrape, from
+        # its own (whole) view of the registry, in its own file
+        # (prometheus-client's gauge_<mode>_<pid>.db). Once both have, a sum
+        # of the two would show twice the instances.
+        def scraped_by_both() -> bool:
+            scrape(router)
+            return len(list(directory.glob("gauge_*.db"))) == 2
+
+        eventually(scraped_by_both, "both workers answered a scrape")
+
+        def online() -> float | None:
+            return sample_value(scrape(router), "aegis_instances", status="ONLINE")
+
+        eventually(lambda: online() == REGISTRATIONS, "every instance in the gauge")
+        for _ in range(10):
+            assert online() == REGISTRATIONS
+    finally:
+        router.stop()
+
+    assert not directory.exists(), "the router removes its metrics directory on exit"
