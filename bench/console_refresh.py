@@ -4,9 +4,12 @@ Runs the real ``ConsoleApp`` headless (``App.run_test``) and feeds it a sequence
 registry snapshots in which a fraction of the instances changed (most updated, some
 added, some removed). Side by side, in the same process and on the same data:
 
-- keyed diff: what the console does (add/update/remove by row key, bulk removal);
-- keyed, remove_row: the same, but removing rows one ``DataTable.remove_row`` at a time;
-- clear + re-add: the naive console (``clear()`` then every row again, each poll).
+- keyed diff: what the console does (add/update/remove by row key; rows removed one
+  ``DataTable.remove_row`` at a time, or past ``KeyedTable.max_removals`` a refill);
+- keyed, always refill: the console made to take its refill path on every poll
+  (``clear()``, then every row again in order, unchanged rows' cells reused);
+- clear + re-add: the naive console (``clear()`` then every row rendered and added
+  again, each poll).
 
 Two figures per approach: *apply*, the wall time of the refresh call itself, and
 *apply+settle*, the process CPU time until the app is idle again (the DataTable's
@@ -41,6 +44,7 @@ from typing import Any
 from aegis.console.app import ConsoleApp
 from aegis.console.models import InstanceInfo, RegistrySnapshot, ServiceSummary
 from aegis.console.tables import INSTANCE_COLUMNS, INSTANCE_SORTS, instance_cells
+from aegis.console.widgets import KeyedTable
 from textual.app import App, ComposeResult
 from textual.widgets import DataTable
 
@@ -196,14 +200,8 @@ def p95(values: list[float]) -> float:
     return statistics.quantiles(values, n=20, method="inclusive")[-1]
 
 
-def one_by_one(app: Any) -> None:
-    table = app.instances_table
-
-    def remove_rows(keys: list[str]) -> None:
-        for key in keys:
-            table.remove_row(key)
-
-    table._remove_rows = remove_rows
+def always_refill(app: Any) -> None:
+    app.instances_table.max_removals = -1
 
 
 def keyed_app(first: RegistrySnapshot) -> ConsoleApp:
@@ -213,11 +211,11 @@ def keyed_app(first: RegistrySnapshot) -> ConsoleApp:
 
 def rows(results: dict[str, Timings]) -> Iterator[str]:
     heads = ("apply median", "apply p95", "+settle median", "+settle p95")
-    yield f"{'approach':<18}" + "".join(f"{head:>16}" for head in heads) + "  full GCs"
+    yield f"{'approach':<22}" + "".join(f"{head:>16}" for head in heads) + "  full GCs"
     for name, (apply_ms, settle_ms, full_collections) in results.items():
         figures = (statistics.median(apply_ms), p95(apply_ms))
         figures += (statistics.median(settle_ms), p95(settle_ms))
-        line = f"{name:<18}" + "".join(f"{value:>13.1f} ms" for value in figures)
+        line = f"{name:<22}" + "".join(f"{value:>13.1f} ms" for value in figures)
         yield line + f"{full_collections:>10}"
 
 
@@ -234,13 +232,16 @@ async def run(count: int, services: int, fraction: float, rounds: int, warmup: i
         f"({fraction:.0%}: ~80 % updated, 10 % removed, 10 % added); "
         f"{rounds} measured polls after {warmup} warm-up"
     )
+    removals = changed // 10
+    path = "refill" if removals > KeyedTable.max_removals else "remove_row"
+    print(f"{removals} removals per poll: the console takes its {path} path")
     gc.callbacks.append(count_full_collections)
     results: dict[str, Timings] = {}
     results["keyed diff"] = await measure(
         keyed_app(sequence[0]), sequence, warmup, lambda app: None
     )
-    results["keyed, remove_row"] = await measure(
-        keyed_app(sequence[0]), sequence, warmup, one_by_one
+    results["keyed, always refill"] = await measure(
+        keyed_app(sequence[0]), sequence, warmup, always_refill
     )
     results["clear + re-add"] = await measure(NaiveApp(), sequence, warmup, lambda app: None)
     print()

@@ -477,6 +477,26 @@ async def test_many_instances_scrolled_view_keeps_place_on_update(
         assert cell(table, key or "", "heartbeat").plain == "5s"
 
 
+async def test_filter_hiding_most_rows_keeps_the_cursor_on_its_instance(
+    httpx_mock: HTTPXMock,
+) -> None:
+    add_poll(httpx_mock, [instance("svc", f"i-{n:04d}") for n in range(300)])
+    app = make_app()
+    async with app.run_test(size=(140, 40)) as pilot:
+        await settle(pilot)
+        table = app.instances_table
+        table.move_cursor(row=150)
+        await pilot.pause()
+
+        await pilot.press("slash", *"i-01")
+
+        assert table.row_count == 100
+        assert (table.cursor_key, table.cursor_row) == ("svc/i-0150", 50)
+        await pilot.press("escape")
+        assert table.row_count == 300
+        assert (table.cursor_key, table.cursor_row) == ("svc/i-0150", 150)
+
+
 async def test_unexpected_requests_would_fail(httpx_mock: HTTPXMock) -> None:
     """Guards the fixture itself: the URLs the console calls are the ones mocked."""
     add_poll(httpx_mock, SAMPLE)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
 from aegis.console.tables import Column
 from aegis.console.widgets import KeyedTable
 from rich.text import Text
@@ -50,10 +51,15 @@ def contents(table: DataTable[Any]) -> list[list[str]]:
     return [[str(cell) for cell in table.get_row_at(i)] for i in range(table.row_count)]
 
 
-async def test_bulk_removal_matches_remove_row_one_by_one() -> None:
+ONE_BY_ONE, REFILL = 1000, -1
+
+
+@pytest.mark.parametrize("max_removals", [ONE_BY_ONE, REFILL], ids=["one_by_one", "refill"])
+async def test_removal_ends_like_remove_row_on_a_plain_table(max_removals: int) -> None:
     app = TableApp()
     async with app.run_test(size=(60, 20)) as pilot:
         keyed = app.query_one("#keyed", KeyedTable)
+        keyed.max_removals = max_removals
         plain = app.query_one("#plain", DataTable)
         for column in COLUMNS:
             plain.add_column(column.label, key=column.key, width=column.width)
@@ -80,6 +86,43 @@ async def test_bulk_removal_matches_remove_row_one_by_one() -> None:
         # The cursor was on a removed last row: both clamp it the same way.
         assert keyed.cursor_coordinate == plain.cursor_coordinate
         assert keyed.virtual_size == plain.virtual_size
+
+
+@pytest.mark.parametrize("max_removals", [ONE_BY_ONE, REFILL], ids=["one_by_one", "refill"])
+async def test_removals_keep_the_cursor_row_on_its_screen_line(max_removals: int) -> None:
+    app = TableApp()
+    async with app.run_test(size=(60, 12)) as pilot:
+        keyed = app.query_one("#keyed", KeyedTable)
+        keyed.max_removals = max_removals
+        data = items(300)
+        keyed.sync(data, render, by_name)
+        await pilot.pause()
+        keyed.move_cursor(row=150)
+        await pilot.pause()
+        line = keyed.cursor_row - keyed.scroll_y
+        assert keyed.scroll_y > 0
+
+        # 100 rows above the cursor and 20 below go; one is updated, one added.
+        gone = {f"k{n:03d}" for n in (*range(10, 110), *range(200, 220))}
+        after = {k: v for k, v in data.items() if k not in gone}
+        after["k005"] = Item("k005", -5)
+        after["k999"] = Item("k999", 999)
+        keyed.sync(after, render, by_name)
+        await pilot.pause()
+
+        assert keyed.cursor_key == "k150"
+        assert keyed.cursor_row == 50
+        assert keyed.cursor_row - keyed.scroll_y == line
+        assert keys(keyed) == sorted(after)
+        assert str(keyed.get_cell("k005", "value")) == "-5"
+
+        # Only rows below go: the cursor keeps its row number and its line.
+        below = {k: v for k, v in after.items() if k < "k250"}
+        keyed.sync(below, render, by_name)
+        await pilot.pause()
+
+        assert (keyed.cursor_key, keyed.cursor_row) == ("k150", 50)
+        assert keyed.cursor_row - keyed.scroll_y == line
 
 
 async def test_sync_reports_and_applies_only_the_difference() -> None:

@@ -6,12 +6,11 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar, Generic, TypeVar
 
 from rich.text import Text
-from textual._two_way_dict import TwoWayDict
 from textual.binding import Binding, BindingType
 from textual.coordinate import Coordinate
 from textual.message import Message
 from textual.widgets import DataTable, Input
-from textual.widgets.data_table import ColumnKey, RowKey
+from textual.widgets.data_table import ColumnKey
 
 from .models import InstanceInfo, ServiceSummary
 from .tables import Column, RowDiff, diff_rows
@@ -46,9 +45,15 @@ class KeyedTable(DataTable[Text], Generic[M]):
 
     ``sync`` adds, updates (cell by cell) and removes only what changed, re-sorts
     only when the order may have changed, and keeps the cursor on the same row key
-    at the same place on screen. It never clears the table, so cursor, selection
-    and scroll stay where the user left them.
+    at the same line of the screen. Only public DataTable API: when many rows go at
+    once it clears and refills instead (see ``max_removals``), then puts cursor and
+    scroll back, so the user sees the same either way.
     """
+
+    max_removals: int = 80
+    """Up to this many rows gone in one sync are removed one by one; more, and the table
+    is cleared and refilled. Both cost about the same at 80 (bench/console_refresh.py,
+    10,000 rows), and both grow with the row count. Set per table to force one path."""
 
     def __init__(self, columns: Iterable[Column], *, id: str | None = None) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, id=id)
@@ -85,28 +90,16 @@ class KeyedTable(DataTable[Text], Generic[M]):
     ) -> RowDiff[str, M]:
         """Make the table show ``models`` in ``order``, touching only what changed."""
         cursor_key, cursor_row = self.cursor_key, self.cursor_row
+        scroll = (self.scroll_x, self.scroll_y)
         diff = diff_rows(self._models, models)
-        reorder = order is not self._order or bool(diff.added)
-        if diff.removed:
-            self._remove_rows(diff.removed)
-            for key in diff.removed:
-                del self._cells[key]
-        for key, model in diff.updated.items():
-            old_cells, new_cells = self._cells[key], self._keyed(key, render(model))
-            for column, old, new in zip(self._column_specs, old_cells, new_cells, strict=True):
-                if old != new:
-                    self.update_cell(key, column.key, new, update_width=self._widens(column, new))
-            self._cells[key] = new_cells
-            reorder = reorder or order(self._models[key]) != order(model)
-        for key, model in diff.added.items():
-            cells = self._keyed(key, render(model))
-            self.add_row(*cells, key=key)
-            self._cells[key] = cells
+        rebuilt = len(diff.removed) > self.max_removals
+        if rebuilt:
+            self._rebuild(models, diff, render, order)
+        else:
+            self._apply(models, diff, render, order)
         self._models = dict(models)
         self._order = order
-        if reorder and self._models:
-            self._sort_by_models(order)
-        self._keep_cursor(cursor_key, cursor_row)
+        self._keep_cursor(cursor_key, cursor_row, scroll, moved=rebuilt)
         self.refresh_live()
         return diff
 
@@ -154,8 +147,8 @@ class KeyedTable(DataTable[Text], Generic[M]):
         first, *rest = cells
         return (KeyedText(first, key), *rest)
 
-    def _sort_by_models(self, order: Callable[[M], Any]) -> None:
-        ranked = sorted(self._models, key=lambda key: order(self._models[key]))
+    def _sort_by_models(self, models: Mapping[str, M], order: Callable[[M], Any]) -> None:
+        ranked = sorted(models, key=lambda key: order(models[key]))
         rank = {key: index for index, key in enumerate(ranked)}
         first_column = self._column_specs[0].key
 
@@ -164,44 +157,74 @@ class KeyedTable(DataTable[Text], Generic[M]):
 
         self.sort(first_column, key=by_rank)
 
-    def _keep_cursor(self, key: str | None, row: int) -> None:
-        """Put the cursor back on ``key``, at the same line of the screen, if it still exists."""
-        if key is None or key not in self._models:
+    def _apply(
+        self,
+        models: Mapping[str, M],
+        diff: RowDiff[str, M],
+        render: Callable[[M], tuple[Text, ...]],
+        order: Callable[[M], Any],
+    ) -> None:
+        """Remove, update cell by cell, add, and re-sort only if the order may have changed."""
+        reorder = order is not self._order or bool(diff.added)
+        for key in diff.removed:
+            self.remove_row(key)
+            del self._cells[key]
+        for key, model in diff.updated.items():
+            old_cells, new_cells = self._cells[key], self._keyed(key, render(model))
+            for column, old, new in zip(self._column_specs, old_cells, new_cells, strict=True):
+                if old != new:
+                    self.update_cell(key, column.key, new, update_width=self._widens(column, new))
+            self._cells[key] = new_cells
+            reorder = reorder or order(self._models[key]) != order(model)
+        for key, model in diff.added.items():
+            cells = self._keyed(key, render(model))
+            self.add_row(*cells, key=key)
+            self._cells[key] = cells
+        if reorder and models:
+            self._sort_by_models(models, order)
+
+    def _rebuild(
+        self,
+        models: Mapping[str, M],
+        diff: RowDiff[str, M],
+        render: Callable[[M], tuple[Text, ...]],
+        order: Callable[[M], Any],
+    ) -> None:
+        """Clear and add every row again, in order, reusing the cells of unchanged rows.
+
+        ``DataTable.remove_row`` renumbers every remaining row on each call, so k
+        removals from n rows cost k x n; past ``max_removals`` this is cheaper.
+        """
+        for key in diff.removed:
+            del self._cells[key]
+        for key, model in (*diff.updated.items(), *diff.added.items()):
+            self._cells[key] = self._keyed(key, render(model))
+        self.clear()
+        for key in sorted(models, key=lambda key: order(models[key])):
+            self.add_row(*self._cells[key], key=key)
+
+    def _keep_cursor(
+        self, key: str | None, row: int, scroll: tuple[float, float], *, moved: bool
+    ) -> None:
+        """Put the cursor back on ``key`` at the same line of the screen, if it still exists.
+
+        If it is gone the cursor stays at the same row number. ``moved``: the table
+        was cleared, which put the cursor and the scroll back at the top.
+        """
+        if not self.row_count:
             return
-        new_row = self.get_row_index(key)
-        if new_row == row:
+        if key is not None and key in self._models:
+            new_row = self.get_row_index(key)
+        else:
+            new_row = min(row, self.row_count - 1)
+        if new_row == row and not moved:
             return
-        target_y = self.scroll_y + (new_row - row)
+        scroll_x, scroll_y = scroll
         self.move_cursor(row=new_row, scroll=False)
         # Rows were added or removed above the cursor: scroll by as many, once the
         # table has measured its new height.
-        self.call_after_refresh(self.scroll_to, y=target_y, animate=False)
-
-    def _remove_rows(self, keys: list[str]) -> None:
-        """Remove many rows in one pass.
-
-        ``DataTable.remove_row`` renumbers every remaining row on each call, so
-        removing k of n rows costs k x n (250 of 10,000 took 1.5 s here). This does
-        what ``remove_row`` does (Textual 8.2), once for the whole batch;
-        tests/console/test_keyed_table.py holds it to that behaviour.
-        """
-        doomed = set(keys)
-        in_order = (self._row_locations.get_key(index) for index in range(self.row_count))
-        survivors = [key for key in in_order if key is not None and key.value not in doomed]
-        for key in keys:
-            row_key = RowKey(key)
-            del self.rows[row_key]
-            del self._data[row_key]
-        self._updated_cells = {
-            cell for cell in self._updated_cells if cell.row_key.value not in doomed
-        }
-        self._row_locations = TwoWayDict({key: index for index, key in enumerate(survivors)})
-        self._require_update_dimensions = True
-        self.cursor_coordinate = self.cursor_coordinate
-        self.hover_coordinate = self.hover_coordinate
-        self._update_count += 1
-        self.check_idle()
-        self.refresh(layout=True)
+        target_y = scroll_y + (new_row - row)
+        self.call_after_refresh(self.scroll_to, x=scroll_x, y=target_y, animate=False)
 
 
 class ServicesTable(KeyedTable[ServiceSummary]):
