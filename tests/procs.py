@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pty
+import select
 import signal
 import socket
 import subprocess
@@ -160,3 +162,33 @@ class RouterProcess:
     def logs(self) -> str:
         """Everything the process wrote so far."""
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def run_on_terminal(
+    command: list[str], env: dict[str, str], timeout: float = 60.0
+) -> tuple[int, str]:
+    """Run ``command`` with a pseudo-terminal as stdout and stderr, as a user would.
+
+    Returns the exit code and everything it printed.
+    """
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(command, env=env, stdout=terminal, stderr=terminal)
+    os.close(terminal)
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([controller], [], [], 0.1)
+        if not ready:
+            if process.poll() is not None:
+                break
+            continue
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:  # EIO: the process closed its end
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(controller)
+    code = stop_process(process, signal.SIGKILL) if process.poll() is None else process.wait()
+    return code, b"".join(chunks).decode(errors="replace")

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 import structlog
-from aegis.router.logging_setup import configure_logging
+from aegis.router.logging_setup import ReportedError, configure_logging
 
 
 @pytest.fixture
@@ -37,7 +37,8 @@ def test_json_lines_and_no_secrets_from_locals(monkeypatch: pytest.MonkeyPatch) 
     except ValueError:
         log.exception("it_failed", service="billing")
     log.debug("hidden_below_info")
-    logging.getLogger("sanic.root").info("from sanic")
+    logging.getLogger("sanic.root").info("sanic start-up chatter")
+    logging.getLogger("sanic.root").warning("from sanic")
 
     lines = [json.loads(line) for line in stderr.getvalue().splitlines()]
     assert [line["event"] for line in lines] == ["it_failed", "from sanic"]
@@ -45,3 +46,41 @@ def test_json_lines_and_no_secrets_from_locals(monkeypatch: pytest.MonkeyPatch) 
     assert lines[0]["exception"][0]["exc_type"] == "ValueError"
     assert lines[1]["logger"] == "sanic.root"
     assert "hunter2-secret" not in stderr.getvalue()
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_console_tracebacks_show_no_local_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    stderr = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    configure_logging("INFO", "console")
+
+    def fail_with_a_secret_in_scope() -> None:
+        password = "-".join(["hunter2", "secret"])  # not in the source lines rich shows
+        raise ValueError(f"bad input of length {len(password)}")
+
+    try:
+        fail_with_a_secret_in_scope()
+    except ValueError:
+        structlog.get_logger("aegis.test").exception("it_failed")
+
+    assert "fail_with_a_secret_in_scope" in stderr.getvalue()  # frames are shown
+    assert "hunter2-secret" not in stderr.getvalue()
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_sanic_does_not_log_a_failure_that_was_reported_already(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    stderr = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    configure_logging("INFO", "json")
+    sanic_error = logging.getLogger("sanic.error")
+
+    for error in (ReportedError("said once already"), RuntimeError("news")):
+        try:
+            raise error
+        except Exception:
+            sanic_error.exception("Experienced exception while trying to serve")
+
+    (line,) = [json.loads(line) for line in stderr.getvalue().splitlines()]
+    assert "RuntimeError" in json.dumps(line["exception"])

@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from aegis.router.runtime import nats_auth
+from aegis.router.nats_connection import nats_auth
 from aegis.router.settings import Settings, load_settings
 from aegis.sdk import ClientConfig, NatsAuth, ServiceClient
 from aegis.sdk import connection as connection_module

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -13,8 +15,10 @@ from sanic.worker.loader import AppLoader
 
 from .app import create_app
 from .embedded_nats import EmbeddedNats, EmbeddedNatsError
-from .logging_setup import configure_logging
-from .settings import Settings, load_settings
+from .logging_setup import ReportedError, configure_logging
+from .metrics import shared_across_workers, worker_stopped
+from .nats_connection import check_nats
+from .settings import Settings, is_loopback, load_settings
 
 log = structlog.get_logger("aegis.router")
 
@@ -23,6 +27,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the router until SIGINT or SIGTERM; returns the exit code."""
     settings = load_settings(argv)
     configure_logging(settings.log_level, settings.log_format)
+    if settings.insecure and not is_loopback(settings.http_host) and not settings.admin_token:
+        log.warning(
+            "admin_api_insecure",
+            http=f"{settings.http_host}:{settings.http_port}",
+            hint="anyone who reaches this address can read and change the registry; "
+            "set AEGIS_ADMIN_TOKEN",
+        )
     embedded: EmbeddedNats | None = None
     if settings.nats_url is None:
         embedded = EmbeddedNats(
@@ -32,14 +43,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             embedded.start()
         except EmbeddedNatsError as exc:
             log.error("embedded_nats_failed", error=str(exc))
-            print(f"aegis-router: {exc}", file=sys.stderr)
             return 2
         settings = replace(settings, nats_url=embedded.url)
     try:
         serve(settings)
-    except Exception as exc:
-        log.error("router_failed", error=str(exc))
-        print(f"aegis-router: {exc}", file=sys.stderr)
+    except ReportedError:
+        return 1
+    except Exception:
+        log.exception("router_failed")
         return 1
     finally:
         if embedded is not None:
@@ -51,7 +62,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def worker_app(settings: Settings) -> Sanic:  # type: ignore[type-arg]
     """Build the app inside a Sanic worker process (which has its own logging)."""
     configure_logging(settings.log_level, settings.log_format)
-    return create_app(settings)
+    app = create_app(settings)
+    app.after_server_stop(worker_stopped)
+    return app
 
 
 def serve(settings: Settings) -> None:
@@ -62,15 +75,23 @@ def serve(settings: Settings) -> None:
     with its own NATS connection in the routers' queue group, built by
     ``worker_app``.
     """
-    host, port, motd = settings.http_host, settings.http_port, settings.log_format == "console"
+    host, port = settings.http_host, settings.http_port
+    # Our own router_ready event says what runs where; Sanic's banner (motd) and
+    # its advice to use --debug / --dev (flags aegis-router lacks) are noise here.
+    os.environ.setdefault("SANIC_IGNORE_PRODUCTION_WARNING", "1")
     if settings.workers == 1:
         app = create_app(settings)
-        app.run(host=host, port=port, motd=motd, access_log=False, single_process=True)
+        app.run(host=host, port=port, motd=False, access_log=False, single_process=True)
         return
+    # A worker that cannot reach NATS makes Sanic SIGKILL the whole process
+    # group (exit 137): find out here first, and fail like one process does.
+    asyncio.run(check_nats(settings))
     loader = AppLoader(factory=partial(worker_app, settings))
     app = loader.load()
-    app.prepare(host=host, port=port, motd=motd, access_log=False, workers=settings.workers)
-    Sanic.serve(primary=app, app_loader=loader)
+    app.prepare(host=host, port=port, motd=False, access_log=False, workers=settings.workers)
+    # Workers must see the metrics directory when they start: one scrape, all workers.
+    with shared_across_workers():
+        Sanic.serve(primary=app, app_loader=loader)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -40,6 +40,18 @@ def _orjson_dumps(value: object, **_: object) -> str:
     return orjson.dumps(value, default=repr, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
+class ReportedError(RuntimeError):
+    """A failure already logged as its own event where it happened: nobody logs it again."""
+
+
+def _drop_reported_startup_failure(record: logging.LogRecord) -> bool:
+    # Sanic logs every exception that ends serving ("Experienced exception while
+    # trying to serve", with frames) before re-raising it; ours are logged once
+    # already, as a named event.
+    exc = record.exc_info[1] if record.exc_info else None
+    return not (record.name == "sanic.error" and isinstance(exc, ReportedError))
+
+
 def configure_logging(level: str, fmt: LogFormat) -> None:
     """One event per line: JSON in production, coloured key=value on a terminal.
 
@@ -49,16 +61,19 @@ def configure_logging(level: str, fmt: LogFormat) -> None:
     """
     renderer: structlog.typing.Processor
     tail: list[structlog.typing.Processor] = []
+    # Frames only, never local variables, in both formats: locals hold secrets
+    # (passwords, tokens, sessions).
     if fmt == "json":
         renderer = structlog.processors.JSONRenderer(serializer=_orjson_dumps)
-        # Frames only, no local variables: locals hold secrets (passwords, sessions).
         tail.append(
             structlog.processors.ExceptionRenderer(
                 structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
             )
         )
     else:
-        renderer = structlog.dev.ConsoleRenderer()
+        renderer = structlog.dev.ConsoleRenderer(
+            exception_formatter=structlog.dev.RichTracebackFormatter(show_locals=False)
+        )
     stamp = structlog.processors.TimeStamper(fmt="iso", utc=True)
     structlog.configure(
         processors=[
@@ -86,11 +101,16 @@ def configure_logging(level: str, fmt: LogFormat) -> None:
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
         )
     )
+    handler.addFilter(_drop_reported_startup_failure)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
     # Sanic configures its own loggers with their own handlers; send them to ours.
+    # Its start-up chatter (workers, extensions) is debug detail to an operator:
+    # router_ready says what runs where.
+    sanic_level = level if level == "DEBUG" else "WARNING"
     for name in ("sanic.root", "sanic.error", "sanic.access", "sanic.server", "sanic.websockets"):
         sanic_logger = logging.getLogger(name)
         sanic_logger.handlers.clear()
         sanic_logger.propagate = True
+        sanic_logger.setLevel(sanic_level)

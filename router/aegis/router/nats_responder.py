@@ -50,7 +50,7 @@ class NatsResponder:
                 pending_bytes_limit=PENDING_BYTES,
             )
             self._subs.append(sub)
-            log.info("nats_subscribed", subject=subject, queue=QUEUE_GROUP)
+            log.debug("nats_subscribed", subject=subject, queue=QUEUE_GROUP)
         # A round trip to the server: once it returns the subscriptions are live,
         # so nobody who saw us "ready" gets "no responders".
         await nc.flush()

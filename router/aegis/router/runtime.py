@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import structlog
-from aegis.sdk.auth import NatsAuth, redact_url
-from aegis.sdk.connection import ConnectRejectedError, connect
 from nats.aio.client import Client as NatsClient
-from pydantic import SecretStr, ValidationError
 
 from .events import NatsEventSink
 from .handlers import endpoints
 from .metrics import RECONNECTS
+from .nats_connection import connect_router, shown_url
 from .nats_responder import NatsResponder
 from .registry import InstanceLimits, Registry
 from .settings import Settings
@@ -23,40 +21,6 @@ log = structlog.get_logger("aegis.router")
 
 def _limits(settings: Settings) -> InstanceLimits:
     return InstanceLimits(settings.max_instances_per_service, settings.max_instances)
-
-
-class NatsUnavailableError(RuntimeError):
-    """The router could not reach NATS at start-up."""
-
-
-def nats_auth(settings: Settings) -> NatsAuth | None:
-    """The router's NATS credentials and TLS settings, or None when none are set.
-
-    Raises ``ValueError`` (naming no secret) when they do not fit together.
-    """
-    fields = {
-        "user": settings.nats_user,
-        # Secrets wrapped at once: a traceback showing locals must not print them.
-        "password": _secret(settings.nats_password),
-        "token": _secret(settings.nats_token),
-        "nkey_seed": settings.nats_nkey_seed,
-        "creds": settings.nats_creds,
-        "tls_ca": settings.nats_tls_ca,
-        "tls_cert": settings.nats_tls_cert,
-        "tls_key": settings.nats_tls_key,
-    }
-    given = {name: value for name, value in fields.items() if value is not None}
-    if not given:
-        return None
-    try:
-        return NatsAuth.model_validate(given)
-    except ValidationError as exc:  # hides the input: no password in the message
-        reasons = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
-        raise ValueError(reasons) from exc
-
-
-def _secret(value: str | None) -> SecretStr | None:
-    return None if value is None else SecretStr(value)
 
 
 class RouterRuntime:
@@ -77,39 +41,11 @@ class RouterRuntime:
     async def start(self) -> Registry:
         """Connect, open the store, answer requests, sweep; returns the registry."""
         settings = self.settings
-        url = settings.nats_url or "nats://127.0.0.1:4222"
-        shown = ",".join(redact_url(part) for part in url.split(","))
-        try:
-            self.nc = await connect(
-                url.split(","),
-                name="aegis-router",
-                attempts=settings.nats_connect_attempts,
-                connect_timeout=2.0,
-                backoff_base=0.2,
-                backoff_max=2.0,
-                reconnect_wait=0.25,
-                disconnected_cb=self._on_disconnected,
-                reconnected_cb=self._on_reconnected,
-                auth=nats_auth(settings),
-            )
-        except ValueError as exc:  # auth settings that do not fit, or a missing file
-            log.error("nats_auth_invalid", error=str(exc))
-            raise NatsUnavailableError(
-                f"NATS authentication settings (AEGIS_NATS_USER ... AEGIS_NATS_TLS_KEY): {exc}"
-            ) from exc
-        except ConnectRejectedError as exc:
-            log.error("nats_auth_failed", url=shown, error=str(exc))
-            raise NatsUnavailableError(
-                f"NATS at {shown} refused the router: check AEGIS_NATS_USER / "
-                "AEGIS_NATS_PASSWORD / AEGIS_NATS_TOKEN / AEGIS_NATS_NKEY_SEED / AEGIS_NATS_CREDS "
-                "and the AEGIS_NATS_TLS_* settings"
-            ) from exc
-        except Exception as exc:
-            log.error("nats_unreachable", url=shown, error=str(exc))
-            raise NatsUnavailableError(
-                f"cannot reach NATS at {shown}; check AEGIS_NATS_URL / --nats-url, "
-                "or leave it unset to run the bundled nats-server"
-            ) from exc
+        self.nc = await connect_router(
+            settings,
+            disconnected_cb=self._on_disconnected,
+            reconnected_cb=self._on_reconnected,
+        )
         if self.registry is None:
             self._kv_store = JetStreamStore(self.nc, settings.kv_bucket, settings.kv_replicas)
             await self._kv_store.start()
@@ -132,7 +68,7 @@ class RouterRuntime:
         timings = registry.timings
         log.info(
             "router_ready",
-            nats_url=shown,
+            nats_url=shown_url(settings),
             store=settings.store,
             http=f"{settings.http_host}:{settings.http_port}",
             heartbeat_interval=timings.heartbeat_interval,

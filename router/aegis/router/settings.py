@@ -43,7 +43,7 @@ def default_data_dir(env: Mapping[str, str]) -> Path:
 class Settings:
     """Everything the router can be told. See ``aegis-router --help``."""
 
-    nats_url: str | None = None
+    nats_url: str | None = field(default=None, repr=False)  # may hold a password
     nats_user: str | None = None
     nats_password: str | None = field(default=None, repr=False)
     nats_token: str | None = field(default=None, repr=False)

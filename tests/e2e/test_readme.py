@@ -1,0 +1,294 @@
+"""The README runs as written: every example, against a real router, with the output it shows.
+
+The README's fenced blocks are read in order and replayed as a user would:
+the router command of the first-five-minutes walk-through starts a real
+``aegis-router`` (bundled nats-server), every ``python`` block runs as a
+complete program, every ``console`` block's ``$`` lines run in bash, and the
+``text`` block after a program, or the lines after a ``$`` command, must match
+what it printed (``...`` matches anything; whitespace is not compared, so JSON
+may be wrapped). HTML comments steer the replay:
+
+- ``<!-- readme-test: background NAME -->``: run the next program in the background;
+- ``<!-- readme-test: start NAME -->`` / ``interrupt NAME``: start it again / Ctrl-C it;
+- ``<!-- readme-test: fresh-router -->``: restart the router on an empty registry;
+- ``<!-- readme-test: skip (why) -->``: the next block is not run (say why).
+
+Addresses in the README are the defaults (4222, 8000); the test's own free
+ports replace them in code and are mapped back in output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.procs import free_port, stop_process, wait_for_port
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+DIRECTIVE = re.compile(r"<!--\s*readme-test:\s*(.+?)\s*-->")
+
+
+@dataclass
+class Block:
+    """One fenced block of the README and the directives written just before it."""
+
+    lang: str
+    code: str
+    line: int
+    directives: list[str] = field(default_factory=list)
+
+
+def readme_blocks(text: str) -> list[Block]:
+    """Every fenced block in order; a directive with no block after it is its own block."""
+    blocks: list[Block] = []
+    pending: list[str] = []
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines):
+        if found := DIRECTIVE.fullmatch(lines[i].strip()):
+            pending.append(found.group(1))
+        elif lines[i].startswith("```"):
+            start = i
+            lang = lines[i][3:].strip()
+            i += 1
+            body: list[str] = []
+            while not lines[i].startswith("```"):
+                body.append(lines[i])
+                i += 1
+            blocks.append(Block(lang, "\n".join(body) + "\n", start + 1, pending))
+            pending = []
+        i += 1
+    assert not pending, f"directives {pending} stand before no block"
+    return blocks
+
+
+def matches(expected: str, actual: str) -> bool:
+    """``actual`` is ``expected`` but for ``...`` wildcards and white space."""
+    want = re.sub(r"\s+", "", expected)
+    got = re.sub(r"\s+", "", ANSI.sub("", actual))
+    pattern = ".*?".join(re.escape(part) for part in want.split("..."))
+    return re.fullmatch(pattern, got, re.DOTALL) is not None
+
+
+def console_commands(code: str) -> list[tuple[str, str]]:
+    """``(command, expected output)`` pairs of a ``console`` block."""
+    pairs: list[tuple[str, str]] = []
+    for line in code.splitlines():
+        if line.startswith("$ "):
+            pairs.append((line[2:], ""))
+        else:
+            assert pairs, f"console output before any command: {line!r}"
+            command, shown = pairs[-1]
+            pairs[-1] = (command, shown + line + "\n")
+    return pairs
+
+
+class Replay:
+    """A user at the keyboard: the router, background programs, and the ports they use."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.nats_port = free_port()
+        self.http_port = free_port()
+        self.router: subprocess.Popen[bytes] | None = None
+        self.router_log = workdir / "router.log"
+        self.programs: dict[str, str] = {}
+        self.first_words: dict[str, str] = {}  # what each program prints when it is up
+        self.background: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
+        self.registries = 0
+
+    def local(self, text: str) -> str:
+        """README addresses to the test's ports."""
+        text = text.replace("127.0.0.1:4222", f"127.0.0.1:{self.nats_port}")
+        return text.replace("127.0.0.1:8000", f"127.0.0.1:{self.http_port}")
+
+    def as_shown(self, text: str) -> str:
+        """The test's ports back to the README's addresses."""
+        text = text.replace(f"127.0.0.1:{self.nats_port}", "127.0.0.1:4222")
+        return text.replace(f"127.0.0.1:{self.http_port}", "127.0.0.1:8000")
+
+    def start_router(self) -> str:
+        """Start ``aegis-router`` on an empty registry; returns what it printed until ready."""
+        self.registries += 1
+        env = {
+            **os.environ,
+            "AEGIS_EMBEDDED_NATS_PORT": str(self.nats_port),
+            "AEGIS_HTTP_PORT": str(self.http_port),
+            "AEGIS_DATA_DIR": str(self.workdir / f"data-{self.registries}"),
+            "AEGIS_LOG_FORMAT": "console",
+        }
+        env.pop("AEGIS_NATS_URL", None)
+        self.router_log.write_bytes(b"")
+        with self.router_log.open("ab") as log:
+            self.router = subprocess.Popen(
+                [Path(sys.executable).parent / "aegis-router"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 30
+        while "router_ready" not in (printed := self.router_log.read_text(errors="replace")):
+            assert self.router.poll() is None, f"aegis-router exited:\n{printed}"
+            assert time.monotonic() < deadline, f"aegis-router not ready:\n{printed}"
+            time.sleep(0.05)
+        wait_for_port(self.http_port)
+        return self.as_shown(printed)
+
+    def stop_router(self) -> None:
+        """Ctrl-C, as in terminal 1; it must stop cleanly."""
+        if self.router is not None:
+            code = stop_process(self.router, signal.SIGINT)
+            self.router = None
+            assert code == 0, self.router_log.read_text(errors="replace")
+
+    def run_program(self, code: str) -> str:
+        """Run a complete Python program to its end; returns its standard output."""
+        result = subprocess.run(
+            [sys.executable, "-c", self.local(code)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            cwd=self.workdir,
+        )
+        assert result.returncode == 0, result.stderr
+        assert "Traceback" not in result.stderr, result.stderr
+        return self.as_shown(result.stdout)
+
+    def start_program(self, name: str) -> None:
+        """Start a stored program in the background, as in terminal 2."""
+        out = self.workdir / f"{name}.out"
+        with out.open("wb") as sink:
+            process = subprocess.Popen(
+                [sys.executable, "-u", "-c", self.local(self.programs[name])],
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                cwd=self.workdir,
+            )
+        self.background[name] = (process, out)
+
+    def wait_for_output(self, name: str, expected: str) -> None:
+        """Until the background program has printed ``expected``."""
+        process, out = self.background[name]
+        deadline = time.monotonic() + 30
+        while not matches(expected, printed := self.as_shown(out.read_text(errors="replace"))):
+            assert process.poll() is None, f"{name} exited {process.returncode}:\n{printed}"
+            assert time.monotonic() < deadline, f"{name} printed:\n{printed}\nnot:\n{expected}"
+            time.sleep(0.05)
+
+    def interrupt(self, name: str) -> None:
+        """Ctrl-C a background program: it must leave cleanly, saying nothing more."""
+        process, out = self.background.pop(name)
+        code = stop_process(process, signal.SIGINT)
+        printed = out.read_text(errors="replace")
+        assert code == 0, printed
+        assert "Traceback" not in printed, printed
+
+    def shell(self, command: str) -> str:
+        """Run one ``$`` line in bash; returns its standard output."""
+        result = subprocess.run(
+            ["bash", "-c", self.local(command)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        return self.as_shown(result.stdout)
+
+    def close(self) -> None:
+        for name in list(self.background):
+            self.interrupt(name)
+        self.stop_router()
+
+
+def test_readme_install_commands_are_the_ones_ci_runs() -> None:
+    shell_blocks = [b for b in readme_blocks((REPO / "README.md").read_text()) if b.lang == "sh"]
+    first, second = shell_blocks[:2]
+    ci = (REPO / ".ci" / "run").read_text()
+
+    assert first.code.strip() == "pip install '.[all]' && aegis-router"
+    test_command = second.code.strip()
+    assert test_command.startswith("pip install -e '.[test]' && ")
+    # .ci/run calls pip through the virtual environment's python: the same command.
+    assert test_command.replace("pip install", "python -m pip install", 1) in ci
+
+
+def test_every_readme_example_runs_and_prints_what_it_shows(tmp_path: Path) -> None:
+    blocks = readme_blocks((REPO / "README.md").read_text())
+    replay = Replay(tmp_path)
+    expect_output_of: str | None = None  # what the next text block describes
+    printed = router_output = ""
+    ran = 0
+    try:
+        for index, block in enumerate(blocks):
+            where = f"README.md line {block.line}"
+            directives = dict(d.split(" ", 1) if " " in d else (d, "") for d in block.directives)
+            if "fresh-router" in directives:
+                for name in list(replay.background):
+                    replay.interrupt(name)
+                replay.stop_router()
+                replay.start_router()
+            if "start" in directives:
+                name = directives["start"]
+                replay.start_program(name)
+                replay.wait_for_output(name, replay.first_words[name])
+            if "interrupt" in directives:
+                replay.interrupt(directives["interrupt"])
+            if "skip" in directives:
+                assert directives["skip"], f"{where}: say why the block is skipped"
+                continue
+            if block.lang == "sh" and block.code.strip().endswith("&& aegis-router"):
+                if replay.router is None:
+                    expect_output_of = "router"
+                    router_output = replay.start_router()
+                continue
+            if block.lang == "sh" and index < 2:
+                continue  # the install commands, checked against .ci/run above
+            if block.lang == "text" and expect_output_of is not None:
+                if expect_output_of == "router":
+                    assert matches(block.code, router_output), f"{where}:\n{router_output}"
+                elif expect_output_of in replay.background:
+                    replay.wait_for_output(expect_output_of, block.code)
+                    replay.first_words[expect_output_of] = block.code
+                else:
+                    assert matches(block.code, printed), f"{where}: printed\n{printed}"
+                expect_output_of = None
+                continue
+            expect_output_of = None
+            if block.lang == "python":
+                ran += 1
+                if "background" in directives:
+                    name = directives["background"]
+                    replay.programs[name] = block.code
+                    replay.start_program(name)
+                    expect_output_of = name
+                else:
+                    printed = replay.run_program(block.code)
+                    expect_output_of = "program"
+            elif block.lang == "console":
+                for command, shown in console_commands(block.code):
+                    ran += 1
+                    output = replay.shell(command)
+                    assert matches(shown, output), f"{where}: {command}\n{output}"
+            else:
+                assert block.lang in ("", "text"), f"{where}: a {block.lang} block that never runs"
+        replay.close()
+    except BaseException:
+        with contextlib.suppress(AssertionError):
+            replay.close()
+        raise
+
+    assert ran >= 10  # the README's examples did run
