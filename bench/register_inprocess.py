@@ -25,7 +25,7 @@ from aegis.router.handlers import endpoints  # noqa: E402
 from aegis.router.logging_setup import configure_logging  # noqa: E402
 from aegis.router.registry import Registry  # noqa: E402
 from aegis.router.store import MemoryStore  # noqa: E402
-from aegis.sdk.models import ChangeEvent  # noqa: E402
+from aegis.wire.messages import ChangeEvent  # noqa: E402
 
 
 class EncodingSink:

@@ -34,7 +34,7 @@ import structlog  # noqa: E402
 from aegis.router.domain import InstanceRecord, Timings  # noqa: E402
 from aegis.router.registry import Registry  # noqa: E402
 from aegis.router.store import MemoryStore  # noqa: E402
-from aegis.sdk.models import InstanceStatus  # noqa: E402
+from aegis.wire.messages import InstanceStatus  # noqa: E402
 
 from tests.procs import NatsServer, RouterProcess, free_port, stop_process, wait_for_port  # noqa: E402
 

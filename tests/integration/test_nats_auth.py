@@ -19,8 +19,8 @@ from pathlib import Path
 import httpx
 import msgpack
 import pytest
+from aegis.connect.auth import connect_kwargs
 from aegis.sdk import ClientConfig, NatsAuth, ServiceClient, ServiceUnavailableError
-from aegis.sdk.auth import connect_kwargs
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 

@@ -15,7 +15,7 @@ import pytest
 from aegis.router.domain import InstanceKey, InstanceRecord
 from aegis.router.store import AlreadyExists, InstanceStore, MemoryStore, RevisionMismatch
 from aegis.router.store_jetstream import JetStreamStore, decode_key, encode_key
-from aegis.sdk.models import InstanceStatus
+from aegis.wire.messages import InstanceStatus
 
 from tests.procs import NatsServer
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from aegis.router.domain import InstanceRecord, Timings
 from aegis.router.registry import Registry
 from aegis.router.store import MemoryStore
-from aegis.sdk.models import ChangeEvent, InstanceStatus, RegisterRequest
+from aegis.wire.messages import ChangeEvent, InstanceStatus, RegisterRequest
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 SESSION = "sess-Liveness-4xQ9"  # distinctive, so a leak into logs or replies is easy to spot

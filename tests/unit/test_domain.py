@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from aegis.router.domain import Decision, InstanceRecord, Outcome, decide_registration
-from aegis.sdk.models import InstanceStatus
+from aegis.wire.messages import InstanceStatus
 
 EARLIER = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
 NOW = EARLIER + timedelta(minutes=5)

@@ -15,7 +15,7 @@ import msgpack
 from aegis.router.handlers import endpoints
 from aegis.router.registry import Registry
 from aegis.router.store import MemoryStore
-from aegis.sdk.models import RegisterRequest
+from aegis.wire.messages import RegisterRequest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

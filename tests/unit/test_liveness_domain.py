@@ -17,7 +17,7 @@ from aegis.router.domain import (
     take_offline,
     touch,
 )
-from aegis.sdk.models import EventKind, InstanceStatus
+from aegis.wire.messages import EventKind, InstanceStatus
 
 from tests.unit.liveness_fakes import SESSION, T0, TIMINGS, stored
 

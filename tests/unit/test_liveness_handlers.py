@@ -9,7 +9,7 @@ import msgpack
 import pytest
 from aegis.router.domain import iso
 from aegis.router.handlers import Endpoint, endpoints
-from aegis.sdk.models import (
+from aegis.wire.messages import (
     DEREGISTER_SUBJECT,
     DISCOVER_SUBJECT,
     HEARTBEAT_SUBJECT,

@@ -8,7 +8,7 @@ import pytest
 from aegis.router.domain import InstanceKey, InstanceRecord, Outcome, OwnerCheck
 from aegis.router.registry import OwnerResult, Registry
 from aegis.router.store import MemoryStore, Versioned
-from aegis.sdk.models import ChangeEvent, InstanceStatus
+from aegis.wire.messages import ChangeEvent, InstanceStatus
 from structlog.testing import capture_logs
 
 from tests.unit.liveness_fakes import (

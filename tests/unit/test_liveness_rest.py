@@ -8,7 +8,7 @@ import pytest
 from aegis.router.app import create_app
 from aegis.router.registry import Registry
 from aegis.router.settings import Settings
-from aegis.sdk.models import InstanceStatus
+from aegis.wire.messages import InstanceStatus
 from sanic import Sanic
 from structlog.testing import capture_logs
 

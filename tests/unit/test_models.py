@@ -6,7 +6,7 @@ from typing import Any
 
 import msgpack
 import pytest
-from aegis.sdk.models import (
+from aegis.wire.messages import (
     ErrorBody,
     ErrorDetail,
     Instance,

@@ -8,12 +8,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from aegis.connect import connection as connection_module
+from aegis.connect.auth import ConnectOptions, connect_kwargs, redact_url
+from aegis.connect.connection import connect
 from aegis.router.nats_connection import nats_auth
 from aegis.router.settings import Settings, load_settings
 from aegis.sdk import ClientConfig, NatsAuth, ServiceClient
-from aegis.sdk import connection as connection_module
-from aegis.sdk.auth import ConnectOptions, connect_kwargs, redact_url
-from aegis.sdk.connection import connect
 
 from tests.integration.test_nats_auth import Pki, make_pki
 

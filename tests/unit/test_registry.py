@@ -9,7 +9,7 @@ import pytest
 from aegis.router.domain import InstanceKey, InstanceRecord, Outcome
 from aegis.router.registry import MAX_CAS_ATTEMPTS, Registry
 from aegis.router.store import AlreadyExists, MemoryStore, RevisionMismatch, StoreError, Versioned
-from aegis.sdk.models import InstanceStatus, RegisterRequest
+from aegis.wire.messages import InstanceStatus, RegisterRequest
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

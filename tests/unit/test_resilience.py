@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from aegis.sdk.resilience import BreakerState, CircuitBreaker, backoff_delay
+from aegis.connect.backoff import backoff_delay
+from aegis.sdk.resilience import BreakerState, CircuitBreaker
 
 
 @pytest.mark.parametrize(

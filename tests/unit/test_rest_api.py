@@ -12,7 +12,7 @@ from aegis.router.domain import InstanceRecord
 from aegis.router.registry import Registry
 from aegis.router.settings import Settings
 from aegis.router.store import MemoryStore
-from aegis.sdk.models import InstanceStatus, RegisterRequest
+from aegis.wire.messages import InstanceStatus, RegisterRequest
 from sanic import Sanic
 
 from tests.wire import INSTANCE_KEYS

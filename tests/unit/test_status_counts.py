@@ -10,7 +10,7 @@ from aegis.router.registry import Registry
 from aegis.router.settings import Settings
 from aegis.router.status_counts import StatusCounts
 from aegis.router.store import MemoryStore
-from aegis.sdk.models import InstanceStatus, RegisterRequest
+from aegis.wire.messages import InstanceStatus, RegisterRequest
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 ONLINE, UNHEALTHY, OFFLINE = InstanceStatus.ONLINE, InstanceStatus.UNHEALTHY, InstanceStatus.OFFLINE

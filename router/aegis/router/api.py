@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import structlog
-from aegis.sdk.models import (
+from aegis.wire.messages import (
     INSTANCE_ID_PATTERN,
     SERVICE_NAME_PATTERN,
     Instance,
     InstanceStatus,
 )
-from pydantic import BaseModel
-from sanic import Blueprint, HTTPResponse, Request, json
-from sanic.exceptions import SanicException
-from sanic_ext import openapi
-
-from .api_models import (
+from aegis.wire.rest import (
     ErrorResponse,
     Health,
     InstancesResponse,
@@ -24,13 +20,27 @@ from .api_models import (
     ServicesResponse,
     ServiceSummary,
     StatusCounts,
-    ref,
 )
+from pydantic import BaseModel
+from sanic import Blueprint, HTTPResponse, Request, json
+from sanic.exceptions import SanicException
+from sanic_ext import openapi
+from sanic_ext.extensions.openapi.definitions import Component
+
 from .domain import InstanceKey
 from .metrics import render
 from .registry import Registry
 
 ADMIN_PREFIX = "/api/v1/admin"
+
+
+def ref(model: type[BaseModel]) -> dict[str, Any]:
+    """Response content pointing at ``model``'s full schema under components.
+
+    sanic-ext writes an inline Pydantic model lossily (no ``required``); a
+    registered component keeps the whole ``model_json_schema``.
+    """
+    return {"application/json": Component(model)}
 
 
 class ApiException(SanicException):

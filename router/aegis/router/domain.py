@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any
 
-from aegis.sdk.models import EventKind, Instance, InstanceStatus
+from aegis.wire.messages import EventKind, Instance, InstanceStatus
 
 LIVE_STATUSES = frozenset({InstanceStatus.ONLINE, InstanceStatus.UNHEALTHY})
 

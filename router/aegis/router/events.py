@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import msgpack
-from aegis.sdk.models import ChangeEvent, events_subject
+from aegis.wire.codec import pack
+from aegis.wire.messages import ChangeEvent, events_subject
 from nats.aio.client import Client as NatsClient
 
 
@@ -15,5 +15,4 @@ class NatsEventSink:
 
     async def publish(self, event: ChangeEvent) -> None:
         """Publish one event (buffered by nats-py; no round trip)."""
-        body = msgpack.packb(event.model_dump(mode="json", exclude_none=True))
-        await self._nc.publish(events_subject(event.instance.service_name), body)
+        await self._nc.publish(events_subject(event.instance.service_name), pack(event))

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Generic, TypeVar
 
-import msgpack
 import structlog
-from aegis.sdk.models import (
+from aegis.wire.codec import pack, unpack
+from aegis.wire.messages import (
     DEREGISTER_SUBJECT,
     DISCOVER_SUBJECT,
     HEARTBEAT_SUBJECT,
@@ -45,8 +45,7 @@ _STATUS_BY_OUTCOME = {Outcome.CREATED: 201, Outcome.RENEWED: 200, Outcome.DUPLIC
 
 def encode(reply: Reply) -> bytes:
     """MessagePack bytes of a reply; absent members are left out."""
-    packed: bytes = msgpack.packb(reply.model_dump(mode="json", exclude_none=True))
-    return packed
+    return pack(reply)
 
 
 def error_reply(
@@ -70,7 +69,7 @@ def decode_request(data: bytes, max_request_bytes: int) -> dict[str, Any] | Repl
             f"request is {len(data)} bytes; the limit is {max_request_bytes}",
         )
     try:
-        body = msgpack.unpackb(data, raw=False)
+        body = unpack(data)
     except Exception as exc:  # msgpack raises many types for bad input
         # Some carry no message (FormatError: a byte no MessagePack type starts with).
         reason = str(exc) or (type(exc).__doc__ or type(exc).__name__).strip()

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import structlog
-from aegis.sdk.models import InstanceStatus
+from aegis.wire.messages import InstanceStatus
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import structlog
-from aegis.sdk.auth import NatsAuth, redact_url
-from aegis.sdk.connection import ConnectRejectedError, connect, server_urls
+from aegis.connect.auth import NatsAuth, redact_url
+from aegis.connect.connection import ConnectRejectedError, connect, server_urls
 from nats.aio.client import Client as NatsClient
 from pydantic import SecretStr, ValidationError
 

@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 
 import structlog
+from aegis.wire.messages import REQUEST_ID_HEADER
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -22,7 +23,6 @@ Handler = Callable[[bytes], Awaitable[bytes]]
 
 QUEUE_GROUP = "aegis-router"
 PENDING_BYTES = 64 * 1024 * 1024
-REQUEST_ID_HEADER = "Aegis-Request-Id"
 
 
 class NatsResponder:

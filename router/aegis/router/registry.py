@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any, Final, Generic, Protocol, TypeVar
 
 import structlog
-from aegis.sdk.models import ChangeEvent, InstanceStatus, RegisterRequest
+from aegis.wire.messages import ChangeEvent, InstanceStatus, RegisterRequest
 
 from .deadlines import DeadlineIndex
 from .domain import (

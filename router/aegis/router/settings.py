@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from aegis.sdk.models import DEFAULT_MAX_METADATA_BYTES
+from aegis.wire.messages import DEFAULT_MAX_METADATA_BYTES
 
 from .domain import Timings
 

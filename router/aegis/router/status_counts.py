@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from aegis.sdk.models import InstanceStatus
+from aegis.wire.messages import InstanceStatus
 
 from .domain import InstanceKey, InstanceRecord
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import msgpack
 import structlog
-from aegis.sdk.models import InstanceStatus
+from aegis.wire.messages import InstanceStatus
 from nats.aio.client import Client as NatsClient
 from nats.js import errors as js_errors
 from nats.js.api import KeyValueConfig, StorageType

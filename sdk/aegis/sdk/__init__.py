@@ -4,7 +4,18 @@
 ...     instance = await client.register("billing", "billing-1", {"version": "1.4"})
 """
 
-from .auth import NatsAuth
+from aegis.connect.auth import NatsAuth
+from aegis.wire.messages import (
+    ChangeEvent,
+    ErrorBody,
+    ErrorDetail,
+    EventKind,
+    Instance,
+    InstanceStatus,
+    RegisterRequest,
+    Reply,
+)
+
 from .client import ServiceClient
 from .config import ClientConfig
 from .errors import (
@@ -18,16 +29,6 @@ from .errors import (
     RouterError,
     ServiceUnavailableError,
     SessionMismatchError,
-)
-from .models import (
-    ChangeEvent,
-    ErrorBody,
-    ErrorDetail,
-    EventKind,
-    Instance,
-    InstanceStatus,
-    RegisterRequest,
-    Reply,
 )
 from .registrations import RegisteredInstance, RegistrationState
 from .watch import EventStream

@@ -12,14 +12,28 @@ from datetime import UTC, datetime
 from types import MappingProxyType, TracebackType
 from typing import Any, Self
 
-import msgpack
+from aegis.connect.backoff import backoff_delay
+from aegis.connect.connection import ConnectFailedError, ConnectRejectedError, connect
+from aegis.connect.log import get_logger
+from aegis.wire.codec import pack, unpack
+from aegis.wire.messages import (
+    DEREGISTER_SUBJECT,
+    DISCOVER_SUBJECT,
+    HEARTBEAT_SUBJECT,
+    REGISTER_SUBJECT,
+    REQUEST_ID_HEADER,
+    DiscoverRequest,
+    Instance,
+    InstanceRequest,
+    RegisterRequest,
+    Reply,
+    error_details,
+)
 from nats import errors as nats_errors
 from nats.aio.client import Client as NatsClient
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
-from ._log import get_logger
 from .config import ClientConfig
-from .connection import ConnectFailedError, ConnectRejectedError, connect
 from .errors import (
     AegisError,
     CircuitOpenError,
@@ -32,25 +46,12 @@ from .errors import (
     ServiceUnavailableError,
     SessionMismatchError,
 )
-from .models import (
-    DEREGISTER_SUBJECT,
-    DISCOVER_SUBJECT,
-    HEARTBEAT_SUBJECT,
-    REGISTER_SUBJECT,
-    DiscoverRequest,
-    Instance,
-    InstanceRequest,
-    RegisterRequest,
-    Reply,
-    error_details,
-)
 from .registrations import DEFAULT_HEARTBEAT_INTERVAL, RegisteredInstance, RegistrationState
-from .resilience import CircuitBreaker, backoff_delay
+from .resilience import CircuitBreaker
 from .watch import EventStream
 
 log = get_logger("aegis.sdk")
 
-REQUEST_ID_HEADER = "Aegis-Request-Id"
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 # The router's sweeper applies a passed deadline within one tick (<= 1 s).
 TAKEOVER_MARGIN = 0.5
@@ -196,7 +197,7 @@ class ServiceClient:
             timestamp=datetime.now(UTC).isoformat(),
             session_id=self.session_id,
         )
-        payload = _pack(request)
+        payload = pack(request)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_if_taken
         while True:
@@ -227,7 +228,7 @@ class ServiceClient:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         reg = self._registrations.pop(key, None)
-        payload = _pack(
+        payload = pack(
             _validated(
                 InstanceRequest,
                 service_name=service_name,
@@ -246,7 +247,7 @@ class ServiceClient:
     async def discover(self, service_name: str, status: str = "ONLINE") -> list[Instance]:
         """Instances of a service in ``status`` (ONLINE, UNHEALTHY, OFFLINE or ANY)."""
         request = _validated(DiscoverRequest, service_name=service_name, status=status)
-        reply = await self._request(DISCOVER_SUBJECT, _pack(request))
+        reply = await self._request(DISCOVER_SUBJECT, pack(request))
         return list(reply.instances or [])
 
     def watch(self, service_name: str | None = None) -> EventStream:
@@ -335,7 +336,7 @@ class ServiceClient:
             session_id=self.session_id,
         )
         try:
-            reply = await _send(nc, REGISTER_SUBJECT, _pack(request), self.config.timeout)
+            reply = await _send(nc, REGISTER_SUBJECT, pack(request), self.config.timeout)
         except AegisError as exc:
             self._failed(reg, "reregister_failed", str(exc))
             return
@@ -367,7 +368,7 @@ class ServiceClient:
             task.add_done_callback(self._background.discard)
 
     def _owner_payload(self, reg: RegisteredInstance) -> bytes:
-        return _pack(
+        return pack(
             InstanceRequest(
                 service_name=reg.service_name,
                 instance_id=reg.instance_id,
@@ -468,11 +469,6 @@ def _validated(model: type[Any], **fields: Any) -> Any:
         raise RegistrationValidationError("request failed validation", error_details(exc)) from exc
 
 
-def _pack(model: BaseModel) -> bytes:
-    packed: bytes = msgpack.packb(model.model_dump(mode="json", exclude_none=True))
-    return packed
-
-
 def _instance_of(reply: Reply) -> Instance:
     if reply.instance is None:
         raise RouterError(f"router answered {reply.status} without an instance", 502)
@@ -481,7 +477,7 @@ def _instance_of(reply: Reply) -> Instance:
 
 def _decode(data: bytes) -> Reply:
     try:
-        return Reply.model_validate(msgpack.unpackb(data, raw=False))
+        return Reply.model_validate(unpack(data))
     except Exception as exc:
         raise RouterError(f"undecodable reply from router: {exc!r:.200}", 502) from exc
 

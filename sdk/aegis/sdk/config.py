@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+from aegis.connect.auth import NatsAuth
 from pydantic import BaseModel, ConfigDict, Field
-
-from .auth import NatsAuth
 
 
 class ClientConfig(BaseModel):

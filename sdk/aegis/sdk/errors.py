@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .models import ErrorDetail, Instance
+from aegis.wire.messages import ErrorDetail, Instance
 
 
 class AegisError(Exception):

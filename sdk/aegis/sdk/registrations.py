@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from .models import Instance
+from aegis.wire.messages import Instance
 
 DEFAULT_HEARTBEAT_INTERVAL = 5.0
 

@@ -1,28 +1,10 @@
-"""Exponential backoff with jitter, and a circuit breaker."""
+"""A circuit breaker (the backoff between retries is ``aegis.connect.backoff``)."""
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable
 from enum import StrEnum
-
-
-def backoff_delay(
-    attempt: int,
-    *,
-    base: float,
-    cap: float,
-    jitter: bool,
-    rand: Callable[[], float] = random.random,
-) -> float:
-    """Delay before retry number ``attempt`` (0 = the first retry).
-
-    Exponential (``base * 2**attempt``) capped at ``cap``; with jitter a uniform
-    draw below that ("full jitter"), so many clients do not retry in step.
-    """
-    delay = min(cap, base * 2.0**attempt)
-    return delay * rand() if jitter else delay
 
 
 class BreakerState(StrEnum):

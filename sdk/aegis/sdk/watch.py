@@ -6,13 +6,12 @@ import asyncio
 from types import TracebackType
 from typing import Self
 
-import msgpack
+from aegis.connect.log import get_logger
+from aegis.wire.codec import unpack
+from aegis.wire.messages import ChangeEvent, events_subject
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
-
-from ._log import get_logger
-from .models import ChangeEvent, events_subject
 
 log = get_logger("aegis.sdk.watch")
 
@@ -47,7 +46,7 @@ class EventStream:
 
     async def _on_message(self, msg: Msg) -> None:
         try:
-            event = ChangeEvent.model_validate(msgpack.unpackb(msg.data, raw=False))
+            event = ChangeEvent.model_validate(unpack(msg.data))
         except Exception as exc:
             log.warning("watch_bad_event", subject=msg.subject, error=repr(exc)[:200])
             return

@@ -15,9 +15,9 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from nats.aio.client import Client as NatsClient
 
-from ._log import get_logger
 from .auth import NatsAuth, connect_kwargs, redact_url
-from .resilience import backoff_delay
+from .backoff import backoff_delay
+from .log import get_logger
 
 log = get_logger("aegis.sdk.nats")
 

@@ -1,7 +1,7 @@
-"""Wire contract v1: the Pydantic models both the router and the SDK speak.
+"""Wire contract v1 over NATS: subjects, the request-id header, request and reply bodies.
 
 Every NATS body is a MessagePack map with string keys; these models are the
-single definition of what such a map may hold.
+single definition of what such a map may hold (``codec`` packs and unpacks them).
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ HEARTBEAT_SUBJECT: Final = "ipc.service.heartbeat"
 DEREGISTER_SUBJECT: Final = "ipc.service.deregister"
 DISCOVER_SUBJECT: Final = "ipc.service.discover"
 EVENTS_PREFIX: Final = "ipc.events.service"
+REQUEST_ID_HEADER: Final = "Aegis-Request-Id"
+"""NATS header carrying the client's request id (the same on every retry) into router logs."""
 
 
 def events_subject(service_name: str | None = None) -> str:

@@ -1,12 +1,16 @@
-"""Response bodies of the admin REST API, registered as OpenAPI components."""
+"""Wire contract v1 over HTTP: the JSON bodies of the admin REST API.
+
+The router serves them (and registers them as OpenAPI components); the
+console parses the router's replies with the same models.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from aegis.sdk.models import Instance
 from pydantic import BaseModel, Field
-from sanic_ext.extensions.openapi.definitions import Component
+
+from .messages import Instance
 
 
 class StatusCounts(BaseModel):
@@ -64,12 +68,3 @@ class Health(BaseModel):
     """Liveness: the process is up and serving HTTP."""
 
     status: str = Field(examples=["ok"])
-
-
-def ref(model: type[BaseModel]) -> dict[str, Any]:
-    """Response content pointing at ``model``'s full schema under components.
-
-    sanic-ext writes an inline Pydantic model lossily (no ``required``); a
-    registered component keeps the whole ``model_json_schema``.
-    """
-    return {"application/json": Component(model)}
