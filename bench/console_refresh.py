@@ -41,10 +41,10 @@ from datetime import UTC, datetime, timedelta
 from importlib.metadata import version
 from typing import Any
 
-from aegis.console.app import ConsoleApp
+from aegis.console.keyed_table import KeyedTable
 from aegis.console.models import InstanceInfo, RegistrySnapshot, ServiceSummary
 from aegis.console.tables import INSTANCE_COLUMNS, INSTANCE_SORTS, instance_cells
-from aegis.console.widgets import KeyedTable
+from aegis.console.ui import ConsoleApp
 from textual.app import App, ComposeResult
 from textual.widgets import DataTable
 
@@ -137,8 +137,13 @@ class StubClient:
 
 
 class StillConsole(ConsoleApp):
+    """The console, polled only by the benchmark."""
+
     def schedule_poll(self, delay: float) -> None:
         return None
+
+    def show_snapshot(self, snapshot: RegistrySnapshot) -> None:
+        self.dashboard.show_snapshot(snapshot)
 
 
 class NaiveApp(App[None]):
@@ -201,7 +206,7 @@ def p95(values: list[float]) -> float:
 
 
 def always_refill(app: Any) -> None:
-    app.instances_table.max_removals = -1
+    app.dashboard.instances_table.max_removals = -1
 
 
 def keyed_app(first: RegistrySnapshot) -> ConsoleApp:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from aegis.console.app import ConsoleApp
+from aegis.console.ui import ConsoleApp
 from pytest_httpx import HTTPXMock
 from rich.syntax import Syntax
 from rich.text import Text
@@ -144,8 +144,8 @@ SAMPLE = [
 
 
 def text_of(app: ConsoleApp, selector: str) -> str:
-    """The plain text a ``Static`` on the main screen was last given."""
-    content = app.screen_stack[0].query_one(selector, Static).content
+    """The plain text a ``Static`` on the dashboard was last given."""
+    content = app.dashboard.query_one(selector, Static).content
     if isinstance(content, Text):
         return content.plain
     if isinstance(content, Syntax):

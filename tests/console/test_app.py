@@ -5,7 +5,9 @@ from __future__ import annotations
 import copy
 
 import httpx
-from aegis.console.screens import DetailScreen, HelpScreen
+from aegis.console.dashboard import DashboardScreen
+from aegis.console.detail_screen import DetailScreen
+from aegis.console.help_screen import HelpScreen
 from aegis.console.tables import ALL_SERVICES
 from pytest_httpx import HTTPXMock
 from rich.syntax import Syntax
@@ -45,18 +47,24 @@ async def test_first_load_shows_services_and_instances(httpx_mock: HTTPXMock) ->
     async with app.run_test(size=(140, 40)) as pilot:
         await settle(pilot)
 
-        assert row_keys(app.services_table) == [ALL_SERVICES, "billing", "orders", "payments"]
-        assert cell(app.services_table, "orders", "instances").plain == "3"
-        assert cell(app.services_table, "orders", "unhealthy").plain == "1"
-        assert cell(app.services_table, ALL_SERVICES, "offline").plain == "1"
-        assert row_keys(app.instances_table) == [
+        assert isinstance(app.screen, DashboardScreen)
+        assert row_keys(app.dashboard.services_table) == [
+            ALL_SERVICES,
+            "billing",
+            "orders",
+            "payments",
+        ]
+        assert cell(app.dashboard.services_table, "orders", "instances").plain == "3"
+        assert cell(app.dashboard.services_table, "orders", "unhealthy").plain == "1"
+        assert cell(app.dashboard.services_table, ALL_SERVICES, "offline").plain == "1"
+        assert row_keys(app.dashboard.instances_table) == [
             "billing/billing-1",
             "orders/orders-1",
             "orders/orders-2",
             "orders/orders-3",
             "payments/pay-a",
         ]
-        table = app.instances_table
+        table = app.dashboard.instances_table
         assert cell(table, "orders/orders-3", "metadata").plain == (
             "version=1.4.2 tags=[2] limits={1}"
         )
@@ -99,7 +107,7 @@ async def test_status_change_recoloured_in_place_cursor_kept(httpx_mock: HTTPXMo
     app = make_app()
     async with app.run_test(size=(140, 40)) as pilot:
         await settle(pilot)
-        table = app.instances_table
+        table = app.dashboard.instances_table
         await pilot.press("down", "down")
         before_key, before_row = table.cursor_key, table.cursor_row
         untouched = table.get_cell("payments/pay-a", "status")
@@ -114,7 +122,7 @@ async def test_status_change_recoloured_in_place_cursor_kept(httpx_mock: HTTPXMo
         assert "yellow" in str(cell(table, "orders/orders-1", "status").style)
         # Rows that did not change keep their very cell objects: updated, not rebuilt.
         assert table.get_cell("payments/pay-a", "status") is untouched
-        assert cell(app.services_table, "orders", "unhealthy").plain == "1"
+        assert cell(app.dashboard.services_table, "orders", "unhealthy").plain == "1"
 
 
 async def test_removed_instance_disappears_cursor_stays_on_its_row(
@@ -126,7 +134,7 @@ async def test_removed_instance_disappears_cursor_stays_on_its_row(
     app = make_app()
     async with app.run_test(size=(140, 40)) as pilot:
         await settle(pilot)
-        table = app.instances_table
+        table = app.dashboard.instances_table
         await pilot.press("down", "down", "down")
         assert table.cursor_key == "orders/orders-3"
 
@@ -136,7 +144,7 @@ async def test_removed_instance_disappears_cursor_stays_on_its_row(
         assert table.row_count == 4
         # The row above went away: the cursor follows its instance up one line.
         assert (table.cursor_key, table.cursor_row) == ("orders/orders-3", 2)
-        assert "billing" not in row_keys(app.services_table)
+        assert "billing" not in row_keys(app.dashboard.services_table)
 
 
 async def test_added_instance_lands_in_sort_order(httpx_mock: HTTPXMock) -> None:
@@ -148,7 +156,7 @@ async def test_added_instance_lands_in_sort_order(httpx_mock: HTTPXMock) -> None
         await settle(pilot)
         await pilot.press("down")
         await poll_now(pilot)
-        table = app.instances_table
+        table = app.dashboard.instances_table
         assert row_keys(table)[:2] == ["billing/billing-0", "billing/billing-1"]
         assert (table.cursor_key, table.cursor_row) == ("orders/orders-1", 2)
 
@@ -159,8 +167,8 @@ async def test_ids_and_services_list_in_natural_order(httpx_mock: HTTPXMock) -> 
     app = make_app()
     async with app.run_test(size=(140, 40)) as pilot:
         await settle(pilot)
-        assert row_keys(app.services_table) == [ALL_SERVICES, "svc-9", "svc-10"]
-        assert row_keys(app.instances_table) == [
+        assert row_keys(app.dashboard.services_table) == [ALL_SERVICES, "svc-9", "svc-10"]
+        assert row_keys(app.dashboard.instances_table) == [
             "svc-9/big-1",
             "svc-9/big-2",
             "svc-9/big-10",
@@ -177,18 +185,18 @@ async def test_filter_by_substring_then_clear(httpx_mock: HTTPXMock) -> None:
         assert app.focused is not None
         assert app.focused.id == "filter"
         await pilot.press(*"PAY")
-        assert row_keys(app.instances_table) == ["payments/pay-a"]
+        assert row_keys(app.dashboard.instances_table) == ["payments/pay-a"]
         await pilot.press("enter")
         # Enter closes the line and keeps the filter.
-        assert app.focused is app.instances_table
-        assert row_keys(app.instances_table) == ["payments/pay-a"]
-        assert "filter: 'PAY'" in str(app.instances_box.border_title)
+        assert app.focused is app.dashboard.instances_table
+        assert row_keys(app.dashboard.instances_table) == ["payments/pay-a"]
+        assert "filter: 'PAY'" in str(app.dashboard.instances_box.border_title)
 
         await pilot.press("slash", "backspace", "backspace", "backspace", *"s-2")
-        assert row_keys(app.instances_table) == ["orders/orders-2"]
+        assert row_keys(app.dashboard.instances_table) == ["orders/orders-2"]
         await pilot.press("escape")
-        assert len(row_keys(app.instances_table)) == len(SAMPLE)
-        assert app.filter_text == ""
+        assert len(row_keys(app.dashboard.instances_table)) == len(SAMPLE)
+        assert app.dashboard.filter_text == ""
 
 
 async def test_keys_typed_right_after_slash_go_to_the_filter(httpx_mock: HTTPXMock) -> None:
@@ -200,9 +208,9 @@ async def test_keys_typed_right_after_slash_go_to_the_filter(httpx_mock: HTTPXMo
         for key, character in [("slash", "/"), ("p", "p"), ("s", "s"), ("a", "a")]:
             app.post_message(events.Key(key, character))
         await pilot.pause()
-        assert app.filter_text == "psa"
-        assert app.sort_index == 0
-        assert app.instances_table.row_count == 0
+        assert app.dashboard.filter_text == "psa"
+        assert app.dashboard.sort_index == 0
+        assert app.dashboard.instances_table.row_count == 0
 
 
 async def test_filter_matching_nothing_says_so(httpx_mock: HTTPXMock) -> None:
@@ -211,8 +219,8 @@ async def test_filter_matching_nothing_says_so(httpx_mock: HTTPXMock) -> None:
     async with app.run_test(size=(140, 40)) as pilot:
         await settle(pilot)
         await pilot.press("slash", *"nope")
-        assert app.instances_table.row_count == 0
-        assert app.query_one("#empty").has_class("-shown")
+        assert app.dashboard.instances_table.row_count == 0
+        assert app.dashboard.query_one("#empty").has_class("-shown")
         assert "No instances match" in text_of(app, "#empty")
 
 
@@ -222,20 +230,20 @@ async def test_selecting_a_service_shows_only_its_instances(httpx_mock: HTTPXMoc
     app = make_app()
     async with app.run_test(size=(140, 40)) as pilot:
         await settle(pilot)
-        app.services_table.focus()
+        app.dashboard.services_table.focus()
         await pilot.press("down", "down")
-        assert app.selected_service == "orders"
-        assert row_keys(app.instances_table) == [
+        assert app.dashboard.selected_service == "orders"
+        assert row_keys(app.dashboard.instances_table) == [
             "orders/orders-1",
             "orders/orders-2",
             "orders/orders-3",
         ]
         # The selection survives a poll.
         await poll_now(pilot)
-        assert app.services_table.cursor_key == "orders"
-        assert app.instances_table.row_count == 3
+        assert app.dashboard.services_table.cursor_key == "orders"
+        assert app.dashboard.instances_table.row_count == 3
         await pilot.press("enter")
-        assert app.focused is app.instances_table
+        assert app.focused is app.dashboard.instances_table
 
 
 async def test_enter_opens_detail_with_pretty_metadata(httpx_mock: HTTPXMock) -> None:
@@ -254,8 +262,10 @@ async def test_enter_opens_detail_with_pretty_metadata(httpx_mock: HTTPXMock) ->
         assert '"tags": [\n    "blue",\n    "canary"\n  ]' in text
         assert '"limits": {\n    "rps": 250\n  }' in text
         # Keys meant for the tables do nothing while the panel covers them.
-        await pilot.press("s")
-        assert app.sort_index == 0
+        await pilot.press("s", "slash", "question_mark")
+        assert app.dashboard.sort_index == 0
+        assert app.screen is screen
+        assert app.focused is not app.dashboard.query_one("#filter")
         await pilot.press("escape")
         assert not isinstance(app.screen, DetailScreen)
 
@@ -271,7 +281,7 @@ async def test_router_unreachable_keeps_data_stale_then_recovers(
     app = make_app()
     async with app.run_test(size=(140, 40)) as pilot:
         await settle(pilot)
-        banner = app.query_one("#banner")
+        banner = app.dashboard.query_one("#banner")
         assert not banner.has_class("-shown")
 
         await poll_now(pilot)
@@ -281,9 +291,9 @@ async def test_router_unreachable_keeps_data_stale_then_recovers(
         assert f"Router unreachable at {API}" in text
         assert "Connection refused" in text
         assert "marked stale" in text
-        assert app.instances_table.row_count == len(SAMPLE)
-        assert app.instances_box.has_class("-stale")
-        assert app.services_box.has_class("-stale")
+        assert app.dashboard.instances_table.row_count == len(SAMPLE)
+        assert app.dashboard.instances_box.has_class("-stale")
+        assert app.dashboard.services_box.has_class("-stale")
         assert "unreachable" in text_of(app, "#status")
         assert "(stale)" in text_of(app, "#status")
         assert app.state.failures == 1
@@ -291,9 +301,9 @@ async def test_router_unreachable_keeps_data_stale_then_recovers(
         await poll_now(pilot)
 
         assert not banner.has_class("-shown")
-        assert not app.instances_box.has_class("-stale")
+        assert not app.dashboard.instances_box.has_class("-stale")
         assert app.state.failures == 0
-        assert cell(app.instances_table, "billing/billing-1", "status").plain == "ONLINE"
+        assert cell(app.dashboard.instances_table, "billing/billing-1", "status").plain == "ONLINE"
 
 
 async def test_retries_back_off_then_reset(httpx_mock: HTTPXMock) -> None:
@@ -311,13 +321,13 @@ async def test_retries_back_off_then_reset(httpx_mock: HTTPXMock) -> None:
         assert "3 failed attempts; retrying in 8s" in text_of(app, "#banner")
         clock.advance(3)
         await pilot.pause()
-        app.refresh_clock_texts()
+        app.dashboard.refresh_clock_texts()
         assert "retrying in 5s" in text_of(app, "#banner")
 
         await poll_now(pilot)
 
         assert app.armed[-1] == 2.0
-        assert not app.query_one("#banner").has_class("-shown")
+        assert not app.dashboard.query_one("#banner").has_class("-shown")
 
 
 async def test_ages_follow_the_clock(httpx_mock: HTTPXMock) -> None:
@@ -328,9 +338,9 @@ async def test_ages_follow_the_clock(httpx_mock: HTTPXMock) -> None:
         await settle(pilot)
         assert "data 0s old" in text_of(app, "#status")
         clock.advance(60)
-        app.refresh_clock_texts()
+        app.dashboard.refresh_clock_texts()
         assert "data 1m00s old" in text_of(app, "#status")
-        assert cell(app.instances_table, "orders/orders-1", "heartbeat").plain == "1m05s"
+        assert cell(app.dashboard.instances_table, "orders/orders-1", "heartbeat").plain == "1m05s"
 
 
 async def test_unreachable_from_the_start(httpx_mock: HTTPXMock) -> None:
@@ -339,7 +349,7 @@ async def test_unreachable_from_the_start(httpx_mock: HTTPXMock) -> None:
     async with app.run_test(size=(140, 40)) as pilot:
         await settle(pilot)
         assert "No data yet" in text_of(app, "#banner")
-        assert app.instances_table.row_count == 0
+        assert app.dashboard.instances_table.row_count == 0
         assert "Waiting for the router" in text_of(app, "#empty")
 
 
@@ -357,7 +367,7 @@ async def test_error_answer_shows_code_and_message(httpx_mock: HTTPXMock) -> Non
         text = text_of(app, "#banner")
         assert "Router error" in text
         assert "HTTP 503 STORE_UNAVAILABLE: store is down" in text
-        assert app.instances_table.row_count == len(SAMPLE)
+        assert app.dashboard.instances_table.row_count == len(SAMPLE)
 
 
 async def test_timeout_is_reported(httpx_mock: HTTPXMock) -> None:
@@ -373,14 +383,14 @@ async def test_sort_cycles_and_keeps_cursor(httpx_mock: HTTPXMock) -> None:
     app = make_app()
     async with app.run_test(size=(140, 40)) as pilot:
         await settle(pilot)
-        table = app.instances_table
+        table = app.dashboard.instances_table
         await pilot.press("down")
         assert table.cursor_key == "orders/orders-1"
 
         await pilot.press("s")  # status, worst first
         assert row_keys(table)[:2] == ["billing/billing-1", "orders/orders-2"]
         assert table.cursor_key == "orders/orders-1"
-        assert "status, worst first" in str(app.instances_box.border_title)
+        assert "status, worst first" in str(app.dashboard.instances_box.border_title)
 
         await pilot.press("s")  # heartbeat, oldest first
         assert row_keys(table)[0] == "orders/orders-3"
@@ -459,7 +469,7 @@ async def test_many_instances_scrolled_view_keeps_place_on_update(
     app = make_app()
     async with app.run_test(size=(140, 40)) as pilot:
         await settle(pilot)
-        table = app.instances_table
+        table = app.dashboard.instances_table
         table.move_cursor(row=150)
         await pilot.pause()
         key = table.cursor_key
@@ -484,7 +494,7 @@ async def test_filter_hiding_most_rows_keeps_the_cursor_on_its_instance(
     app = make_app()
     async with app.run_test(size=(140, 40)) as pilot:
         await settle(pilot)
-        table = app.instances_table
+        table = app.dashboard.instances_table
         table.move_cursor(row=150)
         await pilot.pause()
 

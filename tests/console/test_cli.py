@@ -79,7 +79,7 @@ def test_main_runs_the_app_with_the_options(monkeypatch: pytest.MonkeyPatch) -> 
         def run(self) -> None:
             pass
 
-    monkeypatch.setattr("aegis.console.app.ConsoleApp", FakeApp)
+    monkeypatch.setattr("aegis.console.ui.ConsoleApp", FakeApp)
     monkeypatch.setenv("AEGIS_ADMIN_TOKEN", "tok")
     assert cli.main(["--api", "http://h:9", "--interval", "3"]) == 0
     assert started == [("http://h:9", 3.0, "tok")]

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from aegis.console.keyed_table import KeyedTable
 from aegis.console.tables import Column
-from aegis.console.widgets import KeyedTable
 from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.widgets import DataTable

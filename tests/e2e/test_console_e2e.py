@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from aegis.console.app import ConsoleApp
+from aegis.console.ui import ConsoleApp
 from aegis.sdk import ServiceClient
 
 from tests.procs import NatsServer, RouterProcess
@@ -22,11 +22,11 @@ async def test_registered_service_appears_in_the_console(
         # Services and instances are two requests: wait until both show it.
         async with asyncio.timeout(10):
             while not (
-                "checkout/checkout-7" in app.instances_table.rows
-                and "checkout" in app.services_table.rows
+                "checkout/checkout-7" in app.dashboard.instances_table.rows
+                and "checkout" in app.dashboard.services_table.rows
             ):
                 await pilot.pause(0.1)
-        row = app.instances_table.get_row("checkout/checkout-7")
+        row = app.dashboard.instances_table.get_row("checkout/checkout-7")
 
     cells = [getattr(cell, "plain", str(cell)) for cell in row]
     assert "checkout-7" in cells

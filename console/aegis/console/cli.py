@@ -91,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the dashboard until the user quits; 0 on a normal exit."""
     options = parse_options(argv, os.environ)
     # Imported late so ``--help`` and argument errors answer without loading Textual.
-    from .app import ConsoleApp
+    from .ui import ConsoleApp
 
     app = ConsoleApp(options.api_url, interval=options.interval, token=options.token)
     app.run()

@@ -1,18 +1,15 @@
-"""Widgets of the dashboard: DataTables kept in step with the registry by row key."""
+"""A DataTable kept in step with a mapping of row key → model, through public API only."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from rich.text import Text
-from textual.binding import Binding, BindingType
 from textual.coordinate import Coordinate
-from textual.message import Message
-from textual.widgets import DataTable, Input
+from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey
 
-from .models import InstanceInfo, ServiceSummary
 from .tables import Column, RowDiff, diff_rows
 
 M = TypeVar("M")
@@ -92,14 +89,18 @@ class KeyedTable(DataTable[Text], Generic[M]):
         cursor_key, cursor_row = self.cursor_key, self.cursor_row
         scroll = (self.scroll_x, self.scroll_y)
         diff = diff_rows(self._models, models)
-        rebuilt = len(diff.removed) > self.max_removals
-        if rebuilt:
-            self._rebuild(models, diff, render, order)
+        refill = len(diff.removed) > self.max_removals
+        if refill:
+            for key in diff.removed:
+                del self._cells[key]
+            for key, model in (*diff.updated.items(), *diff.added.items()):
+                self._cells[key] = self._keyed(key, render(model))
+            self._refill(sorted(models, key=lambda key: order(models[key])))
         else:
             self._apply(models, diff, render, order)
         self._models = dict(models)
         self._order = order
-        self._keep_cursor(cursor_key, cursor_row, scroll, moved=rebuilt)
+        self._keep_cursor(cursor_key, cursor_row, scroll, moved=refill)
         self.refresh_live()
         return diff
 
@@ -183,24 +184,14 @@ class KeyedTable(DataTable[Text], Generic[M]):
         if reorder and models:
             self._sort_by_models(models, order)
 
-    def _rebuild(
-        self,
-        models: Mapping[str, M],
-        diff: RowDiff[str, M],
-        render: Callable[[M], tuple[Text, ...]],
-        order: Callable[[M], Any],
-    ) -> None:
-        """Clear and add every row again, in order, reusing the cells of unchanged rows.
+    def _refill(self, ordered_keys: Iterable[str]) -> None:
+        """Clear the table and add every row again in order, from the cached cells.
 
         ``DataTable.remove_row`` renumbers every remaining row on each call, so k
         removals from n rows cost k x n; past ``max_removals`` this is cheaper.
         """
-        for key in diff.removed:
-            del self._cells[key]
-        for key, model in (*diff.updated.items(), *diff.added.items()):
-            self._cells[key] = self._keyed(key, render(model))
         self.clear()
-        for key in sorted(models, key=lambda key: order(models[key])):
+        for key in ordered_keys:
             self.add_row(*self._cells[key], key=key)
 
     def _keep_cursor(
@@ -225,40 +216,3 @@ class KeyedTable(DataTable[Text], Generic[M]):
         # table has measured its new height.
         target_y = scroll_y + (new_row - row)
         self.call_after_refresh(self.scroll_to, x=scroll_x, y=target_y, animate=False)
-
-
-class ServicesTable(KeyedTable[ServiceSummary]):
-    """Services with their counts; the highlighted row picks what the instances table shows."""
-
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("enter", "select_cursor", "Show instances"),
-    ]
-
-
-class InstancesTable(KeyedTable[InstanceInfo]):
-    """Instances of the selected service (or all); enter opens the detail panel."""
-
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("enter", "select_cursor", "Detail"),
-    ]
-
-
-class FilterInput(Input):
-    """The ``/`` filter line: enter keeps the filter, escape clears it."""
-
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "clear_filter", "Clear filter"),
-    ]
-
-    class Closed(Message):
-        """The user is done with the filter line (enter or escape)."""
-
-    def action_clear_filter(self) -> None:
-        """Empty the filter and close the line."""
-        self.value = ""
-        self.post_message(self.Closed())
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        """Enter closes the line and keeps the filter."""
-        event.stop()
-        self.post_message(self.Closed())

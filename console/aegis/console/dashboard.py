@@ -1,0 +1,199 @@
+"""The dashboard screen: status line, error banner, services over instances, filter line."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Input, Static
+
+from .detail_screen import DetailScreen
+from .filter_input import FilterInput
+from .formatting import Clock, counted
+from .instances_table import InstancesTable
+from .models import InstanceInfo, RegistrySnapshot
+from .services_table import ServicesTable
+from .status import PollState, banner_text, status_line
+from .tables import INSTANCE_SORTS, matches
+
+TICK_SECONDS = 1.0
+
+
+class DashboardScreen(Screen[None]):
+    """What the router holds, as of the last poll, and how polling goes.
+
+    The app polls and keeps ``state``; this screen shows it (``refresh_status``)
+    and each snapshot (``show_snapshot``), and owns what the user chose to see:
+    the selected service, the filter and the sort order.
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        # Priority, so it acts before the keys typed right after it are handed to the table.
+        Binding("slash", "filter", "Filter", key_display="/", priority=True),
+        Binding("s", "cycle_sort", "Sort"),
+    ]
+
+    AUTO_FOCUS = "#instances"
+
+    def __init__(self, state: PollState, clock: Clock) -> None:
+        super().__init__()
+        self.state = state
+        self.clock = clock
+        self.snapshot: RegistrySnapshot | None = None
+        self.selected_service: str | None = None
+        self.filter_text = ""
+        self.sort_index = 0
+        self._instances: dict[str, InstanceInfo] = {}
+        self.services_table = ServicesTable(id="services")
+        self.instances_table = InstancesTable(clock, id="instances")
+        self.services_box = Vertical(id="services-box", classes="box")
+        self.instances_box = Vertical(id="instances-box", classes="box")
+        self._status = Static(id="status")
+        self._banner = Static(id="banner")
+        self._empty = Static(id="empty")
+        self._filter = FilterInput(
+            placeholder="filter: service or instance id substring", id="filter"
+        )
+
+    def compose(self) -> ComposeResult:
+        """Status line, error banner, services over instances, filter line, footer."""
+        yield self._status
+        yield self._banner
+        with self.services_box:
+            yield self.services_table
+        with self.instances_box:
+            yield self.instances_table
+            yield self._empty
+        yield self._filter
+        yield Footer()
+
+    def on_mount(self) -> None:
+        """Titles and status before the first poll; ages refresh once a second."""
+        self.services_box.border_title = "Services"
+        self._update_titles()
+        self.refresh_status()
+        self.set_interval(TICK_SECONDS, self.refresh_clock_texts)
+
+    # Showing data ----------------------------------------------------------
+
+    def show_snapshot(self, snapshot: RegistrySnapshot) -> None:
+        """Bring both tables in line with ``snapshot`` by row key (one diff-refresh)."""
+        self.snapshot = snapshot
+        self.services_table.show(snapshot.services)
+        self._instances = {instance.key: instance for instance in snapshot.instances}
+        # The selected service may have gone; the cursor then sits on a neighbour.
+        self._select(self.services_table.selected_service)
+        self._sync_instances()
+
+    def refresh_status(self) -> None:
+        """Redraw the status line and banner from ``state``; mark the boxes stale or not."""
+        now = self.clock()
+        self._status.update(status_line(self.state, now))
+        text = banner_text(self.state, now)
+        self._banner.update(text or "")
+        self._banner.set_class(text is not None, "-shown")
+        for box in (self.services_box, self.instances_box):
+            box.set_class(self.state.stale, "-stale")
+
+    def refresh_clock_texts(self) -> None:
+        """Redraw what depends on the time: data age, retry countdown, heartbeat ages."""
+        self.refresh_status()
+        self.instances_table.refresh_live()
+
+    def _select(self, service: str | None) -> bool:
+        if service == self.selected_service:
+            return False
+        self.selected_service = service
+        return True
+
+    def _sync_instances(self) -> None:
+        service, needle = self.selected_service, self.filter_text
+        shown = self._instances
+        if service is not None or needle:
+            shown = {
+                key: instance
+                for key, instance in self._instances.items()
+                if matches(instance, service, needle)
+            }
+        self.instances_table.show(shown, INSTANCE_SORTS[self.sort_index])
+        self._update_titles()
+
+    def _update_titles(self) -> None:
+        parts = [
+            f"Instances of {self.selected_service}" if self.selected_service else "All instances",
+            f"sort: {INSTANCE_SORTS[self.sort_index].label}",
+        ]
+        if self.filter_text:
+            parts.append(f"filter: {self.filter_text!r}")
+        self.instances_box.border_title = " · ".join(parts)
+        shown, total = self.instances_table.row_count, len(self._instances)
+        subtitle = f"{shown} of {counted(total, 'instance')}"
+        if shown == total:
+            subtitle = counted(total, "instance")
+        self.instances_box.border_subtitle = subtitle
+        if self.snapshot is None:
+            message = "Waiting for the router…"
+        elif not self._instances:
+            message = (
+                "No instances registered. Services appear here once they register "
+                "over NATS (ipc.service.register)."
+            )
+        else:
+            message = "No instances match the selection or filter."
+        self._empty.update(message)
+        self._empty.set_class(shown == 0, "-shown")
+
+    # Events ----------------------------------------------------------------
+
+    @on(DataTable.RowHighlighted, "#services")
+    def _service_highlighted(self) -> None:
+        # The event's row key may be from before a re-sort; the cursor is current.
+        if self._select(self.services_table.selected_service):
+            self._sync_instances()
+            self.instances_table.move_cursor(row=0)
+
+    @on(DataTable.RowSelected, "#services")
+    def _service_selected(self) -> None:
+        self.instances_table.focus()
+
+    @on(DataTable.RowSelected, "#instances")
+    def _instance_selected(self) -> None:
+        self.action_detail()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.filter_text = event.value.strip()
+        self._sync_instances()
+
+    @on(FilterInput.Closed)
+    def _filter_closed(self) -> None:
+        self._filter.remove_class("-shown")
+        self.instances_table.focus()
+
+    # Actions ---------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Under a panel these keys do nothing; say so by leaving them out of the footer."""
+        return self.is_active
+
+    def action_filter(self) -> None:
+        """Open the filter line."""
+        self._filter.add_class("-shown")
+        # Focus at once, not via the deferred ``focus()``: the keys typed right after
+        # ``/`` are next in line and must reach the filter, not the table (``s`` sorts).
+        self.set_focus(self._filter)
+
+    def action_cycle_sort(self) -> None:
+        """Next instance sort order; the cursor stays on its instance."""
+        self.sort_index = (self.sort_index + 1) % len(INSTANCE_SORTS)
+        self._sync_instances()
+
+    def action_detail(self) -> None:
+        """Open the detail panel of the instance under the cursor."""
+        instance = self.instances_table.cursor_model
+        if instance is not None:
+            self.app.push_screen(DetailScreen(instance, self.clock()))

@@ -1,0 +1,41 @@
+"""The help panel: the keys and what they do."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+HELP = """\
+[b]aegis-console[/b] polls the router's admin REST API and shows what is registered.
+
+[b]/[/b]       filter instances by service name or instance id (substring)
+[b]s[/b]       cycle the instance sort: service, status, heartbeat age, registration
+[b]enter[/b]   on a service: show its instances; on an instance: its detail and metadata
+[b]r[/b]       refresh now (also retries at once after an error)
+[b]p[/b]       pause or resume polling
+[b]tab[/b]     move between the services and instances tables
+[b]?[/b]       this help
+[b]q[/b]       quit
+
+Statuses: [bold green]ONLINE[/] [bold yellow]UNHEALTHY[/] [dim red]OFFLINE[/]
+When the router cannot be reached the last data stays on screen, marked stale,
+and polling retries with growing pauses (at most 30 s apart)."""
+
+
+class HelpScreen(ModalScreen[None]):
+    """The keys and what they do; escape or ? closes it."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "dismiss", "Close"),
+        Binding("question_mark", "dismiss", "Close", show=False, key_display="?"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        """The help text in a framed box."""
+        help_box = Static(HELP, id="help")
+        help_box.border_title = "Help"
+        yield help_box
