@@ -2,34 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 from aegis.router.domain import InstanceRecord, Timings
 from aegis.router.registry import Registry
 from aegis.router.store import MemoryStore
 from aegis.wire.messages import ChangeEvent, InstanceStatus, RegisterRequest
 
-T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+from tests.support import T0, FakeClock
+
 SESSION = "sess-Liveness-4xQ9"  # distinctive, so a leak into logs or replies is easy to spot
 OTHER_SESSION = "sess-Intruder-7kP2"
 # Distinct, fractional where it matters: heartbeat 2.5, UNHEALTHY 10, OFFLINE 20, removed 100.
 TIMINGS = Timings(heartbeat_interval=2.5, unhealthy_after=10, offline_after=20, remove_after=100)
 # The deadline index hands a key out at most one resolution (0.05 s) after its deadline.
 LATE = 0.1
-
-
-class FakeClock:
-    """The registry's clock, moved by the test only."""
-
-    def __init__(self, start: datetime = T0) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def at(self, seconds: float) -> None:
-        """Set the time to ``seconds`` after T0."""
-        self.now = T0 + timedelta(seconds=seconds)
 
 
 class ListSink:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from aegis.router.domain import InstanceKey, InstanceRecord, Outcome
@@ -11,15 +11,7 @@ from aegis.router.registry import MAX_CAS_ATTEMPTS, Registry
 from aegis.router.store import AlreadyExists, MemoryStore, RevisionMismatch, StoreError, Versioned
 from aegis.wire.messages import InstanceStatus, RegisterRequest
 
-T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
+from tests.support import T0, FakeClock
 
 
 def request(
@@ -76,7 +68,7 @@ class AlwaysConflictingStore(MemoryStore):
 
 
 async def test_register_create_renew_duplicate() -> None:
-    clock = Clock()
+    clock = FakeClock()
     store = MemoryStore()
     registry = Registry(store, clock=clock)
 

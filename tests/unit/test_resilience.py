@@ -6,6 +6,8 @@ import pytest
 from aegis.connect.backoff import backoff_delay
 from aegis.sdk.resilience import BreakerState, CircuitBreaker
 
+from tests.support import FakeClock
+
 
 @pytest.mark.parametrize(
     ("attempt", "expected"), [(0, 0.1), (1, 0.2), (2, 0.4), (3, 0.8), (4, 1.6), (5, 2.0), (30, 2.0)]
@@ -29,17 +31,9 @@ def test_no_jitter_ignores_rand() -> None:
     assert backoff_delay(1, base=1.0, cap=10.0, jitter=False, rand=rand) == 2.0
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def open_breaker(threshold: int = 3, cooldown: float = 10.0) -> tuple[CircuitBreaker, FakeClock]:
     clock = FakeClock()
-    breaker = CircuitBreaker(threshold, cooldown, clock=clock)
+    breaker = CircuitBreaker(threshold, cooldown, clock=clock.monotonic)
     for _ in range(threshold):
         assert breaker.allow()
         breaker.record_failure()
@@ -47,7 +41,7 @@ def open_breaker(threshold: int = 3, cooldown: float = 10.0) -> tuple[CircuitBre
 
 
 def test_closed_until_threshold() -> None:
-    breaker = CircuitBreaker(3, 10.0, clock=FakeClock())
+    breaker = CircuitBreaker(3, 10.0, clock=FakeClock().monotonic)
     seen: list[tuple[bool, float, BreakerState]] = []
     for _ in range(3):
         allowed, wait = breaker.allow(), breaker.retry_after()
@@ -61,7 +55,7 @@ def test_closed_until_threshold() -> None:
 
 
 def test_success_resets_the_failure_count() -> None:
-    breaker = CircuitBreaker(3, 10.0, clock=FakeClock())
+    breaker = CircuitBreaker(3, 10.0, clock=FakeClock().monotonic)
     for _ in range(2):
         breaker.record_failure()
     breaker.record_success()
@@ -74,14 +68,14 @@ def test_open_fails_fast_and_counts_down() -> None:
     breaker, clock = open_breaker()
     assert [breaker.allow() for _ in range(5)] == [False] * 5
     assert breaker.retry_after() == pytest.approx(10.0)
-    clock.now += 4
+    clock.advance(4)
     assert breaker.retry_after() == pytest.approx(6.0)
     assert not breaker.allow()
 
 
 def test_half_open_lets_exactly_one_trial_through() -> None:
     breaker, clock = open_breaker()
-    clock.now += 10
+    clock.advance(10)
     assert breaker.state is BreakerState.HALF_OPEN
     assert breaker.retry_after() == 0.0
     assert [breaker.allow() for _ in range(3)] == [True, False, False]
@@ -89,7 +83,7 @@ def test_half_open_lets_exactly_one_trial_through() -> None:
 
 def test_trial_success_closes() -> None:
     breaker, clock = open_breaker()
-    clock.now += 10
+    clock.advance(10)
     assert breaker.allow()
     breaker.record_success()
     assert breaker.state is BreakerState.CLOSED
@@ -101,11 +95,11 @@ def test_trial_success_closes() -> None:
 
 def test_trial_failure_reopens_for_a_full_cooldown() -> None:
     breaker, clock = open_breaker()
-    clock.now += 15
+    clock.advance(15)
     assert breaker.allow()
     breaker.record_failure()
     assert breaker.state is BreakerState.OPEN
     assert not breaker.allow()
     assert breaker.retry_after() == pytest.approx(10.0)
-    clock.now += 10
+    clock.advance(10)
     assert breaker.allow()
