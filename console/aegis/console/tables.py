@@ -1,6 +1,6 @@
 """What the tables hold: the keyed diff between polls, columns, cells and sort orders.
 
-Pure functions only; ``widgets.KeyedTable`` applies their results to a DataTable.
+Pure functions only; ``keyed_table.KeyedTable`` applies their results to a DataTable.
 """
 
 from __future__ import annotations
