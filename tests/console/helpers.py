@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -14,6 +14,8 @@ from rich.text import Text
 from textual.pilot import Pilot
 from textual.timer import Timer
 from textual.widgets import Static
+
+from tests.support import FakeClock
 
 API = "http://router.test:8000"
 SERVICES_URL = f"{API}/api/v1/admin/services"
@@ -83,17 +85,9 @@ def add_outage(httpx_mock: HTTPXMock, *, reusable: bool = False) -> None:
     )
 
 
-class FakeClock:
-    """A clock that moves only when told to."""
-
-    def __init__(self, now: datetime = NOW) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
+def fake_clock() -> FakeClock:
+    """A clock at ``NOW`` that moves only when a test advances it."""
+    return FakeClock(NOW)
 
 
 class StillConsole(ConsoleApp):
@@ -114,7 +108,7 @@ class StillConsole(ConsoleApp):
 def make_app(clock: FakeClock | None = None, **kwargs: Any) -> StillConsole:
     """A console on the fake router, with a clock that stands still unless advanced."""
     kwargs.setdefault("interval", 2.0)
-    return StillConsole(API, clock=clock or FakeClock(), **kwargs)
+    return StillConsole(API, clock=clock or fake_clock(), **kwargs)
 
 
 async def settle(pilot: Pilot[Any]) -> None:

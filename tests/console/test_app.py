@@ -20,9 +20,9 @@ from .helpers import (
     INSTANCES_URL,
     SAMPLE,
     SERVICES_URL,
-    FakeClock,
     add_outage,
     add_poll,
+    fake_clock,
     instance,
     make_app,
     poll_now,
@@ -311,7 +311,7 @@ async def test_retries_back_off_then_reset(httpx_mock: HTTPXMock) -> None:
     add_outage(httpx_mock)
     add_outage(httpx_mock)
     add_poll(httpx_mock, SAMPLE)
-    clock = FakeClock()
+    clock = fake_clock()
     app = make_app(clock, interval=2.0)
     async with app.run_test(size=(140, 40)) as pilot:
         await settle(pilot)
@@ -332,7 +332,7 @@ async def test_retries_back_off_then_reset(httpx_mock: HTTPXMock) -> None:
 
 async def test_ages_follow_the_clock(httpx_mock: HTTPXMock) -> None:
     add_poll(httpx_mock, SAMPLE)
-    clock = FakeClock()
+    clock = fake_clock()
     app = make_app(clock)
     async with app.run_test(size=(140, 40)) as pilot:
         await settle(pilot)

@@ -10,7 +10,7 @@ from typing import Any
 from pytest_httpx import HTTPXMock
 from textual.pilot import Pilot
 
-from .helpers import SAMPLE, FakeClock, add_outage, add_poll, make_app, poll_now, settle
+from .helpers import SAMPLE, add_outage, add_poll, fake_clock, make_app, poll_now, settle
 
 SIZE = (120, 32)
 
@@ -33,7 +33,7 @@ def test_empty_registry(snap_compare: Any, httpx_mock: HTTPXMock) -> None:
 def test_unreachable_with_stale_data(snap_compare: Any, httpx_mock: HTTPXMock) -> None:
     add_poll(httpx_mock, SAMPLE)
     add_outage(httpx_mock)
-    clock = FakeClock()
+    clock = fake_clock()
 
     async def outage(pilot: Pilot[Any]) -> None:
         await settle(pilot)
