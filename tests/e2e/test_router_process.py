@@ -15,9 +15,10 @@ import nats
 import pytest
 from aegis.sdk import ClientConfig, ServiceClient
 from aegis.sdk.registrations import RegistrationState
+from nats.js.api import KeyValueConfig
 
 from tests.conftest import raw_request
-from tests.procs import RouterProcess, free_port, port_is_free
+from tests.procs import NatsServer, RouterProcess, free_port, port_is_free
 from tests.support import eventually
 
 pytestmark = pytest.mark.e2e
@@ -238,3 +239,26 @@ def test_workers_need_a_shared_store() -> None:
 
     assert result.returncode == 2
     assert "jetstream" in result.stderr
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+async def test_bucket_with_other_replicas_stops_the_router_with_code_2(
+    nats_server: NatsServer, tmp_path: Path, workers: str
+) -> None:
+    nc = await nats.connect(nats_server.url)
+    await nc.jetstream().create_key_value(KeyValueConfig(bucket="aegis_registry", replicas=1))
+    await nc.close()
+    router = RouterProcess(
+        log_path=tmp_path / "router.log",
+        env={
+            "AEGIS_NATS_URL": nats_server.url,
+            "AEGIS_KV_REPLICAS": "3",
+            "AEGIS_HTTP_WORKERS": workers,
+        },
+    )
+    code = router.spawn().wait(60)
+    router.log_file.close()
+
+    assert code == 2
+    assert router.logs().count('"event":"kv_replicas_mismatch"') == 1
+    assert "AEGIS_KV_REPLICAS=1" in router.logs()

@@ -14,7 +14,13 @@ import nats
 import pytest
 from aegis.router.domain import InstanceKey, InstanceRecord
 from aegis.router.store import AlreadyExists, InstanceStore, MemoryStore, RevisionMismatch
-from aegis.router.store_jetstream import JetStreamStore, decode_key, encode_key
+from aegis.router.store_jetstream import (
+    BucketMismatchError,
+    JetStreamStore,
+    check_existing_bucket,
+    decode_key,
+    encode_key,
+)
 from aegis.wire.messages import InstanceStatus
 
 from tests.procs import NatsServer
@@ -43,8 +49,8 @@ async def store(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[Insta
     server = NatsServer(data_dir=tmp_path / "nats")
     server.start()
     nc = await nats.connect(server.url)
-    kv = JetStreamStore(nc, bucket="contract")
-    await kv.start()
+    kv = JetStreamStore(bucket="contract")
+    await kv.start(nc)
     yield kv
     await kv.stop()
     await nc.close()
@@ -109,9 +115,9 @@ def test_keys_escape_to_one_token_and_back() -> None:
 
 async def test_two_routers_share_one_bucket(nats_server: NatsServer) -> None:
     nc_a, nc_b = await nats.connect(nats_server.url), await nats.connect(nats_server.url)
-    store_a, store_b = JetStreamStore(nc_a, "shared"), JetStreamStore(nc_b, "shared")
-    await store_a.start()
-    await store_b.start()
+    store_a, store_b = JetStreamStore("shared"), JetStreamStore("shared")
+    await store_a.start(nc_a)
+    await store_b.start(nc_b)
     heard: list[InstanceRecord | None] = []
     store_b.set_listener(lambda key, rec: heard.append(rec))
     try:
@@ -139,14 +145,35 @@ async def test_two_routers_share_one_bucket(nats_server: NatsServer) -> None:
 
 async def test_a_restarted_store_finds_what_was_written(nats_server: NatsServer) -> None:
     nc = await nats.connect(nats_server.url)
-    first = JetStreamStore(nc, "durable")
-    await first.start()
+    first = JetStreamStore("durable")
+    await first.start(nc)
     await first.create(record())
     await first.stop()
-    second = JetStreamStore(nc, "durable")
-    await second.start()
+    second = JetStreamStore("durable")
+    await second.start(nc)
     listed = await second.list_all()
     await second.stop()
     await nc.close()
 
     assert listed == [record()]
+
+
+async def test_a_bucket_with_other_replicas_is_refused_not_changed(
+    nats_server: NatsServer,
+) -> None:
+    nc = await nats.connect(nats_server.url)
+    created = JetStreamStore("replicated", replicas=1)
+    await created.start(nc)
+    await created.stop()
+    try:
+        with pytest.raises(BucketMismatchError, match="AEGIS_KV_REPLICAS=1"):
+            await JetStreamStore("replicated", replicas=3).start(nc)
+        with pytest.raises(BucketMismatchError):
+            await check_existing_bucket(nc, "replicated", 3)
+        await check_existing_bucket(nc, "replicated", 1)  # as configured: fine
+        await check_existing_bucket(nc, "not-there-yet", 3)  # will be created as configured
+        status = await (await nc.jetstream().key_value("replicated")).status()
+    finally:
+        await nc.close()
+
+    assert status.stream_info.config.num_replicas == 1

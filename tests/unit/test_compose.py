@@ -23,15 +23,13 @@ import jsonschema
 import pytest
 import yaml
 from aegis.router.embedded_nats import find_binary
-from aegis.router.settings import _OPTIONS, build_parser
+from aegis.router.settings import build_parser, options
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "compose.yaml"
 DOCKERFILE = REPO / "Dockerfile"
 
 CHECK_JSONSCHEMA = [sys.executable, "-m", "check_jsonschema"]
-# Read by the router besides the _OPTIONS table.
-EXTRA_ROUTER_VARIABLES = {"AEGIS_INSECURE"}
 
 
 def load_compose() -> dict[str, Any]:
@@ -57,7 +55,7 @@ def schema_errors(document: object) -> list[str]:
 
 
 def router_variables() -> set[str]:
-    return {env for _, env, _, _ in _OPTIONS} | EXTRA_ROUTER_VARIABLES
+    return {option.env for option in options()}
 
 
 def router_services(document: dict[str, Any]) -> dict[str, dict[str, Any]]:

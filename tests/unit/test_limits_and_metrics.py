@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgpack
 import pytest
-from aegis.router.app import create_app
+from aegis.router.bootstrap import bootstrap
 from aegis.router.handlers import endpoints
 from aegis.router.registry import InstanceLimits, Registry
 from aegis.router.settings import Settings
@@ -84,9 +84,9 @@ async def test_metrics_count_requests_by_result_and_instances_by_status() -> Non
         "malformed": counted("aegis_requests_total", **malformed),
         "timed": counted("aegis_request_duration_seconds_count", kind="registration"),
     }
-    registry = Registry(MemoryStore())
+    app = bootstrap(Settings(store="memory"), nats=None)
+    registry: Registry = app.ctx.registry
     handlers = endpoints(registry, max_request_bytes=4096, max_metadata_bytes=1024)
-    app = create_app(Settings(store="memory"), registry=registry, serve_nats=False)
 
     await handlers["ipc.service.register"](register_body("m", "m-1"))
     await handlers["ipc.service.register"](b"garbage")

@@ -5,17 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from aegis.router.app import create_app
+from aegis.router.bootstrap import bootstrap
 from aegis.router.registry import Registry
 from aegis.router.settings import Settings
+from aegis.router.store import MemoryStore
 from aegis.wire.messages import InstanceStatus
 from sanic import Sanic
 from structlog.testing import capture_logs
 
+from tests.support import FakeClock
 from tests.unit.liveness_fakes import (
     OTHER_SESSION,
     SESSION,
-    make_registry,
+    TIMINGS,
     register_request,
     stored,
 )
@@ -24,19 +26,34 @@ SERVICE = "/api/v1/admin/services"
 
 
 @pytest.fixture
-async def registry() -> Registry:
-    registry, _, _, store = make_registry()
+def store() -> MemoryStore:
+    return MemoryStore()
+
+
+@pytest.fixture
+async def app(store: MemoryStore) -> Sanic[Any, Any]:
+    clock, timings = FakeClock(), TIMINGS
+    settings = Settings(
+        store="memory",
+        heartbeat_interval=timings.heartbeat_interval,
+        unhealthy_after=timings.unhealthy_after,
+        offline_after=timings.offline_after,
+        remove_after=timings.remove_after,
+    )
+    app = bootstrap(settings, store=store, nats=None, clock=clock)
+    registry: Registry = app.ctx.registry
     await registry.register(register_request("b-1"))
     await registry.register(register_request("b-9", session=None))
     await registry.register(register_request("p-1", service="payments"))
     await store.create(stored("b-2", InstanceStatus.UNHEALTHY, session=OTHER_SESSION))
     await store.create(stored("b-3", InstanceStatus.OFFLINE))
-    return registry
+    return app
 
 
 @pytest.fixture
-def app(registry: Registry) -> Sanic[Any, Any]:
-    return create_app(Settings(), registry=registry, serve_nats=False)
+def registry(app: Sanic[Any, Any]) -> Registry:
+    registry: Registry = app.ctx.registry
+    return registry
 
 
 async def request(app: Sanic[Any, Any], path: str, method: str = "get") -> tuple[int, Any]:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from aegis.router.app import create_app
+from aegis.router.bootstrap import bootstrap
 from aegis.router.domain import InstanceRecord
 from aegis.router.registry import Registry
 from aegis.router.settings import Settings
@@ -25,7 +25,8 @@ ADMIN = "/api/v1/admin"
 @pytest.fixture
 async def app() -> Sanic[Any, Any]:
     store = MemoryStore()
-    registry = Registry(store, clock=lambda: T0)
+    app = bootstrap(Settings(store="memory"), store=store, nats=None, clock=lambda: T0)
+    registry: Registry = app.ctx.registry
     for service, instance in [("payments", "p-1"), ("billing", "b-2"), ("billing", "b-1")]:
         await registry.register(
             RegisterRequest(
@@ -34,7 +35,7 @@ async def app() -> Sanic[Any, Any]:
         )
     for instance, status in [("b-3", InstanceStatus.UNHEALTHY), ("b-4", InstanceStatus.OFFLINE)]:
         await store.create(InstanceRecord("billing", instance, status, {}, T0, T0, SESSION))
-    return create_app(Settings(), registry=registry, serve_nats=False)
+    return app
 
 
 async def get(app: Sanic[Any, Any], path: str, method: str = "get") -> tuple[int, Any]:
@@ -65,7 +66,7 @@ async def test_services(app: Sanic[Any, Any]) -> None:
 
 
 async def test_services_empty() -> None:
-    app = create_app(Settings(), registry=Registry(MemoryStore()), serve_nats=False)
+    app = bootstrap(Settings(store="memory"), nats=None)
     assert await get(app, f"{ADMIN}/services") == (200, {"services": [], "total": 0})
 
 

@@ -5,19 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from aegis.router.app import create_app
-from aegis.router.registry import Registry
+from aegis.router.bootstrap import bootstrap
 from aegis.router.settings import Settings, is_loopback, load_settings
-from aegis.router.store import MemoryStore
 
 TOKEN = "s3cret-token-value"
 ADMIN = "/api/v1/admin"
 
 
 def app_with(**settings: Any):  # type: ignore[no-untyped-def]
-    return create_app(
-        Settings(store="memory", **settings), registry=Registry(MemoryStore()), serve_nats=False
-    )
+    return bootstrap(Settings(store="memory", **settings), nats=None)
 
 
 @pytest.mark.parametrize(

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from aegis.router.app import create_app
+from aegis.router.bootstrap import bootstrap
 from aegis.router.domain import InstanceKey, InstanceRecord
 from aegis.router.registry import Registry
 from aegis.router.settings import Settings
 from aegis.router.status_counts import StatusCounts
-from aegis.router.store import MemoryStore
 from aegis.wire.messages import InstanceStatus, RegisterRequest
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -39,8 +38,8 @@ def test_counts_follow_changes_and_version_moves_only_on_change() -> None:
 
 
 async def test_services_endpoint_shows_a_change_after_a_cached_answer() -> None:
-    registry = Registry(MemoryStore())
-    app = create_app(Settings(store="memory"), registry=registry, serve_nats=False)
+    app = bootstrap(Settings(store="memory"), nats=None)
+    registry: Registry = app.ctx.registry
     await registry.register(RegisterRequest(service_name="one", instance_id="1"))
     _, first = await app.asgi_client.get("/api/v1/admin/services")
     _, same = await app.asgi_client.get("/api/v1/admin/services")

@@ -30,6 +30,7 @@ from sanic_ext.extensions.openapi.definitions import Component
 from .domain import InstanceKey
 from .metrics import render
 from .registry import Registry
+from .runtime import RouterRuntime
 
 ADMIN_PREFIX = "/api/v1/admin"
 
@@ -204,12 +205,10 @@ def blueprints() -> list[Blueprint]:
     @openapi.response(200, {"text/plain": str}, "Prometheus text exposition format.")
     async def metrics(request: Request) -> HTTPResponse:
         """Requests by kind and result, latencies, instances by status, reconnects."""
-        registry: Registry | None = request.app.ctx.runtime.registry
         counts: dict[InstanceStatus, int] = {}
-        if registry is not None:
-            for summary in await registry.services():
-                for status, n in summary.statuses.items():
-                    counts[status] = counts.get(status, 0) + n
+        for summary in await _registry(request).services():
+            for status, n in summary.statuses.items():
+                counts[status] = counts.get(status, 0) + n
         body, content_type = render(counts)
         return HTTPResponse(body, content_type=content_type)
 
@@ -219,7 +218,9 @@ def blueprints() -> list[Blueprint]:
     @openapi.response(503, ref(ErrorResponse), "NOT_READY: starting, or NATS is unreachable.")
     async def readyz(request: Request) -> HTTPResponse:
         """200 when this router can serve registrations, else 503 ``NOT_READY``."""
-        runtime = request.app.ctx.runtime
+        runtime: RouterRuntime | None = request.app.ctx.runtime
+        if runtime is None:
+            raise ApiException(503, "NOT_READY", "this router has no NATS side")
         if not runtime.ready:
             raise ApiException(503, "NOT_READY", runtime.not_ready_reason())
         return _json(Health(status="ready"))

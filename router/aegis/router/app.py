@@ -1,4 +1,9 @@
-"""Composition root: wires settings, store, registry, NATS and Sanic into one app."""
+"""The Sanic app: REST routes, token check and JSON errors over a registry.
+
+``bootstrap`` builds it; the NATS side (``runtime``), when there is one, runs
+from the serving process's listeners, since a connection made in Sanic's main
+process would never be serviced.
+"""
 
 from __future__ import annotations
 
@@ -16,15 +21,8 @@ from .settings import Settings
 _app_numbers = itertools.count()
 
 
-def create_app(
-    settings: Settings, registry: Registry | None = None, *, serve_nats: bool = True
-) -> Sanic:  # type: ignore[type-arg]
-    """A router app.
-
-    ``registry`` is injectable and ``serve_nats=False`` leaves NATS out, so the
-    REST routes can be tested alone (sanic-testing runs the listeners on every
-    request).
-    """
+def build_app(settings: Settings, registry: Registry, runtime: RouterRuntime | None) -> Sanic:  # type: ignore[type-arg]
+    """The app serving ``registry``; ``runtime`` (None: REST only) starts and stops with it."""
     # Sanic keeps a process-wide registry of app names; tests build many apps.
     number = next(_app_numbers)
     app: Sanic = Sanic(  # type: ignore[type-arg]
@@ -38,8 +36,7 @@ def create_app(
         description="Read the AegisIPC service registry. Every error is "
         '`{"error": {"code", "message", "details?"}}`.',
     )
-    runtime = RouterRuntime(settings, registry)
-    app.ctx.registry = runtime.registry  # set at start-up for a JetStream store
+    app.ctx.registry = registry
     app.ctx.runtime = runtime
     app.ctx.settings = settings
     if settings.admin_token:
@@ -47,21 +44,7 @@ def create_app(
     for blueprint in blueprints():
         app.blueprint(blueprint)
     app.error_handler.add(Exception, json_error)
-    if serve_nats:
-        _serve_nats(app, runtime)
+    if runtime is not None:
+        app.before_server_start(lambda _app: runtime.start())
+        app.before_server_stop(lambda _app: runtime.stop())
     return app
-
-
-def _serve_nats(app: Sanic, runtime: RouterRuntime) -> None:  # type: ignore[type-arg]
-    """Run the NATS side from the serving process's listeners.
-
-    A connection made in Sanic's main process would never be serviced.
-    """
-
-    @app.before_server_start
-    async def start_nats(app: Sanic) -> None:  # type: ignore[type-arg]
-        app.ctx.registry = await runtime.start()
-
-    @app.before_server_stop
-    async def stop_nats(app: Sanic) -> None:  # type: ignore[type-arg]
-        await runtime.stop()

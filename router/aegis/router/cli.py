@@ -13,7 +13,7 @@ import structlog
 from sanic import Sanic
 from sanic.worker.loader import AppLoader
 
-from .app import create_app
+from .bootstrap import bootstrap
 from .embedded_nats import EmbeddedNats, EmbeddedNatsError
 from .logging_setup import ReportedError, configure_logging
 from .metrics import shared_across_workers, worker_stopped
@@ -47,8 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = replace(settings, nats_url=embedded.url)
     try:
         serve(settings)
-    except ReportedError:
-        return 1
+    except ReportedError as exc:
+        return exc.exit_code
     except Exception:
         log.exception("router_failed")
         return 1
@@ -62,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def worker_app(settings: Settings) -> Sanic:  # type: ignore[type-arg]
     """Build the app inside a Sanic worker process (which has its own logging)."""
     configure_logging(settings.log_level, settings.log_format)
-    app = create_app(settings)
+    app = bootstrap(settings)
     app.after_server_stop(worker_stopped)
     return app
 
@@ -80,7 +80,7 @@ def serve(settings: Settings) -> None:
     # its advice to use --debug / --dev (flags aegis-router lacks) are noise here.
     os.environ.setdefault("SANIC_IGNORE_PRODUCTION_WARNING", "1")
     if settings.workers == 1:
-        app = create_app(settings)
+        app = bootstrap(settings)
         app.run(host=host, port=port, motd=False, access_log=False, single_process=True)
         return
     # A worker that cannot reach NATS makes Sanic SIGKILL the whole process

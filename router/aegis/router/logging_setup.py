@@ -41,7 +41,12 @@ def _orjson_dumps(value: object, **_: object) -> str:
 
 
 class ReportedError(RuntimeError):
-    """A failure already logged as its own event where it happened: nobody logs it again."""
+    """A failure already logged as its own event where it happened: nobody logs it again.
+
+    ``exit_code`` is the router's: 1 when a dependency fails, 2 for configuration.
+    """
+
+    exit_code = 1
 
 
 def _drop_reported_startup_failure(record: logging.LogRecord) -> bool:

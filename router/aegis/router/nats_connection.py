@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 import structlog
 from aegis.connect.auth import NatsAuth, redact_url
@@ -12,10 +13,25 @@ from pydantic import SecretStr, ValidationError
 
 from .logging_setup import ReportedError
 from .settings import Settings
+from .store_jetstream import check_existing_bucket
 
 log = structlog.get_logger("aegis.router")
 
 Callback = Callable[[], Awaitable[None]]
+
+
+class Connector(Protocol):
+    """How the runtime gets its NATS connection (``connect_router``, or a test's)."""
+
+    def __call__(
+        self,
+        settings: Settings,
+        *,
+        disconnected_cb: Callback | None = None,
+        reconnected_cb: Callback | None = None,
+    ) -> Awaitable[NatsClient]:
+        """Connect as ``settings`` say, with the connection's callbacks."""
+        ...
 
 
 class NatsUnavailableError(ReportedError):
@@ -107,7 +123,11 @@ async def connect_router(
 async def check_nats(settings: Settings) -> None:
     """Connect once and close: fails as ``connect_router`` would, before workers start."""
     nc = await connect_router(settings)
-    await nc.close()
+    try:
+        if settings.store == "jetstream":
+            await check_existing_bucket(nc, settings.kv_bucket, settings.kv_replicas)
+    finally:
+        await nc.close()
 
 
 def _startup_failure(event: str, hint: str, **fields: str) -> NatsUnavailableError:

@@ -2,57 +2,55 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import structlog
 from nats.aio.client import Client as NatsClient
 
-from .events import NatsEventSink
 from .handlers import endpoints
 from .metrics import RECONNECTS
-from .nats_connection import connect_router, shown_url
+from .nats_connection import Connector, shown_url
 from .nats_responder import NatsResponder
-from .registry import InstanceLimits, Registry
+from .registry import EventSink, Registry
 from .settings import Settings
-from .store import MemoryStore
-from .store_jetstream import JetStreamStore
+from .store import InstanceStore
 from .sweeper import Sweeper, tick_for
 
 log = structlog.get_logger("aegis.router")
 
 
-def _limits(settings: Settings) -> InstanceLimits:
-    return InstanceLimits(settings.max_instances_per_service, settings.max_instances)
-
-
 class RouterRuntime:
     """Starts and stops the router's NATS side, in the process that serves HTTP."""
 
-    def __init__(self, settings: Settings, registry: Registry | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        registry: Registry,
+        store: InstanceStore,
+        connect: Connector,
+        events: Callable[[NatsClient], EventSink],
+    ) -> None:
         self.settings = settings
-        # Memory store: the registry exists before NATS does. JetStream: at start.
-        if registry is None and settings.store == "memory":
-            registry = Registry(MemoryStore(), settings.timings, limits=_limits(settings))
         self.registry = registry
         self.nc: NatsClient | None = None
-        self._kv_store: JetStreamStore | None = None
+        self._store = store
+        self._connect = connect
+        self._events = events
         self._responder: NatsResponder | None = None
         self._sweeper: Sweeper | None = None
         self._stopping = False
 
-    async def start(self) -> Registry:
-        """Connect, open the store, answer requests, sweep; returns the registry."""
-        settings = self.settings
-        self.nc = await connect_router(
+    async def start(self) -> None:
+        """Connect, open the store, answer requests, sweep."""
+        settings, registry = self.settings, self.registry
+        self.nc = await self._connect(
             settings,
             disconnected_cb=self._on_disconnected,
             reconnected_cb=self._on_reconnected,
         )
-        if self.registry is None:
-            self._kv_store = JetStreamStore(self.nc, settings.kv_bucket, settings.kv_replicas)
-            await self._kv_store.start()
-            self.registry = Registry(self._kv_store, settings.timings, limits=_limits(settings))
-        registry = self.registry
+        await self._store.start(self.nc)
         await registry.load()
-        registry.set_event_sink(NatsEventSink(self.nc))
+        registry.set_event_sink(self._events(self.nc))
         self._responder = NatsResponder(
             endpoints(
                 registry,
@@ -76,7 +74,6 @@ class RouterRuntime:
             offline_after=timings.offline_after,
             remove_after=timings.remove_after,
         )
-        return registry
 
     @property
     def ready(self) -> bool:
@@ -103,10 +100,8 @@ class RouterRuntime:
             await self._sweeper.stop()
         if self._responder is not None:
             await self._responder.stop()
-        if self.registry is not None:
-            self.registry.set_event_sink(None)
-        if self._kv_store is not None:
-            await self._kv_store.stop()
+        self.registry.set_event_sink(None)
+        await self._store.stop()
         if self.nc is not None and not self.nc.is_closed:
             await self.nc.drain()
         log.info("nats_drained")
@@ -120,6 +115,6 @@ class RouterRuntime:
     async def _on_reconnected(self) -> None:
         log.info("nats_reconnected")
         RECONNECTS.inc()
-        if self._sweeper is not None and self.registry is not None:
+        if self._sweeper is not None:
             # Clients heartbeat within one interval, or re-register within two.
             self._sweeper.resume(grace=2 * self.registry.timings.heartbeat_interval)

@@ -8,9 +8,9 @@ import os
 import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from aegis.wire.messages import DEFAULT_MAX_METADATA_BYTES
 
@@ -39,52 +39,6 @@ def default_data_dir(env: Mapping[str, str]) -> Path:
     return Path(base) / "aegis"
 
 
-@dataclass(frozen=True, slots=True)
-class Settings:
-    """Everything the router can be told. See ``aegis-router --help``."""
-
-    nats_url: str | None = field(default=None, repr=False)  # may hold a password
-    nats_user: str | None = None
-    nats_password: str | None = field(default=None, repr=False)
-    nats_token: str | None = field(default=None, repr=False)
-    nats_nkey_seed: Path | None = None
-    nats_creds: Path | None = None
-    nats_tls_ca: Path | None = None
-    nats_tls_cert: Path | None = None
-    nats_tls_key: Path | None = None
-    admin_token: str | None = field(default=None, repr=False)
-    insecure: bool = False
-    http_host: str = "127.0.0.1"
-    http_port: int = 8000
-    embedded_nats_host: str = "127.0.0.1"
-    embedded_nats_port: int = 4222
-    data_dir: Path = field(default_factory=lambda: default_data_dir(os.environ))
-    log_level: str = "INFO"
-    log_format: LogFormat = "json"
-    max_in_flight: int = 256
-    max_request_bytes: int = 64 * 1024
-    max_metadata_bytes: int = DEFAULT_MAX_METADATA_BYTES
-    max_pending: int = 10_000
-    max_instances_per_service: int = 100_000
-    max_instances: int = 1_000_000
-    nats_connect_attempts: int = 5
-    workers: int = 1
-    store: StoreKind = "jetstream"
-    kv_bucket: str = "aegis_registry"
-    kv_replicas: int = 1
-    heartbeat_interval: float = 5.0
-    unhealthy_after: float = 15.0
-    offline_after: float = 30.0
-    remove_after: float = 300.0
-
-    @property
-    def timings(self) -> Timings:
-        """The liveness timings (validated when settings load)."""
-        return Timings(
-            self.heartbeat_interval, self.unhealthy_after, self.offline_after, self.remove_after
-        )
-
-
 def _positive_int(text: str) -> int:
     value = int(text)
     if value <= 0:
@@ -111,6 +65,10 @@ _log_format = _one_of("json", "console")
 _store = _one_of("memory", "jetstream")
 
 
+def _flag(text: str) -> bool:
+    return text.lower() in TRUTHY
+
+
 def _seconds(text: str) -> float:
     value = float(text)
     if not value > 0 or value == float("inf"):
@@ -131,144 +89,183 @@ def _port(text: str) -> int:
     return value
 
 
-# (flag, env var, type, help) — one table so flags and env vars cannot drift apart.
-_OPTIONS: list[tuple[str, str, object, str]] = [
-    (
-        "--nats-url",
-        "AEGIS_NATS_URL",
-        str,
+def option(
+    default: Any,
+    text: str,
+    parse: Callable[[str], Any] = str,
+    *,
+    env: str | None = None,
+    secret: bool = False,
+    shown_default: bool = True,
+) -> Any:
+    """A setting: its default (stated here only), its parser, its help; flag and variable
+    follow from the field name (``http_port``: ``--http-port``, ``AEGIS_HTTP_PORT``)."""
+    metadata = {"text": text, "parse": parse, "env": env, "shown": shown_default}
+    if callable(default) and not isinstance(default, type):
+        return field(default_factory=default, repr=not secret, metadata=metadata)
+    return field(default=default, repr=not secret, metadata=metadata)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the router can be told: one typed table. See ``aegis-router --help``."""
+
+    nats_url: str | None = option(
+        None,
         "NATS server(s) to use, comma-separated. Unset: start the bundled nats-server.",
-    ),
-    ("--nats-user", "AEGIS_NATS_USER", str, "NATS user name (with --nats-password)."),
-    (
-        "--nats-password",
-        "AEGIS_NATS_PASSWORD",
-        str,
+        secret=True,  # may hold a password
+    )
+    nats_user: str | None = option(None, "NATS user name (with --nats-password).")
+    nats_password: str | None = option(
+        None,
         "NATS password (prefer the variable: arguments show in the process list).",
-    ),
-    ("--nats-token", "AEGIS_NATS_TOKEN", str, "NATS authentication token (prefer the variable)."),
-    (
-        "--nats-nkey-seed",
-        "AEGIS_NATS_NKEY_SEED",
-        Path,
-        "File holding the NKey seed to sign in with.",
-    ),
-    ("--nats-creds", "AEGIS_NATS_CREDS", Path, "NATS .creds file (user JWT and NKey seed)."),
-    ("--nats-tls-ca", "AEGIS_NATS_TLS_CA", Path, "CA bundle to verify the NATS server with."),
-    ("--nats-tls-cert", "AEGIS_NATS_TLS_CERT", Path, "Client certificate for NATS (mutual TLS)."),
-    ("--nats-tls-key", "AEGIS_NATS_TLS_KEY", Path, "Private key of the client certificate."),
-    (
-        "--admin-token",
-        "AEGIS_ADMIN_TOKEN",
-        str,
+        secret=True,
+    )
+    nats_token: str | None = option(
+        None, "NATS authentication token (prefer the variable).", secret=True
+    )
+    nats_nkey_seed: Path | None = option(None, "File holding the NKey seed to sign in with.", Path)
+    nats_creds: Path | None = option(None, "NATS .creds file (user JWT and NKey seed).", Path)
+    nats_tls_ca: Path | None = option(None, "CA bundle to verify the NATS server with.", Path)
+    nats_tls_cert: Path | None = option(None, "Client certificate for NATS (mutual TLS).", Path)
+    nats_tls_key: Path | None = option(None, "Private key of the client certificate.", Path)
+    admin_token: str | None = option(
+        None,
         "Bearer token every /api/v1/admin request must carry (prefer the variable: "
         "arguments show in the process list). Unset: the admin API listens on loopback only.",
-    ),
-    ("--http-host", "AEGIS_HTTP_HOST", str, "Address of the admin REST API."),
-    ("--http-port", "AEGIS_HTTP_PORT", _port, "Port of the admin REST API."),
-    (
-        "--embedded-nats-host",
-        "AEGIS_EMBEDDED_NATS_HOST",
-        str,
-        "Address the bundled nats-server listens on (only without --nats-url).",
-    ),
-    (
-        "--embedded-nats-port",
-        "AEGIS_EMBEDDED_NATS_PORT",
-        _port,
-        "Port the bundled nats-server listens on (only without --nats-url).",
-    ),
-    ("--data-dir", "AEGIS_DATA_DIR", Path, "Where the bundled nats-server keeps JetStream data."),
-    ("--log-level", "AEGIS_LOG_LEVEL", _log_level, "DEBUG, INFO, WARNING or ERROR."),
-    (
-        "--log-format",
-        "AEGIS_LOG_FORMAT",
-        _log_format,
+        secret=True,
+    )
+    insecure: bool = option(
+        False,
+        "Serve the admin API on a non-loopback address without a token (anyone who "
+        "can reach it can read the registry and deregister instances).",
+        _flag,
+        shown_default=False,
+    )
+    http_host: str = option("127.0.0.1", "Address of the admin REST API.")
+    http_port: int = option(8000, "Port of the admin REST API.", _port)
+    embedded_nats_host: str = option(
+        "127.0.0.1", "Address the bundled nats-server listens on (only without --nats-url)."
+    )
+    embedded_nats_port: int = option(
+        4222, "Port the bundled nats-server listens on (only without --nats-url).", _port
+    )
+    data_dir: Path = option(
+        lambda: default_data_dir(os.environ),
+        "Where the bundled nats-server keeps JetStream data. "
+        "Default: $XDG_DATA_HOME/aegis or ~/.local/share/aegis.",
+        Path,
+        shown_default=False,
+    )
+    log_level: str = option("INFO", "DEBUG, INFO, WARNING or ERROR.", _log_level)
+    log_format: LogFormat = option(
+        "json",
         "json (one JSON object per line) or console. Default: console on a terminal, else json.",
-    ),
-    (
-        "--max-in-flight",
-        "AEGIS_MAX_IN_FLIGHT",
-        _positive_int,
-        "NATS requests handled at once; more wait in NATS's queue.",
-    ),
-    (
-        "--max-request-bytes",
-        "AEGIS_MAX_REQUEST_BYTES",
-        _positive_int,
-        "Largest request body accepted (larger: 413 PAYLOAD_TOO_LARGE).",
-    ),
-    (
-        "--max-metadata-bytes",
-        "AEGIS_MAX_METADATA_BYTES",
-        _positive_int,
+        _log_format,
+        shown_default=False,
+    )
+    max_in_flight: int = option(
+        256, "NATS requests handled at once; more wait in NATS's queue.", _positive_int
+    )
+    max_request_bytes: int = option(
+        64 * 1024, "Largest request body accepted (larger: 413 PAYLOAD_TOO_LARGE).", _positive_int
+    )
+    max_metadata_bytes: int = option(
+        DEFAULT_MAX_METADATA_BYTES,
         "Largest MessagePack-encoded metadata accepted (larger: 400).",
-    ),
-    (
-        "--max-pending",
-        "AEGIS_MAX_PENDING",
         _positive_int,
+    )
+    max_pending: int = option(
+        10_000,
         "Requests per subject that may wait beyond those in flight; past that NATS drops "
         "them (clients time out and retry) instead of the router's memory growing.",
-    ),
-    (
-        "--max-instances-per-service",
-        "AEGIS_MAX_INSTANCES_PER_SERVICE",
         _positive_int,
+    )
+    max_instances_per_service: int = option(
+        100_000,
         "Live or stored instances one service may have; more: 429 LIMIT_EXCEEDED.",
-    ),
-    (
-        "--max-instances",
-        "AEGIS_MAX_INSTANCES",
         _positive_int,
+    )
+    max_instances: int = option(
+        1_000_000,
         "Instances the registry may hold in all; more: 429 LIMIT_EXCEEDED.",
-    ),
-    (
-        "--workers",
-        "AEGIS_HTTP_WORKERS",
         _positive_int,
+    )
+    workers: int = option(
+        1,
         "Router worker processes, each serving HTTP and NATS (more than 1 needs the "
         "jetstream store).",
-    ),
-    (
-        "--store",
-        "AEGIS_STORE",
-        _store,
+        _positive_int,
+        env="AEGIS_HTTP_WORKERS",
+    )
+    store: StoreKind = option(
+        "jetstream",
         "Where the registry lives: jetstream (a replicated NATS key-value bucket; survives "
         "restarts, shared by several routers) or memory (one process, gone on restart).",
-    ),
-    ("--kv-bucket", "AEGIS_KV_BUCKET", _bucket, "JetStream key-value bucket of the registry."),
-    (
-        "--kv-replicas",
-        "AEGIS_KV_REPLICAS",
+        _store,
+    )
+    kv_bucket: str = option(
+        "aegis_registry", "JetStream key-value bucket of the registry.", _bucket
+    )
+    kv_replicas: int = option(
+        1,
+        "Replicas of the bucket (3 on a 3-node cluster). The router creates the bucket with "
+        "them, and refuses to start on an existing bucket that has another count.",
         _positive_int,
-        "Replicas of the bucket when the router creates it (3 on a 3-node cluster).",
-    ),
-    (
-        "--heartbeat-interval",
-        "AEGIS_HEARTBEAT_INTERVAL",
-        _seconds,
-        "Seconds between heartbeats; told to clients in every register reply.",
-    ),
-    (
-        "--unhealthy-after",
-        "AEGIS_UNHEALTHY_AFTER",
-        _seconds,
-        "Seconds without contact before an instance is UNHEALTHY.",
-    ),
-    (
-        "--offline-after",
-        "AEGIS_OFFLINE_AFTER",
-        _seconds,
+    )
+    heartbeat_interval: float = option(
+        5.0, "Seconds between heartbeats; told to clients in every register reply.", _seconds
+    )
+    unhealthy_after: float = option(
+        15.0, "Seconds without contact before an instance is UNHEALTHY.", _seconds
+    )
+    offline_after: float = option(
+        30.0,
         "Seconds without contact before an instance is OFFLINE (and may be taken over).",
-    ),
-    (
-        "--remove-after",
-        "AEGIS_REMOVE_AFTER",
         _seconds,
-        "Seconds without contact before an instance is removed from the registry.",
-    ),
-]
+    )
+    remove_after: float = option(
+        300.0, "Seconds without contact before an instance is removed from the registry.", _seconds
+    )
+    nats_connect_attempts: int = 5  # not a user setting: tests lower it
+
+    @property
+    def timings(self) -> Timings:
+        """The liveness timings (validated when settings load)."""
+        return Timings(
+            self.heartbeat_interval, self.unhealthy_after, self.offline_after, self.remove_after
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """One row of the settings table, as the command line and the environment see it."""
+
+    name: str
+    flag: str
+    env: str
+    parse: Callable[[str], Any]
+    text: str
+    default: Any
+    shown_default: bool
+
+
+def options() -> list[Option]:
+    """Every user setting, in table order."""
+    defaults = Settings(data_dir=Path("."))
+    return [
+        Option(
+            name=f.name,
+            flag="--" + f.name.replace("_", "-"),
+            env=f.metadata["env"] or "AEGIS_" + f.name.upper(),
+            parse=f.metadata["parse"],
+            text=f.metadata["text"],
+            default=getattr(defaults, f.name),
+            shown_default=f.metadata["shown"],
+        )
+        for f in fields(Settings)
+        if f.metadata
+    ]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -279,18 +276,20 @@ def build_parser() -> argparse.ArgumentParser:
         "Every option can also be set by the environment variable named in brackets; "
         "a flag wins over its variable.",
     )
-    defaults = Settings()
-    for flag, env, kind, text in _OPTIONS:
-        attr = flag[2:].replace("-", "_")
-        default = getattr(defaults, attr)
-        shown = "" if default is None or attr == "log_format" else f" Default: {default}."
-        parser.add_argument(flag, dest=attr, type=kind, help=f"{text}{shown} [{env}]")  # type: ignore[arg-type]
-    parser.add_argument(
-        "--insecure",
-        action="store_true",
-        help="Serve the admin API on a non-loopback address without a token (anyone who "
-        "can reach it can read the registry and deregister instances). [AEGIS_INSECURE=1]",
-    )
+    for opt in options():
+        if opt.parse is _flag:
+            parser.add_argument(
+                opt.flag,
+                dest=opt.name,
+                action="store_true",
+                default=None,
+                help=f"{opt.text} [{opt.env}=1]",
+            )
+            continue
+        shown = f" Default: {opt.default}." if opt.shown_default and opt.default is not None else ""
+        parser.add_argument(
+            opt.flag, dest=opt.name, type=opt.parse, help=f"{opt.text}{shown} [{opt.env}]"
+        )
     return parser
 
 
@@ -302,18 +301,16 @@ def load_settings(
     parser = build_parser()
     args = parser.parse_args(argv)
     values: dict[str, object] = {"data_dir": default_data_dir(env)}
-    for flag, var, kind, _ in _OPTIONS:
-        attr = flag[2:].replace("-", "_")
-        given = getattr(args, attr)
-        if given is None and env.get(var):
+    for opt in options():
+        given = getattr(args, opt.name)
+        if given is None and env.get(opt.env):
             try:
-                given = kind(env[var])  # type: ignore[operator]
+                given = opt.parse(env[opt.env])
             except (ValueError, argparse.ArgumentTypeError) as exc:
-                parser.error(f"{var}={env[var]!r}: {exc}")
+                parser.error(f"{opt.env}={env[opt.env]!r}: {exc}")
         if given is not None:
-            values[attr] = given
+            values[opt.name] = given
     values.setdefault("log_format", "console" if sys.stderr.isatty() else "json")
-    values["insecure"] = args.insecure or env.get("AEGIS_INSECURE", "").lower() in TRUTHY
     settings = Settings(**values)  # type: ignore[arg-type]
     if not settings.admin_token and not settings.insecure and not is_loopback(settings.http_host):
         parser.error(

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from .domain import InstanceKey, InstanceRecord
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client as NatsClient
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +42,15 @@ class RevisionMismatch(Exception):  # noqa: N818
 
 
 class InstanceStore(Protocol):
-    """What the registry needs of a store."""
+    """What the registry needs of a store, and what the runtime opens and closes."""
+
+    async def start(self, nc: NatsClient) -> None:
+        """Open the store on the router's NATS connection; load what it holds."""
+        ...
+
+    async def stop(self) -> None:
+        """Close it; nothing is lost (a NATS-backed store keeps its data)."""
+        ...
 
     def set_listener(self, listener: ChangeListener | None) -> None:
         """Call ``listener`` after every change, including other routers' changes."""
@@ -86,6 +97,12 @@ class MemoryStore:
         self._services: dict[str, dict[str, Versioned]] = {}
         self._revision = 0
         self._listener: ChangeListener | None = None
+
+    async def start(self, nc: NatsClient) -> None:
+        """Nothing to open: the memory store lives in this process."""
+
+    async def stop(self) -> None:
+        """Nothing to close."""
 
     def set_listener(self, listener: ChangeListener | None) -> None:
         """See ``InstanceStore.set_listener``."""

@@ -18,11 +18,13 @@ import msgpack
 import structlog
 from aegis.wire.messages import InstanceStatus
 from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
 from nats.js import errors as js_errors
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
 
 from .domain import InstanceKey, InstanceRecord
+from .logging_setup import ReportedError
 from .store import AlreadyExists, ChangeListener, RevisionMismatch, StoreError, Versioned
 
 log = structlog.get_logger("aegis.router.store")
@@ -80,38 +82,61 @@ def decode_record(data: bytes) -> InstanceRecord:
     )
 
 
+class BucketMismatchError(ReportedError):
+    """The bucket exists with another replica count than configured (logged already)."""
+
+    exit_code = 2
+
+
+async def check_replicas(kv: KeyValue, bucket: str, replicas: int) -> None:
+    """Raise ``BucketMismatchError`` (logged) unless the bucket has ``replicas`` replicas."""
+    status = await kv.status()
+    actual = status.stream_info.config.num_replicas or 1
+    if actual == replicas:
+        return
+    hint = (
+        f"set AEGIS_KV_REPLICAS={actual} to use the bucket as it is, or change the "
+        f"bucket's replicas yourself (nats stream edit KV_{bucket} --replicas {replicas}); "
+        "the router never changes an existing bucket's replication"
+    )
+    log.error("kv_replicas_mismatch", bucket=bucket, replicas=actual, wanted=replicas, hint=hint)
+    raise BucketMismatchError(
+        f"bucket {bucket!r} has {actual} replicas, AEGIS_KV_REPLICAS is {replicas}: {hint}"
+    )
+
+
+async def check_existing_bucket(nc: NatsClient, bucket: str, replicas: int) -> None:
+    """``check_replicas`` on the bucket if it exists (a new one is created as configured)."""
+    js = nc.jetstream(timeout=STORE_TIMEOUT)
+    try:
+        kv = await js.key_value(bucket)
+    except js_errors.BucketNotFoundError:
+        return
+    await check_replicas(kv, bucket, replicas)
+
+
 class JetStreamStore:
     """Instances in a JetStream KV bucket, with a watched local cache for lists."""
 
-    def __init__(self, nc: NatsClient, bucket: str = "aegis_registry", replicas: int = 1) -> None:
+    def __init__(self, bucket: str = "aegis_registry", replicas: int = 1) -> None:
         self.bucket = bucket
         self.replicas = replicas
-        self._nc = nc
         self._kv: KeyValue | None = None
         self._cache: dict[str, dict[str, Versioned]] = {}
         self._listener: ChangeListener | None = None
         self._watch_task: asyncio.Task[None] | None = None
 
-    async def start(self, within: float = 30.0) -> None:
+    async def start(self, nc: NatsClient, within: float = 30.0) -> None:
         """Open (or create) the bucket and load the cache; wait for a JetStream cluster."""
         # Under the SDK's 5 s request timeout, so a stuck store still gets a 503 answer.
-        js = self._nc.jetstream(timeout=STORE_TIMEOUT)
+        js = nc.jetstream(timeout=STORE_TIMEOUT)
         deadline = asyncio.get_running_loop().time() + within
         while True:
             try:
-                self._kv = await js.create_key_value(
-                    KeyValueConfig(
-                        bucket=self.bucket,
-                        history=1,
-                        replicas=self.replicas,
-                        storage=StorageType.FILE,
-                    )
-                )
+                self._kv = await self._open_or_create(js)
                 break
-            except js_errors.BadRequestError:
-                # Exists with another configuration: use it as it is.
-                self._kv = await js.key_value(self.bucket)
-                break
+            except BucketMismatchError:
+                raise
             except Exception as exc:
                 if asyncio.get_running_loop().time() > deadline:
                     raise StoreError(
@@ -130,6 +155,20 @@ class JetStreamStore:
             replicas=self.replicas,
             instances=sum(len(i) for i in self._cache.values()),
         )
+
+    async def _open_or_create(self, js: JetStreamContext) -> KeyValue:
+        """The existing bucket if its replication is as configured, else a new one."""
+        try:
+            kv = await js.key_value(self.bucket)
+        except js_errors.BucketNotFoundError:
+            # Two routers creating it at once is fine: the same config is idempotent.
+            return await js.create_key_value(
+                KeyValueConfig(
+                    bucket=self.bucket, history=1, replicas=self.replicas, storage=StorageType.FILE
+                )
+            )
+        await check_replicas(kv, self.bucket, self.replicas)
+        return kv
 
     async def stop(self) -> None:
         """Stop following the bucket."""
