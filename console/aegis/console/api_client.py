@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 import httpx
+from aegis.wire.rest import InstancesResponse, ServicesResponse
 
 from .formatting import Clock, parse_timestamp, system_clock
 from .models import InstanceInfo, RegistrySnapshot, ServiceSummary
@@ -118,34 +119,29 @@ def _error_reason(response: httpx.Response) -> str:
 
 
 def parse_services(body: Any) -> tuple[ServiceSummary, ...]:
-    """``GET /services`` body to records; ``KeyError``/``TypeError``/``ValueError`` if bad."""
+    """``GET /services`` body (the wire contract's shape) to records; ``ValueError`` if bad."""
     return tuple(
         ServiceSummary(
-            name=str(item["name"]),
-            instance_count=int(item["instance_count"]),
-            online=int(item["statuses"].get("ONLINE", 0)),
-            unhealthy=int(item["statuses"].get("UNHEALTHY", 0)),
-            offline=int(item["statuses"].get("OFFLINE", 0)),
+            name=item.name,
+            instance_count=item.instance_count,
+            online=item.statuses.ONLINE,
+            unhealthy=item.statuses.UNHEALTHY,
+            offline=item.statuses.OFFLINE,
         )
-        for item in body["services"]
+        for item in ServicesResponse.model_validate(body).services
     )
 
 
 def parse_instances(body: Any) -> tuple[InstanceInfo, ...]:
-    """``GET /instances`` body to records; ``KeyError``/``TypeError``/``ValueError`` if bad."""
-    instances = []
-    for item in body["instances"]:
-        metadata = item.get("metadata") or {}
-        if not isinstance(metadata, dict):
-            raise TypeError(f"metadata of {item['instance_id']!r} is not an object")
-        instances.append(
-            InstanceInfo(
-                service_name=str(item["service_name"]),
-                instance_id=str(item["instance_id"]),
-                status=str(item["status"]),
-                registered_at=parse_timestamp(item["registered_at"]),
-                last_heartbeat_at=parse_timestamp(item["last_heartbeat_at"]),
-                metadata=metadata,
-            )
+    """``GET /instances`` body (the wire contract's shape) to records; ``ValueError`` if bad."""
+    return tuple(
+        InstanceInfo(
+            service_name=item.service_name,
+            instance_id=item.instance_id,
+            status=item.status.value,
+            registered_at=parse_timestamp(item.registered_at),
+            last_heartbeat_at=parse_timestamp(item.last_heartbeat_at),
+            metadata=item.metadata,
         )
-    return tuple(instances)
+        for item in InstancesResponse.model_validate(body).instances
+    )
