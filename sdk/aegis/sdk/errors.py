@@ -1,8 +1,23 @@
-"""The SDK's exceptions: one hierarchy, each with the HTTP-style ``status_code``."""
+"""The SDK's exceptions, and the one place a router reply becomes one (``from_reply``).
+
+Every exception carries the HTTP-style ``status_code`` of the failure and the
+router's ``code`` (``error.code``) when there is one::
+
+    AegisError
+    ├── RegistrationValidationError   400  the request breaks the contract (.details)
+    ├── SessionMismatchError          403  the instance belongs to another session
+    ├── InstanceNotFoundError         404  unknown to the router, or OFFLINE
+    ├── DuplicateInstanceError        409  live under another session (.existing, .retry_after)
+    ├── LimitExceededError            429  the router holds as many instances as it may
+    ├── RequestTimeoutError           504  no reply in time, after every retry
+    ├── ServiceUnavailableError       503  no NATS, no router, or its store down, after every retry
+    │   └── CircuitOpenError          503  failing fast after repeated failures
+    └── RouterError                   any  other error replies (500, 413), undecodable ones (502)
+"""
 
 from __future__ import annotations
 
-from aegis.wire.messages import ErrorDetail, Instance
+from aegis.wire.messages import ErrorDetail, Instance, Reply
 
 
 class AegisError(Exception):
@@ -90,3 +105,38 @@ class RouterError(AegisError):
     def __init__(self, message: str, status_code: int, *, code: str | None = None) -> None:
         super().__init__(message, code=code)
         self.status_code = status_code
+
+
+def reply_message(reply: Reply) -> str:
+    """The router's error message, or a sentence naming the status when it sent none."""
+    return reply.error.message if reply.error else f"router answered {reply.status}"
+
+
+def from_reply(reply: Reply) -> AegisError | None:
+    """The typed error a failed reply stands for; None for a successful one.
+
+    Like httpx's ``raise_for_status``, the whole status → exception table is
+    here and nowhere else; callers ``raise`` what it returns, or branch on it.
+    """
+    if reply.ok:
+        return None
+    error = reply.error
+    message = reply_message(reply)
+    code = error.code if error else None
+    match reply.status:
+        case 400:
+            return RegistrationValidationError(message, (error and error.details) or [], code=code)
+        case 403:
+            return SessionMismatchError(message, code=code)
+        case 404:
+            return InstanceNotFoundError(message, code=code)
+        case 409:
+            return DuplicateInstanceError(
+                message, reply.existing, code=code, retry_after=reply.retry_after
+            )
+        case 429:
+            return LimitExceededError(message, code=code)
+        case 503:
+            return ServiceUnavailableError(message, code=code)
+        case _:
+            return RouterError(message, reply.status, code=code)

@@ -42,3 +42,22 @@ class RegisteredInstance:
     def key(self) -> tuple[str, str]:
         """``(service_name, instance_id)``."""
         return (self.service_name, self.instance_id)
+
+    @property
+    def is_ours(self) -> bool:
+        """True while this client may heartbeat it (not deregistered)."""
+        return self.state is not RegistrationState.DEREGISTERED
+
+    def contact(self, instance: Instance, at: datetime) -> None:
+        """The router accepted a registration or heartbeat at ``at``."""
+        self.instance = instance
+        self.state = RegistrationState.REGISTERED
+        self.last_contact_at = at
+        self.last_error, self.failures = None, 0
+
+    def fail(self, error: str) -> None:
+        """A heartbeat or re-registration failed; the next one will try again."""
+        self.failures += 1
+        self.last_error = error
+        if self.state is RegistrationState.REGISTERED:
+            self.state = RegistrationState.RETRYING

@@ -9,9 +9,10 @@ from typing import Self
 from aegis.connect.log import get_logger
 from aegis.wire.codec import unpack
 from aegis.wire.messages import ChangeEvent, events_subject
-from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+
+from .transport import NatsConnection
 
 log = get_logger("aegis.sdk.watch")
 
@@ -26,7 +27,7 @@ class EventStream:
     ``async with client.watch("billing") as events: ...; async for e in events``.
     """
 
-    def __init__(self, nc: NatsClient, service_name: str | None = None) -> None:
+    def __init__(self, nc: NatsConnection, service_name: str | None = None) -> None:
         self.subject = events_subject(service_name)
         self._nc = nc
         self._queue: asyncio.Queue[ChangeEvent] = asyncio.Queue(MAX_BUFFERED_EVENTS)

@@ -11,7 +11,8 @@ FORBIDDEN = {"structlog", "sanic", "sanic_ext", "textual", "httpx", "orjson", "p
 
 def test_importing_the_sdk_pulls_in_nothing_else() -> None:
     code = (
-        "import sys, json, aegis.sdk, aegis.sdk.client, aegis.sdk.watch;"
+        "import sys, json, aegis.sdk, aegis.sdk.client, aegis.sdk.transport, "
+        "aegis.sdk.heartbeats, aegis.sdk.watch;"
         "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} "
         "| {m for m in sys.modules if m.startswith('aegis.')})))"
     )

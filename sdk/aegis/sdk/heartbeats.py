@@ -1,0 +1,211 @@
+"""Keeping this client's instances registered: register, heartbeat, register again.
+
+Each registered instance gets one background loop that heartbeats it at the
+interval the router announced. A failed heartbeat is logged and kept in the
+instance's ``last_error``, never raised into the service. When the router has
+forgotten the instance (404: it restarted empty, or the instance expired) or
+NATS reconnected, the instance is registered again after a random pause of up
+to one interval, so a fleet does not stampede a restarted router.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+from aegis.connect.log import get_logger
+from aegis.wire.messages import (
+    HEARTBEAT_SUBJECT,
+    REGISTER_SUBJECT,
+    Instance,
+    InstanceRequest,
+    RegisterRequest,
+    Reply,
+)
+
+from .errors import (
+    AegisError,
+    DuplicateInstanceError,
+    InstanceNotFoundError,
+    SessionMismatchError,
+    from_reply,
+)
+from .registrations import DEFAULT_HEARTBEAT_INTERVAL, RegisteredInstance, RegistrationState
+from .transport import Monotonic, Rand, Sleep, Transport, WallClock, instance_of
+
+log = get_logger("aegis.sdk.heartbeats")
+
+# The router's sweeper applies a passed deadline within one tick (<= 1 s).
+TAKEOVER_MARGIN = 0.5
+
+Key = tuple[str, str]
+
+
+class Heartbeats:
+    """Registers instances under one session and keeps them alive until told to stop.
+
+    ``sleep`` paces the loops and waits, ``clock`` stamps contacts and requests,
+    ``monotonic`` bounds ``wait_if_taken``, ``rand`` draws the re-registration pause.
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        session_id: str,
+        *,
+        sleep: Sleep,
+        clock: WallClock,
+        monotonic: Monotonic,
+        rand: Rand,
+    ) -> None:
+        self._transport = transport
+        self._session_id = session_id
+        self._sleep = sleep
+        self._clock = clock
+        self._monotonic = monotonic
+        self._rand = rand
+        self._registrations: dict[Key, RegisteredInstance] = {}
+        self._loops: dict[Key, asyncio.Task[None]] = {}
+        self._background: set[asyncio.Task[None]] = set()
+
+    @property
+    def registrations(self) -> Mapping[Key, RegisteredInstance]:
+        """A read-only view of every instance registered and not yet forgotten."""
+        return MappingProxyType(self._registrations)
+
+    async def register(self, request: RegisterRequest, *, wait_if_taken: float) -> Instance:
+        """Register (retried by the transport), waiting out a stale holder; start its loop."""
+        deadline = self._monotonic() + wait_if_taken
+        while True:
+            try:
+                reply = await self._transport.request(REGISTER_SUBJECT, request)
+                break
+            except DuplicateInstanceError as exc:
+                wait = (exc.retry_after or 0.0) + TAKEOVER_MARGIN
+                if exc.retry_after is None or self._monotonic() + wait > deadline:
+                    raise
+                log.info(
+                    "waiting_for_stale_registration",
+                    service=request.service_name,
+                    instance=request.instance_id,
+                    seconds=round(wait, 3),
+                )
+                await self._sleep(wait)
+        instance = instance_of(reply)
+        self._track(request.metadata, instance, reply)
+        return instance
+
+    async def forget(self, key: Key) -> RegisteredInstance | None:
+        """Stop heartbeating ``key`` and drop it; what was known about it, if anything."""
+        task = self._loops.pop(key, None)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        return self._registrations.pop(key, None)
+
+    async def stop(self) -> list[RegisteredInstance]:
+        """Stop every loop and forget every instance; those this client still owns."""
+        tasks = [*self._loops.values(), *self._background]
+        self._loops.clear()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        owned = [reg for reg in self._registrations.values() if reg.is_ours]
+        self._registrations.clear()
+        return owned
+
+    async def reregister_all(self) -> None:
+        """NATS came back (maybe a new server, maybe a restarted router): register all again."""
+        owned = [reg for reg in self._registrations.values() if reg.is_ours]
+        log.info("nats_reconnected", instances=len(owned))
+        for reg in owned:
+            task = asyncio.create_task(self._reregister(reg))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    def _track(self, metadata: dict[str, Any], instance: Instance, reply: Reply) -> None:
+        key = (instance.service_name, instance.instance_id)
+        reg = self._registrations.get(key)
+        if reg is None or not reg.is_ours:
+            reg = RegisteredInstance(key[0], key[1], metadata, instance)
+            self._registrations[key] = reg
+        reg.heartbeat_interval = reply.heartbeat_interval or DEFAULT_HEARTBEAT_INTERVAL
+        reg.contact(instance, self._clock())
+        loop = self._loops.get(key)
+        if loop is None or loop.done():
+            self._loops[key] = asyncio.create_task(
+                self._beat(reg), name=f"aegis-heartbeat-{key[0]}-{key[1]}"
+            )
+
+    async def _beat(self, reg: RegisteredInstance) -> None:
+        """Heartbeat until cancelled; never raises into the service."""
+        body = InstanceRequest(
+            service_name=reg.service_name, instance_id=reg.instance_id, session_id=self._session_id
+        )
+        while reg.is_ours:
+            await self._sleep(reg.heartbeat_interval)
+            timeout = min(self._transport.config.timeout, reg.heartbeat_interval)
+            try:
+                reply = await self._transport.send(HEARTBEAT_SUBJECT, body, timeout)
+                error = from_reply(reply)
+                if error is None:
+                    reg.contact(instance_of(reply), self._clock())
+                    continue
+            except AegisError as exc:
+                error = exc
+            if isinstance(error, InstanceNotFoundError | SessionMismatchError):
+                # Forgotten (the router restarted empty, the instance expired) or taken.
+                log.warning(
+                    "heartbeat_rejected",
+                    service=reg.service_name,
+                    instance=reg.instance_id,
+                    status=error.status_code,
+                )
+                await self._reregister(reg)
+            else:
+                self._fail(reg, "heartbeat_failed", error)
+
+    async def _reregister(self, reg: RegisteredInstance) -> None:
+        """Register ``reg`` again after a random pause, so a fleet does not stampede."""
+        reg.state = RegistrationState.REREGISTERING
+        await self._sleep(self._rand() * reg.heartbeat_interval)
+        if not self._owns(reg):
+            return
+        request = RegisterRequest(
+            service_name=reg.service_name,
+            instance_id=reg.instance_id,
+            metadata=reg.metadata,
+            timestamp=self._clock().isoformat(),
+            session_id=self._session_id,
+        )
+        try:
+            reply = await self._transport.send(
+                REGISTER_SUBJECT, request, self._transport.config.timeout
+            )
+            error = from_reply(reply)
+            if error is None:
+                if self._owns(reg):
+                    self._track(reg.metadata, instance_of(reply), reply)
+                    log.info("reregistered", service=reg.service_name, instance=reg.instance_id)
+                return
+        except AegisError as exc:
+            error = exc
+        self._fail(reg, "reregister_failed", error)
+
+    def _owns(self, reg: RegisteredInstance) -> bool:
+        """False once ``reg`` was deregistered or forgotten (e.g. during a pause)."""
+        return self._registrations.get(reg.key) is reg and reg.is_ours
+
+    def _fail(self, reg: RegisteredInstance, event: str, error: AegisError) -> None:
+        reg.fail(str(error))
+        log.warning(
+            event,
+            service=reg.service_name,
+            instance=reg.instance_id,
+            error=str(error),
+            failures=reg.failures,
+        )

@@ -1,0 +1,264 @@
+"""Talking to the router over NATS: the connection, one try, and a call one can rely on.
+
+``Transport.send`` is one request: transport failures become typed errors and
+the reply comes back decoded but unchecked (heartbeats read it themselves).
+``Transport.request`` is what the facade calls: a request id in a NATS header
+(the same on every retry, so the router's log lines match the client's),
+retries with backoff only when no reply could come or the router answered
+503, a circuit breaker around the whole call, and ``errors.from_reply``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from aegis.connect.backoff import backoff_delay
+from aegis.connect.connection import ConnectFailedError, ConnectRejectedError, connect
+from aegis.connect.log import get_logger
+from aegis.wire.codec import pack, unpack
+from aegis.wire.messages import REQUEST_ID_HEADER, Instance, Reply
+from nats import errors as nats_errors
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from pydantic import BaseModel
+
+from .config import ClientConfig
+from .errors import (
+    AegisError,
+    CircuitOpenError,
+    RequestTimeoutError,
+    RouterError,
+    ServiceUnavailableError,
+    from_reply,
+)
+from .resilience import CircuitBreaker
+
+log = get_logger("aegis.sdk.transport")
+
+Sleep = Callable[[float], Awaitable[None]]
+WallClock = Callable[[], datetime]
+Monotonic = Callable[[], float]
+Rand = Callable[[], float]
+Callback = Callable[[], Awaitable[None]]
+
+
+def utc_now() -> datetime:
+    """The wall time in UTC (the production ``clock``)."""
+    return datetime.now(UTC)
+
+
+class Message(Protocol):
+    """A reply message: only its body is read."""
+
+    data: bytes
+
+
+class NatsConnection(Protocol):
+    """The part of a nats-py ``Client`` the SDK uses (a fake in tests)."""
+
+    @property
+    def is_closed(self) -> bool:
+        """True once closed for good (not while reconnecting)."""
+
+    async def request(
+        self,
+        subject: str,
+        payload: bytes,
+        reply_within: float,
+        /,
+        *,
+        headers: dict[str, Any] | None,
+    ) -> Message:
+        """Publish and wait ``reply_within`` seconds for one reply."""
+
+    async def subscribe(
+        self, subject: str, *, cb: Callable[[Msg], Awaitable[None]]
+    ) -> Subscription:
+        """Deliver each message on ``subject`` to ``cb``."""
+
+    async def flush(self) -> None:
+        """Wait until the server has seen everything sent so far."""
+
+    async def drain(self) -> None:
+        """Finish in-flight work, then close."""
+
+
+# Called like ``aegis.connect.connection.connect`` (its keyword arguments).
+Connector = Callable[..., Awaitable[NatsConnection]]
+
+
+class Transport:
+    """One NATS connection to the router, with retries and a circuit breaker.
+
+    ``connect`` opens the connection (default ``aegis.connect``'s bounded,
+    backed-off connect); ``sleep`` waits between retries, ``monotonic`` times
+    the breaker and ``rand`` jitters the backoff, so tests can inject all four.
+    """
+
+    def __init__(
+        self,
+        config: ClientConfig,
+        *,
+        connect: Connector = connect,
+        sleep: Sleep = asyncio.sleep,
+        monotonic: Monotonic = time.monotonic,
+        rand: Rand = random.random,
+    ) -> None:
+        self.config = config
+        self._connect = connect
+        self._sleep = sleep
+        self._rand = rand
+        self._nc: NatsConnection | None = None
+        self._breaker = CircuitBreaker(
+            config.breaker_threshold, config.breaker_cooldown, clock=monotonic
+        )
+
+    @property
+    def connected(self) -> bool:
+        """True while there is a connection that is not closed for good."""
+        return self._nc is not None and not self._nc.is_closed
+
+    def connection(self) -> NatsConnection:
+        """The open connection; ``ServiceUnavailableError`` (``NOT_CONNECTED``) without one."""
+        if self._nc is None or self._nc.is_closed:
+            raise ServiceUnavailableError(
+                "client is not connected; use 'async with ServiceClient(...)'",
+                code="NOT_CONNECTED",
+            )
+        return self._nc
+
+    def use(self, nc: NatsConnection | None) -> None:
+        """Adopt an already open connection (or forget it with None)."""
+        self._nc = nc
+
+    async def open(
+        self, servers: str | Sequence[str], *, name: str, on_reconnect: Callback
+    ) -> None:
+        """Connect unless connected; ``on_reconnect`` runs after each NATS reconnection.
+
+        Raises ``ServiceUnavailableError`` with code ``NATS_AUTH_FAILED`` when NATS
+        refused the credentials or TLS did not verify, else ``NATS_UNREACHABLE``.
+        """
+        if self.connected:
+            return
+        cfg = self.config
+        try:
+            self._nc = await self._connect(
+                servers,
+                name=name,
+                attempts=cfg.retries + 1,
+                connect_timeout=cfg.connect_timeout,
+                backoff_base=cfg.backoff_base,
+                backoff_max=cfg.backoff_max,
+                jitter=cfg.jitter,
+                reconnected_cb=on_reconnect,
+                auth=cfg.auth,
+            )
+        except ConnectRejectedError as exc:
+            raise ServiceUnavailableError(str(exc), code="NATS_AUTH_FAILED") from exc
+        except ConnectFailedError as exc:
+            raise ServiceUnavailableError(str(exc), code="NATS_UNREACHABLE") from exc
+
+    async def close(self) -> None:
+        """Drain and forget the connection."""
+        nc, self._nc = self._nc, None
+        if nc is not None and not nc.is_closed:
+            await nc.drain()
+
+    async def send(
+        self, subject: str, body: BaseModel, reply_within: float, request_id: str | None = None
+    ) -> Reply:
+        """One try: the decoded reply, unchecked; no reply at all as a typed error."""
+        return await self._send(subject, pack(body), reply_within, request_id or uuid.uuid4().hex)
+
+    async def request(self, subject: str, body: BaseModel) -> Reply:
+        """A successful reply, or the typed error: retried, guarded by the breaker."""
+        self.connection()  # fail at once, and not as a breaker failure, when not connected
+        if not self._breaker.allow():
+            raise CircuitOpenError(
+                f"circuit open after repeated failures; next try in "
+                f"{self._breaker.retry_after():.1f}s",
+                code="CIRCUIT_OPEN",
+            )
+        try:
+            reply = await self._with_retries(subject, pack(body))
+        except AegisError:
+            self._breaker.record_failure()
+            raise
+        except BaseException:
+            self._breaker.abandon()  # cancelled: no verdict on the router
+            raise
+        self._breaker.record_success()
+        error = from_reply(reply)
+        if error is not None:
+            raise error
+        return reply
+
+    async def _with_retries(self, subject: str, payload: bytes) -> Reply:
+        """Retried with backoff when no reply could come or the router answered 503
+        (safe: the client's session makes a repeated registration idempotent)."""
+        cfg = self.config
+        request_id = uuid.uuid4().hex  # one id for every retry of this call
+        failure: AegisError | None = None
+        for attempt in range(cfg.retries + 1):
+            if attempt:
+                delay = backoff_delay(
+                    attempt - 1,
+                    base=cfg.backoff_base,
+                    cap=cfg.backoff_max,
+                    jitter=cfg.jitter,
+                    rand=self._rand,
+                )
+                log.debug(
+                    "request_retry",
+                    subject=subject,
+                    attempt=attempt,
+                    delay=delay,
+                    request_id=request_id,
+                )
+                await self._sleep(delay)
+            try:
+                reply = await self._send(subject, payload, cfg.timeout, request_id)
+            except (ServiceUnavailableError, RequestTimeoutError) as exc:
+                failure = exc
+                continue
+            if reply.ok or reply.status != 503:
+                return reply
+            # The router is up but its store is not (e.g. a JetStream leader election).
+            failure = from_reply(reply)
+        assert failure is not None  # the loop runs at least once
+        raise failure
+
+    async def _send(
+        self, subject: str, payload: bytes, reply_within: float, request_id: str
+    ) -> Reply:
+        headers = {REQUEST_ID_HEADER: request_id}
+        try:
+            msg = await self.connection().request(subject, payload, reply_within, headers=headers)
+        except nats_errors.NoRespondersError as exc:
+            raise ServiceUnavailableError(
+                f"no router is listening on {subject}", code="NO_RESPONDERS"
+            ) from exc
+        except (TimeoutError, nats_errors.TimeoutError) as exc:
+            raise RequestTimeoutError(
+                f"no reply on {subject} within {reply_within}s", code="TIMEOUT"
+            ) from exc
+        except nats_errors.Error as exc:  # connection closed, draining, buffer full
+            raise ServiceUnavailableError(f"NATS request failed: {exc!r}", code="NATS") from exc
+        try:
+            return Reply.model_validate(unpack(msg.data))
+        except Exception as exc:
+            raise RouterError(f"undecodable reply from router: {exc!r:.200}", 502) from exc
+
+
+def instance_of(reply: Reply) -> Instance:
+    """The reply's ``instance``; a ``RouterError`` (502) if a success came without one."""
+    if reply.instance is None:
+        raise RouterError(f"router answered {reply.status} without an instance", 502)
+    return reply.instance

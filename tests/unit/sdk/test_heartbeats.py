@@ -1,0 +1,192 @@
+"""Keeping instances alive, as a service sees it through ``client.instances`` and the log.
+
+Time is a FakeClock: every wait the client makes is recorded in ``clock.sleeps``
+and returns at once. A heartbeat script ends in ``HANG`` where a test needs the
+loop to hold still.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+from aegis.sdk import DuplicateInstanceError, RegisteredInstance, RegistrationState, ServiceClient
+from aegis.wire.messages import DEREGISTER_SUBJECT as DEREGISTER
+from aegis.wire.messages import HEARTBEAT_SUBJECT as HEARTBEAT
+from aegis.wire.messages import REGISTER_SUBJECT as REGISTER
+
+from tests.support import T0, FakeClock, eventually
+from tests.unit.sdk.fakes import (
+    ALIVE,
+    CREATED,
+    HANG,
+    NOT_FOUND,
+    TAKEN,
+    FakeNats,
+    created,
+    error,
+    events,
+    make_client,
+)
+
+KEY = ("billing", "b-1")
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def fake() -> FakeNats:
+    return FakeNats().answer(REGISTER, created).answer(DEREGISTER, ALIVE)
+
+
+@pytest.fixture(autouse=True)
+def sdk_log(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="aegis.sdk")
+
+
+@pytest.fixture
+async def client(fake: FakeNats, clock: FakeClock) -> AsyncIterator[ServiceClient]:
+    async with make_client(fake, clock, draw=0.25) as client:
+        yield client
+
+
+async def registered(client: ServiceClient, instance_id: str = "b-1") -> RegisteredInstance:
+    await client.register("billing", instance_id, {"v": "1"})
+    return client.instances[("billing", instance_id)]
+
+
+async def settle() -> None:
+    """Let every ready task run a good many steps (a loop would send again meanwhile)."""
+    for _ in range(50):
+        await asyncio.sleep(0)
+
+
+async def test_heartbeats_at_the_announced_interval_as_the_owner(
+    client: ServiceClient, fake: FakeNats, clock: FakeClock
+) -> None:
+    fake.answer(HEARTBEAT, ALIVE, ALIVE, ALIVE, HANG)
+    reg = await registered(client)
+    await eventually(lambda: len(fake.sent(HEARTBEAT)) == 4, "four heartbeats")
+
+    owner = {"service_name": "billing", "instance_id": "b-1", "session_id": client.session_id}
+    assert fake.sent(HEARTBEAT) == [owner] * 4
+    assert clock.sleeps == [2.0] * 4  # the interval the router announced
+    # A heartbeat waits at most one interval for its reply (the configured timeout is 5 s).
+    assert {c.timeout for c in fake.calls if c.subject == HEARTBEAT} == {2.0}
+    assert reg.state is RegistrationState.REGISTERED
+    assert reg.last_contact_at == T0 + timedelta(seconds=6)  # the third heartbeat's answer
+
+
+async def test_a_failed_heartbeat_is_kept_and_logged_not_raised(
+    client: ServiceClient, fake: FakeNats, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.answer(HEARTBEAT, TimeoutError(), error(500, "INTERNAL_ERROR"), HANG)
+    reg = await registered(client)
+    await eventually(lambda: len(fake.sent(HEARTBEAT)) == 3, "three heartbeats")
+
+    assert (reg.state, reg.failures, reg.last_error) == (
+        RegistrationState.RETRYING,
+        2,
+        "INTERNAL_ERROR happened",
+    )
+    assert [e["failures"] for e in events(caplog, "heartbeat_failed")] == [1, 2]
+
+
+async def test_the_next_successful_heartbeat_clears_the_failure(
+    client: ServiceClient, fake: FakeNats
+) -> None:
+    fake.answer(HEARTBEAT, TimeoutError(), ALIVE, HANG)
+    reg = await registered(client)
+    await eventually(lambda: len(fake.sent(HEARTBEAT)) == 3, "three heartbeats")
+
+    assert (reg.state, reg.failures, reg.last_error) == (RegistrationState.REGISTERED, 0, None)
+    assert reg.last_contact_at == T0 + timedelta(seconds=4)
+
+
+async def test_404_registers_again_after_a_jittered_pause(
+    client: ServiceClient, fake: FakeNats, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.answer(HEARTBEAT, NOT_FOUND, ALIVE, HANG)
+    reg = await registered(client)
+    await eventually(lambda: len(fake.sent(HEARTBEAT)) == 3, "heartbeating again")
+
+    first, again = fake.sent(REGISTER)
+    assert again["session_id"] == first["session_id"] == client.session_id
+    assert again["metadata"] == first["metadata"] == {"v": "1"}
+    # heartbeat wait, then a quarter (the draw) of the interval, then heartbeats again
+    assert clock.sleeps[:3] == [2.0, 0.5, 2.0]
+    assert reg.state is RegistrationState.REGISTERED
+    assert [e["status"] for e in events(caplog, "heartbeat_rejected")] == [404]
+    assert len(events(caplog, "reregistered")) == 1
+
+
+async def test_reregistering_is_visible_while_it_waits(
+    client: ServiceClient, fake: FakeNats
+) -> None:
+    fake.answer(HEARTBEAT, NOT_FOUND)
+    reg = await registered(client)
+    fake.answer(REGISTER, HANG)
+    await eventually(lambda: len(fake.sent(REGISTER)) == 2, "registering again")
+
+    assert reg.state is RegistrationState.REREGISTERING
+
+
+async def test_a_nats_reconnect_registers_every_owned_instance_again(
+    client: ServiceClient, fake: FakeNats, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.answer(HEARTBEAT, HANG)
+    await registered(client, "b-1")
+    await registered(client, "b-2")
+    await registered(client, "gone")
+    await client.deregister("billing", "gone")
+    before = len(fake.sent(REGISTER))
+
+    await fake.reconnect()
+    await eventually(lambda: len(fake.sent(REGISTER)) == before + 2, "registered again")
+    await settle()
+
+    again = fake.sent(REGISTER)[before:]
+    assert sorted(body["instance_id"] for body in again) == ["b-1", "b-2"]
+    assert {body["session_id"] for body in again} == {client.session_id}
+    assert clock.sleeps.count(0.5) == 2  # each after its own jittered pause
+    assert [e["instances"] for e in events(caplog, "nats_reconnected")] == [2]
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "wait_if_taken", "takes_it", "waits"),
+    [
+        ((TAKEN, CREATED), 10.0, True, [3.5]),  # retry_after 3 s plus the sweeper's margin
+        ((TAKEN, CREATED), 3.0, False, []),  # 3.5 s would already pass the bound
+        ((TAKEN,), 10.0, False, [3.5, 3.5]),  # the holder stays; a third wait would pass 10 s
+        ((error(409, "DUPLICATE_INSTANCE"), CREATED), 10.0, False, []),  # no retry_after
+    ],
+    ids=["holder-expires", "bound-too-short", "holder-stays", "no-retry-after"],
+)
+async def test_wait_if_taken_waits_for_the_stale_holder_within_its_bound(
+    client: ServiceClient,
+    fake: FakeNats,
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+    outcomes: tuple[bytes, ...],
+    wait_if_taken: float,
+    takes_it: bool,
+    waits: list[float],
+) -> None:
+    fake.answer(REGISTER, *outcomes).answer(HEARTBEAT, HANG)
+
+    try:
+        await client.register("billing", "b-1", wait_if_taken=wait_if_taken)
+    except DuplicateInstanceError:
+        assert not takes_it
+    else:
+        assert takes_it
+        assert client.instances[KEY].state is RegistrationState.REGISTERED
+    assert clock.sleeps == waits
+    assert len(fake.sent(REGISTER)) == len(waits) + 1
+    assert [e["seconds"] for e in events(caplog, "waiting_for_stale_registration")] == waits
