@@ -5,7 +5,9 @@ interval the router announced. A failed heartbeat is logged and kept in the
 instance's ``last_error``, never raised into the service. When the router has
 forgotten the instance (404: it restarted empty, or the instance expired) or
 NATS reconnected, the instance is registered again after a random pause of up
-to one interval, so a fleet does not stampede a restarted router.
+to one interval, so a fleet does not stampede a restarted router. When
+another session owns the instance now (403 on a heartbeat, 409 on registering
+again), the instance is ``SUPERSEDED``: its loop stops, for good.
 """
 
 from __future__ import annotations
@@ -142,7 +144,7 @@ class Heartbeats:
             )
 
     async def _beat(self, reg: RegisteredInstance) -> None:
-        """Heartbeat until cancelled; never raises into the service."""
+        """Heartbeat until cancelled or superseded; never raises into the service."""
         body = InstanceRequest(
             service_name=reg.service_name, instance_id=reg.instance_id, session_id=self._session_id
         )
@@ -157,8 +159,10 @@ class Heartbeats:
                     continue
             except AegisError as exc:
                 error = exc
-            if isinstance(error, InstanceNotFoundError | SessionMismatchError):
-                # Forgotten (the router restarted empty, the instance expired) or taken.
+            if isinstance(error, SessionMismatchError):
+                self._supersede(reg, error)
+            elif isinstance(error, InstanceNotFoundError):
+                # Forgotten: the router restarted empty, or the instance expired.
                 log.warning(
                     "heartbeat_rejected",
                     service=reg.service_name,
@@ -194,11 +198,30 @@ class Heartbeats:
                 return
         except AegisError as exc:
             error = exc
-        self._fail(reg, "reregister_failed", error)
+        if isinstance(error, DuplicateInstanceError):
+            self._supersede(reg, error)
+        else:
+            self._fail(reg, "reregister_failed", error)
 
     def _owns(self, reg: RegisteredInstance) -> bool:
-        """False once ``reg`` was deregistered or forgotten (e.g. during a pause)."""
+        """False once ``reg`` was deregistered, forgotten or superseded (e.g. during a pause)."""
         return self._registrations.get(reg.key) is reg and reg.is_ours
+
+    def _supersede(self, reg: RegisteredInstance, error: AegisError) -> None:
+        """Another session holds the instance: stop its loop and say so, once."""
+        if not reg.is_ours:
+            return
+        reg.supersede(str(error))
+        loop = self._loops.pop(reg.key, None)
+        if loop is not None and loop is not asyncio.current_task():
+            loop.cancel()
+        log.warning(
+            "instance_superseded",
+            service=reg.service_name,
+            instance=reg.instance_id,
+            status=error.status_code,
+            error=str(error),
+        )
 
     def _fail(self, reg: RegisteredInstance, event: str, error: AegisError) -> None:
         reg.fail(str(error))

@@ -18,6 +18,7 @@ class RegistrationState(StrEnum):
     REGISTERED = "registered"  # the last register or heartbeat succeeded
     RETRYING = "retrying"  # the last heartbeat failed; still trying
     REREGISTERING = "reregistering"  # the router forgot it (404) or NATS reconnected
+    SUPERSEDED = "superseded"  # another session owns it now (403/409); heartbeats stopped
     DEREGISTERED = "deregistered"
 
 
@@ -45,8 +46,8 @@ class RegisteredInstance:
 
     @property
     def is_ours(self) -> bool:
-        """True while this client may heartbeat it (not deregistered)."""
-        return self.state is not RegistrationState.DEREGISTERED
+        """True while this client may heartbeat it (not superseded, not deregistered)."""
+        return self.state not in (RegistrationState.SUPERSEDED, RegistrationState.DEREGISTERED)
 
     def contact(self, instance: Instance, at: datetime) -> None:
         """The router accepted a registration or heartbeat at ``at``."""
@@ -61,3 +62,8 @@ class RegisteredInstance:
         self.last_error = error
         if self.state is RegistrationState.REGISTERED:
             self.state = RegistrationState.RETRYING
+
+    def supersede(self, error: str) -> None:
+        """Another session owns the instance now; this client lets it go."""
+        self.state = RegistrationState.SUPERSEDED
+        self.last_error = error

@@ -22,6 +22,7 @@ from tests.support import T0, FakeClock, eventually
 from tests.unit.sdk.fakes import (
     ALIVE,
     CREATED,
+    FORBIDDEN,
     HANG,
     NOT_FOUND,
     TAKEN,
@@ -137,14 +138,79 @@ async def test_reregistering_is_visible_while_it_waits(
     assert reg.state is RegistrationState.REREGISTERING
 
 
+async def test_403_supersedes_the_instance_and_stops_its_heartbeats(
+    client: ServiceClient, fake: FakeNats, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.answer(HEARTBEAT, ALIVE, FORBIDDEN)
+    reg = await registered(client)
+    await eventually(lambda: reg.state is RegistrationState.SUPERSEDED, "superseded")
+    await settle()
+
+    assert len(fake.sent(HEARTBEAT)) == 2, "no heartbeat after the 403"
+    assert len(fake.sent(REGISTER)) == 1, "no attempt to take it back (it would get 409)"
+    assert clock.sleeps == [2.0, 2.0]
+    assert reg.last_error == "SESSION_MISMATCH happened"
+    assert [(e["instance"], e["status"]) for e in events(caplog, "instance_superseded")] == [
+        ("b-1", 403)
+    ]
+    assert client.instances[KEY] is reg, "still listed, for the service to see"
+
+
+async def test_409_on_registering_again_supersedes_too(
+    client: ServiceClient, fake: FakeNats, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.answer(HEARTBEAT, NOT_FOUND)
+    reg = await registered(client)
+    fake.answer(REGISTER, TAKEN)
+    await eventually(lambda: reg.state is RegistrationState.SUPERSEDED, "superseded")
+    await settle()
+
+    assert (len(fake.sent(HEARTBEAT)), len(fake.sent(REGISTER))) == (1, 2)
+    assert reg.last_error == "DUPLICATE_INSTANCE happened"
+    assert [e["status"] for e in events(caplog, "instance_superseded")] == [409]
+
+
+async def test_a_superseded_instance_is_not_deregistered_on_close(
+    fake: FakeNats, clock: FakeClock
+) -> None:
+    fake.answer(HEARTBEAT, lambda body: FORBIDDEN if body["instance_id"] == "b-1" else HANG)
+    async with make_client(fake, clock) as client:
+        lost = await registered(client, "b-1")
+        kept = await registered(client, "b-2")
+        await eventually(lambda: lost.state is RegistrationState.SUPERSEDED, "superseded")
+
+    assert [body["instance_id"] for body in fake.sent(DEREGISTER)] == ["b-2"]
+    assert (lost.state, kept.state) == (
+        RegistrationState.SUPERSEDED,
+        RegistrationState.DEREGISTERED,
+    )
+
+
+async def test_registering_a_superseded_instance_again_starts_afresh(
+    client: ServiceClient, fake: FakeNats
+) -> None:
+    fake.answer(HEARTBEAT, FORBIDDEN)
+    lost = await registered(client)
+    await eventually(lambda: lost.state is RegistrationState.SUPERSEDED, "superseded")
+    fake.answer(HEARTBEAT, ALIVE, HANG)
+    beats = len(fake.sent(HEARTBEAT))
+
+    back = await registered(client)
+    await eventually(lambda: len(fake.sent(HEARTBEAT)) == beats + 2, "heartbeating again")
+    assert back is not lost
+    assert (back.state, back.last_error) == (RegistrationState.REGISTERED, None)
+
+
 async def test_a_nats_reconnect_registers_every_owned_instance_again(
     client: ServiceClient, fake: FakeNats, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    fake.answer(HEARTBEAT, HANG)
+    fake.answer(HEARTBEAT, lambda body: FORBIDDEN if body["instance_id"] == "lost" else HANG)
+    lost = await registered(client, "lost")
     await registered(client, "b-1")
     await registered(client, "b-2")
     await registered(client, "gone")
     await client.deregister("billing", "gone")
+    await eventually(lambda: lost.state is RegistrationState.SUPERSEDED, "superseded")
     before = len(fake.sent(REGISTER))
 
     await fake.reconnect()
