@@ -14,6 +14,7 @@ from aegis.sdk import (
     ServiceClient,
     ServiceUnavailableError,
 )
+from aegis.wire.messages import REQUEST_ID_HEADER
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
@@ -69,12 +70,11 @@ async def test_silent_router_times_out_with_504(
 async def test_reply_after_a_lost_one_is_accepted(
     nats_server: NatsServer, raw_nats: NatsClient
 ) -> None:
-    calls = 0
+    request_ids: list[str] = []
 
     async def flaky(msg: Msg) -> None:
-        nonlocal calls
-        calls += 1
-        if calls == 1:
+        request_ids.append((msg.headers or {}).get(REQUEST_ID_HEADER, ""))
+        if len(request_ids) == 1:
             return  # the first reply is lost
         instance = instance_body("svc", "i-1")
         await msg.respond(msgpack.packb({"ok": True, "status": 200, "instance": instance}))
@@ -85,7 +85,8 @@ async def test_reply_after_a_lost_one_is_accepted(
         instance = await client.register("svc", "i-1")
 
     assert instance.instance_id == "i-1"
-    assert calls == 2
+    assert len(request_ids) == 2
+    assert request_ids[0] == request_ids[1] != "", "a retry carries the request id it first had"
 
 
 async def test_breaker_opens_and_fails_fast(nats_server: NatsServer) -> None:
