@@ -36,7 +36,14 @@ from aegis.router.registry import Registry  # noqa: E402
 from aegis.router.store import MemoryStore  # noqa: E402
 from aegis.wire.messages import InstanceStatus  # noqa: E402
 
-from tests.procs import NatsServer, RouterProcess, free_port, stop_process, wait_for_port  # noqa: E402
+from tests.support.procs import (  # noqa: E402
+    NatsServer,
+    RouterProcess,
+    free_port,
+    router_process,
+    stop_process,
+    wait_for_port,
+)
 
 # The in-process measurements must not pay for printing their own log lines.
 structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
@@ -111,18 +118,11 @@ def http_load(url: str, count: int, concurrency: int) -> dict[str, float]:
     )
 
 
-@contextmanager
-def router(tmp: Path, nats_url: str, store: str, name: str) -> Iterator[RouterProcess]:
-    """An aegis-router process with its log in a file, as in production."""
-    process = RouterProcess(
-        log_path=tmp / f"{name}.log",
-        env={"AEGIS_NATS_URL": nats_url, "AEGIS_STORE": store, "AEGIS_KV_BUCKET": name},
+def router(tmp: Path, nats_url: str, store: str, name: str) -> RouterProcess:
+    """An aegis-router process with its log in a file, as in production (enter it to start)."""
+    return router_process(
+        tmp, nats_url=nats_url, name=name, AEGIS_STORE=store, AEGIS_KV_BUCKET=name
     )
-    process.start()
-    try:
-        yield process
-    finally:
-        process.stop()
 
 
 @contextmanager

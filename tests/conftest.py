@@ -1,16 +1,19 @@
-"""Shared fixtures: real nats-server and aegis-router processes on free ports."""
+"""Shared fixtures: real nats-server and aegis-router processes on free ports, certificates.
+
+Helpers that are not fixtures live in tests/support.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import msgpack
 import nats
 import pytest
 from nats.aio.client import Client as NatsClient
 
-from tests.procs import NatsServer, RouterProcess
+from tests.support.pki import Pki, make_pki
+from tests.support.procs import NatsServer, RouterProcess, router_process
 
 
 @pytest.fixture
@@ -25,12 +28,8 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
 @pytest.fixture
 def router(nats_server: NatsServer, tmp_path: Path) -> Iterator[RouterProcess]:
     """An aegis-router process connected to ``nats_server``."""
-    process = RouterProcess(
-        log_path=tmp_path / "router.log", env={"AEGIS_NATS_URL": nats_server.url}
-    )
-    process.start()
-    yield process
-    process.stop()
+    with router_process(tmp_path, nats_url=nats_server.url) as process:
+        yield process
 
 
 @pytest.fixture
@@ -41,11 +40,7 @@ async def raw_nats(nats_server: NatsServer) -> AsyncIterator[NatsClient]:
     await nc.close()
 
 
-async def raw_request(
-    nc: NatsClient, body: object, subject: str = "ipc.service.register"
-) -> dict[str, object]:
-    """Send ``body`` (MessagePack-encoded unless already bytes) and decode the reply."""
-    data = body if isinstance(body, bytes) else msgpack.packb(body)
-    msg = await nc.request(subject, data, timeout=5)
-    reply: dict[str, object] = msgpack.unpackb(msg.data)
-    return reply
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    """A throwaway CA with server and client certificates, made once per session."""
+    return make_pki(tmp_path_factory.mktemp("pki"))

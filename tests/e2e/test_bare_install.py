@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.procs import NatsServer, RouterProcess
+from tests.support.procs import NatsServer, RouterProcess
 
 pytestmark = pytest.mark.e2e
 

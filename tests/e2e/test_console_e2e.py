@@ -6,8 +6,8 @@ import pytest
 from aegis.console.ui import ConsoleApp
 from aegis.sdk import ServiceClient
 
-from tests.procs import NatsServer, RouterProcess
 from tests.support import eventually
+from tests.support.procs import NatsServer, RouterProcess
 
 pytestmark = pytest.mark.e2e
 

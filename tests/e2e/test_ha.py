@@ -16,8 +16,8 @@ import pytest
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
-from tests.conftest import raw_request
-from tests.procs import NatsServer, RouterProcess, nats_cluster
+from tests.support.procs import NatsServer, RouterProcess, nats_cluster, router_process
+from tests.support.wire import raw_request
 
 pytestmark = pytest.mark.e2e
 
@@ -32,24 +32,17 @@ def cluster(tmp_path: Path) -> Iterator[list[NatsServer]]:
         node.stop()
 
 
-def router_on(node: NatsServer, tmp_path: Path, name: str, **env: str) -> RouterProcess:
-    router = RouterProcess(
-        log_path=tmp_path / f"{name}.log",
-        env={"AEGIS_NATS_URL": node.url, "AEGIS_STORE": "jetstream", **env},
-    )
-    router.start()
-    return router
-
-
 @pytest.fixture
 def routers(cluster: list[NatsServer], tmp_path: Path) -> Iterator[list[RouterProcess]]:
-    started = [
-        router_on(cluster[0], tmp_path, "router-a", AEGIS_KV_REPLICAS="3"),
-        router_on(cluster[1], tmp_path, "router-b", AEGIS_KV_REPLICAS="3"),
-    ]
-    yield started
-    for router in started:
-        router.stop()
+    """Two routers on two nodes, sharing a bucket kept on all three."""
+
+    def on(node: NatsServer, name: str) -> RouterProcess:
+        return router_process(
+            tmp_path, nats_url=node.url, name=name, AEGIS_STORE="jetstream", AEGIS_KV_REPLICAS="3"
+        )
+
+    with on(cluster[0], "router-a") as router_a, on(cluster[1], "router-b") as router_b:
+        yield [router_a, router_b]
 
 
 def listed(router: RouterProcess) -> set[str]:
@@ -158,21 +151,22 @@ async def test_100_racing_registrations_through_two_routers_have_one_winner(
 async def test_restarted_router_keeps_every_registration_with_status_and_session(
     nats_server: NatsServer, raw_nats: NatsClient, tmp_path: Path
 ) -> None:
-    router = router_on(nats_server, tmp_path, "router")
-    owners = {f"p-{n}": f"session-{n}" for n in range(5)}
-    for instance_id, session in owners.items():
+    durable = router_process(tmp_path, nats_url=nats_server.url, AEGIS_STORE="jetstream")
+    async with durable as router:
+        owners = {f"p-{n}": f"session-{n}" for n in range(5)}
+        for instance_id, session in owners.items():
+            await raw_request(
+                raw_nats,
+                {"service_name": "durable", "instance_id": instance_id, "session_id": session},
+            )
         await raw_request(
-            raw_nats, {"service_name": "durable", "instance_id": instance_id, "session_id": session}
+            raw_nats,
+            {"service_name": "durable", "instance_id": "p-0", "session_id": "session-0"},
+            "ipc.service.deregister",
         )
-    await raw_request(
-        raw_nats,
-        {"service_name": "durable", "instance_id": "p-0", "session_id": "session-0"},
-        "ipc.service.deregister",
-    )
-    before = httpx.get(f"{router.http_url}/api/v1/admin/services/durable", timeout=5).json()
-    router.stop()
-    router.start()
-    try:
+        before = httpx.get(f"{router.http_url}/api/v1/admin/services/durable", timeout=5).json()
+        router.stop()
+        router.start()
         after = httpx.get(f"{router.http_url}/api/v1/admin/services/durable", timeout=5).json()
         owner = await raw_request(
             raw_nats,
@@ -184,8 +178,6 @@ async def test_restarted_router_keeps_every_registration_with_status_and_session
             {"service_name": "durable", "instance_id": "p-2", "session_id": "session-1"},
             "ipc.service.heartbeat",
         )
-    finally:
-        router.stop()
 
     assert after == before
     assert {i["instance_id"]: i["status"] for i in after["instances"]} == {

@@ -15,26 +15,22 @@ import msgpack
 import nats
 import pytest
 
-from tests.conftest import raw_request
-from tests.procs import NatsServer, RouterProcess
+from tests.support.procs import NatsServer, RouterProcess, router_process
+from tests.support.wire import raw_request
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
 def small_router(nats_server: NatsServer, tmp_path: Path) -> Iterator[RouterProcess]:
-    process = RouterProcess(
-        log_path=tmp_path / "router.log",
-        env={
-            "AEGIS_NATS_URL": nats_server.url,
-            "AEGIS_STORE": "memory",
-            "AEGIS_MAX_IN_FLIGHT": "4",
-            "AEGIS_MAX_PENDING": "100",
-        },
-    )
-    process.start()
-    yield process
-    process.stop()
+    with router_process(
+        tmp_path,
+        nats_url=nats_server.url,
+        AEGIS_STORE="memory",
+        AEGIS_MAX_IN_FLIGHT="4",
+        AEGIS_MAX_PENDING="100",
+    ) as process:
+        yield process
 
 
 def rss_kib(pid: int) -> int:

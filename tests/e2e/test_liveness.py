@@ -26,8 +26,8 @@ from aegis.sdk import (
 )
 from nats.aio.client import Client as NatsClient
 
-from tests.conftest import raw_request
-from tests.procs import NatsServer, RouterProcess
+from tests.support.procs import NatsServer, RouterProcess, router_process
+from tests.support.wire import raw_request
 
 pytestmark = pytest.mark.e2e
 
@@ -39,19 +39,15 @@ FAST = ClientConfig(timeout=1.0, retries=5, backoff_base=0.05, backoff_max=0.5)
 
 @pytest.fixture
 def router(nats_server: NatsServer, tmp_path: Path) -> Iterator[RouterProcess]:
-    process = RouterProcess(
-        log_path=tmp_path / "router.log",
-        env={
-            "AEGIS_NATS_URL": nats_server.url,
-            "AEGIS_HEARTBEAT_INTERVAL": str(HEARTBEAT),
-            "AEGIS_UNHEALTHY_AFTER": str(UNHEALTHY),
-            "AEGIS_OFFLINE_AFTER": str(OFFLINE),
-            "AEGIS_REMOVE_AFTER": str(REMOVE),
-        },
-    )
-    process.start()
-    yield process
-    process.stop()
+    with router_process(
+        tmp_path,
+        nats_url=nats_server.url,
+        AEGIS_HEARTBEAT_INTERVAL=str(HEARTBEAT),
+        AEGIS_UNHEALTHY_AFTER=str(UNHEALTHY),
+        AEGIS_OFFLINE_AFTER=str(OFFLINE),
+        AEGIS_REMOVE_AFTER=str(REMOVE),
+    ) as process:
+        yield process
 
 
 def statuses(router: RouterProcess, service: str) -> dict[str, str]:

@@ -12,9 +12,9 @@ import httpx
 import nats
 import pytest
 
-from tests.conftest import raw_request
-from tests.procs import NatsServer, RouterProcess, free_port
-from tests.prometheus_text import sample_value
+from tests.support.procs import NatsServer, RouterProcess, free_port, router_process
+from tests.support.prometheus import sample_value
+from tests.support.wire import raw_request
 
 pytestmark = pytest.mark.e2e
 
@@ -71,13 +71,10 @@ async def test_one_scrape_counts_the_requests_of_both_workers_and_instances_once
     monitored_nats: tuple[NatsServer, int], tmp_path: Path
 ) -> None:
     server, monitor_port = monitored_nats
-    router = RouterProcess(
-        log_path=tmp_path / "router.log",
-        env={"AEGIS_NATS_URL": server.url, "AEGIS_STORE": "jetstream"},
-        args=["--workers", "2"],
+    router = router_process(
+        tmp_path, nats_url=server.url, args=["--workers", "2"], AEGIS_STORE="jetstream"
     )
-    router.start()
-    try:
+    async with router:
         directory = metrics_directory(router)
         eventually(lambda: len(registrations_per_worker(monitor_port)) == 2, "both subscribed")
         nc = await nats.connect(server.url)
@@ -119,7 +116,5 @@ async def test_one_scrape_counts_the_requests_of_both_workers_and_instances_once
         eventually(lambda: online() == REGISTRATIONS, "every instance in the gauge")
         for _ in range(10):
             assert online() == REGISTRATIONS
-    finally:
-        router.stop()
 
     assert not directory.exists(), "the router removes its metrics directory on exit"

@@ -11,7 +11,7 @@ import pytest
 import schemathesis
 from hypothesis import settings
 
-from tests.procs import NatsServer, RouterProcess
+from tests.support.procs import NatsServer, RouterProcess, router_process
 
 pytestmark = pytest.mark.e2e
 
@@ -21,8 +21,6 @@ def conformance_router(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rou
     tmp = tmp_path_factory.mktemp("conformance")
     server = NatsServer(data_dir=tmp / "nats")
     server.start()
-    router = RouterProcess(log_path=tmp / "router.log", env={"AEGIS_NATS_URL": server.url})
-    router.start()
 
     async def seed() -> None:
         nc = await nats.connect(server.url)
@@ -31,9 +29,9 @@ def conformance_router(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rou
             await nc.request("ipc.service.register", msgpack.packb(body), timeout=5)
         await nc.close()
 
-    asyncio.run(seed())
-    yield router
-    router.stop()
+    with router_process(tmp, nats_url=server.url) as router:
+        asyncio.run(seed())
+        yield router
     server.stop()
 
 

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.procs import free_port, stop_process, wait_for_port
+from tests.support.procs import free_port, stop_process, wait_for_port
 
 pytestmark = pytest.mark.e2e
 

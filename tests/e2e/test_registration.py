@@ -19,9 +19,8 @@ from aegis.sdk import (
 )
 from nats.aio.client import Client as NatsClient
 
-from tests.conftest import raw_request
-from tests.procs import NatsServer, RouterProcess, free_port
-from tests.wire import INSTANCE_KEYS
+from tests.support.procs import NatsServer, RouterProcess, free_port
+from tests.support.wire import INSTANCE_KEYS, raw_request
 
 pytestmark = pytest.mark.e2e
 

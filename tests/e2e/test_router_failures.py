@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.procs import NatsServer, free_port, run_on_terminal
+from tests.support.procs import NatsServer, free_port, run_on_terminal
 
 pytestmark = pytest.mark.e2e
 

@@ -17,23 +17,22 @@ from aegis.sdk import ClientConfig, ServiceClient
 from aegis.sdk.registrations import RegistrationState
 from nats.js.api import KeyValueConfig
 
-from tests.conftest import raw_request
-from tests.procs import NatsServer, RouterProcess, free_port, port_is_free
 from tests.support import eventually
+from tests.support.procs import NatsServer, RouterProcess, free_port, port_is_free, router_process
+from tests.support.wire import raw_request
 
 pytestmark = pytest.mark.e2e
 
 
-def embedded_router(tmp_path: Path) -> tuple[RouterProcess, int]:
+def embedded_router(tmp_path: Path, **env: str) -> tuple[RouterProcess, int]:
+    """A router that starts its bundled nats-server (on a free port), and that port."""
     nats_port = free_port()
-    router = RouterProcess(
-        log_path=tmp_path / "router.log",
-        env={
-            "AEGIS_EMBEDDED_NATS_PORT": str(nats_port),
-            "AEGIS_DATA_DIR": str(tmp_path / "data"),
-        },
+    router = router_process(
+        tmp_path,
+        AEGIS_EMBEDDED_NATS_PORT=str(nats_port),
+        AEGIS_DATA_DIR=str(tmp_path / "data"),
+        **env,
     )
-    router.env.pop("AEGIS_NATS_URL", None)
     return router, nats_port
 
 
@@ -65,13 +64,11 @@ async def test_embedded_nats_serves_registrations_and_stops_with_the_router(
     tmp_path: Path, sig: signal.Signals
 ) -> None:
     router, nats_port = embedded_router(tmp_path)
-    router.start()
-    try:
+    async with router:
         nc = await nats.connect(f"nats://127.0.0.1:{nats_port}")
         reply = await raw_request(nc, {"service_name": "web", "instance_id": "web-1"})
         await nc.close()
         listed = httpx.get(f"{router.http_url}/api/v1/admin/services", timeout=5).json()
-    finally:
         code = router.stop(sig)
 
     assert reply["status"] == 201
@@ -85,11 +82,9 @@ async def test_embedded_nats_serves_registrations_and_stops_with_the_router(
 async def test_restart_right_after_a_stop_loses_nothing(tmp_path: Path) -> None:
     # Clients' connections closed by the stopping nats-server leave TIME-WAIT
     # sockets on its port; they must not stop the bundled server from starting.
-    router, nats_port = embedded_router(tmp_path)
-    router.env.update(FAST_TIMINGS)
-    router.start()
+    router, nats_port = embedded_router(tmp_path, **FAST_TIMINGS)
     config = ClientConfig(timeout=2.0, retries=10, backoff_max=0.5)
-    async with ServiceClient(f"nats://127.0.0.1:{nats_port}", config) as client:
+    async with router, ServiceClient(f"nats://127.0.0.1:{nats_port}", config) as client:
         first = await client.register("billing", "billing-1")
         assert router.stop(signal.SIGINT) == 0
         stopped_at = datetime.now(UTC)
@@ -104,7 +99,6 @@ async def test_restart_right_after_a_stop_loses_nothing(tmp_path: Path) -> None:
         state = mine.state
         async with httpx.AsyncClient(base_url=router.http_url) as http:
             listed = (await http.get("/api/v1/admin/services/billing")).json()
-    router.stop()
 
     assert state == RegistrationState.REGISTERED, mine.last_error
     (instance,) = listed["instances"]
@@ -114,9 +108,8 @@ async def test_restart_right_after_a_stop_loses_nothing(tmp_path: Path) -> None:
 
 def test_killed_router_takes_embedded_nats_with_it(tmp_path: Path) -> None:
     router, nats_port = embedded_router(tmp_path)
-    router.start()
-
-    router.stop(signal.SIGKILL)
+    with router:
+        router.stop(signal.SIGKILL)
 
     assert wait_until_free(nats_port), "nats-server orphaned by a SIGKILLed router"
 
@@ -126,9 +119,7 @@ def test_taken_nats_port_is_explained(tmp_path: Path) -> None:
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", nats_port))
         squatter.listen()
-        process = router.spawn()
-        code = process.wait(30)
-    router.log_file.close()
+        code = router.run(timeout=30)
 
     assert code == 2
     logs = router.logs()
@@ -137,13 +128,8 @@ def test_taken_nats_port_is_explained(tmp_path: Path) -> None:
 
 
 def test_unreachable_nats_url_fails_fast_with_a_clear_message(tmp_path: Path) -> None:
-    router = RouterProcess(
-        log_path=tmp_path / "router.log",
-        env={"AEGIS_NATS_URL": f"nats://127.0.0.1:{free_port()}"},
-    )
-    process = router.spawn()
-    code = process.wait(60)
-    router.log_file.close()
+    router = router_process(tmp_path, nats_url=f"nats://127.0.0.1:{free_port()}")
+    code = router.run()
 
     assert code == 1
     assert '"event":"nats_unreachable"' in router.logs()
@@ -151,13 +137,12 @@ def test_unreachable_nats_url_fails_fast_with_a_clear_message(tmp_path: Path) ->
 
 
 def test_insecure_admin_api_off_loopback_is_warned_about(tmp_path: Path) -> None:
-    router = RouterProcess(
-        log_path=tmp_path / "router.log",
-        env={"AEGIS_NATS_URL": f"nats://127.0.0.1:{free_port()}"},
+    router = router_process(
+        tmp_path,
+        nats_url=f"nats://127.0.0.1:{free_port()}",
         args=["--insecure", "--http-host", "0.0.0.0"],
     )
-    router.spawn().wait(60)
-    router.log_file.close()
+    router.run()
 
     warnings = [line for line in router.logs().splitlines() if "admin_api_insecure" in line]
     assert len(warnings) == 1
@@ -197,10 +182,8 @@ def test_bad_setting_is_rejected_before_anything_starts(tmp_path: Path) -> None:
 
 
 async def test_several_workers_share_one_registry(tmp_path: Path) -> None:
-    router, nats_port = embedded_router(tmp_path)
-    router.env["AEGIS_HTTP_WORKERS"] = "2"
-    router.start()
-    try:
+    router, nats_port = embedded_router(tmp_path, AEGIS_HTTP_WORKERS="2")
+    async with router:
         nc = await nats.connect(f"nats://127.0.0.1:{nats_port}")
         replies = [
             await raw_request(nc, {"service_name": "multi", "instance_id": f"m-{i}"})
@@ -218,7 +201,6 @@ async def test_several_workers_share_one_registry(tmp_path: Path) -> None:
             if views == {20}:
                 break
             time.sleep(0.1)
-    finally:
         code = router.stop(signal.SIGTERM)
 
     assert {r["status"] for r in replies} == {201}
@@ -248,16 +230,10 @@ async def test_bucket_with_other_replicas_stops_the_router_with_code_2(
     nc = await nats.connect(nats_server.url)
     await nc.jetstream().create_key_value(KeyValueConfig(bucket="aegis_registry", replicas=1))
     await nc.close()
-    router = RouterProcess(
-        log_path=tmp_path / "router.log",
-        env={
-            "AEGIS_NATS_URL": nats_server.url,
-            "AEGIS_KV_REPLICAS": "3",
-            "AEGIS_HTTP_WORKERS": workers,
-        },
+    router = router_process(
+        tmp_path, nats_url=nats_server.url, AEGIS_KV_REPLICAS="3", AEGIS_HTTP_WORKERS=workers
     )
-    code = router.spawn().wait(60)
-    router.log_file.close()
+    code = router.run()
 
     assert code == 2
     assert router.logs().count('"event":"kv_replicas_mismatch"') == 1

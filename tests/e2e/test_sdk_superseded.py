@@ -20,8 +20,8 @@ import httpx
 import pytest
 from aegis.sdk import ClientConfig, RegistrationState, ServiceClient
 
-from tests.procs import NatsServer, RouterProcess
 from tests.support import eventually
+from tests.support.procs import NatsServer, RouterProcess
 
 pytestmark = pytest.mark.e2e
 

@@ -1,16 +1,12 @@
 """NATS authentication and TLS against a real nats-server, and the permissions example.
 
-Certificates are made here, per test session, with the ``openssl`` command:
-a throwaway CA, a server certificate for 127.0.0.1 and localhost, a client
-certificate for mutual TLS.
+Certificates come from the session's ``pki`` fixture (tests/support/pki.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import secrets
-import shutil
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,7 +20,8 @@ from aegis.sdk import ClientConfig, NatsAuth, ServiceClient, ServiceUnavailableE
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
-from tests.procs import NatsServer, RouterProcess, nats_cluster
+from tests.support.pki import Pki
+from tests.support.procs import NatsServer, nats_cluster, router_process
 
 REPO = Path(__file__).resolve().parents[2]
 PERMISSIONS_CONF = REPO / "deploy" / "nats-permissions.conf"
@@ -32,77 +29,6 @@ QUEUE = "aegis-router"  # the routers' queue group (aegis.router.nats_responder)
 
 # One attempt, short waits: a refused client must fail within a second or two.
 QUICK = {"timeout": 2.0, "retries": 1, "connect_timeout": 1.0, "backoff_base": 0.01}
-
-
-# -- certificates ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Pki:
-    """A throwaway CA and the certificates it signed (PEM files)."""
-
-    ca: Path
-    server_cert: Path
-    server_key: Path
-    client_cert: Path
-    client_key: Path
-
-
-def _openssl(*args: str | Path, cwd: Path) -> None:
-    subprocess.run(["openssl", *map(str, args)], cwd=cwd, check=True, capture_output=True)
-
-
-def _signed(directory: Path, name: str, extensions: str) -> None:
-    """``name``.key and ``name``.pem: an EC key and its certificate signed by ca.pem."""
-    _openssl(
-        "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-        "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN=aegis-test-{name}",
-        cwd=directory,
-    )  # fmt: skip
-    (directory / f"{name}.ext").write_text(
-        f"{extensions}\nbasicConstraints=critical,CA:FALSE\n"
-        "keyUsage=critical,digitalSignature\n"
-        "authorityKeyIdentifier=keyid,issuer\nsubjectKeyIdentifier=hash\n"
-    )
-    _openssl(
-        "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-        "-set_serial", str(secrets.randbits(63)), "-days", "2",
-        "-extfile", f"{name}.ext", "-out", f"{name}.pem",
-        cwd=directory,
-    )  # fmt: skip
-
-
-def make_pki(directory: Path) -> Pki:
-    """A CA, a server certificate for 127.0.0.1/localhost and a client certificate."""
-    if shutil.which("openssl") is None:
-        pytest.skip("the openssl command is needed to make test certificates")
-    directory.mkdir(parents=True, exist_ok=True)
-    _openssl(
-        "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-        "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
-        "-subj", "/CN=Aegis Test CA",
-        "-addext", "basicConstraints=critical,CA:TRUE",
-        "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-        cwd=directory,
-    )  # fmt: skip
-    _signed(
-        directory,
-        "server",
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth",
-    )
-    _signed(directory, "client", "extendedKeyUsage=clientAuth")
-    return Pki(
-        ca=directory / "ca.pem",
-        server_cert=directory / "server.pem",
-        server_key=directory / "server.key",
-        client_cert=directory / "client.pem",
-        client_key=directory / "client.key",
-    )
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 # -- servers and helpers ---------------------------------------------------------------
@@ -293,23 +219,18 @@ async def test_router_signs_in_with_user_password_and_registers(
 ) -> None:
     password = "router-" + secrets.token_hex(8)
     server = start_nats("--user", "aegis", "--pass", password)
-    router = RouterProcess(
-        log_path=tmp_path / "router.log",
-        env={
-            "AEGIS_NATS_URL": server.url,
-            "AEGIS_NATS_USER": "aegis",
-            "AEGIS_NATS_PASSWORD": password,
-            "AEGIS_LOG_LEVEL": "DEBUG",
-        },
+    router = router_process(
+        tmp_path,
+        nats_url=server.url,
+        AEGIS_NATS_USER="aegis",
+        AEGIS_NATS_PASSWORD=password,
+        AEGIS_LOG_LEVEL="DEBUG",
     )
-    router.start()
-    try:
+    async with router:
         config = ClientConfig(auth=NatsAuth(user="aegis", password=password), **QUICK)
         async with ServiceClient(server.url, config) as client:
             instance = await client.register("billing", "billing-1", {"v": 1})
             listed = httpx.get(f"{router.http_url}/api/v1/admin/services/billing", timeout=5)
-    finally:
-        router.stop()
 
     assert instance.instance_id == "billing-1"
     assert [i["instance_id"] for i in listed.json()["instances"]] == ["billing-1"]
@@ -321,19 +242,13 @@ def test_router_with_a_wrong_password_exits_saying_why(
     start_nats: StartNats, tmp_path: Path
 ) -> None:
     server = start_nats("--user", "aegis", "--pass", "right-pw")
-    router = RouterProcess(
-        log_path=tmp_path / "router.log",
-        env={
-            "AEGIS_NATS_URL": server.url,
-            "AEGIS_NATS_USER": "aegis",
-            "AEGIS_NATS_PASSWORD": "wrong-pw-123",
-        },
+    router = router_process(
+        tmp_path,
+        nats_url=server.url,
+        AEGIS_NATS_USER="aegis",
+        AEGIS_NATS_PASSWORD="wrong-pw-123",
     )
-    process = router.spawn()
-    try:
-        code = process.wait(60)
-    finally:
-        router.stop()
+    code = router.run()
 
     logs = router.logs()
     assert code != 0
@@ -480,17 +395,14 @@ async def test_permissions_with_the_real_router_and_its_jetstream_store(
     start_nats: StartNats, permissions_env: None, tmp_path: Path
 ) -> None:
     server = start_nats("-c", PERMISSIONS_CONF)
-    router = RouterProcess(
-        log_path=tmp_path / "router.log",
-        env={
-            "AEGIS_NATS_URL": server.url,
-            "AEGIS_NATS_USER": "router",
-            "AEGIS_NATS_PASSWORD": ROUTER_PW,
-            "AEGIS_STORE": "jetstream",
-        },
+    router = router_process(
+        tmp_path,
+        nats_url=server.url,
+        AEGIS_NATS_USER="router",
+        AEGIS_NATS_PASSWORD=ROUTER_PW,
+        AEGIS_STORE="jetstream",
     )
-    router.start()
-    try:
+    async with router:
         config = ClientConfig(auth=SERVICE, **QUICK)
         async with ServiceClient(server.url, config) as client, client.watch("billing") as events:
             instance = await client.register("billing", "billing-1")
@@ -499,8 +411,6 @@ async def test_permissions_with_the_real_router_and_its_jetstream_store(
             await client.deregister("billing", "billing-1")
             deregistered = await asyncio.wait_for(anext(events), 5)
             listed = httpx.get(f"{router.http_url}/api/v1/admin/services", timeout=5).json()
-    finally:
-        router.stop()
 
     assert instance.instance_id == "billing-1"
     assert [i.instance_id for i in found] == ["billing-1"]

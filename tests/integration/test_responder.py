@@ -9,7 +9,7 @@ from nats import errors as nats_errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
-from tests.procs import NatsServer
+from tests.support.procs import NatsServer
 
 
 async def request(nc: NatsClient, subject: str, data: bytes) -> Msg:

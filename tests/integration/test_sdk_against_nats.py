@@ -18,8 +18,8 @@ from aegis.wire.messages import REQUEST_ID_HEADER
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
-from tests.procs import NatsServer, free_port
-from tests.wire import instance_body
+from tests.support.procs import NatsServer, free_port
+from tests.support.wire import instance_body
 
 FAST = ClientConfig(timeout=0.3, retries=3, backoff_base=0.01, backoff_max=0.05)
 

@@ -23,7 +23,7 @@ from aegis.router.store_jetstream import (
 )
 from aegis.wire.messages import InstanceStatus
 
-from tests.procs import NatsServer
+from tests.support.procs import NatsServer
 
 T0 = datetime(2026, 11, 27, 12, 0, 0, 123456, tzinfo=UTC)
 

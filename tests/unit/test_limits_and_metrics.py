@@ -12,7 +12,7 @@ from aegis.router.store import MemoryStore
 from aegis.sdk import ClientConfig, LimitExceededError, ServiceClient
 from prometheus_client import REGISTRY
 
-from tests.prometheus_text import sample_value
+from tests.support.prometheus import sample_value
 
 
 def register_body(service: str, instance: str) -> bytes:

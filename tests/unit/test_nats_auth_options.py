@@ -15,14 +15,9 @@ from aegis.router.nats_connection import nats_auth
 from aegis.router.settings import Settings, load_settings
 from aegis.sdk import ClientConfig, NatsAuth, ServiceClient
 
-from tests.integration.test_nats_auth import Pki, make_pki
+from tests.support.pki import Pki
 
 SECRET = "s3cret-Pa55word"
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 def a_file(tmp_path: Path, name: str, text: str = "x\n") -> Path:

@@ -11,7 +11,7 @@ from aegis.router.registry import Registry
 from aegis.router.store import MemoryStore, StoreError
 from structlog.testing import capture_logs
 
-from tests.wire import INSTANCE_KEYS
+from tests.support.wire import INSTANCE_KEYS
 
 SESSION = "sess-Zq81xLw0"
 OTHER_SESSION = "sess-Other9kK"

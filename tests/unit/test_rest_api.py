@@ -15,7 +15,7 @@ from aegis.router.store import MemoryStore
 from aegis.wire.messages import InstanceStatus, RegisterRequest
 from sanic import Sanic
 
-from tests.wire import INSTANCE_KEYS
+from tests.support.wire import INSTANCE_KEYS
 
 SESSION = "rest-sess-7Hq2"
 T0 = datetime(2026, 2, 3, 4, 5, 6, tzinfo=UTC)

@@ -14,7 +14,7 @@ from aegis.wire.messages import REQUEST_ID_HEADER
 from nats.errors import NoRespondersError
 
 from tests.support import FakeClock
-from tests.wire import instance_body
+from tests.support.wire import instance_body
 
 INSTANCE = {**instance_body("billing", "b-1"), "metadata": {"v": "1"}}
 HANG = object()  # an outcome: the request never gets a reply

@@ -20,7 +20,7 @@ from aegis.sdk import (
 )
 from aegis.sdk.errors import from_reply
 
-from tests.wire import instance_body
+from tests.support.wire import instance_body
 
 INSTANCE = instance_body("billing", "b-1")
 

@@ -6,6 +6,7 @@ own NATS on 4222 or router on 8000.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import pty
@@ -15,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -109,7 +111,13 @@ def nats_cluster(base: Path, size: int = 3) -> list[NatsServer]:
 
 @dataclass
 class RouterProcess:
-    """A real ``aegis-router`` process (``python -m aegis.router``)."""
+    """A real ``aegis-router`` process (``python -m aegis.router``); make one with
+    ``router_process``.
+
+    As a context manager it is started (and ready) on entry and stopped on exit;
+    ``async with`` does both in a thread, so the test's event loop (and any SDK
+    client heartbeating on it) keeps running meanwhile.
+    """
 
     log_path: Path
     env: dict[str, str]
@@ -159,9 +167,61 @@ class RouterProcess:
             self.log_file.close()
         return code
 
+    def run(self, timeout: float = 60.0) -> int:
+        """Start it and wait until it exits by itself (a start-up failure); the exit code."""
+        process = self.spawn()
+        try:
+            return process.wait(timeout)
+        finally:
+            self.stop()
+
     def logs(self) -> str:
         """Everything the process wrote so far."""
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    async def get(self, path: str) -> httpx.Response:
+        """GET ``path`` of its HTTP API, on a new connection, without blocking the loop."""
+        async with httpx.AsyncClient(base_url=self.http_url, timeout=5) as http:
+            return await http.get(path)
+
+    async def delete(self, path: str) -> httpx.Response:
+        """DELETE ``path`` of its HTTP API, on a new connection, without blocking the loop."""
+        async with httpx.AsyncClient(base_url=self.http_url, timeout=5) as http:
+            return await http.delete(path)
+
+    def __enter__(self) -> RouterProcess:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> RouterProcess:
+        await asyncio.to_thread(self.start)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await asyncio.to_thread(self.stop)
+
+
+def router_process(
+    directory: Path,
+    *,
+    nats_url: str | None = None,
+    name: str = "router",
+    args: Sequence[str] = (),
+    **env: str,
+) -> RouterProcess:
+    """An ``aegis-router`` on a free HTTP port, logging to ``directory/<name>.log``.
+
+    ``nats_url`` becomes ``AEGIS_NATS_URL`` (none: the router starts its bundled
+    nats-server); ``env`` adds ``AEGIS_*`` settings. Not started yet: enter it
+    (``with``/``async with``) to start it and have it stopped, or ``run()`` it
+    when it is expected to exit by itself.
+    """
+    if nats_url is not None:
+        env["AEGIS_NATS_URL"] = nats_url
+    return RouterProcess(log_path=directory / f"{name}.log", env=env, args=list(args))
 
 
 def run_on_terminal(

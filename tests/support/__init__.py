@@ -1,8 +1,15 @@
-"""What many tests share: waiting on a condition instead of sleeping, and one fake clock."""
+"""What many tests share: waiting on a condition instead of sleeping, and one fake clock.
+
+The rest of the shared helpers live beside this one: ``procs`` (real nats-server
+and aegis-router processes), ``wire`` (wire-contract facts and a raw request),
+``prometheus`` (reading /metrics) and ``pki`` (throwaway TLS certificates).
+Fixtures are in tests/conftest.py.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -10,10 +17,19 @@ from datetime import UTC, datetime, timedelta
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
-async def eventually(check: Callable[[], object], what: str = "", within: float = 15.0) -> None:
-    """Return as soon as ``check()`` is truthy; fail naming ``what`` after ``within`` s."""
+async def eventually(check: Callable[[], object], what: str = "", within: float = 15.0) -> float:
+    """Return as soon as ``check()`` is truthy; fail naming ``what`` after ``within`` s.
+
+    ``check`` may be a coroutine function, to poll over the network without
+    blocking the event loop. Returns the ``time.monotonic()`` at which it held.
+    """
     deadline = time.monotonic() + within
-    while not check():
+    while True:
+        held = check()
+        if inspect.isawaitable(held):
+            held = await held
+        if held:
+            return time.monotonic()
         if time.monotonic() > deadline:
             raise AssertionError(f"not {what or 'true'} within {within}s")
         await asyncio.sleep(0.02)
