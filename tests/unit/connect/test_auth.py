@@ -1,19 +1,14 @@
-"""NatsAuth: validation, the nats-py connect() arguments it makes, and hidden secrets."""
+"""aegis.connect.auth: NatsAuth's validation, the connect() arguments it makes, hidden secrets."""
 
 from __future__ import annotations
 
-import importlib.util
 import ssl
 import subprocess
 from pathlib import Path
 
 import pytest
-from aegis.connect import connection as connection_module
 from aegis.connect.auth import ConnectOptions, connect_kwargs, redact_url
-from aegis.connect.connection import connect
-from aegis.router.nats_connection import nats_auth
-from aegis.router.settings import Settings, load_settings
-from aegis.sdk import ClientConfig, NatsAuth, ServiceClient
+from aegis.sdk import ClientConfig, NatsAuth
 
 from tests.support.pki import Pki
 
@@ -178,91 +173,3 @@ def test_an_encrypted_key_is_refused_rather_than_prompting(pki: Pki, tmp_path: P
 )
 def test_redact_url(url: str, shown: str) -> None:
     assert redact_url(url) == shown
-
-
-async def test_connect_refuses_a_missing_file_at_once(tmp_path: Path) -> None:
-    auth = NatsAuth(tls_ca=tmp_path / "missing-ca.pem")
-    with pytest.raises(ValueError, match=r"missing-ca\.pem"):
-        await connect(
-            "nats://127.0.0.1:1",
-            name="t",
-            attempts=5,
-            connect_timeout=0.1,
-            backoff_base=5,
-            backoff_max=5,
-            auth=auth,
-        )
-    with pytest.raises(ValueError, match=r"missing-ca\.pem"):
-        await ServiceClient("nats://127.0.0.1:1", ClientConfig(auth=auth)).connect()
-
-
-async def test_nkeys_without_the_package_says_how_to_install(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    real_find_spec = importlib.util.find_spec
-
-    def no_nkeys(name: str, *args: object) -> object:
-        return None if name == "nkeys" else real_find_spec(name, *args)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(connection_module.importlib.util, "find_spec", no_nkeys)
-    auth = NatsAuth(nkey_seed=a_file(tmp_path, "user.nk"))
-    with pytest.raises(ValueError, match=r"nats-py\[nkeys\]"):
-        await connect(
-            "nats://127.0.0.1:1",
-            name="t",
-            attempts=1,
-            connect_timeout=0.1,
-            backoff_base=0,
-            backoff_max=0,
-            auth=auth,
-        )
-
-
-# -- the router's settings ----------------------------------------------------------
-
-
-def test_router_without_nats_auth_settings_connects_anonymously() -> None:
-    assert nats_auth(Settings()) is None
-
-
-def test_router_settings_become_nats_auth(tmp_path: Path, pki: Pki) -> None:
-    env = {
-        "AEGIS_NATS_USER": "router",
-        "AEGIS_NATS_PASSWORD": SECRET,
-        "AEGIS_NATS_TLS_CA": str(pki.ca),
-        "AEGIS_NATS_TLS_CERT": str(pki.client_cert),
-        "AEGIS_NATS_TLS_KEY": str(pki.client_key),
-    }
-    auth = nats_auth(load_settings([], env))
-
-    assert auth is not None
-    assert (auth.user, auth.tls_ca, auth.tls_cert, auth.tls_key) == (
-        "router",
-        pki.ca,
-        pki.client_cert,
-        pki.client_key,
-    )
-    assert auth.password is not None
-    assert auth.password.get_secret_value() == SECRET
-    assert SECRET not in repr(auth)
-
-
-def test_router_token_nkey_and_creds_settings(tmp_path: Path) -> None:
-    seed, creds = a_file(tmp_path, "r.nk"), a_file(tmp_path, "r.creds")
-    token = nats_auth(load_settings(["--nats-token", SECRET], {}))
-    by_seed = nats_auth(load_settings([], {"AEGIS_NATS_NKEY_SEED": str(seed)}))
-    by_creds = nats_auth(load_settings(["--nats-creds", str(creds)], {}))
-
-    assert token is not None
-    assert token.connect_kwargs() == {"token": SECRET}
-    assert by_seed is not None
-    assert by_seed.connect_kwargs() == {"nkeys_seed": str(seed)}
-    assert by_creds is not None
-    assert by_creds.connect_kwargs() == {"user_credentials": str(creds)}
-
-
-def test_router_settings_that_do_not_fit_name_the_problem_not_the_secret() -> None:
-    with pytest.raises(ValueError, match="user and password go together") as caught:
-        nats_auth(Settings(nats_password=SECRET))
-    assert SECRET not in str(caught.value)
-    assert "validation error" not in str(caught.value)  # pydantic's wrapping is gone

@@ -1,9 +1,11 @@
-"""Shared fakes for the liveness unit tests: a settable clock and a list of change events."""
+"""Fakes the router's unit tests share: an event sink that keeps events, and the
+requests, records and registry (on a FakeClock) they start from."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
+import msgpack
 from aegis.router.domain import InstanceRecord, Timings
 from aegis.router.registry import Registry
 from aegis.router.store import MemoryStore
@@ -42,6 +44,11 @@ def register_request(
     return RegisterRequest(
         service_name=service, instance_id=instance, session_id=session, metadata={"v": 1}
     )
+
+
+def register_body(service: str, instance: str, session: str = "s") -> bytes:
+    """A register request as it comes off the wire."""
+    return msgpack.packb({"service_name": service, "instance_id": instance, "session_id": session})
 
 
 def stored(

@@ -1,73 +1,15 @@
-"""Instance limits (429, nothing stored) and the Prometheus metrics they show up in."""
+"""aegis.router.metrics: requests counted by result, instances by status, served on /metrics."""
 
 from __future__ import annotations
 
-import msgpack
-import pytest
 from aegis.router.bootstrap import bootstrap
 from aegis.router.handlers import endpoints
-from aegis.router.registry import InstanceLimits, Registry
+from aegis.router.registry import Registry
 from aegis.router.settings import Settings
-from aegis.router.store import MemoryStore
-from aegis.sdk import ClientConfig, LimitExceededError, ServiceClient
 from prometheus_client import REGISTRY
 
 from tests.support.prometheus import sample_value
-
-
-def register_body(service: str, instance: str) -> bytes:
-    return msgpack.packb({"service_name": service, "instance_id": instance, "session_id": "s"})
-
-
-@pytest.mark.parametrize(
-    ("limits", "blocked"),
-    [
-        (InstanceLimits(per_service=2, total=100), ("a", "a-3")),
-        (InstanceLimits(per_service=100, total=3), ("b", "b-1")),
-    ],
-)
-async def test_over_a_limit_is_429_and_nothing_is_stored(
-    limits: InstanceLimits, blocked: tuple[str, str]
-) -> None:
-    registry = Registry(MemoryStore(), limits=limits)
-    register = endpoints(registry, max_request_bytes=4096, max_metadata_bytes=1024)[
-        "ipc.service.register"
-    ]
-    for instance in ("a-1", "a-2"):
-        await register(register_body("a", instance))
-    if limits.total == 3:
-        await register(register_body("c", "c-1"))
-    before = await registry.instances()
-
-    reply = msgpack.unpackb(await register(register_body(*blocked)))
-    after = await registry.instances()
-    renewal = msgpack.unpackb(await register(register_body("a", "a-1")))
-
-    assert reply["status"] == 429
-    assert reply["error"]["code"] == "LIMIT_EXCEEDED"
-    assert "AEGIS_MAX_INSTANCES" in reply["error"]["message"]
-    assert after == before
-    assert renewal["status"] == 200, "a known instance is not a new one"
-
-
-async def test_sdk_maps_429() -> None:
-    class Fake:
-        is_closed = False
-
-        async def request(self, *args: object, **kwargs: object) -> object:
-            body = {
-                "ok": False,
-                "status": 429,
-                "error": {"code": "LIMIT_EXCEEDED", "message": "full"},
-            }
-            return type("Msg", (), {"data": msgpack.packb(body)})()
-
-    client = ServiceClient(config=ClientConfig(retries=3))
-    client._nc = Fake()  # type: ignore[assignment]
-    with pytest.raises(LimitExceededError) as caught:
-        await client.register("a", "b")
-
-    assert caught.value.status_code == 429
+from tests.unit.router.fakes import register_body
 
 
 def counted(name: str, **labels: str) -> float:

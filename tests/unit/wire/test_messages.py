@@ -1,4 +1,4 @@
-"""Wire contract v1: what a register request may hold, and how models round-trip."""
+"""aegis.wire.messages: what a register request may hold, and how the models round-trip."""
 
 from __future__ import annotations
 

@@ -1,0 +1,284 @@
+"""aegis.router.settings: defaults, environment variables, flags, and refusals.
+
+Every setting's sources and bad values, the four liveness timings, and the rule
+that an admin API off loopback needs a token (or --insecure).
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from aegis.router.domain import Timings
+from aegis.router.settings import Settings, default_data_dir, is_loopback, load_settings, options
+
+# -- sources, defaults, refusals ------------------------------------------------------
+
+
+class Stderr(io.StringIO):
+    def __init__(self, tty: bool) -> None:
+        super().__init__()
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+def error_line(capsys: pytest.CaptureFixture[str]) -> str:
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith("aegis-router: error:")
+    return line
+
+
+@pytest.mark.parametrize(("tty", "fmt"), [(False, "json"), (True, "console")])
+def test_defaults(monkeypatch: pytest.MonkeyPatch, tty: bool, fmt: str) -> None:
+    monkeypatch.setattr("sys.stderr", Stderr(tty))
+    settings = load_settings([], {"XDG_DATA_HOME": "/xdg"})
+    assert settings == Settings(data_dir=Path("/xdg/aegis"), log_format=fmt)  # type: ignore[arg-type]
+    assert settings.nats_url is None
+    assert (settings.http_host, settings.http_port) == ("127.0.0.1", 8000)
+    assert settings.log_level == "INFO"
+
+
+@pytest.mark.parametrize(
+    ("var", "value", "attr", "expected"),
+    [
+        ("AEGIS_NATS_URL", "nats://a:1,nats://b:2", "nats_url", "nats://a:1,nats://b:2"),
+        ("AEGIS_HTTP_HOST", "127.0.0.2", "http_host", "127.0.0.2"),
+        ("AEGIS_HTTP_PORT", "9001", "http_port", 9001),
+        ("AEGIS_EMBEDDED_NATS_HOST", "::1", "embedded_nats_host", "::1"),
+        ("AEGIS_EMBEDDED_NATS_PORT", "4333", "embedded_nats_port", 4333),
+        ("AEGIS_DATA_DIR", "/srv/aegis", "data_dir", Path("/srv/aegis")),
+        ("AEGIS_LOG_LEVEL", "debug", "log_level", "DEBUG"),
+        ("AEGIS_LOG_FORMAT", "console", "log_format", "console"),
+        ("AEGIS_LOG_FORMAT", "json", "log_format", "json"),
+        ("AEGIS_MAX_IN_FLIGHT", "8", "max_in_flight", 8),
+        ("AEGIS_MAX_REQUEST_BYTES", "1000", "max_request_bytes", 1000),
+        ("AEGIS_MAX_METADATA_BYTES", "500", "max_metadata_bytes", 500),
+    ],
+)
+def test_env_var_maps_to_setting(var: str, value: str, attr: str, expected: object) -> None:
+    assert getattr(load_settings([], {var: value}), attr) == expected
+
+
+def test_empty_env_var_means_unset() -> None:
+    assert load_settings([], {"AEGIS_HTTP_PORT": "", "AEGIS_NATS_URL": ""}).http_port == 8000
+
+
+@pytest.mark.parametrize(
+    ("flag", "var", "attr", "expected"),
+    [
+        (["--http-port", "7000"], {"AEGIS_HTTP_PORT": "9000"}, "http_port", 7000),
+        (
+            ["--nats-url", "nats://flag:1"],
+            {"AEGIS_NATS_URL": "nats://env:1"},
+            "nats_url",
+            "nats://flag:1",
+        ),
+        (["--log-level", "warning"], {"AEGIS_LOG_LEVEL": "ERROR"}, "log_level", "WARNING"),
+        # A good flag wins even over a bad variable, which is then never read.
+        (["--http-port", "7000"], {"AEGIS_HTTP_PORT": "nonsense"}, "http_port", 7000),
+    ],
+)
+def test_flag_beats_env(flag: list[str], var: dict[str, str], attr: str, expected: object) -> None:
+    assert getattr(load_settings(flag, var), attr) == expected
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "named"),
+    [
+        ([], {"AEGIS_HTTP_PORT": "http"}, "AEGIS_HTTP_PORT"),
+        ([], {"AEGIS_HTTP_PORT": "70000"}, "AEGIS_HTTP_PORT"),
+        ([], {"AEGIS_EMBEDDED_NATS_PORT": "0"}, "AEGIS_EMBEDDED_NATS_PORT"),
+        ([], {"AEGIS_MAX_IN_FLIGHT": "-1"}, "AEGIS_MAX_IN_FLIGHT"),
+        (["--http-port", "-5"], {}, "--http-port"),
+        (["--http-port", "x"], {}, "--http-port"),
+        ([], {"AEGIS_LOG_LEVEL": "verbose"}, "AEGIS_LOG_LEVEL"),
+        (["--log-level", "verbose"], {}, "--log-level"),
+        ([], {"AEGIS_LOG_FORMAT": "xml"}, "AEGIS_LOG_FORMAT"),
+        (["--log-format", "xml"], {}, "--log-format"),
+    ],
+)
+def test_bad_value_exits_naming_its_source(
+    argv: list[str], env: dict[str, str], named: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        load_settings(argv, env)
+    assert info.value.code == 2
+    # The usage text lists every flag anyway; the error line itself must say what was wrong.
+    assert named in error_line(capsys)
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"XDG_DATA_HOME": "/data"}, Path("/data/aegis")),
+        ({"XDG_DATA_HOME": ""}, Path.home() / ".local/share/aegis"),
+        ({}, Path.home() / ".local/share/aegis"),
+    ],
+)
+def test_default_data_dir(env: dict[str, str], expected: Path) -> None:
+    assert default_data_dir(env) == expected
+    assert load_settings([], env).data_dir == expected
+
+
+def test_data_dir_env_beats_xdg() -> None:
+    settings = load_settings([], {"XDG_DATA_HOME": "/data", "AEGIS_DATA_DIR": "/own"})
+    assert settings.data_dir == Path("/own")
+
+
+def test_readme_table_lists_every_setting_with_its_default() -> None:
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    rows = [line for line in readme.splitlines() if line.startswith("| `AEGIS_")]
+    for option in options():
+        (row,) = [r for r in rows if f"`{option.env}`" in r.split("|")[1]]
+        assert f"`{option.flag}`" in row.split("|")[2], option.flag
+        if option.shown_default and option.default is not None:
+            default = option.default
+            shown = f"{default:g}" if isinstance(default, float) else str(default)
+            assert f"`{shown}`" in row.split("|")[3], (option.env, row)
+
+
+# -- the four liveness timings -------------------------------------------------------
+
+VARS = {
+    "heartbeat_interval": "AEGIS_HEARTBEAT_INTERVAL",
+    "unhealthy_after": "AEGIS_UNHEALTHY_AFTER",
+    "offline_after": "AEGIS_OFFLINE_AFTER",
+    "remove_after": "AEGIS_REMOVE_AFTER",
+}
+FLAGS = {attr: "--" + attr.replace("_", "-") for attr in VARS}
+# A valid, fractional set: every value parses as a float in (0, inf) and keeps the order.
+FRACTIONAL = {
+    "heartbeat_interval": 0.25,
+    "unhealthy_after": 0.75,
+    "offline_after": 1.5,
+    "remove_after": 3.125,
+}
+
+
+def test_timing_defaults() -> None:
+    settings = load_settings([], {})
+    assert settings.timings == Timings(5.0, 15.0, 30.0, 300.0)
+    assert (
+        settings.heartbeat_interval,
+        settings.unhealthy_after,
+        settings.offline_after,
+        settings.remove_after,
+    ) == (5.0, 15.0, 30.0, 300.0)
+
+
+def test_env_vars_parse_as_floats() -> None:
+    env = {VARS[attr]: str(value) for attr, value in FRACTIONAL.items()}
+    settings = load_settings([], env)
+    assert settings.timings == Timings(**FRACTIONAL)
+    assert all(isinstance(getattr(settings, attr), float) for attr in VARS)
+
+
+def test_flags_parse_as_floats_and_beat_env() -> None:
+    argv = [part for attr, value in FRACTIONAL.items() for part in (FLAGS[attr], str(value))]
+    env = {var: "bogus" for var in VARS.values()}  # never read: the flags win
+    assert load_settings(argv, env).timings == Timings(**FRACTIONAL)
+
+
+@pytest.mark.parametrize(("attr", "value"), [("unhealthy_after", "12.5"), ("remove_after", "1e3")])
+def test_one_var_alone_keeps_the_other_defaults(attr: str, value: str) -> None:
+    timings = load_settings([], {VARS[attr]: value}).timings
+    assert getattr(timings, attr) == float(value)
+    for other in VARS:
+        if other != attr:
+            assert getattr(timings, other) == getattr(Timings(), other)
+
+
+@pytest.mark.parametrize("attr", VARS)
+@pytest.mark.parametrize("value", ["0", "-1", "-0.5", "abc", "nan", "inf", "5s"])
+@pytest.mark.parametrize("via", ["env", "flag"])
+def test_bad_number_exits_naming_its_source(
+    attr: str, value: str, via: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv, env = ([f"{FLAGS[attr]}={value}"], {}) if via == "flag" else ([], {VARS[attr]: value})
+    with pytest.raises(SystemExit) as info:
+        load_settings(argv, env)
+    assert info.value.code == 2
+    assert (FLAGS if via == "flag" else VARS)[attr] in error_line(capsys)
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"AEGIS_HEARTBEAT_INTERVAL": "15"},  # == unhealthy_after
+        {"AEGIS_HEARTBEAT_INTERVAL": "20"},
+        {"AEGIS_UNHEALTHY_AFTER": "30"},  # == offline_after
+        {"AEGIS_UNHEALTHY_AFTER": "45.5"},
+        {"AEGIS_OFFLINE_AFTER": "10"},
+        {"AEGIS_OFFLINE_AFTER": "300"},  # == remove_after
+        {"AEGIS_REMOVE_AFTER": "29.5"},
+        {"AEGIS_UNHEALTHY_AFTER": "60", "AEGIS_OFFLINE_AFTER": "40", "AEGIS_REMOVE_AFTER": "50"},
+    ],
+)
+def test_out_of_order_timings_refuse_to_start(
+    env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        load_settings([], env)
+    assert info.value.code == 2
+    line = error_line(capsys)
+    for var in VARS.values():
+        assert var in line
+    for value in env.values():
+        assert value in line  # the offending values are shown
+
+
+def test_out_of_order_flags_refuse_to_start(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        load_settings(["--offline-after", "10"], {})
+    assert info.value.code == 2
+    assert "AEGIS_OFFLINE_AFTER" in error_line(capsys)
+
+
+# -- the admin API off loopback -------------------------------------------------------
+
+TOKEN = "s3cret-token-value"
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.8.0.1", True),
+        ("::1", True),
+        ("localhost", True),
+        ("0.0.0.0", False),
+        ("10.0.0.5", False),
+        ("::", False),
+        ("example.org", False),
+    ],
+)
+def test_is_loopback(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback
+
+
+def test_public_address_without_token_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        load_settings([], {"AEGIS_HTTP_HOST": "0.0.0.0"})
+
+    assert info.value.code == 2
+    assert "AEGIS_ADMIN_TOKEN" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "env"),
+    [
+        ([], {"AEGIS_HTTP_HOST": "0.0.0.0", "AEGIS_ADMIN_TOKEN": TOKEN}),
+        (["--insecure"], {"AEGIS_HTTP_HOST": "0.0.0.0"}),
+        ([], {"AEGIS_HTTP_HOST": "0.0.0.0", "AEGIS_INSECURE": "1"}),
+    ],
+)
+def test_public_address_with_token_or_insecure_is_accepted(
+    argv: list[str], env: dict[str, str]
+) -> None:
+    settings = load_settings(argv, env)
+
+    assert settings.http_host == "0.0.0.0"
+    assert TOKEN not in repr(settings), "the token must not leak into logs of the settings"
