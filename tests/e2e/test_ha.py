@@ -5,17 +5,16 @@ from __future__ import annotations
 import asyncio
 import secrets
 import signal
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
-import httpx
 import msgpack
 import nats
 import pytest
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
+from tests.support import eventually
 from tests.support.procs import NatsServer, RouterProcess, nats_cluster, router_process
 from tests.support.wire import raw_request
 
@@ -45,26 +44,24 @@ def routers(cluster: list[NatsServer], tmp_path: Path) -> Iterator[list[RouterPr
         yield [router_a, router_b]
 
 
-def listed(router: RouterProcess) -> set[str]:
-    body = httpx.get(f"{router.http_url}/api/v1/admin/instances", timeout=5).json()
+async def listed(router: RouterProcess) -> set[str]:
+    body = (await router.get("/api/v1/admin/instances")).json()
     return {i["instance_id"] for i in body["instances"]}
 
 
-async def eventually(check: Callable[[], bool], what: str, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not {what} within {timeout}s")
-        await asyncio.sleep(0.1)
+def all_list(expected: set[str], *routers: RouterProcess) -> Callable[[], Awaitable[bool]]:
+    """A check for ``eventually``: each of ``routers`` lists exactly ``expected``."""
+
+    async def check() -> bool:
+        return [await listed(router) for router in routers] == [expected] * len(routers)
+
+    return check
 
 
-async def eventually_registers(nc: NatsClient, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
+async def store_writable(nc: NatsClient) -> bool:
+    """A registration (of the probe "p") is accepted."""
     probe = {"service_name": "probe", "instance_id": "p", "session_id": "probe"}
-    while (await raw_request(nc, probe))["status"] not in (200, 201):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"store not writable again within {timeout}s")
-        await asyncio.sleep(0.2)
+    return (await raw_request(nc, probe))["status"] in (200, 201)
 
 
 async def register_all(nc: NatsClient, ids: list[str]) -> list[dict[str, object]]:
@@ -103,27 +100,25 @@ async def test_routers_share_the_registry_and_survive_losing_a_router_and_a_node
         # The queue group spread the work: both routers registered some.
         assert '"created"' in router_a.logs()
         assert '"created"' in router_b.logs()
-        await eventually(
-            lambda: listed(router_a) == listed(router_b) == set(first), "both list all"
-        )
+        await eventually(all_list(set(first), router_a, router_b), "both list all")
 
-        router_b.stop(signal.SIGKILL)
+        await asyncio.to_thread(router_b.stop, signal.SIGKILL)
         second = [f"j-{n}" for n in range(20)]
         replies = await register_all(nc, second)
         assert {r["status"] for r in replies} == {201}, "router A alone answers everything"
-        await eventually(lambda: listed(router_a) == set(first + second), "A lists all")
+        await eventually(all_list(set(first + second), router_a), "A lists all")
 
-        cluster[0].stop()  # the node router A is connected to
+        await asyncio.to_thread(cluster[0].stop)  # the node router A is connected to
         await eventually(lambda: '"nats_reconnected"' in router_a.logs(), "A reconnected")
         # The bucket's leader may have died with the node: until the two left
         # elect another, writes are answered 503 STORE_UNAVAILABLE (the SDK
         # retries those); then everything works again.
-        await eventually_registers(nc)
+        await eventually(lambda: store_writable(nc), "store writable again", within=30)
         third = [f"k-{n}" for n in range(10)]
         replies = await register_all(nc, third)
         assert {r["status"] for r in replies} == {201}
         everything = {*first, *second, *third, "p"}
-        await eventually(lambda: listed(router_a) == everything, "nothing lost")
+        await eventually(all_list(everything, router_a), "nothing lost")
     finally:
         await nc.close()
 
@@ -164,10 +159,10 @@ async def test_restarted_router_keeps_every_registration_with_status_and_session
             {"service_name": "durable", "instance_id": "p-0", "session_id": "session-0"},
             "ipc.service.deregister",
         )
-        before = httpx.get(f"{router.http_url}/api/v1/admin/services/durable", timeout=5).json()
-        router.stop()
-        router.start()
-        after = httpx.get(f"{router.http_url}/api/v1/admin/services/durable", timeout=5).json()
+        before = (await router.get("/api/v1/admin/services/durable")).json()
+        await asyncio.to_thread(router.stop)
+        await asyncio.to_thread(router.start)
+        after = (await router.get("/api/v1/admin/services/durable")).json()
         owner = await raw_request(
             raw_nats,
             {"service_name": "durable", "instance_id": "p-1", "session_id": "session-1"},

@@ -10,7 +10,6 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import msgpack
 import nats
 import pytest
@@ -69,7 +68,7 @@ async def test_flood_is_bounded_and_the_router_keeps_serving(
     assert ok["status"] == 201, "the router answers again once the flood is over"
     assert 0 < replies < 20_000, "some were served, the excess dropped"
     assert after - before < 200 * 1024, f"RSS grew by {after - before} KiB"
-    health = httpx.get(f"{small_router.http_url}/healthz", timeout=5)
+    health = await small_router.get("/healthz")
     assert health.status_code == 200
 
 

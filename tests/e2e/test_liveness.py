@@ -10,10 +10,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
-import httpx
 import msgpack
 import pytest
 from aegis.sdk import (
@@ -26,6 +25,7 @@ from aegis.sdk import (
 )
 from nats.aio.client import Client as NatsClient
 
+from tests.support import eventually
 from tests.support.procs import NatsServer, RouterProcess, router_process
 from tests.support.wire import raw_request
 
@@ -50,21 +50,22 @@ def router(nats_server: NatsServer, tmp_path: Path) -> Iterator[RouterProcess]:
         yield process
 
 
-def statuses(router: RouterProcess, service: str) -> dict[str, str]:
-    response = httpx.get(f"{router.http_url}/api/v1/admin/services/{service}", timeout=5)
+async def statuses(router: RouterProcess, service: str) -> dict[str, str]:
+    response = await router.get(f"/api/v1/admin/services/{service}")
     if response.status_code == 404:
         return {}
     return {i["instance_id"]: i["status"] for i in response.json()["instances"]}
 
 
-async def wait_for(predicate, timeout: float, what: str) -> float:  # type: ignore[no-untyped-def]
-    """Poll until ``predicate()``; returns when (monotonic) it first held."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return time.monotonic()
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"not {what} within {timeout}s")
+def is_now(
+    router: RouterProcess, service: str, expected: dict[str, str]
+) -> Callable[[], Awaitable[bool]]:
+    """A check for ``eventually``: the service's instances have exactly these statuses."""
+
+    async def check() -> bool:
+        return await statuses(router, service) == expected
+
+    return check
 
 
 async def test_register_reply_carries_the_router_timings(
@@ -85,18 +86,14 @@ async def test_killed_service_goes_unhealthy_offline_then_removed(
     assert service.stdout is not None
     assert service.stdout.readline().strip() == b"READY"
     await asyncio.sleep(HEARTBEAT * 3)  # a few heartbeats pass: still ONLINE
-    assert statuses(router, "crashy") == {"c-1": "ONLINE"}
+    assert await statuses(router, "crashy") == {"c-1": "ONLINE"}
 
     service.send_signal(signal.SIGKILL)
     service.wait()
     killed = time.monotonic()
-    unhealthy = await wait_for(
-        lambda: statuses(router, "crashy") == {"c-1": "UNHEALTHY"}, 10, "UNHEALTHY"
-    )
-    offline = await wait_for(
-        lambda: statuses(router, "crashy") == {"c-1": "OFFLINE"}, 10, "OFFLINE"
-    )
-    removed = await wait_for(lambda: statuses(router, "crashy") == {}, 10, "removed")
+    unhealthy = await eventually(is_now(router, "crashy", {"c-1": "UNHEALTHY"}), "UNHEALTHY", 10)
+    offline = await eventually(is_now(router, "crashy", {"c-1": "OFFLINE"}), "OFFLINE", 10)
+    removed = await eventually(is_now(router, "crashy", {}), "removed", 10)
 
     # Deadlines count from the last heartbeat, at most one interval before the kill.
     assert killed - HEARTBEAT + UNHEALTHY <= unhealthy + 0.05
@@ -111,9 +108,9 @@ async def test_graceful_exit_deregisters_at_once(
     async with ServiceClient(nats_server.url, FAST) as client:
         await client.register("polite", "p-1")
         await client.register("polite", "p-2")
-        assert statuses(router, "polite") == {"p-1": "ONLINE", "p-2": "ONLINE"}
+        assert await statuses(router, "polite") == {"p-1": "ONLINE", "p-2": "ONLINE"}
 
-    assert statuses(router, "polite") == {"p-1": "OFFLINE", "p-2": "OFFLINE"}
+    assert await statuses(router, "polite") == {"p-1": "OFFLINE", "p-2": "OFFLINE"}
 
 
 async def test_heartbeats_keep_an_instance_online_past_every_deadline(
@@ -124,7 +121,7 @@ async def test_heartbeats_keep_an_instance_online_past_every_deadline(
         await asyncio.sleep(OFFLINE + 0.5)
         state = client.instances[("steady", "s-1")]
 
-        assert statuses(router, "steady") == {"s-1": "ONLINE"}
+        assert await statuses(router, "steady") == {"s-1": "ONLINE"}
         assert state.state is RegistrationState.REGISTERED
         assert state.last_error is None
         assert state.heartbeat_interval == HEARTBEAT
@@ -137,17 +134,15 @@ async def test_router_restart_brings_every_instance_back(
     async with ServiceClient(nats_server.url, FAST) as client:
         for instance_id in ids:
             await client.register("phoenix", instance_id)
-        router.stop()
+        await asyncio.to_thread(router.stop)
         router.env["AEGIS_STORE"] = "memory"  # the new router knows nothing
-        router.start()
+        await asyncio.to_thread(router.start)
         restarted = time.monotonic()
-        back = await wait_for(
-            lambda: statuses(router, "phoenix") == dict.fromkeys(ids, "ONLINE"), 10, "back"
-        )
-        await wait_for(
+        back = await eventually(is_now(router, "phoenix", dict.fromkeys(ids, "ONLINE")), "back", 10)
+        await eventually(
             lambda: {r.state for r in client.instances.values()} == {RegistrationState.REGISTERED},
-            10,
             "registered again on the client side",
+            10,
         )
 
     # One heartbeat finds the router does not know it (404), then a jittered
@@ -160,17 +155,17 @@ async def test_nats_restart_router_and_sdk_reconnect(
 ) -> None:
     async with ServiceClient(nats_server.url, FAST) as client:
         await client.register("sturdy", "n-1")
-        nats_server.stop()
-        nats_server.start()
-        await wait_for(lambda: '"sweep_resumed"' in router.logs(), 15, "router reconnected")
+        await asyncio.to_thread(nats_server.stop)
+        await asyncio.to_thread(nats_server.start)
+        await eventually(lambda: '"sweep_resumed"' in router.logs(), "router reconnected")
         await asyncio.sleep(2 * HEARTBEAT)  # the grace in which clients come back
         fresh = await client.register("sturdy", "n-2")
-        during = statuses(router, "sturdy")
+        during = await statuses(router, "sturdy")
 
     assert fresh.status is InstanceStatus.ONLINE
     assert during == {"n-1": "ONLINE", "n-2": "ONLINE"}, "an outage expires no one"
     assert '"sweep_paused"' in router.logs()
-    assert statuses(router, "sturdy") == {"n-1": "OFFLINE", "n-2": "OFFLINE"}
+    assert await statuses(router, "sturdy") == {"n-1": "OFFLINE", "n-2": "OFFLINE"}
 
 
 async def test_wrong_session_gets_403_and_nothing_changes(
@@ -178,7 +173,7 @@ async def test_wrong_session_gets_403_and_nothing_changes(
 ) -> None:
     owner = {"service_name": "owned", "instance_id": "o-1", "session_id": "owner-session"}
     await raw_request(raw_nats, owner)
-    before = statuses(router, "owned")
+    before = await statuses(router, "owned")
     intruder = {**owner, "session_id": "intruder"}
 
     heartbeat = await raw_request(raw_nats, intruder, "ipc.service.heartbeat")
@@ -186,7 +181,7 @@ async def test_wrong_session_gets_403_and_nothing_changes(
 
     assert heartbeat["status"] == deregister["status"] == 403
     assert heartbeat["error"]["code"] == "SESSION_MISMATCH"  # type: ignore[index]
-    assert statuses(router, "owned") == before == {"o-1": "ONLINE"}
+    assert await statuses(router, "owned") == before == {"o-1": "ONLINE"}
     unknown = await raw_request(
         raw_nats, {**owner, "instance_id": "ghost"}, "ipc.service.heartbeat"
     )
@@ -259,11 +254,11 @@ async def test_restarted_service_waits_out_its_stale_registration(
 async def test_operator_force_deregistration(router: RouterProcess, raw_nats: NatsClient) -> None:
     await raw_request(raw_nats, {"service_name": "ops", "instance_id": "o-9", "session_id": "s"})
 
-    response = httpx.delete(f"{router.http_url}/api/v1/admin/services/ops/instances/o-9", timeout=5)
-    missing = httpx.delete(f"{router.http_url}/api/v1/admin/services/ops/instances/nope", timeout=5)
+    response = await router.delete("/api/v1/admin/services/ops/instances/o-9")
+    missing = await router.delete("/api/v1/admin/services/ops/instances/nope")
 
     assert response.status_code == 200
     assert response.json()["status"] == "OFFLINE"
-    assert statuses(router, "ops") == {"o-9": "OFFLINE"}
+    assert await statuses(router, "ops") == {"o-9": "OFFLINE"}
     assert missing.status_code == 404
     assert '"operator_deregistration"' in router.logs()

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import nats
 import pytest
 
+from tests.support import eventually
 from tests.support.procs import NatsServer, RouterProcess, free_port, router_process
 from tests.support.prometheus import sample_value
 from tests.support.wire import raw_request
@@ -31,16 +31,17 @@ def monitored_nats(tmp_path: Path) -> Iterator[tuple[NatsServer, int]]:
     server.stop()
 
 
-def scrape(router: RouterProcess) -> str:
+async def scrape(router: RouterProcess) -> str:
     """One GET /metrics, on a new connection (so either worker may answer)."""
-    response = httpx.get(f"{router.http_url}/metrics", timeout=5)
+    response = await router.get("/metrics")
     response.raise_for_status()
     return response.text
 
 
-def registrations_per_worker(monitor_port: int) -> list[int]:
+async def registrations_per_worker(monitor_port: int) -> list[int]:
     """Registrations NATS delivered to each router connection (one per worker)."""
-    connz = httpx.get(f"http://127.0.0.1:{monitor_port}/connz?subs=detail", timeout=5).json()
+    async with httpx.AsyncClient(timeout=5) as http:
+        connz = (await http.get(f"http://127.0.0.1:{monitor_port}/connz?subs=detail")).json()
     return [
         sub["msgs"]
         for conn in connz["connections"]
@@ -58,15 +59,6 @@ def metrics_directory(router: RouterProcess) -> Path:
     raise AssertionError(f"no metrics_shared event in the log:\n{router.logs()}")
 
 
-def eventually(check: Callable[[], bool], what: str, timeout: float = 15) -> None:
-    """Return once ``check()`` is true; fail naming ``what`` after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not {what} within {timeout}s")
-        time.sleep(0.05)
-
-
 async def test_one_scrape_counts_the_requests_of_both_workers_and_instances_once(
     monitored_nats: tuple[NatsServer, int], tmp_path: Path
 ) -> None:
@@ -76,7 +68,11 @@ async def test_one_scrape_counts_the_requests_of_both_workers_and_instances_once
     )
     async with router:
         directory = metrics_directory(router)
-        eventually(lambda: len(registrations_per_worker(monitor_port)) == 2, "both subscribed")
+
+        async def both_subscribed() -> bool:
+            return len(await registrations_per_worker(monitor_port)) == 2
+
+        await eventually(both_subscribed, "both subscribed")
         nc = await nats.connect(server.url)
         try:
             replies = await asyncio.gather(
@@ -90,13 +86,13 @@ async def test_one_scrape_counts_the_requests_of_both_workers_and_instances_once
         finally:
             await nc.close()
         assert {r["status"] for r in replies} == {201}
-        per_worker = registrations_per_worker(monitor_port)
+        per_worker = await registrations_per_worker(monitor_port)
         assert sum(per_worker) == REGISTRATIONS
         assert min(per_worker) > 0, f"the queue group gave one worker everything: {per_worker}"
 
         # Counted before each reply is sent: every one is in the first scrape.
         created = sample_value(
-            scrape(router), "aegis_requests_total", kind="registration", result="created"
+            await scrape(router), "aegis_requests_total", kind="registration", result="created"
         )
         assert created == REGISTRATIONS
 
@@ -104,17 +100,20 @@ async def test_one_scrape_counts_the_requests_of_both_workers_and_instances_once
         # its own (whole) view of the registry, in its own file
         # (prometheus-client's gauge_<mode>_<pid>.db). Once both have, a sum
         # of the two would show twice the instances.
-        def scraped_by_both() -> bool:
-            scrape(router)
+        async def scraped_by_both() -> bool:
+            await scrape(router)
             return len(list(directory.glob("gauge_*.db"))) == 2
 
-        eventually(scraped_by_both, "both workers answered a scrape")
+        await eventually(scraped_by_both, "both workers answered a scrape")
 
-        def online() -> float | None:
-            return sample_value(scrape(router), "aegis_instances", status="ONLINE")
+        async def online() -> float | None:
+            return sample_value(await scrape(router), "aegis_instances", status="ONLINE")
 
-        eventually(lambda: online() == REGISTRATIONS, "every instance in the gauge")
+        async def all_online() -> bool:
+            return await online() == REGISTRATIONS
+
+        await eventually(all_online, "every instance in the gauge")
         for _ in range(10):
-            assert online() == REGISTRATIONS
+            assert await online() == REGISTRATIONS
 
     assert not directory.exists(), "the router removes its metrics directory on exit"

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from typing import Any
 
-import httpx
 import pytest
 from aegis.sdk import (
     DuplicateInstanceError,
@@ -29,8 +29,9 @@ NAN = float("nan")
 BIG = "x" * 20_000  # over the 16 KiB metadata bound
 
 
-def rest(router: RouterProcess, path: str) -> httpx.Response:
-    return httpx.get(f"{router.http_url}/api/v1/admin{path}", timeout=5)
+async def rest(router: RouterProcess, path: str) -> Any:
+    """The JSON body of GET /api/v1/admin``path``."""
+    return (await router.get(f"/api/v1/admin{path}")).json()
 
 
 async def test_sdk_registration_is_listed_over_rest(
@@ -38,8 +39,8 @@ async def test_sdk_registration_is_listed_over_rest(
 ) -> None:
     async with ServiceClient(nats_server.url) as client:
         instance = await client.register("billing", "billing-1", {"version": "1.4", "zone": "a"})
-        services = rest(router, "/services").json()
-        detail = rest(router, "/services/billing").json()
+        services = await rest(router, "/services")
+        detail = await rest(router, "/services/billing")
 
     assert instance.status is InstanceStatus.ONLINE
     assert instance.metadata == {"version": "1.4", "zone": "a"}
@@ -78,7 +79,7 @@ async def test_retried_registration_is_idempotent(
 
     assert again.registered_at == first.registered_at
     assert again.metadata == {"v": 1}, "a retry must not change metadata"
-    assert rest(router, "/services/orders").json()["instances"][0]["metadata"] == {"v": 1}
+    assert (await rest(router, "/services/orders"))["instances"][0]["metadata"] == {"v": 1}
 
 
 async def test_raw_client_gets_wire_contract_replies(router: RouterProcess, raw_nats: NatsClient):
@@ -111,7 +112,7 @@ async def test_second_client_gets_409_with_the_existing_instance(
 
     assert caught.value.status_code == 409
     assert caught.value.existing == registered
-    assert rest(router, "/services/payments").json()["instances"][0]["metadata"] == {
+    assert (await rest(router, "/services/payments"))["instances"][0]["metadata"] == {
         "owner": "first"
     }
 
@@ -151,7 +152,7 @@ async def test_invalid_field_gets_400_with_details(
     assert error["code"] == "VALIDATION_ERROR"  # type: ignore[index]
     assert [d["loc"][0] for d in error["details"]] == [field]  # type: ignore[index]
     assert all(d["msg"] and d["type"] for d in error["details"])  # type: ignore[index]
-    assert rest(router, "/services").json()["total"] == 0, "bad input must change nothing"
+    assert (await rest(router, "/services"))["total"] == 0, "bad input must change nothing"
 
 
 @pytest.mark.parametrize(
@@ -179,10 +180,10 @@ async def test_200_concurrent_distinct_registrations_are_all_listed(
         )
 
     assert {i.instance_id for i in instances} == {f"inst-{i}" for i in range(200)}
-    services = rest(router, "/services").json()
+    services = await rest(router, "/services")
     assert services["total"] == 10
     assert sum(s["instance_count"] for s in services["services"]) == 200
-    listed = rest(router, "/instances").json()
+    listed = await rest(router, "/instances")
     assert listed["total"] == 200
 
 
@@ -197,7 +198,7 @@ async def test_50_concurrent_registrations_of_one_id_have_one_winner(
 
     statuses = sorted(r["status"] for r in replies)  # type: ignore[type-var]
     assert statuses == [201] + [409] * 49
-    assert rest(router, "/services/race").json()["instances"][0]["status"] == "ONLINE"
+    assert (await rest(router, "/services/race"))["instances"][0]["status"] == "ONLINE"
 
 
 async def test_sdk_validates_before_sending(router: RouterProcess, nats_server: NatsServer):
@@ -210,9 +211,9 @@ async def test_sdk_validates_before_sending(router: RouterProcess, nats_server: 
 
 
 async def test_rest_errors_are_json(router: RouterProcess) -> None:
-    missing = rest(router, "/services/ghost")
-    unknown = httpx.get(f"{router.http_url}/nowhere", timeout=5)
-    wrong_method = httpx.delete(f"{router.http_url}/api/v1/admin/services", timeout=5)
+    missing = await router.get("/api/v1/admin/services/ghost")
+    unknown = await router.get("/nowhere")
+    wrong_method = await router.delete("/api/v1/admin/services")
 
     assert missing.status_code == 404
     assert missing.json()["error"]["code"] == "SERVICE_NOT_FOUND"
@@ -223,7 +224,7 @@ async def test_rest_errors_are_json(router: RouterProcess) -> None:
 
 
 async def test_openapi_document_describes_every_route(router: RouterProcess) -> None:
-    document = httpx.get(f"{router.http_url}/docs/openapi.json", timeout=5).json()
+    document = (await router.get("/docs/openapi.json")).json()
 
     assert set(document["paths"]) >= {
         "/api/v1/admin/services",
@@ -244,16 +245,16 @@ async def test_openapi_document_describes_every_route(router: RouterProcess) -> 
 async def test_readyz_follows_the_nats_connection(
     router: RouterProcess, nats_server: NatsServer
 ) -> None:
-    def ready() -> int:
-        return httpx.get(f"{router.http_url}/readyz", timeout=5).status_code
+    async def ready() -> int:
+        return (await router.get("/readyz")).status_code
 
-    assert ready() == 200
-    nats_server.stop()
+    assert await ready() == 200
+    await asyncio.to_thread(nats_server.stop)
     deadline = asyncio.get_running_loop().time() + 10
-    while ready() != 503:
+    while await ready() != 503:
         assert asyncio.get_running_loop().time() < deadline, "still ready without NATS"
         await asyncio.sleep(0.05)
-    nats_server.start()
-    while ready() != 200:
+    await asyncio.to_thread(nats_server.start)
+    while await ready() != 200:
         assert asyncio.get_running_loop().time() < deadline + 10, "not ready again"
         await asyncio.sleep(0.05)

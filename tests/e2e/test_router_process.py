@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import socket
 import subprocess
@@ -10,7 +11,6 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 import nats
 import pytest
 from aegis.sdk import ClientConfig, ServiceClient
@@ -68,13 +68,14 @@ async def test_embedded_nats_serves_registrations_and_stops_with_the_router(
         nc = await nats.connect(f"nats://127.0.0.1:{nats_port}")
         reply = await raw_request(nc, {"service_name": "web", "instance_id": "web-1"})
         await nc.close()
-        listed = httpx.get(f"{router.http_url}/api/v1/admin/services", timeout=5).json()
-        code = router.stop(sig)
+        listed = (await router.get("/api/v1/admin/services")).json()
+        code = await asyncio.to_thread(router.stop, sig)
 
     assert reply["status"] == 201
     assert listed["services"][0]["name"] == "web"
     assert code == 0
-    assert wait_until_free(nats_port), "the bundled nats-server outlived the router"
+    gone = "the bundled nats-server gone with the router"
+    await eventually(lambda: port_is_free(nats_port), gone, within=10)
     assert (tmp_path / "data" / "jetstream").is_dir()
     assert "embedded_nats_stopped" in router.logs()
 
@@ -86,10 +87,10 @@ async def test_restart_right_after_a_stop_loses_nothing(tmp_path: Path) -> None:
     config = ClientConfig(timeout=2.0, retries=10, backoff_max=0.5)
     async with router, ServiceClient(f"nats://127.0.0.1:{nats_port}", config) as client:
         first = await client.register("billing", "billing-1")
-        assert router.stop(signal.SIGINT) == 0
+        assert await asyncio.to_thread(router.stop, signal.SIGINT) == 0
         stopped_at = datetime.now(UTC)
 
-        router.start()  # at once
+        await asyncio.to_thread(router.start)  # at once
 
         mine = client.instances[("billing", "billing-1")]
         await eventually(
@@ -97,8 +98,7 @@ async def test_restart_right_after_a_stop_loses_nothing(tmp_path: Path) -> None:
             "heartbeating again after the restart",
         )
         state = mine.state
-        async with httpx.AsyncClient(base_url=router.http_url) as http:
-            listed = (await http.get("/api/v1/admin/services/billing")).json()
+        listed = (await router.get("/api/v1/admin/services/billing")).json()
 
     assert state == RegistrationState.REGISTERED, mine.last_error
     (instance,) = listed["instances"]
@@ -190,24 +190,24 @@ async def test_several_workers_share_one_registry(tmp_path: Path) -> None:
             for i in range(20)
         ]
         await nc.close()
-        deadline = time.monotonic() + 10
         views: set[int] = set()
-        while time.monotonic() < deadline:
+
+        async def converged() -> bool:
             # Each request may land on either worker: all must converge on 20.
+            nonlocal views
             views = {
-                httpx.get(f"{router.http_url}/api/v1/admin/instances", timeout=5).json()["total"]
-                for _ in range(6)
+                (await router.get("/api/v1/admin/instances")).json()["total"] for _ in range(6)
             }
-            if views == {20}:
-                break
-            time.sleep(0.1)
-        code = router.stop(signal.SIGTERM)
+            return views == {20}
+
+        await eventually(converged, "both workers list all 20", within=10)
+        code = await asyncio.to_thread(router.stop, signal.SIGTERM)
 
     assert {r["status"] for r in replies} == {201}
     assert router.logs().count('"router_ready"') == 2, "one NATS side per worker"
     assert views == {20}
     assert code == 0
-    assert wait_until_free(nats_port)
+    await eventually(lambda: port_is_free(nats_port), "the bundled nats-server gone", within=10)
 
 
 def test_workers_need_a_shared_store() -> None:

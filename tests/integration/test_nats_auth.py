@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import msgpack
 import pytest
 from aegis.connect.auth import connect_kwargs
@@ -230,7 +229,7 @@ async def test_router_signs_in_with_user_password_and_registers(
         config = ClientConfig(auth=NatsAuth(user="aegis", password=password), **QUICK)
         async with ServiceClient(server.url, config) as client:
             instance = await client.register("billing", "billing-1", {"v": 1})
-            listed = httpx.get(f"{router.http_url}/api/v1/admin/services/billing", timeout=5)
+            listed = await router.get("/api/v1/admin/services/billing")
 
     assert instance.instance_id == "billing-1"
     assert [i["instance_id"] for i in listed.json()["instances"]] == ["billing-1"]
@@ -410,7 +409,7 @@ async def test_permissions_with_the_real_router_and_its_jetstream_store(
             found = await client.discover("billing")
             await client.deregister("billing", "billing-1")
             deregistered = await asyncio.wait_for(anext(events), 5)
-            listed = httpx.get(f"{router.http_url}/api/v1/admin/services", timeout=5).json()
+            listed = (await router.get("/api/v1/admin/services")).json()
 
     assert instance.instance_id == "billing-1"
     assert [i.instance_id for i in found] == ["billing-1"]
