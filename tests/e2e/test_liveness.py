@@ -6,12 +6,15 @@ Real nats-server and aegis-router processes with timings shortened by config.
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import msgpack
 import pytest
@@ -50,11 +53,16 @@ def router(nats_server: NatsServer, tmp_path: Path) -> Iterator[RouterProcess]:
         yield process
 
 
-async def statuses(router: RouterProcess, service: str) -> dict[str, str]:
+async def instances(router: RouterProcess, service: str) -> dict[str, dict[str, Any]]:
+    """The service's instances as the REST API shows them, by instance id."""
     response = await router.get(f"/api/v1/admin/services/{service}")
     if response.status_code == 404:
         return {}
-    return {i["instance_id"]: i["status"] for i in response.json()["instances"]}
+    return {i["instance_id"]: i for i in response.json()["instances"]}
+
+
+async def statuses(router: RouterProcess, service: str) -> dict[str, str]:
+    return {name: i["status"] for name, i in (await instances(router, service)).items()}
 
 
 def is_now(
@@ -85,7 +93,18 @@ async def test_killed_service_goes_unhealthy_offline_then_removed(
     )
     assert service.stdout is not None
     assert service.stdout.readline().strip() == b"READY"
-    await asyncio.sleep(HEARTBEAT * 3)  # a few heartbeats pass: still ONLINE
+    # A few heartbeats pass, seen as the router's last_heartbeat_at moving on while the
+    # registration stays the same one (an SDK whose heartbeats fail registers again).
+    registered = (await instances(router, "crashy"))["c-1"]
+    contacts = {registered["last_heartbeat_at"]}
+
+    async def three_heartbeats() -> bool:
+        now = (await instances(router, "crashy"))["c-1"]
+        assert now["registered_at"] == registered["registered_at"], "expired, registered again"
+        contacts.add(now["last_heartbeat_at"])
+        return len(contacts) > 3  # the registration, then three heartbeats
+
+    await eventually(three_heartbeats, "three heartbeats answered")
     assert await statuses(router, "crashy") == {"c-1": "ONLINE"}
 
     service.send_signal(signal.SIGKILL)
@@ -117,11 +136,26 @@ async def test_heartbeats_keep_an_instance_online_past_every_deadline(
     router: RouterProcess, nats_server: NatsServer
 ) -> None:
     async with ServiceClient(nats_server.url, FAST) as client:
-        await client.register("steady", "s-1")
-        await asyncio.sleep(OFFLINE + 0.5)
+        instance = await client.register("steady", "s-1")
         state = client.instances[("steady", "s-1")]
+        registered = state.last_contact_at
+        assert registered is not None
+        # Time must pass here, past every deadline a silent instance would meet. It is
+        # counted in heartbeats the router answered, not slept: wait until one was
+        # answered OFFLINE + 0.5 s after the registration.
+        past_offline = registered + timedelta(seconds=OFFLINE + 0.5)
+        await eventually(
+            lambda: state.last_contact_at is not None and state.last_contact_at >= past_offline,
+            "a heartbeat answered past the OFFLINE deadline",
+        )
 
-        assert await statuses(router, "steady") == {"s-1": "ONLINE"}
+        shown = (await instances(router, "steady"))["s-1"]
+
+        assert shown["status"] == "ONLINE"
+        # The same registration all along, heartbeats moving its contact on (an
+        # instance that expired would come back through the SDK's re-registration).
+        assert shown["registered_at"] == instance.registered_at
+        assert shown["last_heartbeat_at"] > instance.registered_at
         assert state.state is RegistrationState.REGISTERED
         assert state.last_error is None
         assert state.heartbeat_interval == HEARTBEAT
@@ -150,15 +184,32 @@ async def test_router_restart_brings_every_instance_back(
     assert back - restarted <= 2 * HEARTBEAT + SLACK
 
 
+def swept_after_resume(logs: str, instance: str) -> bool:
+    """The router's log shows a sweep changing ``instance``'s status after sweeps resumed."""
+    events = [json.loads(line) for line in logs.splitlines() if line.startswith("{")]
+    resumed = [n for n, e in enumerate(events) if e["event"] == "sweep_resumed"]
+    return bool(resumed) and any(
+        e["event"] == "instance_status_changed" and e.get("instance") == instance
+        for e in events[resumed[-1] :]
+    )
+
+
 async def test_nats_restart_router_and_sdk_reconnect(
-    router: RouterProcess, nats_server: NatsServer
+    router: RouterProcess, nats_server: NatsServer, raw_nats: NatsClient
 ) -> None:
+    # The sentinel: registered without a client to heartbeat it, it expires at the
+    # first sweep once sweeps resume after the outage.
+    silent = {"service_name": "silent", "instance_id": "quiet-1", "session_id": "nobody"}
+    await raw_request(raw_nats, silent)
     async with ServiceClient(nats_server.url, FAST) as client:
         await client.register("sturdy", "n-1")
         await asyncio.to_thread(nats_server.stop)
         await asyncio.to_thread(nats_server.start)
-        await eventually(lambda: '"sweep_resumed"' in router.logs(), "router reconnected")
-        await asyncio.sleep(2 * HEARTBEAT)  # the grace in which clients come back
+        # The grace in which clients come back is not slept out: once a sweep after
+        # "sweep_resumed" has expired the sentinel, n-1 has faced the sweeps too.
+        await eventually(
+            lambda: swept_after_resume(router.logs(), "quiet-1"), "a sweep after the outage"
+        )
         fresh = await client.register("sturdy", "n-2")
         during = await statuses(router, "sturdy")
 

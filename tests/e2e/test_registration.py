@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from aegis.sdk import (
 )
 from nats.aio.client import Client as NatsClient
 
+from tests.support import eventually
 from tests.support.procs import NatsServer, RouterProcess, free_port
 from tests.support.wire import INSTANCE_KEYS, raw_request
 
@@ -245,16 +247,14 @@ async def test_openapi_document_describes_every_route(router: RouterProcess) -> 
 async def test_readyz_follows_the_nats_connection(
     router: RouterProcess, nats_server: NatsServer
 ) -> None:
-    async def ready() -> int:
-        return (await router.get("/readyz")).status_code
+    def readyz_says(status: int) -> Callable[[], Awaitable[bool]]:
+        async def check() -> bool:
+            return (await router.get("/readyz")).status_code == status
 
-    assert await ready() == 200
+        return check
+
+    assert await readyz_says(200)()
     await asyncio.to_thread(nats_server.stop)
-    deadline = asyncio.get_running_loop().time() + 10
-    while await ready() != 503:
-        assert asyncio.get_running_loop().time() < deadline, "still ready without NATS"
-        await asyncio.sleep(0.05)
+    await eventually(readyz_says(503), "not ready without NATS", within=10)
     await asyncio.to_thread(nats_server.start)
-    while await ready() != 200:
-        assert asyncio.get_running_loop().time() < deadline + 10, "not ready again"
-        await asyncio.sleep(0.05)
+    await eventually(readyz_says(200), "ready again", within=20)

@@ -19,6 +19,7 @@ from aegis.sdk import ClientConfig, NatsAuth, ServiceClient, ServiceUnavailableE
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
+from tests.support import eventually
 from tests.support.pki import Pki
 from tests.support.procs import NatsServer, nats_cluster, router_process
 
@@ -301,35 +302,38 @@ class Watcher:
         return [str(e) for e in self.errors if "permissions violation" in str(e).lower()]
 
 
-async def eventually(check: Callable[[], bool], within: float = 5.0) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
-
-
 async def test_permissions_service_requests_reach_the_router_but_cannot_be_read(
     start_nats: StartNats, permissions_env: None
 ) -> None:
     server = start_nats("-c", PERMISSIONS_CONF)
     router = await responder(server.url, ROUTER, "ipc.service.register")
     snoop = await Watcher.connect(server.url, SERVICE)
+    service = await Watcher.connect(server.url, SERVICE)
+    replies: list[Msg] = []
+
+    async def seen(msg: Msg) -> None:
+        replies.append(msg)
+
     try:
         # A service tries to read (or answer) registrations: the server refuses.
         await snoop.subscribe("ipc.service.register")
         await snoop.subscribe("ipc.service.>", queue=QUEUE)
-        await eventually(lambda: len(snoop.violations()) == 2)
+        await eventually(lambda: len(snoop.violations()) == 2, "both refused", within=5)
+        # It may read replies (they carry no session id): they are the sentinel. The
+        # server hands a request to every subscriber as it routes it, before the router
+        # has it to answer, so a request let through to the snoop would come before
+        # the reply to it on the snoop's connection.
+        await snoop.nc.subscribe("_INBOX.>", cb=seen)
+        await snoop.nc.flush()
 
-        async with ServiceClient(server.url, ClientConfig(auth=SERVICE, **QUICK)) as client:
-            nc = client._nc
-            assert nc is not None
-            for _ in range(3):
-                reply = await nc.request("ipc.service.register", msgpack.packb({}), timeout=2)
-                assert msgpack.unpackb(reply.data)["ok"] is True
-        await asyncio.sleep(0.1)
+        for _ in range(3):
+            reply = await service.nc.request("ipc.service.register", msgpack.packb({}), timeout=2)
+            assert msgpack.unpackb(reply.data)["ok"] is True
+        await eventually(lambda: len(replies) == 3, "the snoop seeing the 3 replies", within=5)
     finally:
         await router.close()
-        await snoop.nc.close()
+        for conn in (snoop, service):
+            await conn.nc.close()
 
     assert snoop.received == []
     assert all("ipc.service" in v for v in snoop.violations())
@@ -348,10 +352,14 @@ async def test_permissions_only_the_router_publishes_events_and_only_in_its_queu
         await forger.nc.flush()
         await router.nc.publish("ipc.events.service.billing", b"real")
         await router.nc.flush()
-        await eventually(lambda: len(watcher.received) == 1 and len(forger.violations()) == 1)
+        await eventually(
+            lambda: len(watcher.received) == 1 and len(forger.violations()) == 1,
+            "the real event in, the forged one refused",
+            within=5,
+        )
         # A router subscribes to requests in the routers' queue group, not outside it.
         await router.subscribe("ipc.service.register")
-        await eventually(lambda: len(router.violations()) == 1)
+        await eventually(lambda: len(router.violations()) == 1, "refused", within=5)
     finally:
         for conn in (watcher, forger, router):
             await conn.nc.close()
@@ -370,15 +378,17 @@ async def test_permissions_hold_in_a_cluster_started_with_the_compose_flags(
     try:
         router = await responder(nodes[2].url, ROUTER, "ipc.service.register")
         service = await Watcher.connect(nodes[0].url, SERVICE)
+        replies: list[Msg] = []
+
+        async def answered() -> bool:
+            try:
+                replies.append(await service.nc.request("ipc.service.register", b"\x80", timeout=1))
+            except Exception:  # until the cluster has formed and carries the router's interest
+                return False
+            return True
+
         try:
-            deadline = time.monotonic() + 15
-            while True:  # until the cluster has formed and carries the router's interest
-                try:
-                    reply = await service.nc.request("ipc.service.register", b"\x80", timeout=1)
-                    break
-                except Exception:
-                    assert time.monotonic() < deadline, "no reply through the cluster"
-                    await asyncio.sleep(0.2)
+            await eventually(answered, "a reply through the cluster", within=15)
         finally:
             await router.close()
             await service.nc.close()
@@ -386,7 +396,7 @@ async def test_permissions_hold_in_a_cluster_started_with_the_compose_flags(
         for node in nodes:
             node.stop()
 
-    assert msgpack.unpackb(reply.data)["ok"] is True
+    assert msgpack.unpackb(replies[-1].data)["ok"] is True
 
 
 @pytest.mark.e2e

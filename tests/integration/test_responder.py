@@ -9,6 +9,7 @@ from nats import errors as nats_errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
+from tests.support import eventually
 from tests.support.procs import NatsServer
 
 
@@ -36,6 +37,8 @@ async def test_requests_run_concurrently_up_to_the_bound(
     release = asyncio.Event()
 
     async def slow(data: bytes) -> bytes:
+        if data == b"warm-up":
+            return data
         nonlocal running, most
         running += 1
         most = max(most, running)
@@ -47,15 +50,32 @@ async def test_requests_run_concurrently_up_to_the_bound(
     server_side = NatsClient()
     await server_side.connect(nats_server.url)
     await responder.start(server_side)
+
+    # The sentinel: answered on the responder's own connection, outside the bound.
+    async def sentinel(msg: Msg) -> None:
+        await msg.respond(b"sentinel")
+
+    await server_side.subscribe("t.sentinel", cb=sentinel)
+    await server_side.flush()
+    # Answered once the server routes to the responder, so none of the ten below
+    # meets 'no responders' and is sent again after the sentinel.
+    await request(raw_nats, "t.slow", b"warm-up")
     requests = [
         asyncio.create_task(request(raw_nats, "t.slow", str(i).encode())) for i in range(10)
     ]
-    async with asyncio.timeout(10):
-        while most < 4:
-            failed = [t.exception() for t in requests if t.done()]
-            assert not failed, f"requests failed before reaching the handler: {failed}"
-            await asyncio.sleep(0.01)
-    await asyncio.sleep(0.1)  # give a fifth a chance to sneak past the bound
+
+    def four_running() -> bool:
+        failed = [t.exception() for t in requests if t.done()]
+        assert not failed, f"requests failed before reaching the handler: {failed}"
+        return most >= 4
+
+    await eventually(four_running, "four requests in the handler", within=10)
+    # No pause for a fifth to sneak past the bound: the sentinel is sent after the
+    # ten on the same connection, so NATS hands all ten to the responder's
+    # connection before it, and the responder's subscriptions are served in the
+    # order their messages arrive. When the sentinel's reply is back, a fifth
+    # request past an unbounded responder would be in the handler already.
+    assert (await request(raw_nats, "t.sentinel", b"")).data == b"sentinel"
     release.set()
     replies = await asyncio.gather(*requests)
     await responder.stop()
@@ -68,11 +88,11 @@ async def test_requests_run_concurrently_up_to_the_bound(
 async def test_stop_lets_in_flight_requests_finish(
     nats_server: NatsServer, raw_nats: NatsClient
 ) -> None:
-    started = asyncio.Event()
+    started, finish = asyncio.Event(), asyncio.Event()
 
     async def handler(data: bytes) -> bytes:
         started.set()
-        await asyncio.sleep(0.2)
+        await finish.wait()  # in flight until the test says so
         return b"done"
 
     responder = NatsResponder({"t.drain": handler}, max_in_flight=2)
@@ -85,7 +105,22 @@ async def test_stop_lets_in_flight_requests_finish(
     if pending.done():
         pending.result()  # the request failed before the handler ran: show why
     assert started.is_set(), "the request never reached the handler"
-    await responder.stop()
+    stopping = asyncio.create_task(responder.stop())
+
+    async def unsubscribed() -> bool:
+        # stop() unsubscribes first, then waits for what is in flight.
+        try:
+            await raw_nats.request("t.drain", b"late", timeout=0.5)
+        except nats_errors.NoRespondersError:
+            return True
+        except nats_errors.TimeoutError:
+            return False
+        raise AssertionError("a request was answered after stop() began")
+
+    await eventually(unsubscribed, "the subscription gone", within=10)
+    assert not stopping.done(), "stop() returned with a request still in flight"
+    finish.set()
+    await stopping
     reply = await pending
     await server_side.close()
 

@@ -23,6 +23,7 @@ from aegis.router.store_jetstream import (
 )
 from aegis.wire.messages import InstanceStatus
 
+from tests.support import eventually
 from tests.support.procs import NatsServer
 
 T0 = datetime(2026, 11, 27, 12, 0, 0, 123456, tzinfo=UTC)
@@ -125,9 +126,7 @@ async def test_two_routers_share_one_bucket(nats_server: NatsServer) -> None:
             *(s.create(record(session_id=f"s-{i}")) for i, s in enumerate([store_a, store_b] * 5)),
             return_exceptions=True,
         )
-        async with asyncio.timeout(5):
-            while not await store_b.list_all():
-                await asyncio.sleep(0.02)
+        await eventually(store_b.list_all, "the winner in the other router's view", within=5)
         winner = await store_a.get(record().key)
     finally:
         await store_a.stop()

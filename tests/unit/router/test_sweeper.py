@@ -6,9 +6,12 @@ import asyncio
 from typing import cast
 
 import pytest
+from aegis.router import sweeper as sweeper_module
 from aegis.router.registry import Registry
 from aegis.router.sweeper import MAX_TICK, Sweeper, tick_for
 from structlog.testing import capture_logs
+
+from tests.support import eventually
 
 SAFETY_NET = 10.0  # seconds; only stops a broken sweeper from hanging the suite
 TICK = 0.001
@@ -88,14 +91,33 @@ def test_tick_is_at_most_a_second_and_a_tenth_of_unhealthy_after(
     assert tick_for(unhealthy_after) == pytest.approx(tick)
 
 
-async def test_pause_stops_sweeps_and_resume_waits_out_the_grace() -> None:
+class CountedTicks:
+    """``asyncio`` as the sweeper module sees it, counting the sweeper's sleeps (its ticks)."""
+
+    def __init__(self) -> None:
+        self.ticks = 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(asyncio, name)
+
+    async def sleep(self, seconds: float) -> None:
+        self.ticks += 1
+        await asyncio.sleep(seconds)
+
+
+async def test_pause_stops_sweeps_and_resume_waits_out_the_grace(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = CountedTicks()
+    monkeypatch.setattr(sweeper_module, "asyncio", clock)
     fake = FakeRegistry(target=1)
     sweeper = Sweeper(cast(Registry, fake), TICK)
     with capture_logs() as logs:
         sweeper.pause("nats_disconnected")
         sweeper.pause("nats_disconnected")  # said once
         sweeper.start()
-        await asyncio.sleep(50 * TICK)
+        # Paused ticks pass by the count, not by a pause of the test's own: 50 of them.
+        await eventually(lambda: clock.ticks > 50, "50 ticks while paused", within=SAFETY_NET)
         paused_calls = fake.calls
         resumed = asyncio.get_running_loop().time()  # before: resume counts from its call
         sweeper.resume(grace=0.05)
