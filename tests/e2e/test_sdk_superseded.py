@@ -21,7 +21,7 @@ import pytest
 from aegis.sdk import ClientConfig, RegistrationState, ServiceClient
 
 from tests.support import eventually
-from tests.support.procs import NatsServer, RouterProcess
+from tests.support.procs import NatsServer, RouterProcess, router_process
 
 pytestmark = pytest.mark.e2e
 
@@ -35,13 +35,10 @@ KEY = ("contested", "c-1")
 @pytest.fixture
 def router(nats_server: NatsServer, tmp_path: Path) -> Iterator[RouterProcess]:
     env = {f"AEGIS_{name}": str(value) for name, value in TIMINGS.items()}
-    process = RouterProcess(
-        log_path=tmp_path / "router.log",
-        env={"AEGIS_NATS_URL": nats_server.url, "AEGIS_REMOVE_AFTER": "60", **env},
-    )
-    process.start()
-    yield process
-    process.stop()
+    with router_process(
+        tmp_path, nats_url=nats_server.url, AEGIS_REMOVE_AFTER="60", **env
+    ) as process:
+        yield process
 
 
 class Stall:
@@ -56,8 +53,9 @@ class Stall:
         await self.running.wait()
 
 
-def status(router: RouterProcess) -> str | None:
-    response = httpx.get(f"{router.http_url}/api/v1/admin/services/{KEY[0]}", timeout=5)
+async def status(router: RouterProcess) -> str | None:
+    async with httpx.AsyncClient(base_url=router.http_url, timeout=5) as http:
+        response = await http.get(f"/api/v1/admin/services/{KEY[0]}")
     if response.status_code == 404:
         return None
     return {i["instance_id"]: i["status"] for i in response.json()["instances"]}.get(KEY[1])
@@ -83,7 +81,11 @@ async def test_a_taken_over_instance_is_superseded_not_fought_for(
         await first.register(*KEY)
         mine = first.instances[KEY]
         stall.running.clear()
-        await eventually(lambda: status(router) == "OFFLINE", "OFFLINE while stalled")
+
+        async def offline() -> bool:
+            return await status(router) == "OFFLINE"
+
+        await eventually(offline, "OFFLINE while stalled")
         await second.register(*KEY)  # any session may take an OFFLINE instance
         stall.running.set()
 
@@ -98,7 +100,7 @@ async def test_a_taken_over_instance_is_superseded_not_fought_for(
             "the new owner heartbeating",
         )
         await first.close()
-        after_first_left = status(router)
+        after_first_left = await status(router)
 
     assert mine.last_error is not None
     assert "another session" in mine.last_error

@@ -40,7 +40,6 @@ from .registrations import RegisteredInstance, RegistrationState
 from .transport import (
     Connector,
     Monotonic,
-    NatsConnection,
     Rand,
     Sleep,
     Transport,
@@ -224,17 +223,6 @@ class ServiceClient:
             instance_id=instance_id,
             session_id=self.session_id,
         )
-
-    # Only for tests outside the SDK's own that still set or read the connection
-    # directly (tests/unit/test_limits_and_metrics.py, tests/integration/
-    # test_nats_auth.py); remove once they pass ``connect=`` instead.
-    @property
-    def _nc(self) -> NatsConnection | None:
-        return self._transport.connection() if self._transport.connected else None
-
-    @_nc.setter
-    def _nc(self, nc: NatsConnection | None) -> None:
-        self._transport.use(nc)
 
 
 def _validated(model: type[M], **fields: Any) -> M:

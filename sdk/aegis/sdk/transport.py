@@ -133,10 +133,6 @@ class Transport:
             )
         return self._nc
 
-    def use(self, nc: NatsConnection | None) -> None:
-        """Adopt an already open connection (or forget it with None)."""
-        self._nc = nc
-
     async def open(
         self, servers: str | Sequence[str], *, name: str, on_reconnect: Callback
     ) -> None:
