@@ -108,8 +108,8 @@ async def test_routers_share_the_registry_and_survive_losing_a_router_and_a_node
         replies = await register_all(nc, first)
         assert {r["status"] for r in replies} == {201}
         # The queue group spread the work: both routers registered some.
-        assert '"created"' in router_a.logs()
-        assert '"created"' in router_b.logs()
+        assert '"event":"instance_registered"' in router_a.logs()
+        assert '"event":"instance_registered"' in router_b.logs()
         await eventually(all_list(set(first), router_a, router_b), "both list all")
 
         # Each change published once, proved without waiting for duplicates: a router

@@ -203,7 +203,10 @@ class RegistryActions:
                 heartbeat_interval=timings.heartbeat_interval,
                 ttl=timings.unhealthy_after,
             )
-        return Handled(reply, decision.outcome.value, {"status": status})
+        # A new instance is logged once, by the registry's instance_registered
+        # event (with the same request id); the request's own line is detail.
+        created = decision.outcome is Outcome.CREATED
+        return Handled(reply, decision.outcome.value, {"status": status}, quiet=created)
 
     async def heartbeat(self, request: InstanceRequest) -> Handled:
         """200 with the instance (ONLINE again), or 404 / 403."""

@@ -61,6 +61,11 @@ INSTANCES = Gauge(
     multiprocess_mode="livemostrecent",
 )
 RECONNECTS = Counter("aegis_nats_reconnects_total", "Times the router reconnected to NATS.")
+STORE_WRITES = Counter(
+    "aegis_store_writes_total",
+    "Writes to the registry store, by cause (register, heartbeat, deregister, operator, expired).",
+    ["cause"],
+)
 SWEEP_CHANGES = Counter(
     "aegis_sweep_transitions_total", "Instances the sweeper moved on (or removed)."
 )

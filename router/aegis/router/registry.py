@@ -10,6 +10,7 @@ from it would hide which rule runs under which compare-and-set.)
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,7 +35,7 @@ from .domain import (
     take_offline,
     touch,
 )
-from .metrics import SWEEP_CHANGES
+from .metrics import STORE_WRITES, SWEEP_CHANGES
 from .status_counts import StatusCounts
 from .store import AlreadyExists, InstanceStore, RevisionMismatch, StoreError
 
@@ -43,6 +44,9 @@ log = structlog.get_logger("aegis.router.registry")
 # Each retry means another writer changed the key between our read and write;
 # after this many in a row something is wrong with the store, not contention.
 MAX_CAS_ATTEMPTS = 16
+# Expiry writes in flight at once during a sweep: a mass expiry on the
+# JetStream store goes out concurrently, and the loop gets a turn between batches.
+SWEEP_BATCH = 64
 
 T = TypeVar("T")
 
@@ -232,24 +236,35 @@ class Registry:
     async def sweep(self) -> int:
         """Apply the liveness deadlines that have passed; returns how many changed.
 
-        Costs time in proportion to the instances due, not to the registry.
+        Costs time in proportion to the instances due, not to the registry. A
+        mass expiry goes out ``SWEEP_BATCH`` writes at a time, concurrently, and
+        yields to the event loop between batches, so requests keep being served.
         """
         now = self._clock()
+        due = self._deadlines.pop_due(now.timestamp())
         changed = 0
+        for start in range(0, len(due), SWEEP_BATCH):
+            if start:
+                await asyncio.sleep(0)
+            batch = due[start : start + SWEEP_BATCH]
+            changed += sum(await asyncio.gather(*(self._expire(key, now) for key in batch)))
+        return changed
+
+    async def _expire(self, key: InstanceKey, now: datetime) -> bool:
+        """Write what age did to one instance (nothing, if it did nothing)."""
 
         def change(seen: InstanceRecord | None) -> _Change[None]:
-            return _Change(None, seen)  # write what age did (nothing, if it did nothing)
+            return _Change(None, seen)
 
-        for key in self._deadlines.pop_due(now.timestamp()):
-            try:
-                _, wrote = await self._apply(key, change, "expired", now)
-                changed += wrote
-                SWEEP_CHANGES.inc(wrote)
-            except Exception:
-                # Not lost: try this key again on a later tick.
-                log.exception("sweep_failed", service=key.service_name, instance=key.instance_id)
-                self._deadlines.set(key, now.timestamp() + 1.0)
-        return changed
+        try:
+            _, wrote = await self._apply(key, change, "expired", now)
+        except Exception:
+            # Not lost: try this key again on a later tick.
+            log.exception("sweep_failed", service=key.service_name, instance=key.instance_id)
+            self._deadlines.set(key, now.timestamp() + 1.0)
+            return False
+        SWEEP_CHANGES.inc(wrote)
+        return wrote
 
     async def _apply(
         self,
@@ -265,27 +280,35 @@ class Registry:
         heartbeat cannot revive an instance that is OFFLINE by age). Returns
         the decision and whether anything was written.
         """
+        # The common case is one store round trip: decide on the record as this
+        # router last saw it and write by compare-and-set on its revision. The
+        # store is read only when that write loses (someone wrote first), or
+        # before deciding to write nothing: no compare-and-set checks that.
+        current, confirmed = self._store.peek(key), False
         for _ in range(MAX_CAS_ATTEMPTS):
-            current = await self._store.get(key)
             stored = current.record if current else None
             seen = None if stored is None else expire(stored, now, self.timings)
             decided = change(seen)
             after = decided.after
             if isinstance(after, _Keep) or after is stored:
+                if not confirmed:
+                    current, confirmed = await self._store.get(key), True
+                    continue
                 if stored is not None:
                     self._track(key, stored)
                 return decided.result, False
             try:
                 if current is None:
-                    if after is None:
-                        return decided.result, False
+                    assert after is not None  # None with nothing stored is "after is stored"
                     await self._store.create(after)
                 elif after is None:
                     await self._store.delete(key, current.revision)
                 else:
                     await self._store.update(after, current.revision)
             except (AlreadyExists, RevisionMismatch):
+                current, confirmed = await self._store.get(key), True
                 continue
+            STORE_WRITES.labels(cause).inc()
             self._track(key, after)
             await self._announce(stored, after, cause, decided)
             return decided.result, True

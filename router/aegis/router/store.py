@@ -56,8 +56,13 @@ class InstanceStore(Protocol):
         """Call ``listener`` after every change, including other routers' changes."""
         ...
 
+    def peek(self, key: InstanceKey) -> Versioned | None:
+        """The record as this router last saw it, with no round trip: may lag behind
+        other routers' writes, so decide on it only to write by compare-and-set."""
+        ...
+
     async def get(self, key: InstanceKey) -> Versioned | None:
-        """The record under ``key`` with its revision, or None."""
+        """The record under ``key`` with its revision, or None (authoritative)."""
         ...
 
     async def create(self, record: InstanceRecord) -> int:
@@ -116,9 +121,13 @@ class MemoryStore:
         self._revision += 1
         return self._revision
 
+    def peek(self, key: InstanceKey) -> Versioned | None:
+        """See ``InstanceStore.peek`` (in one process, never behind)."""
+        return self._services.get(key.service_name, {}).get(key.instance_id)
+
     async def get(self, key: InstanceKey) -> Versioned | None:
         """See ``InstanceStore.get``."""
-        return self._services.get(key.service_name, {}).get(key.instance_id)
+        return self.peek(key)
 
     async def create(self, record: InstanceRecord) -> int:
         """See ``InstanceStore.create``."""

@@ -230,6 +230,10 @@ class JetStreamStore:
             raise StoreError("JetStream store used before start()")
         return self._kv
 
+    def peek(self, key: InstanceKey) -> Versioned | None:
+        """See ``InstanceStore.peek``: from the cache the bucket watch keeps."""
+        return self._cache.get(key.service_name, {}).get(key.instance_id)
+
     async def get(self, key: InstanceKey) -> Versioned | None:
         """See ``InstanceStore.get``: read from the bucket, not the cache."""
         try:

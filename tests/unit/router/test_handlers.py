@@ -200,6 +200,13 @@ async def test_session_never_in_reply_and_one_log_event(
     assert SESSION not in repr(logs)
 
 
+async def test_a_new_registration_is_one_info_event() -> None:
+    with capture_logs() as logs:
+        await call(handler(), body())
+
+    assert [e["event"] for e in logs if e["log_level"] != "debug"] == ["instance_registered"]
+
+
 @pytest.mark.parametrize(
     ("exc", "result"),
     [(RuntimeError("boom"), "error"), (StoreError("down"), "store_unavailable")],

@@ -12,9 +12,10 @@ from datetime import timedelta
 
 import pytest
 from aegis.router.domain import InstanceKey, InstanceRecord, Outcome, OwnerCheck
-from aegis.router.registry import MAX_CAS_ATTEMPTS, OwnerResult, Registry
+from aegis.router.registry import MAX_CAS_ATTEMPTS, SWEEP_BATCH, OwnerResult, Registry
 from aegis.router.store import AlreadyExists, MemoryStore, RevisionMismatch, StoreError, Versioned
 from aegis.wire.messages import ChangeEvent, InstanceStatus, RegisterRequest
+from prometheus_client import REGISTRY
 from structlog.testing import capture_logs
 
 from tests.support import T0, FakeClock
@@ -513,13 +514,15 @@ async def test_one_log_event_per_transition_and_never_a_session() -> None:
 
 
 class CountingStore(MemoryStore):
+    """Counts reads of either kind (``get`` reads through ``peek`` here)."""
+
     def __init__(self) -> None:
         super().__init__()
-        self.gets = 0
+        self.reads = 0
 
-    async def get(self, key: InstanceKey) -> Versioned | None:
-        self.gets += 1
-        return await super().get(key)
+    def peek(self, key: InstanceKey) -> Versioned | None:
+        self.reads += 1
+        return super().peek(key)
 
 
 async def test_sweep_of_a_large_registry_reads_only_what_is_due() -> None:
@@ -534,12 +537,12 @@ async def test_sweep_of_a_large_registry_reads_only_what_is_due() -> None:
             await registry.register(register_request(f"i-{n}"))
     assert len(await store.list_all()) == 100_000
     sink.events.clear()
-    store.gets = 0
+    store.reads = 0
 
     with capture_logs():
         assert await sweep_at(registry, clock, 10 + LATE) == 10
 
-    assert store.gets == 10
+    assert store.reads == 10
     assert sorted(e.instance.instance_id for e in sink.events) == stale
     assert {e.instance.status for e in sink.events} == {UNHEALTHY}
     assert [r.instance_id for r in await registry.instances("billing", UNHEALTHY)] == stale
@@ -556,3 +559,119 @@ async def test_an_instance_offline_by_age_is_not_revived_before_the_sweep() -> N
     assert heartbeat.check is OwnerCheck.NOT_FOUND
     assert takeover.outcome is Outcome.CREATED
     assert sink.summary()[-1] == ("registered", "ONLINE", "ONLINE")
+
+
+class RoundTrips(MemoryStore):
+    """Records each call a networked store would make a round trip for.
+
+    ``stale`` makes ``peek`` answer as a router whose cache lags behind would.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+        self.stale: dict[InstanceKey, Versioned | None] = {}
+        self.in_flight = self.most_in_flight = 0
+
+    def peek(self, key: InstanceKey) -> Versioned | None:
+        return self.stale[key] if key in self.stale else super().peek(key)
+
+    async def get(self, key: InstanceKey) -> Versioned | None:
+        self.calls.append("get")
+        return super().peek(key)
+
+    async def create(self, rec: InstanceRecord) -> int:
+        self.calls.append("create")
+        return await super().create(rec)
+
+    async def update(self, rec: InstanceRecord, expected_revision: int) -> int:
+        self.calls.append("update")
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        await asyncio.sleep(0)  # a round trip: others run meanwhile
+        self.in_flight -= 1
+        return await super().update(rec, expected_revision)
+
+
+async def test_registration_and_heartbeat_take_one_store_round_trip() -> None:
+    store = RoundTrips()
+    registry, _, _, _ = make_registry(store)
+
+    assert (await registry.register(register_request())).outcome is Outcome.CREATED
+    assert (await registry.heartbeat(KEY, SESSION)).check is OwnerCheck.OK
+    assert (await registry.register(register_request())).outcome is Outcome.RENEWED
+
+    assert store.calls == ["create", "update", "update"], "no read before a write"
+
+
+async def test_a_lagging_cache_costs_one_read_and_the_fresh_record_decides() -> None:
+    store = RoundTrips()
+    registry, _, _, _ = make_registry(store)
+    await registry.register(register_request(session=OTHER_SESSION))
+    store.stale[KEY], store.calls = None, []  # this router has not seen it yet
+
+    decision = await registry.register(register_request())
+
+    assert decision.outcome is Outcome.DUPLICATE
+    assert store.calls == ["create", "get"]
+
+
+async def test_a_decision_to_write_nothing_is_checked_against_the_store() -> None:
+    store = RoundTrips()
+    registry, _, _, _ = make_registry(store)
+    await registry.register(register_request(session=OTHER_SESSION))
+    live = store.peek(KEY)
+    await registry.deregister(KEY, OTHER_SESSION)  # OFFLINE now: anyone may take it
+    store.stale[KEY], store.calls = live, []  # but this router still sees it live
+
+    decision = await registry.register(register_request())
+
+    assert decision.outcome is Outcome.CREATED, "a stale cache must not answer 409"
+    assert store.calls == ["get", "update"]
+
+
+async def test_store_writes_are_counted_by_cause() -> None:
+    registry, clock, _, _ = make_registry()
+
+    def writes(cause: str) -> float:
+        return REGISTRY.get_sample_value("aegis_store_writes_total", {"cause": cause}) or 0.0
+
+    before = {cause: writes(cause) for cause in ("register", "heartbeat", "expired")}
+    await registry.register(register_request())
+    await registry.heartbeat(KEY, SESSION)
+    await registry.register(register_request(session=OTHER_SESSION))  # 409: writes nothing
+    await sweep_at(registry, clock, 10 + LATE)
+
+    assert {cause: writes(cause) - n for cause, n in before.items()} == {
+        "register": 1,
+        "heartbeat": 1,
+        "expired": 1,
+    }
+
+
+async def test_a_mass_expiry_writes_concurrently_and_lets_requests_in_between() -> None:
+    store = RoundTrips()
+    registry, clock, _, _ = make_registry(store)
+    count = 10 * SWEEP_BATCH
+    with capture_logs():
+        for n in range(count):
+            await registry.register(register_request(f"i-{n}"))
+    turns = 0
+
+    async def another_request() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    other = asyncio.create_task(another_request())
+    await asyncio.sleep(0)
+    turns = 0
+    with capture_logs():
+        changed = await sweep_at(registry, clock, 10 + LATE)
+    other.cancel()
+
+    assert changed == count
+    assert {r.status for r in await registry.instances()} == {UNHEALTHY}
+    assert 1 < store.most_in_flight <= SWEEP_BATCH, "concurrent, and bounded"
+    assert turns >= count // SWEEP_BATCH, "the loop ran other work during the sweep"
