@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import time
 
 import msgpack
 import nats
-from load_stats import report
+from load_stats import run_concurrently
 
 
 def body(kind: str, prefix: str, i: int, services: int) -> bytes:
@@ -33,29 +32,15 @@ async def main(
     nc = await nats.connect(url)
     subject = f"ipc.service.{kind}"
     payloads = [body(kind, prefix, i, services) for i in range(count)]
-    latencies: list[float] = []
-    errors = 0
-    next_index = 0
 
-    async def worker() -> None:
-        nonlocal next_index, errors
-        while next_index < count:
-            i = next_index
-            next_index += 1
-            start = time.perf_counter()
-            try:
-                msg = await nc.request(subject, payloads[i], timeout=10)
-                if msgpack.unpackb(msg.data)["status"] >= 300:
-                    errors += 1
-            except Exception:
-                errors += 1
-            latencies.append(time.perf_counter() - start)
+    async def request(i: int) -> None:
+        msg = await nc.request(subject, payloads[i], timeout=10)
+        status = msgpack.unpackb(msg.data)["status"]
+        if status >= 300:
+            raise RuntimeError(f"answered {status}")
 
-    began = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    elapsed = time.perf_counter() - began
+    await run_concurrently(count, concurrency, request)
     await nc.close()
-    report(latencies, count, elapsed, errors)
 
 
 if __name__ == "__main__":

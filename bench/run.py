@@ -111,6 +111,13 @@ def nats_load(
     return result
 
 
+def kv_load(url: str, count: int, concurrency: int, bucket: str) -> list[dict[str, float]]:
+    """The bare key-value baseline from another process: [creates, compare-and-set updates]."""
+    command = [sys.executable, str(BENCH / "kv_load.py"), url, str(count), str(concurrency)]
+    out = subprocess.run([*command, bucket], capture_output=True, text=True, check=True).stdout
+    return [json.loads(line) for line in out.strip().splitlines()[-2:]]
+
+
 def http_load(url: str, count: int, concurrency: int) -> dict[str, float]:
     """HTTP GET load from another process."""
     return run_json(
@@ -182,6 +189,7 @@ def bench_nats(sizes: Sizes, tmp: Path, nats: NatsServer) -> list[Row]:
     with bare_responder(nats.url) as bare:
         base_reg = nats_load(nats.url, "register", n, c, "bare", bare.pid)
         base_hb = nats_load(nats.url, "heartbeat", n, c, "bare", bare.pid)
+    kv_create, kv_update = kv_load(nats.url, n, c, "bench_kv_baseline")
     rows: list[Row] = []
     for store in ("memory", "jetstream"):
         with router(tmp, nats.url, store, f"nats_{store}") as r:
@@ -192,6 +200,10 @@ def bench_nats(sizes: Sizes, tmp: Path, nats: NatsServer) -> list[Row]:
         rows.append(ratio_row(f"register CPU per request, {store} store", reg, base_reg, "cpu_us"))
         rows.append(ratio_row(f"heartbeat throughput, {store} store", hb, base_hb))
         rows.append(ratio_row(f"heartbeat CPU per request, {store} store", hb, base_hb, "cpu_us"))
+        if store == "jetstream":
+            # The store's own limit: what one client gets from the bucket alone.
+            rows.append(ratio_row("register vs bare KV create, jetstream", reg, kv_create))
+            rows.append(ratio_row("heartbeat vs bare KV compare-and-set", hb, kv_update))
     return rows
 
 
@@ -269,7 +281,20 @@ async def in_process_scale(n: int) -> list[Row]:
     now[0] = t0 + timedelta(seconds=1)
     idle_sweep = await timed(registry.sweep)
     now[0] = t0 + timedelta(seconds=16)
+    stalls: list[float] = []
+
+    async def loop_watch() -> None:
+        # How long the event loop goes without giving another task a turn.
+        last = time.perf_counter()
+        while True:
+            await asyncio.sleep(0)
+            stalls.append(time.perf_counter() - last)
+            last = time.perf_counter()
+
+    watcher = asyncio.create_task(loop_watch())
+    await asyncio.sleep(0)
     full_sweep = await timed(registry.sweep)
+    watcher.cancel()
     return [
         (
             f"services() at {n:,}",
@@ -283,6 +308,12 @@ async def in_process_scale(n: int) -> list[Row]:
             f"{full_sweep:.0f} ms",
             f"{full_sweep / n * 1000:.1f} us/instance",
             "",
+        ),
+        (
+            "longest event-loop stall in that sweep",
+            f"{max(stalls) * 1000:.1f} ms",
+            "50 ms bound",
+            f"x{max(stalls) * 1000 / 50:.2f}",
         ),
     ]
 
