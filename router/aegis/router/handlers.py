@@ -32,7 +32,7 @@ from aegis.wire.messages import (
 from pydantic import BaseModel, ValidationError
 
 from .domain import InstanceKey, Outcome, OwnerCheck, iso, offline_at
-from .metrics import LATENCY, REQUESTS
+from .metrics import latency_histogram, requests_counter
 from .registry import LimitExceededError, OwnerResult, Registry
 from .store import StoreError
 
@@ -123,8 +123,8 @@ class Endpoint(Generic[M]):
             handled = Handled(_internal_error(), "error")
         emit = log.debug if handled.quiet else log.info
         emit(self.event, result=handled.result, **handled.fields)
-        REQUESTS.labels(self.event, handled.result).inc()
-        LATENCY.labels(self.event).observe(time.perf_counter() - started)
+        requests_counter(self.event, handled.result).inc()
+        latency_histogram(self.event).observe(time.perf_counter() - started)
         return encode(handled.reply)
 
     async def _handle(self, data: bytes) -> Handled:

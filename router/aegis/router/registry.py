@@ -35,7 +35,7 @@ from .domain import (
     take_offline,
     touch,
 )
-from .metrics import STORE_WRITES, SWEEP_CHANGES
+from .metrics import SWEEP_CHANGES, store_writes_counter
 from .status_counts import StatusCounts
 from .store import AlreadyExists, InstanceStore, RevisionMismatch, StoreError
 
@@ -308,7 +308,7 @@ class Registry:
             except (AlreadyExists, RevisionMismatch):
                 current, confirmed = await self._store.get(key), True
                 continue
-            STORE_WRITES.labels(cause).inc()
+            store_writes_counter(cause).inc()
             self._track(key, after)
             await self._announce(stored, after, cause, decided)
             return decided.result, True
