@@ -53,15 +53,22 @@ class DeadlineIndex(Generic[K]):
         if bucket is not None:
             self._buckets[bucket].discard(key)
 
-    def pop_due(self, now: float) -> list[K]:
-        """Remove and return every key whose deadline is at or before ``now``."""
+    def pop_due(self, now: float, limit: int | None = None) -> list[K]:
+        """Remove and return the keys whose deadline is at or before ``now``, earliest
+        buckets first; at most ``limit`` of them (the rest stay for the next call)."""
         due: list[K] = []
-        limit = now / self._resolution
-        while self._heap and self._heap[0] <= limit:
-            bucket = heapq.heappop(self._heap)
-            for key in self._buckets.pop(bucket, ()):
+        bound = now / self._resolution
+        while self._heap and self._heap[0] <= bound:
+            bucket = self._heap[0]
+            keys = self._buckets.get(bucket)
+            while keys and (limit is None or len(due) < limit):
+                key = keys.pop()
                 del self._bucket_of[key]
                 due.append(key)
+            if keys:
+                break  # the limit is reached inside this bucket
+            heapq.heappop(self._heap)
+            self._buckets.pop(bucket, None)
         return due
 
     def next_deadline(self) -> float | None:

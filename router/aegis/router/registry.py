@@ -241,13 +241,14 @@ class Registry:
         yields to the event loop between batches, so requests keep being served.
         """
         now = self._clock()
-        due = self._deadlines.pop_due(now.timestamp())
+        # Never more keys than the index holds: a key made due again in this
+        # sweep waits for the next one.
+        left = len(self._deadlines)
         changed = 0
-        for start in range(0, len(due), SWEEP_BATCH):
-            if start:
-                await asyncio.sleep(0)
-            batch = due[start : start + SWEEP_BATCH]
+        while left > 0 and (batch := self._deadlines.pop_due(now.timestamp(), SWEEP_BATCH)):
+            left -= len(batch)
             changed += sum(await asyncio.gather(*(self._expire(key, now) for key in batch)))
+            await asyncio.sleep(0)
         return changed
 
     async def _expire(self, key: InstanceKey, now: datetime) -> bool:

@@ -64,3 +64,20 @@ def test_next_deadline_skips_emptied_buckets() -> None:
 def test_resolution_must_be_positive() -> None:
     with pytest.raises(ValueError, match="positive"):
         DeadlineIndex(resolution=0)
+
+
+def test_pop_due_hands_out_at_most_limit_and_keeps_the_rest_for_later() -> None:
+    index: DeadlineIndex[str] = DeadlineIndex(0.05)
+    early = {f"k{n}" for n in range(10)}
+    for key in early:
+        index.set(key, 1.0)  # all in one bucket
+    index.set("later", 5.0)
+
+    first = index.pop_due(2.0, limit=4)
+    rest = index.pop_due(2.0, limit=100)
+
+    assert len(first) == 4
+    assert set(first) | set(rest) == early
+    assert index.pop_due(2.0) == []
+    assert len(index) == 1
+    assert index.pop_due(5.0) == ["later"]
