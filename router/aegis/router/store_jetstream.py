@@ -3,8 +3,10 @@
 One key per instance, ``<service_name>.<escaped instance_id>``; values are
 MessagePack. Writes use the bucket's atomic create and compare-and-set
 update (by revision), so the registry's duplicate rules hold across routers.
-Reads for a decision go to the bucket; lists come from a local cache kept
-current by a bucket watch, so REST reads stay fast on every router.
+A local cache kept current by a bucket watch serves lists (REST reads stay
+fast on every router) and ``peek``: the registry decides on it and writes by
+compare-and-set, so a stale cache costs a failed write and one ``get`` from
+the bucket, never a wrong decision.
 """
 
 from __future__ import annotations
