@@ -184,6 +184,11 @@ def test_bad_setting_is_rejected_before_anything_starts(tmp_path: Path) -> None:
 async def test_several_workers_share_one_registry(tmp_path: Path) -> None:
     router, nats_port = embedded_router(tmp_path, AEGIS_HTTP_WORKERS="2")
     async with router:
+        # Both workers up first: a SIGTERM while Sanic still starts a worker can
+        # leave the main process waiting on it (a Sanic start-up race, not ours).
+        await eventually(
+            lambda: router.logs().count('"router_ready"') == 2, "both workers ready", within=20
+        )
         nc = await nats.connect(f"nats://127.0.0.1:{nats_port}")
         replies = [
             await raw_request(nc, {"service_name": "multi", "instance_id": f"m-{i}"})
