@@ -35,6 +35,7 @@ from aegis.router.domain import InstanceRecord, Timings  # noqa: E402
 from aegis.router.registry import Registry  # noqa: E402
 from aegis.router.store import MemoryStore  # noqa: E402
 from aegis.wire.messages import InstanceStatus  # noqa: E402
+from mass_expiry import bench_mass_expiry  # noqa: E402
 
 from tests.support.procs import (  # noqa: E402
     NatsServer,
@@ -363,6 +364,7 @@ def main() -> None:
             rows += bench_nats(sizes, tmp, nats)
             rows += bench_rest(sizes, tmp, nats)
             rows += bench_scale(sizes, tmp, nats)
+            rows += bench_mass_expiry(sizes.scale_instances, tmp, nats.url, nats_load)
         finally:
             nats.stop()
     rows += bench_console(args.quick)
