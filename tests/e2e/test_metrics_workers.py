@@ -102,7 +102,7 @@ async def test_one_scrape_counts_the_requests_of_both_workers_and_instances_once
         # of the two would show twice the instances.
         async def scraped_by_both() -> bool:
             await scrape(router)
-            return len(list(directory.glob("gauge_*.db"))) == 2
+            return len(list(directory.glob("gauge_livemostrecent_*.db"))) == 2
 
         await eventually(scraped_by_both, "both workers answered a scrape")
 
@@ -115,5 +115,15 @@ async def test_one_scrape_counts_the_requests_of_both_workers_and_instances_once
         await eventually(all_online, "every instance in the gauge")
         for _ in range(10):
             assert await online() == REGISTRATIONS
+
+        # Each worker is a router of its own: the leases are split, each held once.
+        async def leases_held() -> bool:
+            text = await scrape(router)
+            return (
+                sample_value(text, "aegis_leases_held") == REGISTRATIONS
+                and sample_value(text, "aegis_routers") == 2
+            )
+
+        await eventually(leases_held, "every lease held by exactly one worker")
 
     assert not directory.exists(), "the router removes its metrics directory on exit"

@@ -205,11 +205,13 @@ def blueprints() -> list[Blueprint]:
     @openapi.response(200, {"text/plain": str}, "Prometheus text exposition format.")
     async def metrics(request: Request) -> HTTPResponse:
         """Requests by kind and result, latencies, instances by status, reconnects."""
+        registry = _registry(request)
         counts: dict[InstanceStatus, int] = {}
-        for summary in await _registry(request).services():
+        for summary in await registry.services():
             for status, n in summary.statuses.items():
                 counts[status] = counts.get(status, 0) + n
-        body, content_type = render(counts)
+        routers = len(registry.leases.membership.member_ids)
+        body, content_type = render(counts, registry.held, routers)
         return HTTPResponse(body, content_type=content_type)
 
     @ops.get("/readyz")

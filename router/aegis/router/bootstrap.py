@@ -6,6 +6,9 @@ passing fakes where they want them; nothing else in the code wires parts.
 
 from __future__ import annotations
 
+import os
+import secrets
+import time
 from collections.abc import Callable
 from datetime import datetime
 
@@ -14,6 +17,9 @@ from sanic import Sanic
 
 from .app import build_app
 from .events import NatsEventSink
+from .leases import Leases
+from .membership import Membership
+from .membership_kv import MEMBER_TTL, KvMembership, members_bucket
 from .nats_connection import Connector, connect_router
 from .registry import EventSink, InstanceLimits, Registry, utc_now
 from .runtime import RouterRuntime
@@ -27,6 +33,15 @@ def default_store(settings: Settings) -> InstanceStore:
     if settings.store == "memory":
         return MemoryStore()
     return JetStreamStore(settings.kv_bucket, settings.kv_replicas)
+
+
+def router_id(settings: Settings) -> str:
+    """This process's name among routers: configured (plus the pid for a worker), or random."""
+    if settings.router_id is None:
+        return secrets.token_hex(6)
+    if settings.workers > 1:
+        return f"{settings.router_id}-{os.getpid()}"
+    return settings.router_id
 
 
 def bootstrap(
@@ -46,6 +61,17 @@ def bootstrap(
     """
     store = store if store is not None else default_store(settings)
     limits = InstanceLimits(settings.max_instances_per_service, settings.max_instances)
-    registry = Registry(store, settings.timings, clock=clock, limits=limits)
-    runtime = None if nats is None else RouterRuntime(settings, registry, store, nats, events)
+    started = clock().timestamp()
+    membership = Membership(router_id(settings), MEMBER_TTL, time.time())
+    # Contacts heard before this start died with the routers that heard them:
+    # every ONLINE instance gets a full unhealthy_after from now.
+    leases = Leases(membership, since=started)
+    registry = Registry(store, settings.timings, clock=clock, limits=limits, leases=leases)
+    runtime = None
+    if nats is not None:
+        members = None
+        if isinstance(store, JetStreamStore):  # shared: routers split the leases
+            bucket = members_bucket(settings.kv_bucket)
+            members = KvMembership(membership, bucket, settings.kv_replicas)
+        runtime = RouterRuntime(settings, registry, store, nats, events, members)
     return build_app(settings, registry, runtime)

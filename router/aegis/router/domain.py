@@ -118,6 +118,11 @@ class Timings:
     unhealthy_after: float = 15.0
     offline_after: float = 30.0
     remove_after: float = 300.0
+    # How stale the store's last_heartbeat_at of an ONLINE instance may grow
+    # before a heartbeat writes it again (between those, contacts live in the
+    # lease holder's memory). 24 heartbeats at the defaults: < 0.05 writes each.
+    # Raised to max(30 s, unhealthy_after) if set lower: see ``refresh_after``.
+    lease_refresh: float = 120.0
 
     def __post_init__(self) -> None:
         if not (
@@ -130,6 +135,12 @@ class Timings:
                 f"{self.unhealthy_after} / {self.offline_after} / {self.remove_after}"
             )
 
+    @property
+    def refresh_after(self) -> float:
+        """Seconds between store refreshes of a steady instance's contact: at most one
+        write per instance per max(30 s, unhealthy_after), whatever ``lease_refresh`` says."""
+        return max(self.lease_refresh, 30.0, self.unhealthy_after)
+
 
 _AFTER_BY_STATUS = {
     InstanceStatus.ONLINE: "unhealthy_after",
@@ -139,10 +150,16 @@ _AFTER_BY_STATUS = {
 _SEVERITY = {InstanceStatus.ONLINE: 0, InstanceStatus.UNHEALTHY: 1, InstanceStatus.OFFLINE: 2}
 
 
-def next_deadline(record: InstanceRecord, timings: Timings) -> datetime:
-    """When the record is next due for a check: its next transition if nothing is heard."""
+def next_deadline(
+    record: InstanceRecord, timings: Timings, alive_at: datetime | None = None
+) -> datetime:
+    """When the record is next due for a check: its next transition if nothing is heard.
+
+    Deadlines count from ``alive_at`` if given (see ``leases``), else from the
+    record's last contact.
+    """
     after: float = getattr(timings, _AFTER_BY_STATUS[record.status])
-    return record.last_heartbeat_at + timedelta(seconds=after)
+    return (alive_at or record.last_heartbeat_at) + timedelta(seconds=after)
 
 
 def offline_at(record: InstanceRecord, timings: Timings) -> datetime:
@@ -150,13 +167,16 @@ def offline_at(record: InstanceRecord, timings: Timings) -> datetime:
     return record.last_heartbeat_at + timedelta(seconds=timings.offline_after)
 
 
-def expire(record: InstanceRecord, now: datetime, timings: Timings) -> InstanceRecord | None:
+def expire(
+    record: InstanceRecord, now: datetime, timings: Timings, alive_at: datetime | None = None
+) -> InstanceRecord | None:
     """The record as time alone leaves it: worse status by age, or None when removed.
 
-    Age never improves a status (a deregistered instance stays OFFLINE);
-    only contact does.
+    Age counts from ``alive_at`` if given, else from the last contact. Age
+    never improves a status (a deregistered instance stays OFFLINE); only
+    contact does.
     """
-    age = (now - record.last_heartbeat_at).total_seconds()
+    age = (now - (alive_at or record.last_heartbeat_at)).total_seconds()
     if age >= timings.remove_after:
         return None
     if age >= timings.offline_after:

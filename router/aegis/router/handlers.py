@@ -28,6 +28,8 @@ from aegis.wire.messages import (
     RegisterRequest,
     Reply,
     error_details,
+    router_forward_subject,
+    router_heartbeat_subject,
 )
 from pydantic import BaseModel, ValidationError
 
@@ -171,11 +173,24 @@ def _loggable(value: object) -> str | None:
     return value[:128] if isinstance(value, str) else None
 
 
-class RegistryActions:
-    """What each subject does with a validated request."""
+Forward = Callable[[str, InstanceRequest], Awaitable[Reply | None]]
+"""Passes a heartbeat to the router holding its lease; None if that router did not answer."""
 
-    def __init__(self, registry: Registry) -> None:
+
+class RegistryActions:
+    """What each subject does with a validated request.
+
+    With ``forward``, a heartbeat whose lease another router holds goes there;
+    without, every heartbeat is answered here (the forward subject's actions).
+    """
+
+    def __init__(self, registry: Registry, forward: Forward | None = None) -> None:
         self._registry = registry
+        self._membership = registry.leases.membership
+        self._forward = forward
+
+    def _holder_subject(self, key: InstanceKey) -> str:
+        return router_heartbeat_subject(self._membership.owner(key))
 
     async def register(self, request: RegisterRequest) -> Handled:
         """201 new / 200 renewed / 409 taken, with the router's liveness timings."""
@@ -202,6 +217,7 @@ class RegistryActions:
                 instance=instance,
                 heartbeat_interval=timings.heartbeat_interval,
                 ttl=timings.unhealthy_after,
+                heartbeat_subject=self._holder_subject(decision.record.key),
             )
         # A new instance is logged once, by the registry's instance_registered
         # event (with the same request id); the request's own line is detail.
@@ -209,9 +225,16 @@ class RegistryActions:
         return Handled(reply, decision.outcome.value, {"status": status}, quiet=created)
 
     async def heartbeat(self, request: InstanceRequest) -> Handled:
-        """200 with the instance (ONLINE again), or 404 / 403."""
-        result = await self._registry.heartbeat(_key(request), request.session_id)
-        return _owner_reply(result, request, quiet=result.check is OwnerCheck.OK)
+        """200 with the instance (ONLINE again), or 404 / 403; from the lease holder."""
+        key = _key(request)
+        holder = self._membership.owner(key)
+        if self._forward is not None and holder != self._membership.self_id:
+            forwarded = await self._forward(holder, request)
+            if forwarded is not None:
+                return Handled(forwarded, "forwarded", {"router": holder}, quiet=True)
+        result = await self._registry.heartbeat(key, request.session_id)
+        ok = result.check is OwnerCheck.OK
+        return _owner_reply(result, request, quiet=ok, subject=self._holder_subject(key))
 
     async def deregister(self, request: InstanceRequest) -> Handled:
         """200 with the instance (OFFLINE now), or 404 / 403."""
@@ -230,7 +253,9 @@ def _key(request: InstanceRequest) -> InstanceKey:
     return InstanceKey(request.service_name, request.instance_id)
 
 
-def _owner_reply(result: OwnerResult, request: InstanceRequest, *, quiet: bool) -> Handled:
+def _owner_reply(
+    result: OwnerResult, request: InstanceRequest, *, quiet: bool, subject: str | None = None
+) -> Handled:
     if result.check is OwnerCheck.NOT_FOUND:
         reply = error_reply(
             404,
@@ -248,17 +273,34 @@ def _owner_reply(result: OwnerResult, request: InstanceRequest, *, quiet: bool) 
         )
         return Handled(reply, "session_mismatch")
     assert result.record is not None
-    reply = Reply(ok=True, status=200, instance=result.record.to_public())
+    reply = Reply(
+        ok=True, status=200, instance=result.record.to_public(), heartbeat_subject=subject
+    )
     return Handled(reply, "ok", quiet=quiet)
 
 
 def endpoints(
-    registry: Registry, *, max_request_bytes: int, max_metadata_bytes: int
+    registry: Registry,
+    *,
+    max_request_bytes: int,
+    max_metadata_bytes: int,
+    forward: Forward | None = None,
 ) -> dict[str, Endpoint[Any]]:
-    """Every NATS subject the router answers, with its endpoint."""
-    actions = RegistryActions(registry)
+    """Every NATS subject the router answers, with its endpoint.
+
+    Besides the shared subjects, this router's own heartbeat subject (which
+    its replies name to SDKs) and forward subject (for other routers).
+    """
+    actions = RegistryActions(registry, forward)
+    local = RegistryActions(registry)
     limits: dict[str, Any] = {"max_request_bytes": max_request_bytes}
+    self_id = registry.leases.membership.self_id
+    heartbeat = Endpoint("heartbeat", InstanceRequest, actions.heartbeat, **limits)
     return {
+        router_heartbeat_subject(self_id): heartbeat,
+        router_forward_subject(self_id): Endpoint(
+            "heartbeat", InstanceRequest, local.heartbeat, **limits
+        ),
         REGISTER_SUBJECT: Endpoint(
             "registration",
             RegisterRequest,
@@ -266,7 +308,7 @@ def endpoints(
             context={"max_metadata_bytes": max_metadata_bytes},
             **limits,
         ),
-        HEARTBEAT_SUBJECT: Endpoint("heartbeat", InstanceRequest, actions.heartbeat, **limits),
+        HEARTBEAT_SUBJECT: heartbeat,
         DEREGISTER_SUBJECT: Endpoint(
             "deregistration", InstanceRequest, actions.deregister, **limits
         ),

@@ -61,10 +61,29 @@ INSTANCES = Gauge(
     ["status"],
     multiprocess_mode="livemostrecent",
 )
+# Leases: what this process sweeps, and how many routers it sees. With
+# several workers each is a router of its own, so the leases add up.
+LEASES_HELD = Gauge(
+    "aegis_leases_held",
+    "Instances whose lease this router holds (it sweeps them and keeps their contacts).",
+    multiprocess_mode="livesum",
+)
+ROUTERS = Gauge(
+    "aegis_routers",
+    "Live routers this router sees, itself included.",
+    multiprocess_mode="livemax",
+)
+FORWARDS = Counter(
+    "aegis_heartbeats_forwarded_total",
+    "Heartbeats passed on to the router holding the lease, by result (ok, failed: "
+    "answered here instead).",
+    ["result"],
+)
 RECONNECTS = Counter("aegis_nats_reconnects_total", "Times the router reconnected to NATS.")
 STORE_WRITES = Counter(
     "aegis_store_writes_total",
-    "Writes to the registry store, by cause (register, heartbeat, deregister, operator, expired).",
+    "Writes to the registry store, by cause (register; heartbeat: ONLINE again; refresh: a "
+    "steady contact's periodic write; deregister, operator, expired).",
     ["cause"],
 )
 SWEEP_CHANGES = Counter(
@@ -90,13 +109,17 @@ def store_writes_counter(cause: str) -> Counter:
     return STORE_WRITES.labels(cause)
 
 
-def render(counts: dict[InstanceStatus, int]) -> tuple[bytes, str]:
-    """The exposition text, with the instance gauge set from ``counts`` first.
+def render(
+    counts: dict[InstanceStatus, int], leases_held: int = 0, routers: int = 1
+) -> tuple[bytes, str]:
+    """The exposition text, with the instance and lease gauges set first.
 
     With several workers, the text is every worker's metrics merged.
     """
     for status in InstanceStatus:
         INSTANCES.labels(status.value).set(counts.get(status, 0))
+    LEASES_HELD.set(leases_held)
+    ROUTERS.set(routers)
     if not SHARED:
         return generate_latest(), CONTENT_TYPE_LATEST
     # A fresh registry holding only the merged files: the default one would

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Final, Generic, Protocol, TypeVar
 
@@ -35,6 +35,8 @@ from .domain import (
     take_offline,
     touch,
 )
+from .leases import Leases
+from .membership import Handover, Membership, partition_of
 from .metrics import SWEEP_CHANGES, store_writes_counter
 from .status_counts import StatusCounts
 from .store import AlreadyExists, InstanceStore, RevisionMismatch, StoreError
@@ -47,6 +49,8 @@ MAX_CAS_ATTEMPTS = 16
 # Expiry writes in flight at once during a sweep: a mass expiry on the
 # JetStream store goes out concurrently, and the loop gets a turn between batches.
 SWEEP_BATCH = 64
+# Keys re-scheduled per turn of the event loop when leases move.
+REBALANCE_BATCH = 2000
 
 T = TypeVar("T")
 
@@ -77,6 +81,7 @@ class _Change(Generic[T]):
     after: InstanceRecord | _Keep | None  # None: delete
     registered: bool = False  # the writer created the instance (or took it over)
     deregistered: bool = False
+    cause: str | None = None  # for the store-writes metric, if not the operation's
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,12 +123,17 @@ class Registry:
         events: EventSink | None = None,
         clock: Callable[[], datetime] = utc_now,
         limits: InstanceLimits | None = None,
+        leases: Leases | None = None,
     ) -> None:
         self.timings = timings or Timings()
         self.limits = limits or InstanceLimits()
         self._store = store
         self._events = events
         self._clock = clock
+        # Alone, a router holds every lease.
+        self.leases = leases or Leases(Membership("solo", ttl=1.0, now=0.0))
+        self.leases.membership.set_listener(self._handover)
+        self._rebalancing: set[asyncio.Task[None]] = set()
         # Fine enough that rounding adds at most 1 % to the shortest deadline.
         resolution = min(0.05, self.timings.unhealthy_after / 100)
         self._deadlines: DeadlineIndex[InstanceKey] = DeadlineIndex(resolution)
@@ -191,11 +201,42 @@ class Registry:
             )
 
     async def heartbeat(self, key: InstanceKey, session_id: str) -> OwnerResult:
-        """Contact from the owner: ONLINE again and deadlines restart."""
+        """Contact from the owner: ONLINE again and deadlines restart.
+
+        A steady heartbeat (ONLINE, stored contact fresher than
+        ``timings.refresh_after``) is only remembered here; the store is written
+        when the status changes or the stored contact needs its refresh.
+        """
         now = self._clock()
-        change = self._owned(session_id, lambda r: touch(r, now))
+        steady = self._heard(key, session_id, now)
+        if steady is not None:
+            return steady
+
+        def act(record: InstanceRecord) -> InstanceRecord:
+            return touch(record, now)
+
+        change = self._owned(session_id, act, recovering_cause=True)
         result, _ = await self._apply(key, change, "heartbeat", now)
         return result
+
+    def _heard(self, key: InstanceKey, session_id: str, now: datetime) -> OwnerResult | None:
+        """Answer a steady heartbeat from memory; None when it must go to the store."""
+        current = self._store.peek(key)
+        if current is None:
+            return None
+        stored = current.record
+        if stored.status is not InstanceStatus.ONLINE or stored.session_id != session_id:
+            return None
+        at = now.timestamp()
+        timings = self.timings
+        if at - stored.last_heartbeat_at.timestamp() >= timings.refresh_after:
+            return None  # the refresh is due: written below
+        if at - self.leases.alive_at(stored) >= timings.unhealthy_after:
+            return None  # UNHEALTHY by age already: the recovery is news
+        self.leases.heard(key, at)
+        if self.leases.holds(key):
+            self._deadlines.set(key, at + timings.unhealthy_after)
+        return OwnerResult(OwnerCheck.OK, replace(stored, last_heartbeat_at=now))
 
     async def deregister(self, key: InstanceKey, session_id: str) -> OwnerResult:
         """The owner leaves: OFFLINE at once."""
@@ -223,13 +264,18 @@ class Registry:
         act: Callable[[InstanceRecord], InstanceRecord],
         *,
         deregistering: bool = False,
+        recovering_cause: bool = False,
     ) -> Callable[[InstanceRecord | None], _Change[OwnerResult]]:
         def change(before: InstanceRecord | None) -> _Change[OwnerResult]:
             check = check_owner(before, session_id)
             if check is not OwnerCheck.OK or before is None:
                 return _Change(OwnerResult(check, before), KEEP)
             after = act(before)
-            return _Change(OwnerResult(check, after), after, deregistered=deregistering)
+            # A heartbeat that changes no status only refreshes the stored contact.
+            cause = "refresh" if recovering_cause and before.status is after.status else None
+            return _Change(
+                OwnerResult(check, after), after, deregistered=deregistering, cause=cause
+            )
 
         return change
 
@@ -288,9 +334,21 @@ class Registry:
         current, confirmed = self._store.peek(key), False
         for _ in range(MAX_CAS_ATTEMPTS):
             stored = current.record if current else None
-            seen = None if stored is None else expire(stored, now, self.timings)
+            seen = None
+            if stored is not None:
+                seen = expire(self._as_heard(stored), now, self.timings, self._alive_at(stored))
             decided = change(seen)
             after = decided.after
+            if (
+                after is seen
+                and seen is not None
+                and stored is not None
+                and (seen.status is stored.status)
+            ):
+                # Age changed nothing others must see (the contact may have moved
+                # on in memory): no write, a fresh deadline.
+                self._track(key, stored)
+                return decided.result, False
             if isinstance(after, _Keep) or after is stored:
                 if not confirmed:
                     current, confirmed = await self._store.get(key), True
@@ -309,18 +367,59 @@ class Registry:
             except (AlreadyExists, RevisionMismatch):
                 current, confirmed = await self._store.get(key), True
                 continue
-            store_writes_counter(cause).inc()
+            store_writes_counter(decided.cause or cause).inc()
             self._track(key, after)
             await self._announce(stored, after, cause, decided)
             return decided.result, True
         raise StoreError(f"gave up after {MAX_CAS_ATTEMPTS} conflicting writes on {key}")
 
+    def _as_heard(self, record: InstanceRecord) -> InstanceRecord:
+        """``record`` with its last contact, heard here if not yet written."""
+        at = self.leases.heard_at(record)
+        if at <= record.last_heartbeat_at.timestamp():
+            return record
+        return replace(record, last_heartbeat_at=datetime.fromtimestamp(at, UTC))
+
+    def _alive_at(self, record: InstanceRecord) -> datetime:
+        return datetime.fromtimestamp(self.leases.alive_at(record), UTC)
+
     def _track(self, key: InstanceKey, record: InstanceRecord | None) -> None:
         self._counts.apply(key, record)
-        if record is None:
+        if record is None or not record.is_live:
+            self.leases.forget(key)
+        self._schedule(key, record)
+
+    def _schedule(self, key: InstanceKey, record: InstanceRecord | None) -> None:
+        """Keep a deadline for ``key`` if this router holds its lease, and only then."""
+        if record is None or not self.leases.holds(key):
             self._deadlines.discard(key)
         else:
-            self._deadlines.set(key, next_deadline(record, self.timings).timestamp())
+            self._deadlines.set(
+                key, next_deadline(record, self.timings, self._alive_at(record)).timestamp()
+            )
+
+    def _handover(self, handover: Handover) -> None:
+        """Leases moved: sweep what this router now holds, and nothing else."""
+        self.leases.take(handover)
+        moved = set(handover.gained) | handover.lost
+        task = asyncio.get_running_loop().create_task(self._rebalance(moved))
+        self._rebalancing.add(task)
+        task.add_done_callback(self._rebalancing.discard)
+
+    async def _rebalance(self, partitions: set[int]) -> None:
+        """Re-schedule every key of ``partitions``, a batch per turn of the loop."""
+        keys = [r.key for r in await self._store.list_all()]
+        for start in range(0, len(keys), REBALANCE_BATCH):
+            for key in keys[start : start + REBALANCE_BATCH]:
+                if partition_of(key) in partitions:
+                    current = self._store.peek(key)
+                    self._schedule(key, current.record if current else None)
+            await asyncio.sleep(0)
+
+    @property
+    def held(self) -> int:
+        """How many instances this router sweeps (the leases it holds)."""
+        return len(self._deadlines)
 
     async def _announce(
         self,
@@ -378,4 +477,6 @@ class Registry:
             records = await self._store.list_service(service_name)
         if status is not None:
             records = [r for r in records if r.status is status]
+        # Contacts this router heard but has not written yet show, too.
+        records = [self._as_heard(r) for r in records]
         return sorted(records, key=lambda r: (r.service_name, r.instance_id))

@@ -7,7 +7,9 @@ from collections.abc import Callable
 import structlog
 from nats.aio.client import Client as NatsClient
 
+from .forwarding import Forwarder
 from .handlers import endpoints
+from .membership_kv import KvMembership
 from .metrics import RECONNECTS
 from .nats_connection import Connector, shown_url
 from .nats_responder import NatsResponder
@@ -29,6 +31,7 @@ class RouterRuntime:
         store: InstanceStore,
         connect: Connector,
         events: Callable[[NatsClient], EventSink],
+        members: KvMembership | None = None,
     ) -> None:
         self.settings = settings
         self.registry = registry
@@ -36,6 +39,7 @@ class RouterRuntime:
         self._store = store
         self._connect = connect
         self._events = events
+        self._members = members
         self._responder: NatsResponder | None = None
         self._sweeper: Sweeper | None = None
         self._stopping = False
@@ -51,11 +55,16 @@ class RouterRuntime:
         await self._store.start(self.nc)
         await registry.load()
         registry.set_event_sink(self._events(self.nc))
+        forward = None
+        if self._members is not None:
+            await self._members.start(self.nc)
+            forward = Forwarder(self.nc).heartbeat
         self._responder = NatsResponder(
             endpoints(
                 registry,
                 max_request_bytes=settings.max_request_bytes,
                 max_metadata_bytes=settings.max_metadata_bytes,
+                forward=forward,
             ),
             max_in_flight=settings.max_in_flight,
             max_pending=settings.max_pending,
@@ -66,6 +75,7 @@ class RouterRuntime:
         timings = registry.timings
         log.info(
             "router_ready",
+            router=registry.leases.membership.self_id,
             nats_url=shown_url(settings),
             store=settings.store,
             http=f"{settings.http_host}:{settings.http_port}",
@@ -98,6 +108,10 @@ class RouterRuntime:
         self._stopping = True
         if self._sweeper is not None:
             await self._sweeper.stop()
+        if self._members is not None:
+            # Goodbye first: the others take the leases over at once, while
+            # this router still forwards the heartbeats that reach it.
+            await self._members.stop()
         if self._responder is not None:
             await self._responder.stop()
         self.registry.set_event_sink(None)

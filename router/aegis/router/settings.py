@@ -80,9 +80,9 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _bucket(text: str) -> str:
+def _name(text: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9_-]+", text):
-        raise argparse.ArgumentTypeError(f"bucket names are letters, digits, _ and -; got {text!r}")
+        raise argparse.ArgumentTypeError(f"must be letters, digits, _ and -; got {text!r}")
     return text
 
 
@@ -208,14 +208,20 @@ class Settings:
         "restarts, shared by several routers) or memory (one process, gone on restart).",
         _store,
     )
-    kv_bucket: str = option(
-        "aegis_registry", "JetStream key-value bucket of the registry.", _bucket
-    )
+    kv_bucket: str = option("aegis_registry", "JetStream key-value bucket of the registry.", _name)
     kv_replicas: int = option(
         1,
         "Replicas of the bucket (3 on a 3-node cluster). The router creates the bucket with "
         "them, and refuses to start on an existing bucket that has another count.",
         _positive_int,
+    )
+    router_id: str | None = option(
+        None,
+        "This router's name among routers: in its own NATS subjects, logs and membership "
+        "(letters, digits, _ and -). Random by default; with several workers each adds "
+        "its process id.",
+        _name,
+        shown_default=False,
     )
     heartbeat_interval: float = option(
         5.0, "Seconds between heartbeats; told to clients in every register reply.", _seconds
@@ -231,13 +237,24 @@ class Settings:
     remove_after: float = option(
         300.0, "Seconds without contact before an instance is removed from the registry.", _seconds
     )
+    lease_refresh: float = option(
+        120.0,
+        "Seconds between store writes of a steadily heartbeating instance's contact (in "
+        "between, contacts live in the memory of the router holding its lease); at least "
+        "max(30, unhealthy_after).",
+        _seconds,
+    )
     nats_connect_attempts: int = 5  # not a user setting: tests lower it
 
     @property
     def timings(self) -> Timings:
         """The liveness timings (validated when settings load)."""
         return Timings(
-            self.heartbeat_interval, self.unhealthy_after, self.offline_after, self.remove_after
+            self.heartbeat_interval,
+            self.unhealthy_after,
+            self.offline_after,
+            self.remove_after,
+            self.lease_refresh,
         )
 
 

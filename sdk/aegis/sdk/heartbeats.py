@@ -1,7 +1,9 @@
 """Keeping this client's instances registered: register, heartbeat, register again.
 
 Each registered instance gets one background loop that heartbeats it at the
-interval the router announced. A failed heartbeat is logged and kept in the
+interval the router announced, to the router holding its lease when the
+router named one (falling back to the shared subject when that router does
+not answer). A failed heartbeat is logged and kept in the
 instance's ``last_error``, never raised into the service. When the router has
 forgotten the instance (404: it restarted empty, or the instance expired) or
 NATS reconnected, the instance is registered again after a random pause of up
@@ -32,6 +34,8 @@ from .errors import (
     AegisError,
     DuplicateInstanceError,
     InstanceNotFoundError,
+    RequestTimeoutError,
+    ServiceUnavailableError,
     SessionMismatchError,
     from_reply,
 )
@@ -136,6 +140,7 @@ class Heartbeats:
             reg = RegisteredInstance(key[0], key[1], metadata, instance)
             self._registrations[key] = reg
         reg.heartbeat_interval = reply.heartbeat_interval or DEFAULT_HEARTBEAT_INTERVAL
+        reg.heartbeat_subject = reply.heartbeat_subject
         reg.contact(instance, self._clock())
         loop = self._loops.get(key)
         if loop is None or loop.done():
@@ -152,7 +157,7 @@ class Heartbeats:
             await self._sleep(reg.heartbeat_interval)
             timeout = min(self._transport.config.timeout, reg.heartbeat_interval)
             try:
-                reply = await self._transport.send(HEARTBEAT_SUBJECT, body, timeout)
+                reply = await self._send_heartbeat(reg, body, timeout)
                 error = from_reply(reply)
                 if error is None:
                     reg.contact(instance_of(reply), self._clock())
@@ -172,6 +177,36 @@ class Heartbeats:
                 await self._reregister(reg)
             else:
                 self._fail(reg, "heartbeat_failed", error)
+
+    async def _send_heartbeat(
+        self, reg: RegisteredInstance, body: InstanceRequest, reply_within: float
+    ) -> Reply:
+        """To the lease holder's own subject if known, else (or if it is silent) the shared one.
+
+        The direct try gets half the time: a dead router's subject has no
+        responders, which NATS says at once; the other half is the fallback's.
+        """
+        direct = reg.heartbeat_subject
+        if direct is not None:
+            try:
+                reply = await self._transport.send(direct, body, reply_within / 2)
+            except (ServiceUnavailableError, RequestTimeoutError) as exc:
+                log.info(
+                    "heartbeat_fallback",
+                    service=reg.service_name,
+                    instance=reg.instance_id,
+                    subject=direct,
+                    error=str(exc),
+                )
+                reg.heartbeat_subject = None
+            else:
+                if reply.ok:
+                    reg.heartbeat_subject = reply.heartbeat_subject
+                return reply
+        reply = await self._transport.send(HEARTBEAT_SUBJECT, body, reply_within)
+        if reply.ok:
+            reg.heartbeat_subject = reply.heartbeat_subject
+        return reply
 
     async def _reregister(self, reg: RegisteredInstance) -> None:
         """Register ``reg`` again after a random pause, so a fleet does not stampede."""

@@ -34,6 +34,9 @@ class RegisteredInstance:
     metadata: dict[str, Any]
     instance: Instance
     heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL
+    # The subject of the router holding the instance's lease, as the router
+    # last named it; None: the shared subject.
+    heartbeat_subject: str | None = None
     state: RegistrationState = RegistrationState.REGISTERED
     last_contact_at: datetime | None = None
     last_error: str | None = None

@@ -34,6 +34,7 @@ HEARTBEAT_SUBJECT: Final = "ipc.service.heartbeat"
 DEREGISTER_SUBJECT: Final = "ipc.service.deregister"
 DISCOVER_SUBJECT: Final = "ipc.service.discover"
 EVENTS_PREFIX: Final = "ipc.events.service"
+ROUTER_PREFIX: Final = "ipc.router"
 REQUEST_ID_HEADER: Final = "Aegis-Request-Id"
 """NATS header carrying the client's request id (the same on every retry) into router logs."""
 
@@ -41,6 +42,16 @@ REQUEST_ID_HEADER: Final = "Aegis-Request-Id"
 def events_subject(service_name: str | None = None) -> str:
     """Where change events of ``service_name`` are published (None: every service)."""
     return f"{EVENTS_PREFIX}.{service_name or '*'}"
+
+
+def router_heartbeat_subject(router_id: str) -> str:
+    """One router's own heartbeat subject (named in register and heartbeat replies)."""
+    return f"{ROUTER_PREFIX}.{router_id}.heartbeat"
+
+
+def router_forward_subject(router_id: str) -> str:
+    """Where other routers forward heartbeats to the router holding their lease."""
+    return f"{ROUTER_PREFIX}.{router_id}.forward"
 
 
 ServiceName = Annotated[str, StringConstraints(pattern=SERVICE_NAME_PATTERN)]
@@ -227,6 +238,12 @@ class Reply(BaseModel):
     )
     ttl: float | None = Field(
         default=None, description="register: seconds without contact before UNHEALTHY."
+    )
+    heartbeat_subject: str | None = Field(
+        default=None,
+        description="register and heartbeat (optional; v1 clients may ignore it): the "
+        "subject of the router holding this instance's lease. Heartbeats sent there skip "
+        "a hop; on no responders or a timeout, send them to ipc.service.heartbeat.",
     )
 
 

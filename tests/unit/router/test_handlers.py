@@ -13,6 +13,8 @@ import msgpack
 import pytest
 from aegis.router.domain import iso
 from aegis.router.handlers import Endpoint, endpoints
+from aegis.router.leases import Leases
+from aegis.router.membership import Membership
 from aegis.router.registry import InstanceLimits, Registry
 from aegis.router.store import MemoryStore, StoreError
 from aegis.sdk import LimitExceededError
@@ -68,6 +70,7 @@ async def call(h: Endpoint[Any], data: dict[str, Any] | bytes) -> tuple[dict[str
 class FailingRegistry:
     def __init__(self, exc: Exception) -> None:
         self.exc = exc
+        self.leases = Leases(Membership("solo", ttl=1.0, now=0.0))
 
     async def register(self, request: Any) -> Any:
         raise self.exc
@@ -75,7 +78,15 @@ class FailingRegistry:
 
 async def test_created_reply_shape() -> None:
     reply, _ = await call(handler(), body())
-    assert set(reply) == {"ok", "status", "instance", "heartbeat_interval", "ttl"}
+    assert set(reply) == {
+        "ok",
+        "status",
+        "instance",
+        "heartbeat_interval",
+        "ttl",
+        "heartbeat_subject",
+    }
+    assert reply["heartbeat_subject"] == "ipc.router.solo.heartbeat"
     assert (reply["ok"], reply["status"]) == (True, 201)
     assert (reply["heartbeat_interval"], reply["ttl"]) == (5.0, 15.0)
     instance = reply["instance"]

@@ -217,10 +217,14 @@ async def test_heartbeat_restarts_the_deadlines_without_news() -> None:
     result = await registry.heartbeat(KEY, SESSION)
 
     assert result.check is OwnerCheck.OK
-    assert result.record == await current(store)
     assert result.record is not None
     assert (result.record.status, result.record.last_heartbeat_at) == (ONLINE, clock.now)
     assert result.record.registered_at == T0
+    stored_record = await current(store)
+    assert stored_record is not None
+    assert stored_record.last_heartbeat_at == T0, "a steady heartbeat writes nothing"
+    # The router's own view shows the contact it heard.
+    assert [r.last_heartbeat_at for r in await registry.instances()] == [clock.now]
     # UNHEALTHY comes 10 s after the heartbeat, not after the registration.
     assert await sweep_at(registry, clock, 10 + LATE) == 0
     assert await sweep_at(registry, clock, 18 + LATE) == 1
@@ -601,7 +605,8 @@ async def test_registration_and_heartbeat_take_one_store_round_trip() -> None:
     assert (await registry.heartbeat(KEY, SESSION)).check is OwnerCheck.OK
     assert (await registry.register(register_request())).outcome is Outcome.RENEWED
 
-    assert store.calls == ["create", "update", "update"], "no read before a write"
+    # The steady heartbeat touches no store at all.
+    assert store.calls == ["create", "update"], "no read before a write"
 
 
 async def test_a_lagging_cache_costs_one_read_and_the_fresh_record_decides() -> None:
@@ -636,15 +641,21 @@ async def test_store_writes_are_counted_by_cause() -> None:
     def writes(cause: str) -> float:
         return REGISTRY.get_sample_value("aegis_store_writes_total", {"cause": cause}) or 0.0
 
-    before = {cause: writes(cause) for cause in ("register", "heartbeat", "expired")}
+    causes = ("register", "heartbeat", "refresh", "expired")
+    before = {cause: writes(cause) for cause in causes}
     await registry.register(register_request())
-    await registry.heartbeat(KEY, SESSION)
+    await registry.heartbeat(KEY, SESSION)  # steady: writes nothing
     await registry.register(register_request(session=OTHER_SESSION))  # 409: writes nothing
-    await sweep_at(registry, clock, 10 + LATE)
+    await sweep_at(registry, clock, 10 + LATE)  # UNHEALTHY
+    await registry.heartbeat(KEY, SESSION)  # ONLINE again: news, written
+    for n in range(1, 53):  # steady for 130 s: one refresh, refresh_after (120 s) on
+        clock.at(10 + LATE + 2.5 * n)
+        await registry.heartbeat(KEY, SESSION)
 
     assert {cause: writes(cause) - n for cause, n in before.items()} == {
         "register": 1,
         "heartbeat": 1,
+        "refresh": 1,
         "expired": 1,
     }
 

@@ -24,6 +24,7 @@ from tests.unit.sdk.fakes import (
     CREATED,
     FORBIDDEN,
     HANG,
+    INSTANCE,
     NOT_FOUND,
     TAKEN,
     FakeNats,
@@ -31,6 +32,7 @@ from tests.unit.sdk.fakes import (
     error,
     events,
     make_client,
+    reply,
 )
 
 KEY = ("billing", "b-1")
@@ -256,3 +258,57 @@ async def test_wait_if_taken_waits_for_the_stale_holder_within_its_bound(
     assert clock.sleeps == waits
     assert len(fake.sent(REGISTER)) == len(waits) + 1
     assert [e["seconds"] for e in events(caplog, "waiting_for_stale_registration")] == waits
+
+
+DIRECT = "ipc.router.r1.heartbeat"
+OTHER_DIRECT = "ipc.router.r2.heartbeat"
+
+
+async def test_heartbeats_go_to_the_lease_holder_the_router_named(
+    client: ServiceClient, fake: FakeNats
+) -> None:
+    fake.answer(
+        REGISTER, reply(201, instance=INSTANCE, heartbeat_interval=2.0, heartbeat_subject=DIRECT)
+    )
+    fake.answer(DIRECT, reply(200, instance=INSTANCE, heartbeat_subject=DIRECT), HANG)
+    reg = await registered(client)
+    await eventually(lambda: len(fake.sent(DIRECT)) == 2, "two direct heartbeats")
+
+    assert fake.sent(HEARTBEAT) == [], "nothing on the shared subject while the holder answers"
+    assert reg.heartbeat_subject == DIRECT
+    assert reg.state is RegistrationState.REGISTERED
+
+
+async def test_a_silent_holder_falls_back_to_the_shared_subject_and_follows_the_new_name(
+    client: ServiceClient, fake: FakeNats, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.answer(
+        REGISTER, reply(201, instance=INSTANCE, heartbeat_interval=2.0, heartbeat_subject=DIRECT)
+    )
+    # DIRECT first times out, then (the router died) has no responders at all.
+    fake.answer(DIRECT, TimeoutError())
+    fake.answer(HEARTBEAT, reply(200, instance=INSTANCE, heartbeat_subject=OTHER_DIRECT))
+    fake.answer(OTHER_DIRECT, reply(200, instance=INSTANCE, heartbeat_subject=OTHER_DIRECT), HANG)
+    reg = await registered(client)
+    await eventually(lambda: len(fake.sent(OTHER_DIRECT)) == 2, "heartbeats to the new holder")
+
+    assert len(fake.sent(DIRECT)) == 1
+    assert len(fake.sent(HEARTBEAT)) == 1
+    # The direct try had half the heartbeat's time; the fallback still had it all.
+    assert [c.timeout for c in fake.calls if c.subject in (DIRECT, HEARTBEAT)] == [1.0, 2.0]
+    assert (reg.state, reg.failures, reg.heartbeat_subject) == (
+        RegistrationState.REGISTERED,
+        0,
+        OTHER_DIRECT,
+    )
+    assert [e["subject"] for e in events(caplog, "heartbeat_fallback")] == [DIRECT]
+
+
+async def test_a_v1_router_that_names_no_subject_keeps_heartbeats_on_the_shared_one(
+    client: ServiceClient, fake: FakeNats
+) -> None:
+    fake.answer(HEARTBEAT, ALIVE, ALIVE, HANG)
+    reg = await registered(client)
+    await eventually(lambda: len(fake.sent(HEARTBEAT)) == 3, "three heartbeats")
+    assert reg.heartbeat_subject is None
+    assert [c.subject for c in fake.calls if c.subject.startswith("ipc.router")] == []

@@ -1,0 +1,77 @@
+"""Leases: the contacts this router heard but did not write, and what it may assume.
+
+A steady heartbeat only moves an instance's contact here, in memory. The
+store's ``last_heartbeat_at`` is refreshed at most once per
+``Timings.refresh_after``, so an ONLINE instance's last contact is the later
+of what the store says and what this router heard (``heard_at``).
+
+Liveness counts from ``alive_at``: that contact, or a floor if later (a live
+instance's contacts may have died with another router, or be in its memory):
+for a partition this router holds, when it took it over (the last moment the
+previous holder was known alive: see ``membership.Handover``) or started;
+for another router's partition, when that router was last seen alive (it
+vouches for the instances it lets stay ONLINE).
+"""
+
+from __future__ import annotations
+
+from aegis.wire.messages import InstanceStatus
+
+from .domain import InstanceKey, InstanceRecord
+from .membership import Handover, Membership, partition_of
+
+
+class Leases:
+    """Contacts heard and partition floors, over the membership's partition table."""
+
+    def __init__(self, membership: Membership, since: float = 0.0) -> None:
+        self.membership = membership
+        self._heard: dict[InstanceKey, float] = {}
+        self._floors: dict[int, float] = {}
+        self._since = since  # the floor of every partition: when this router started
+
+    def holds(self, key: InstanceKey) -> bool:
+        """Whether this router holds ``key``'s lease (and so sweeps it)."""
+        return self.membership.holds(key)
+
+    def heard(self, key: InstanceKey, at: float) -> None:
+        """Contact from ``key``'s owner at ``at`` (epoch seconds), not written anywhere."""
+        self._heard[key] = at
+
+    def forget(self, key: InstanceKey) -> None:
+        """``key`` is gone or OFFLINE: its heard contact no longer counts."""
+        self._heard.pop(key, None)
+
+    def heard_at(self, record: InstanceRecord) -> float:
+        """``record``'s last contact, heard here or stored (epoch seconds)."""
+        at = record.last_heartbeat_at.timestamp()
+        if record.status is InstanceStatus.ONLINE:
+            heard = self._heard.get(record.key)
+            if heard is not None and heard > at:
+                return heard
+        return at
+
+    def alive_at(self, record: InstanceRecord) -> float:
+        """Where ``record``'s liveness deadlines count from (epoch seconds)."""
+        at = self.heard_at(record)
+        if not record.is_live:
+            return at
+        partition = partition_of(record.key)
+        holder = self.membership.holder_of(partition)
+        if holder == self.membership.self_id:
+            floor = self._floors.get(partition, self._since)
+        else:
+            floor = self.membership.last_seen(holder)
+        return max(at, floor, self._since)
+
+    def take(self, handover: Handover) -> None:
+        """Apply a handover: floors for gained partitions, none for lost ones."""
+        for partition in handover.lost:
+            self._floors.pop(partition, None)
+        for partition, floor in handover.gained.items():
+            self._floors[partition] = max(floor, self._floors.get(partition, 0.0))
+
+    @property
+    def heard_count(self) -> int:
+        """How many contacts are held in memory only."""
+        return len(self._heard)

@@ -1,0 +1,157 @@
+"""Which live router holds which instance's lease: membership and the partition table.
+
+Instances hash into ``PARTITIONS`` partitions; each partition goes to the live
+router that scores highest for it (rendezvous hashing). Every router computes
+the same table from the same member list, so nobody writes who holds what,
+a joining router takes about 1/n of the partitions, and when a router leaves
+only its own partitions move. Pure: the KV-backed runtime feeds it sightings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from .domain import InstanceKey
+
+PARTITIONS = 1024
+
+
+def partition_of(key: InstanceKey) -> int:
+    """The partition of an instance (the same in every router process)."""
+    data = f"{key.service_name}\x00{key.instance_id}".encode()
+    return zlib.crc32(data) % PARTITIONS
+
+
+def _score(member_id: str, partition: int) -> int:
+    digest = hashlib.blake2b(f"{member_id}/{partition}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+def owner_table(member_ids: Iterable[str]) -> list[str]:
+    """The holder of each partition among ``member_ids`` (which must not be empty)."""
+    members = sorted(member_ids)
+    return [max(members, key=lambda m: _score(m, p)) for p in range(PARTITIONS)]
+
+
+@dataclass(frozen=True, slots=True)
+class Handover:
+    """What a change of membership moved to or from this router.
+
+    ``gained`` maps each partition this router now holds to a contact floor:
+    the last moment its previous holder was known to be alive (its in-memory
+    contacts are lost, or still with it). No live instance in such a partition
+    is older than that floor; see docs/architecture.md.
+    """
+
+    gained: dict[int, float]
+    lost: frozenset[int]
+
+
+@dataclass(slots=True)
+class Member:
+    """A router as seen by this one: last sighting on this router's clock."""
+
+    member_id: str
+    seen_at: float
+
+
+Listener = Callable[[Handover], None]
+
+
+class Membership:
+    """The live routers, this one included, and the partition table they imply.
+
+    ``seen`` records a sighting (a membership refresh), ``left`` a router that
+    said goodbye, ``expire`` drops routers not seen for ``ttl`` seconds. Each
+    change recomputes the table and tells the listener what moved here.
+    """
+
+    def __init__(self, self_id: str, ttl: float, now: float) -> None:
+        self.self_id = self_id
+        self.ttl = ttl
+        self._members: dict[str, Member] = {self_id: Member(self_id, now)}
+        self._table = owner_table([self_id])
+        self._listener: Listener | None = None
+        self.version = 0
+
+    def set_listener(self, listener: Listener | None) -> None:
+        """Call ``listener`` with every handover (after the table changed)."""
+        self._listener = listener
+
+    @property
+    def member_ids(self) -> list[str]:
+        """The live routers, sorted."""
+        return sorted(self._members)
+
+    def owner(self, key: InstanceKey) -> str:
+        """The router holding ``key``'s lease."""
+        return self._table[partition_of(key)]
+
+    def holds(self, key: InstanceKey) -> bool:
+        """Whether this router holds ``key``'s lease."""
+        return self._table[partition_of(key)] == self.self_id
+
+    def holder_of(self, partition: int) -> str:
+        """The router holding ``partition``."""
+        return self._table[partition]
+
+    def last_seen(self, member_id: str) -> float:
+        """When ``member_id`` was last seen alive (0 if it is not a member)."""
+        member = self._members.get(member_id)
+        return member.seen_at if member is not None else 0.0
+
+    def held_partitions(self) -> int:
+        """How many partitions this router holds."""
+        return sum(1 for owner in self._table if owner == self.self_id)
+
+    def seen(self, member_id: str, now: float) -> None:
+        """A sighting of ``member_id`` (its refresh reached us)."""
+        if member_id == self.self_id:
+            self._members[member_id].seen_at = now
+            return
+        known = self._members.get(member_id)
+        if known is not None:
+            known.seen_at = max(known.seen_at, now)
+            return
+        self._members[member_id] = Member(member_id, now)
+        self._recompute(now, {})
+
+    def left(self, member_id: str, last_seen: float) -> None:
+        """``member_id`` stopped (a goodbye, or its entry expired) at ``last_seen``."""
+        if member_id == self.self_id or member_id not in self._members:
+            return
+        del self._members[member_id]
+        self._recompute(last_seen, {member_id: last_seen})
+
+    def expire(self, now: float) -> list[str]:
+        """Drop routers silent for ``ttl`` seconds; returns their ids."""
+        gone = {
+            m.member_id: m.seen_at
+            for m in self._members.values()
+            if m.member_id != self.self_id and now - m.seen_at > self.ttl
+        }
+        for member_id in gone:
+            del self._members[member_id]
+        if gone:
+            self._recompute(now, gone)
+        return sorted(gone)
+
+    def _recompute(self, now: float, dead: dict[str, float]) -> None:
+        before, self._table = self._table, owner_table(self._members)
+        self.version += 1
+        gained: dict[int, float] = {}
+        lost: set[int] = set()
+        for partition, (old, new) in enumerate(zip(before, self._table, strict=True)):
+            if old == new:
+                continue
+            if new == self.self_id:
+                # A live previous holder still has the contacts (and forwards);
+                # a dead one was last known alive at its last sighting.
+                gained[partition] = dead.get(old, now)
+            elif old == self.self_id:
+                lost.add(partition)
+        if (gained or lost) and self._listener is not None:
+            self._listener(Handover(gained, frozenset(lost)))

@@ -1,0 +1,150 @@
+"""Router membership kept in a JetStream key-value bucket beside the registry's.
+
+Each router puts its key once a second; every router watches the bucket and
+counts a router gone after ``MEMBER_TTL`` seconds without a put from it (its
+own clock decides, so skewed clocks do not matter), or at once when it says
+goodbye on a clean stop. Entries of routers long gone age out of the bucket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+
+import msgpack
+import structlog
+from nats.aio.client import Client as NatsClient
+from nats.js import errors as js_errors
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.kv import KeyValue
+
+from .membership import Membership
+
+log = structlog.get_logger("aegis.router.membership")
+
+MEMBER_REFRESH = 1.0
+# Three missed refreshes: a router is gone. Well above any loop stall we allow
+# (50 ms), well below unhealthy_after, which a live instance must not reach.
+MEMBER_TTL = 3.0
+# Entries of routers that died stay this long (for operators); then they go.
+MEMBER_MAX_AGE = 3600.0
+
+
+def members_bucket(registry_bucket: str) -> str:
+    """The membership bucket that goes with a registry bucket."""
+    return f"{registry_bucket}_routers"
+
+
+class KvMembership:
+    """Feeds a ``Membership`` from the bucket, and announces this router in it."""
+
+    def __init__(
+        self,
+        membership: Membership,
+        bucket: str,
+        replicas: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.membership = membership
+        self.bucket = bucket
+        self.replicas = replicas
+        self._clock = clock
+        self._kv: KeyValue | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self, nc: NatsClient) -> None:
+        """Join: open the bucket, announce this router, follow the others."""
+        js = nc.jetstream(timeout=2.0)
+        try:
+            self._kv = await js.key_value(self.bucket)
+        except js_errors.BucketNotFoundError:
+            self._kv = await js.create_key_value(
+                KeyValueConfig(
+                    bucket=self.bucket,
+                    history=1,
+                    ttl=MEMBER_MAX_AGE,
+                    replicas=self.replicas,
+                    storage=StorageType.FILE,
+                )
+            )
+        await self._announce(left=False)
+        ready = asyncio.Event()
+        self._tasks = [
+            asyncio.create_task(self._follow(ready), name="aegis-members-watch"),
+            asyncio.create_task(self._refresh(), name="aegis-members-refresh"),
+        ]
+        await asyncio.wait_for(ready.wait(), 30.0)
+        log.info(
+            "router_joined",
+            router=self.membership.self_id,
+            routers=self.membership.member_ids,
+            partitions=self.membership.held_partitions(),
+        )
+
+    async def stop(self) -> None:
+        """Leave: say goodbye, so the others take the leases over at once."""
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._kv is not None:
+            try:
+                await self._announce(left=True)
+            except Exception as exc:  # the others find out by the TTL instead
+                log.warning("router_leave_failed", error=repr(exc))
+
+    async def _announce(self, *, left: bool) -> None:
+        assert self._kv is not None
+        body = msgpack.packb({"at": self._clock(), "left": left})
+        await self._kv.put(self.membership.self_id, body)
+
+    async def _refresh(self) -> None:
+        while True:
+            await asyncio.sleep(MEMBER_REFRESH)
+            try:
+                await self._announce(left=False)
+            except Exception as exc:  # a missed refresh is retried next second
+                log.warning("router_refresh_failed", error=repr(exc))
+            for gone in self.membership.expire(self._clock()):
+                log.warning("router_lost", router=gone, routers=self.membership.member_ids)
+
+    async def _follow(self, ready: asyncio.Event) -> None:
+        assert self._kv is not None
+        watcher = await self._kv.watchall()
+        try:
+            async for entry in watcher:
+                if entry is None:
+                    ready.set()
+                    continue
+                try:
+                    self._apply(entry.key, entry.operation, entry.value, live=ready.is_set())
+                except Exception:
+                    log.exception("router_bad_entry", key=entry.key)
+        finally:
+            with contextlib.suppress(Exception):
+                await watcher.stop()  # type: ignore[no-untyped-call]
+
+    def _apply(
+        self, member_id: str, operation: str | None, value: bytes | None, *, live: bool
+    ) -> None:
+        if member_id == self.membership.self_id:
+            return
+        now = self._clock()
+        body = msgpack.unpackb(value) if value and operation not in ("DEL", "PURGE") else None
+        if body is None or body.get("left"):
+            if member_id in self.membership.member_ids:
+                self.membership.left(member_id, now)
+                log.info("router_left", router=member_id, routers=self.membership.member_ids)
+            return
+        if not live and now - float(body.get("at", 0.0)) > MEMBER_TTL:
+            # The initial snapshot holds the long dead too. (Judged by the writer's
+            # clock, so only here: a live router that is skewed is seen next second.)
+            return
+        known = member_id in self.membership.member_ids
+        self.membership.seen(member_id, now)
+        if not known:
+            log.info("router_seen", router=member_id, routers=self.membership.member_ids)

@@ -1,0 +1,140 @@
+"""Leases in the registry: steady heartbeats stay in memory, holders sweep, handovers
+keep the living."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aegis.router.domain import InstanceKey, OwnerCheck
+from aegis.router.leases import Leases
+from aegis.router.membership import Membership
+from aegis.router.registry import Registry
+from aegis.router.store import MemoryStore
+from aegis.wire.messages import InstanceStatus
+
+from tests.support import T0, FakeClock
+from tests.unit.router.fakes import LATE, SESSION, TIMINGS, ListSink, register_request
+
+ONLINE, UNHEALTHY = InstanceStatus.ONLINE, InstanceStatus.UNHEALTHY
+
+
+def router_a(store: MemoryStore, clock: FakeClock) -> tuple[Registry, Membership]:
+    """Router a's registry, with a live router b beside it holding about half the leases."""
+    membership = Membership("a", 3.0, 0.0)
+    registry = Registry(store, TIMINGS, ListSink(), clock, leases=Leases(membership))
+    membership.seen("b", 0.0)
+    return registry, membership
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+def keys_held_by(membership: Membership, want: bool, n: int = 1) -> list[InstanceKey]:
+    found = []
+    i = 0
+    while len(found) < n:
+        key = InstanceKey("billing", f"b-{i}")
+        if membership.holds(key) is want:
+            found.append(key)
+        i += 1
+    return found
+
+
+async def test_only_the_holder_sweeps_an_instance() -> None:
+    clock = FakeClock()
+    store = MemoryStore()
+    ra, ma = router_a(store, clock)
+    (mine,) = keys_held_by(ma, True)
+    (theirs,) = keys_held_by(ma, False)
+    for key in (mine, theirs):
+        await ra.register(register_request(key.instance_id))
+    await settle()
+
+    clock.at(TIMINGS.unhealthy_after + LATE)
+    assert await ra.sweep() == 1
+    assert store.peek(mine).record.status is UNHEALTHY  # type: ignore[union-attr]
+    assert store.peek(theirs).record.status is ONLINE  # type: ignore[union-attr]
+    assert ra.held == 1
+
+
+async def test_a_steady_heartbeat_keeps_the_instance_online_without_a_write() -> None:
+    clock = FakeClock()
+    registry = Registry(MemoryStore(), TIMINGS, ListSink(), clock)
+    await registry.register(register_request())
+    key = InstanceKey("billing", "b-1")
+    for n in range(1, 20):  # 47.5 s of heartbeats every 2.5 s: well past unhealthy_after
+        clock.at(2.5 * n)
+        assert (await registry.heartbeat(key, SESSION)).check is OwnerCheck.OK
+        await registry.sweep()
+    (record,) = await registry.instances()
+    assert record.status is ONLINE
+    assert record.last_heartbeat_at == clock.now
+    assert registry.leases.heard_count == 1
+
+
+async def test_a_handover_from_a_dead_router_counts_from_its_last_sighting() -> None:
+    clock = FakeClock()
+    store = MemoryStore()
+    ra, ma = router_a(store, clock)
+    (theirs,) = keys_held_by(ma, False)
+    await ra.register(register_request(theirs.instance_id))
+    await settle()
+    # b heard heartbeats up to t=40 (in its memory only), then died; last seen at 40.
+    clock.at(40)
+    ma.seen("b", 40.0 + T0.timestamp())
+    assert ma.expire(T0.timestamp() + 44.0) == ["b"]
+    await settle()
+    assert ra.held == 1
+
+    clock.at(40 + TIMINGS.unhealthy_after - 1)
+    assert await ra.sweep() == 0, "alive as of b's last sighting: not UNHEALTHY yet"
+    clock.at(40 + TIMINGS.unhealthy_after + LATE)
+    assert await ra.sweep() == 1
+    record = store.peek(theirs)
+    assert record is not None
+    assert record.record.status is UNHEALTHY
+    # The store keeps the last contact anyone knows of; the floor only delayed the verdict.
+    assert record.record.last_heartbeat_at == T0
+    clock.at(40 + TIMINGS.offline_after - 1)
+    assert await ra.sweep() == 0, "OFFLINE counts from the floor too"
+    clock.at(40 + TIMINGS.offline_after + LATE)
+    assert await ra.sweep() == 1
+
+
+async def test_a_router_starting_late_gives_every_instance_a_full_unhealthy_after() -> None:
+    clock = FakeClock()
+    store = MemoryStore()
+    first = Registry(store, TIMINGS, ListSink(), clock)
+    await first.register(register_request())
+    clock.at(100)  # the first router is gone; its contacts with it
+    later = Registry(
+        store,
+        TIMINGS,
+        ListSink(),
+        clock,
+        leases=Leases(Membership("later", 3.0, 0.0), since=clock.now.timestamp()),
+    )
+    await later.load()
+    clock.at(100 + TIMINGS.unhealthy_after - 1)
+    assert await later.sweep() == 0
+    clock.at(100 + TIMINGS.unhealthy_after + LATE)
+    assert await later.sweep() == 1
+
+
+async def test_a_heartbeat_answered_by_a_non_holder_is_remembered_for_a_takeover() -> None:
+    clock = FakeClock()
+    store = MemoryStore()
+    ra, ma = router_a(store, clock)
+    (theirs,) = keys_held_by(ma, False)
+    await ra.register(register_request(theirs.instance_id))
+    clock.at(30)
+    ma.seen("b", T0.timestamp() + 29)  # b vouched for it until a second ago, then died
+    # b did not answer a forward: a answers and keeps the contact.
+    assert (await ra.heartbeat(theirs, SESSION)).check is OwnerCheck.OK
+    assert ra.held == 0
+    ma.left("b", last_seen=T0.timestamp() + 1.0)
+    await settle()
+    clock.at(30 + TIMINGS.unhealthy_after - 1)
+    assert await ra.sweep() == 0, "the contact a heard counts, not b's old sighting"
