@@ -75,6 +75,7 @@ class Membership:
         self._members: dict[str, Member] = {self_id: Member(self_id, now)}
         self._table = owner_table([self_id])
         self._listener: Listener | None = None
+        self._resigned = False
         self.version = 0
 
     def set_listener(self, listener: Listener | None) -> None:
@@ -139,8 +140,17 @@ class Membership:
             self._recompute(now, gone)
         return sorted(gone)
 
+    def resign(self) -> None:
+        """This router is stopping: hand every partition to the others, if there are any
+        (heartbeats that still reach it are then forwarded to the new holders)."""
+        others = [m for m in self._members if m != self.self_id]
+        if others:
+            self._resigned = True
+            self._recompute(0.0, {})
+
     def _recompute(self, now: float, dead: dict[str, float]) -> None:
-        before, self._table = self._table, owner_table(self._members)
+        members = [m for m in self._members if not (self._resigned and m == self.self_id)]
+        before, self._table = self._table, owner_table(members)
         self.version += 1
         gained: dict[int, float] = {}
         lost: set[int] = set()

@@ -92,6 +92,7 @@ class KvMembership:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         if self._kv is not None:
+            self.membership.resign()
             try:
                 await self._announce(left=True)
             except Exception as exc:  # the others find out by the TTL instead

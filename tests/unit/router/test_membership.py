@@ -90,3 +90,18 @@ def test_both_routers_compute_the_same_holder() -> None:
     keys = [InstanceKey("svc", f"i-{n}") for n in range(500)]
     assert [a.owner(k) for k in keys] == [b.owner(k) for k in keys]
     assert all(a.holds(k) != b.holds(k) for k in keys), "exactly one holder each"
+
+
+def test_a_resigning_router_hands_everything_to_the_others() -> None:
+    a = Membership("a", ttl=3.0, now=0.0)
+    alone = Membership("alone", ttl=3.0, now=0.0)
+    a.seen("b", 1.0)
+    handovers = record_handovers(a)
+
+    a.resign()
+    alone.resign()  # nobody to hand over to: keeps serving everything
+
+    assert a.held_partitions() == 0
+    assert len(handovers[0].lost) > 0.4 * PARTITIONS
+    assert a.owner(InstanceKey("billing", "b-1")) == "b"
+    assert alone.held_partitions() == PARTITIONS
