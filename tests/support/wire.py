@@ -15,6 +15,7 @@ INSTANCE_KEYS = {
     "metadata",
     "registered_at",
     "last_heartbeat_at",
+    "version",
 }
 
 

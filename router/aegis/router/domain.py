@@ -39,6 +39,8 @@ class InstanceRecord:
     registered_at: datetime
     last_heartbeat_at: datetime
     session_id: str | None
+    # One more with each change event of the instance (not with a refresh).
+    version: int = 0
 
     @property
     def key(self) -> InstanceKey:
@@ -59,6 +61,7 @@ class InstanceRecord:
             metadata=self.metadata,
             registered_at=iso(self.registered_at),
             last_heartbeat_at=iso(self.last_heartbeat_at),
+            version=self.version,
         )
 
 

@@ -14,10 +14,10 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, Final, Generic, Protocol, TypeVar
+from typing import Final, Generic, Protocol, TypeVar
 
 import structlog
-from aegis.wire.messages import ChangeEvent, InstanceStatus, RegisterRequest
+from aegis.wire.messages import ChangeEvent, EventKind, InstanceStatus, RegisterRequest
 
 from .deadlines import DeadlineIndex
 from .domain import (
@@ -111,6 +111,17 @@ class ServiceSummary:
     name: str
     instance_count: int
     statuses: dict[InstanceStatus, int]
+
+
+def _as_written(result: T, decided: object, written: InstanceRecord | None) -> T:
+    """``result`` naming the record as written (with its new version), not as decided."""
+    if written is None or decided is written:
+        return result
+    if result is decided:
+        return written  # type: ignore[return-value]  # T is the record type here
+    if isinstance(result, Decision | OwnerResult) and result.record is decided:
+        return replace(result, record=written)
+    return result
 
 
 class Registry:
@@ -356,6 +367,11 @@ class Registry:
                 if stored is not None:
                     self._track(key, stored)
                 return decided.result, False
+            kind = change_kind(
+                stored, after, registered=decided.registered, deregistered=decided.deregistered
+            )
+            if kind is not None and after is not None:
+                after = replace(after, version=(stored.version if stored else 0) + 1)
             try:
                 if current is None:
                     assert after is not None  # None with nothing stored is "after is stored"
@@ -369,8 +385,9 @@ class Registry:
                 continue
             store_writes_counter(decided.cause or cause).inc()
             self._track(key, after)
-            await self._announce(stored, after, cause, decided)
-            return decided.result, True
+            if kind is not None:
+                await self._announce(kind, stored, after, cause)
+            return _as_written(decided.result, decided.after, after), True
         raise StoreError(f"gave up after {MAX_CAS_ATTEMPTS} conflicting writes on {key}")
 
     def _as_heard(self, record: InstanceRecord) -> InstanceRecord:
@@ -423,18 +440,16 @@ class Registry:
 
     async def _announce(
         self,
+        kind: EventKind,
         before: InstanceRecord | None,
         after: InstanceRecord | None,
         cause: str,
-        decided: _Change[Any],
     ) -> None:
-        kind = change_kind(
-            before, after, registered=decided.registered, deregistered=decided.deregistered
-        )
-        if kind is None:
-            return
-        shown = after or before
-        assert shown is not None
+        if after is not None:
+            shown = after
+        else:
+            assert before is not None
+            shown = replace(before, version=before.version + 1)  # the removal's own
         previous = before.status if before is not None else None
         log.info(
             f"instance_{kind.value}",

@@ -65,6 +65,7 @@ def encode_record(record: InstanceRecord) -> bytes:
             "registered_at": record.registered_at.timestamp(),
             "last_heartbeat_at": record.last_heartbeat_at.timestamp(),
             "session_id": record.session_id,
+            "version": record.version,
         }
     )
     return packed
@@ -81,6 +82,7 @@ def decode_record(data: bytes) -> InstanceRecord:
         registered_at=datetime.fromtimestamp(body["registered_at"], UTC),
         last_heartbeat_at=datetime.fromtimestamp(body["last_heartbeat_at"], UTC),
         session_id=body["session_id"],
+        version=body.get("version", 0),  # absent from records stored by older routers
     )
 
 

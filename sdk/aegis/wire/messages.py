@@ -168,6 +168,28 @@ class InstanceRequest(BaseModel):
     session_id: SessionId
 
 
+MAX_FILTER_KEYS: Final = 16
+FilterValue = str | int | float | bool
+MetadataFilter = Annotated[
+    dict[Annotated[str, StringConstraints(min_length=1, max_length=64)], FilterValue],
+    Field(max_length=MAX_FILTER_KEYS),
+]
+
+
+def matches(metadata: dict[str, Any], where: dict[str, FilterValue] | None) -> bool:
+    """Whether ``metadata`` has every top-level ``key: value`` of ``where`` (exactly)."""
+    if not where:
+        return True
+    for key, wanted in where.items():
+        if key not in metadata:
+            return False
+        value = metadata[key]
+        # 1 == True in Python; on the wire they are different values.
+        if value != wanted or isinstance(value, bool) is not isinstance(wanted, bool):
+            return False
+    return True
+
+
 class DiscoverRequest(BaseModel):
     """Body of ``ipc.service.discover``; ``status`` is a status name or ``ANY``."""
 
@@ -175,6 +197,11 @@ class DiscoverRequest(BaseModel):
 
     service_name: ServiceName
     status: Literal["ONLINE", "UNHEALTHY", "OFFLINE", "ANY"] = "ONLINE"
+    metadata: MetadataFilter | None = Field(
+        default=None,
+        description="Optional filter: only instances whose metadata has each of these "
+        "top-level keys with exactly this value (string, number or boolean); at most 16.",
+    )
 
     @field_validator("status", mode="before")
     @classmethod
@@ -193,6 +220,12 @@ class Instance(BaseModel):
     metadata: dict[str, Any]
     registered_at: str = Field(description="ISO-8601, UTC.")
     last_heartbeat_at: str = Field(description="ISO-8601, UTC.")
+    version: int | None = Field(
+        default=None,
+        description="Optional (absent from older routers): grows by one with each change "
+        "event of this instance (registered, status changed, deregistered, removed), so a "
+        "follower of the events can tell when it missed one.",
+    )
 
 
 class ErrorDetail(BaseModel):

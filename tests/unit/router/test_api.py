@@ -95,6 +95,7 @@ async def test_one_service(app: Sanic[Any, Any]) -> None:
         "metadata": {"v": 1},
         "registered_at": "2026-02-03T04:05:06.000Z",
         "last_heartbeat_at": "2026-02-03T04:05:06.000Z",
+        "version": 1,  # one change event so far: registered
     }
 
 
@@ -184,7 +185,8 @@ async def test_openapi_documents_every_route_with_exact_schemas(app: Sanic[Any, 
                 assert schemas[name]["required"], (path, name)
     assert schemas["ServicesResponse"]["required"] == ["services", "total"]
     assert schemas["ErrorResponse"]["required"] == ["error"]
-    assert set(schemas["Instance"]["required"]) == INSTANCE_KEYS
+    # version is optional in the contract (older routers leave it out); this one always sends it.
+    assert set(schemas["Instance"]["required"]) == INSTANCE_KEYS - {"version"}
     responses = doc["paths"][f"{ADMIN}/services/{{name}}"]["get"]["responses"]
     assert responses["404"]["content"]["application/json"]["schema"]["$ref"].endswith(
         "/ErrorResponse"

@@ -122,6 +122,7 @@ def test_to_public_hides_session_and_renders_utc_z() -> None:
         registered_at=EARLIER,
         last_heartbeat_at=local,
         session_id="secret-session",
+        version=3,
     )
     public = record.to_public().model_dump(mode="json")
     assert public == {
@@ -131,6 +132,7 @@ def test_to_public_hides_session_and_renders_utc_z() -> None:
         "metadata": {"a": 1},
         "registered_at": "2026-01-02T03:04:05.678Z",
         "last_heartbeat_at": "2026-01-02T03:04:05.678Z",
+        "version": 3,
     }
     assert "secret-session" not in str(public)
 

@@ -686,3 +686,22 @@ async def test_a_mass_expiry_writes_concurrently_and_lets_requests_in_between() 
     assert {r.status for r in await registry.instances()} == {UNHEALTHY}
     assert 1 < store.most_in_flight <= SWEEP_BATCH, "concurrent, and bounded"
     assert turns >= count // SWEEP_BATCH, "the loop ran other work during the sweep"
+
+
+async def test_each_change_event_carries_the_next_version_of_its_instance() -> None:
+    registry, clock, sink, store = make_registry()
+    await registry.register(register_request())
+    await registry.heartbeat(KEY, SESSION)  # steady: no event, no new version
+    await sweep_at(registry, clock, 10 + LATE)  # UNHEALTHY
+    await registry.heartbeat(KEY, SESSION)  # ONLINE again
+    await registry.deregister(KEY, SESSION)  # OFFLINE
+    await sweep_at(registry, clock, 10 + LATE + 100 + LATE)  # removed
+
+    assert [(e.event.value, e.instance.version) for e in sink.events] == [
+        ("registered", 1),
+        ("status_changed", 2),
+        ("status_changed", 3),
+        ("deregistered", 4),
+        ("removed", 5),
+    ]
+    assert await current(store) is None
