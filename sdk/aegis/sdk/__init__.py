@@ -31,6 +31,7 @@ from .errors import (
     SessionMismatchError,
 )
 from .registrations import RegisteredInstance, RegistrationState
+from .resolver import NoHealthyInstanceError, Resolver
 from .watch import EventStream
 
 __all__ = [
@@ -48,12 +49,14 @@ __all__ = [
     "InstanceStatus",
     "LimitExceededError",
     "NatsAuth",
+    "NoHealthyInstanceError",
     "RegisterRequest",
     "RegisteredInstance",
     "RegistrationState",
     "RegistrationValidationError",
     "Reply",
     "RequestTimeoutError",
+    "Resolver",
     "RouterError",
     "ServiceClient",
     "ServiceUnavailableError",

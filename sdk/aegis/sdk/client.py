@@ -37,6 +37,7 @@ from .errors import (
 )
 from .heartbeats import Heartbeats, Key
 from .registrations import RegisteredInstance, RegistrationState
+from .resolver import RESYNC_EVERY, Resolver, Strategy
 from .transport import (
     Connector,
     Monotonic,
@@ -105,6 +106,7 @@ class ServiceClient:
             rand=rand,
         )
         self._streams: set[EventStream] = set()
+        self._resolvers: set[Resolver] = set()
 
     async def __aenter__(self) -> Self:
         await self.connect()
@@ -130,9 +132,13 @@ class ServiceClient:
         or TLS did not verify, else ``NATS_UNREACHABLE``. A ``config.auth`` naming
         a missing file raises ``ValueError`` at once.
         """
-        await self._transport.open(
-            self.nats_url, name=self._name, on_reconnect=self._heartbeats.reregister_all
-        )
+        await self._transport.open(self.nats_url, name=self._name, on_reconnect=self._reconnected)
+
+    async def _reconnected(self) -> None:
+        """NATS came back (maybe to a restarted router): re-register, reload every view."""
+        for resolver in self._resolvers:
+            resolver.resync()
+        await self._heartbeats.reregister_all()
 
     async def close(self) -> None:
         """Stop heartbeats, deregister every instance still ours (one short try each),
@@ -141,6 +147,9 @@ class ServiceClient:
         for stream in list(self._streams):
             await stream.close()
         self._streams.clear()
+        for resolver in list(self._resolvers):
+            await resolver.close()
+        self._resolvers.clear()
         if self._transport.connected:
             await asyncio.gather(*(self._leave(reg) for reg in owned))
         await self._transport.close()
@@ -209,6 +218,39 @@ class ServiceClient:
         request = _validated(DiscoverRequest, service_name=service_name, status=status)
         reply = await self._transport.request(DISCOVER_SUBJECT, request)
         return list(reply.instances or [])
+
+    async def resolver(
+        self,
+        service_name: str,
+        *,
+        where: Mapping[str, str | int | float | bool] | None = None,
+        strategy: Strategy = "round_robin",
+        resync_every: float = RESYNC_EVERY,
+    ) -> Resolver:
+        """A local, always-current view of ``service_name``'s ONLINE instances, filtered by
+        ``where`` (exact match on top-level metadata keys, ANDed).
+
+        Loads the first snapshot before returning (raises like ``discover`` if the
+        router cannot be reached). ``resolver.pick()`` then chooses an instance
+        with no round trip: ``round_robin`` (default), ``random``, ``weighted`` (a
+        numeric ``weight`` in metadata, default 1) or a function of the list.
+        """
+        _validated(DiscoverRequest, service_name=service_name, metadata=dict(where or {}))
+
+        async def snapshot() -> list[Instance]:
+            return await self.discover(service_name, "ANY")
+
+        resolver = Resolver(
+            self._transport.connection(),
+            service_name,
+            snapshot,
+            where=where,
+            strategy=strategy,
+            resync_every=resync_every,
+        )
+        await resolver.start()
+        self._resolvers.add(resolver)
+        return resolver
 
     def watch(self, service_name: str | None = None) -> EventStream:
         """Change events of ``service_name`` (None: every service) as they happen."""

@@ -19,6 +19,15 @@ log = get_logger("aegis.sdk.watch")
 MAX_BUFFERED_EVENTS = 10_000
 
 
+def parse_event(msg: Msg) -> ChangeEvent | None:
+    """The change event in ``msg``; None (and a warning) if it is not one."""
+    try:
+        return ChangeEvent.model_validate(unpack(msg.data))
+    except Exception as exc:
+        log.warning("watch_bad_event", subject=msg.subject, error=repr(exc)[:200])
+        return None
+
+
 class EventStream:
     """Change events of one service (or all), in the order NATS delivers them.
 
@@ -46,10 +55,8 @@ class EventStream:
             await sub.unsubscribe()
 
     async def _on_message(self, msg: Msg) -> None:
-        try:
-            event = ChangeEvent.model_validate(unpack(msg.data))
-        except Exception as exc:
-            log.warning("watch_bad_event", subject=msg.subject, error=repr(exc)[:200])
+        event = parse_event(msg)
+        if event is None:
             return
         try:
             self._queue.put_nowait(event)
