@@ -8,6 +8,7 @@ from typing import Any
 import structlog
 from aegis.wire.messages import (
     INSTANCE_ID_PATTERN,
+    MAX_FILTER_KEYS,
     SERVICE_NAME_PATTERN,
     Instance,
     InstanceStatus,
@@ -27,7 +28,7 @@ from sanic.exceptions import SanicException
 from sanic_ext import openapi
 from sanic_ext.extensions.openapi.definitions import Component
 
-from .domain import InstanceKey
+from .domain import InstanceKey, InstanceRecord
 from .metrics import render
 from .registry import Registry
 from .runtime import RouterRuntime
@@ -59,6 +60,13 @@ log = structlog.get_logger("aegis.router.api")
 SERVICE_NAME = re.compile(SERVICE_NAME_PATTERN)
 INSTANCE_ID = re.compile(INSTANCE_ID_PATTERN)
 STATUS_HELP = "Only instances in this status: ONLINE, UNHEALTHY or OFFLINE."
+META_HELP = (
+    " Metadata filters: `meta.<key>=<value>` keeps instances whose top-level metadata "
+    "`key` has that value (a string equal to it, or a number or boolean written so in "
+    "JSON: `meta.port=8080`, `meta.canary=true`); several are ANDed, at most 16. "
+    "A bad filter gets 400 `INVALID_FILTER`."
+)
+META_PREFIX = "meta."
 UNAUTHORIZED = "UNAUTHORIZED: AEGIS_ADMIN_TOKEN is set and the bearer token is missing or wrong."
 INTERNAL = "INTERNAL_ERROR: the router failed; details are in its log."
 
@@ -82,8 +90,60 @@ def _status_filter(request: Request) -> InstanceStatus | None:
         ) from None
 
 
+def _metadata_filter(request: Request) -> dict[str, str]:
+    """The ``meta.<key>=<value>`` query arguments; 400 ``INVALID_FILTER`` if malformed."""
+    where: dict[str, str] = {}
+    for name, values in request.get_args(keep_blank_values=True).items():
+        if not name.startswith(META_PREFIX):
+            continue
+        key = name[len(META_PREFIX) :]
+        if not 0 < len(key) <= 64:
+            raise ApiException(
+                400, "INVALID_FILTER", f"{name!r}: a metadata key is 1 to 64 characters"
+            )
+        if len(values) > 1:
+            raise ApiException(400, "INVALID_FILTER", f"{name!r} is given {len(values)} times")
+        where[key] = values[0]
+    if len(where) > MAX_FILTER_KEYS:
+        raise ApiException(
+            400, "INVALID_FILTER", f"{len(where)} metadata filters; at most {MAX_FILTER_KEYS}"
+        )
+    return where
+
+
+def _as_text(value: Any) -> str | None:
+    """A metadata value as a query string would spell it; None for maps and lists."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float):
+        return repr(value)
+    return None
+
+
+def _filtered(
+    records: list[InstanceRecord], status: InstanceStatus | None, where: dict[str, str]
+) -> list[InstanceRecord]:
+    return [
+        r
+        for r in records
+        if (status is None or r.status is status)
+        and all(k in r.metadata and _as_text(r.metadata[k]) == v for k, v in where.items())
+    ]
+
+
 def _json(model: BaseModel, status: int = 200) -> HTTPResponse:
     return json(model.model_dump(mode="json"), status=status)
+
+
+async def _service_instances(request: Request, name: str) -> list[Instance]:
+    """The service's instances through the request's filters; 404 if it has none at all."""
+    status, where = _status_filter(request), _metadata_filter(request)
+    records = await _registry(request).instances(name)
+    if not records:
+        raise ApiException(404, "SERVICE_NOT_FOUND", f"no service named {name!r} is registered")
+    return [r.to_public() for r in _filtered(records, status, where)]
 
 
 def blueprints() -> list[Blueprint]:
@@ -126,20 +186,34 @@ def blueprints() -> list[Blueprint]:
     @openapi.summary("Show one service")
     @openapi.description(
         "The service's instances, sorted by instance id; `status` keeps only those in it."
+        + META_HELP
     )
     @openapi.parameter("status", InstanceStatus, "query", description=STATUS_HELP)
     @openapi.response(200, ref(ServiceDetail), "The service and its instances.")
-    @openapi.response(400, ref(ErrorResponse), "INVALID_STATUS: unknown status filter.")
+    @openapi.response(400, ref(ErrorResponse), "INVALID_STATUS or INVALID_FILTER.")
     @openapi.response(404, ref(ErrorResponse), "SERVICE_NOT_FOUND: no such service is registered.")
     @openapi.response(500, ref(ErrorResponse), INTERNAL)
     async def get_service(request: Request, name: str) -> HTTPResponse:
         """One service and its instances; 404 ``SERVICE_NOT_FOUND`` if none is registered."""
-        status = _status_filter(request)
-        records = await _registry(request).instances(name)
-        if not records:
-            raise ApiException(404, "SERVICE_NOT_FOUND", f"no service named {name!r} is registered")
-        shown = [r.to_public() for r in records if status is None or r.status is status]
+        shown = await _service_instances(request, name)
         return _json(ServiceDetail(name=name, instances=shown))
+
+    @admin.get("/services/<name:str>/instances")
+    @openapi.response(401, ref(ErrorResponse), UNAUTHORIZED)
+    @openapi.summary("List one service's instances")
+    @openapi.description(
+        "The service's instances, sorted by instance id, with their count; `status` keeps "
+        "only those in it." + META_HELP
+    )
+    @openapi.parameter("status", InstanceStatus, "query", description=STATUS_HELP)
+    @openapi.response(200, ref(InstancesResponse), "The matching instances.")
+    @openapi.response(400, ref(ErrorResponse), "INVALID_STATUS or INVALID_FILTER.")
+    @openapi.response(404, ref(ErrorResponse), "SERVICE_NOT_FOUND: no such service is registered.")
+    @openapi.response(500, ref(ErrorResponse), INTERNAL)
+    async def service_instances(request: Request, name: str) -> HTTPResponse:
+        """One service's instances, filtered; 404 ``SERVICE_NOT_FOUND`` if none is registered."""
+        shown = await _service_instances(request, name)
+        return _json(InstancesResponse(instances=shown, total=len(shown)))
 
     @admin.delete("/services/<name:str>/instances/<instance_id:str>")
     @openapi.response(401, ref(ErrorResponse), UNAUTHORIZED)
@@ -180,17 +254,18 @@ def blueprints() -> list[Blueprint]:
     @openapi.description(
         "Instances of every service in one request, sorted by service then instance id. "
         "Filter with `service` (exact name) and `status` (ONLINE, UNHEALTHY or OFFLINE)."
+        + META_HELP
     )
     @openapi.parameter("service", str, "query", description="Only this service.")
     @openapi.parameter("status", InstanceStatus, "query", description=STATUS_HELP)
     @openapi.response(200, ref(InstancesResponse), "The matching instances.")
-    @openapi.response(400, ref(ErrorResponse), "INVALID_STATUS: unknown status filter.")
+    @openapi.response(400, ref(ErrorResponse), "INVALID_STATUS or INVALID_FILTER.")
     @openapi.response(500, ref(ErrorResponse), INTERNAL)
     async def list_instances(request: Request) -> HTTPResponse:
-        """All instances, or those of one service and/or one status."""
-        status = _status_filter(request)
-        records = await _registry(request).instances(request.args.get("service") or None, status)
-        instances = [r.to_public() for r in records]
+        """All instances, or those of one service and/or one status and metadata."""
+        status, where = _status_filter(request), _metadata_filter(request)
+        records = await _registry(request).instances(request.args.get("service") or None)
+        instances = [r.to_public() for r in _filtered(records, status, where)]
         return _json(InstancesResponse(instances=instances, total=len(instances)))
 
     @ops.get("/healthz")

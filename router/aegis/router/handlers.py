@@ -244,7 +244,7 @@ class RegistryActions:
     async def discover(self, request: DiscoverRequest) -> Handled:
         """200 with the instances of one service in one status (or ANY)."""
         status = None if request.status == "ANY" else InstanceStatus(request.status)
-        records = await self._registry.instances(request.service_name, status)
+        records = await self._registry.instances(request.service_name, status, request.metadata)
         reply = Reply(ok=True, status=200, instances=[r.to_public() for r in records])
         return Handled(reply, "ok", {"count": len(records)}, quiet=True)
 

@@ -17,7 +17,14 @@ from datetime import UTC, datetime
 from typing import Final, Generic, Protocol, TypeVar
 
 import structlog
-from aegis.wire.messages import ChangeEvent, EventKind, InstanceStatus, RegisterRequest
+from aegis.wire.messages import (
+    ChangeEvent,
+    EventKind,
+    FilterValue,
+    InstanceStatus,
+    RegisterRequest,
+    matches,
+)
 
 from .deadlines import DeadlineIndex
 from .domain import (
@@ -480,9 +487,13 @@ class Registry:
         ]
 
     async def instances(
-        self, service_name: str | None = None, status: InstanceStatus | None = None
+        self,
+        service_name: str | None = None,
+        status: InstanceStatus | None = None,
+        where: dict[str, FilterValue] | None = None,
     ) -> list[InstanceRecord]:
-        """Instances of one service (or all), optionally of one status.
+        """Instances of one service (or all), optionally of one status, and with ``where``'s
+        top-level metadata values.
 
         Sorted by service name, then instance id; empty if nothing matches.
         """
@@ -492,6 +503,8 @@ class Registry:
             records = await self._store.list_service(service_name)
         if status is not None:
             records = [r for r in records if r.status is status]
+        if where:
+            records = [r for r in records if matches(r.metadata, where)]
         # Contacts this router heard but has not written yet show, too.
         records = [self._as_heard(r) for r in records]
         return sorted(records, key=lambda r: (r.service_name, r.instance_id))

@@ -166,6 +166,7 @@ async def test_openapi_documents_every_route_with_exact_schemas(app: Sanic[Any, 
     assert routes == {
         f"{ADMIN}/services",
         f"{ADMIN}/services/{{name}}",
+        f"{ADMIN}/services/{{name}}/instances",
         f"{ADMIN}/services/{{name}}/instances/{{instance_id}}",
         f"{ADMIN}/instances",
         "/healthz",
@@ -340,3 +341,61 @@ async def test_force_deregister_unknown_is_404(
     [line] = [e for e in logs if e["event"] == "operator_deregistration"]
     assert (line["service"], line["instance"], line["found"]) == (service, instance, False)
     assert line["origin"]
+
+
+async def filtered_app() -> Sanic[Any, Any]:
+    app = bootstrap(Settings(store="memory"), store=MemoryStore(), nats=None, clock=lambda: T0)
+    registry: Registry = app.ctx.registry
+    for n, metadata in enumerate(
+        [
+            {"zone": "eu-1", "port": 8080, "canary": True},
+            {"zone": "eu-1", "port": 8081, "canary": False},
+            {"zone": "us-1", "port": 8080},
+            {"zone": {"nested": "eu-1"}},
+        ]
+    ):
+        await registry.register(
+            RegisterRequest(
+                service_name="pay", instance_id=f"p-{n}", metadata=metadata, session_id=SESSION
+            )
+        )
+    return app
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("meta.zone=eu-1", ["p-0", "p-1"]),
+        ("meta.zone=eu-1&meta.port=8081", ["p-1"]),
+        ("meta.canary=true", ["p-0"]),
+        ("meta.port=8080&status=ONLINE", ["p-0", "p-2"]),
+        ("meta.zone=mars", []),
+        ("meta.port=8080&status=OFFLINE", []),
+    ],
+)
+async def test_metadata_filters_on_every_listing(query: str, expected: list[str]) -> None:
+    app = await filtered_app()
+    for path, key in [
+        (f"{ADMIN}/services/pay/instances?{query}", "instances"),
+        (f"{ADMIN}/services/pay?{query}", "instances"),
+        (f"{ADMIN}/instances?service=pay&{query}", "instances"),
+    ]:
+        status, body = await request(app, path)
+        assert status == 200, path
+        assert [i["instance_id"] for i in body[key]] == expected, path
+
+
+@pytest.mark.parametrize(
+    "query", ["meta.=x", "meta.zone=a&meta.zone=b", "&".join(f"meta.k{n}=v" for n in range(17))]
+)
+async def test_a_bad_metadata_filter_is_a_400_that_says_why(query: str) -> None:
+    app = await filtered_app()
+    status, body = await request(app, f"{ADMIN}/services/pay/instances?{query}")
+    assert status == 400
+    assert body["error"]["code"] == "INVALID_FILTER"
+
+
+async def test_an_unknown_service_is_404_even_with_filters() -> None:
+    app = await filtered_app()
+    status, body = await request(app, f"{ADMIN}/services/nope/instances?meta.zone=eu-1")
+    assert (status, body["error"]["code"]) == (404, "SERVICE_NOT_FOUND")

@@ -6,6 +6,7 @@ fake clock, and the instance limits a registration can run into.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -376,6 +377,38 @@ async def test_discover(router: Router, extra: dict[str, str], expected: list[st
     assert all(
         i["service_name"] == extra.get("service_name", "billing") for i in reply["instances"]
     )
+
+
+@pytest.mark.parametrize(
+    ("where", "expected"),
+    [
+        ({"zone": "eu-1"}, ["z-0", "z-1"]),
+        ({"zone": "eu-1", "port": 8081}, ["z-1"]),
+        ({"canary": True}, ["z-0"]),
+        ({"port": 1}, []),  # 1 is not True, and no port is 1
+        ({"zone": "mars"}, []),
+    ],
+)
+async def test_discover_filters_on_metadata(
+    router: Router, where: dict[str, object], expected: list[str]
+) -> None:
+    for n, metadata in enumerate(
+        [{"zone": "eu-1", "port": 8080, "canary": True}, {"zone": "eu-1", "port": 8081}, {}]
+    ):
+        await router.store.create(
+            replace(stored(f"z-{n}", InstanceStatus.ONLINE), metadata=metadata)
+        )
+    reply = await router.call(DISCOVER_SUBJECT, {"service_name": "billing", "metadata": where})
+    assert [i["instance_id"] for i in reply["instances"]] == expected
+
+
+@pytest.mark.parametrize(
+    "where", [{"zone": ["eu-1"]}, {"": "x"}, {f"k{n}": n for n in range(17)}, "zone=eu-1"]
+)
+async def test_discover_bad_filter_is_a_400_with_details(router: Router, where: object) -> None:
+    reply = await router.call(DISCOVER_SUBJECT, {"service_name": "billing", "metadata": where})
+    assert_error(reply, 400, "VALIDATION_ERROR")
+    assert all(d["loc"][0] == "metadata" for d in reply["error"]["details"])
 
 
 @pytest.mark.parametrize("status", ["DEAD", "", 1, None])
