@@ -17,7 +17,11 @@ LIVE_STATUSES = frozenset({InstanceStatus.ONLINE, InstanceStatus.UNHEALTHY})
 
 def iso(moment: datetime) -> str:
     """Render a UTC moment as ISO-8601 with a ``Z`` suffix."""
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    # Every record's moments are UTC already: skip the conversion (a third of
+    # the cost), and cut the fixed "+00:00" suffix rather than search for it.
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    return moment.isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +67,23 @@ class InstanceRecord:
             last_heartbeat_at=iso(self.last_heartbeat_at),
             version=self.version,
         )
+
+    def to_public_map(self) -> dict[str, Any]:
+        """``to_public()`` as the map ``pack`` sends, without building the model.
+
+        For the hot replies (heartbeat, register): the same keys in the same
+        order with the same values, so the same bytes, in a fraction of the
+        time. ``metadata`` is shared, not copied: nothing changes it in place.
+        """
+        return {
+            "service_name": self.service_name,
+            "instance_id": self.instance_id,
+            "status": self.status.value,
+            "metadata": self.metadata,
+            "registered_at": iso(self.registered_at),
+            "last_heartbeat_at": iso(self.last_heartbeat_at),
+            "version": self.version,
+        }
 
 
 class Outcome(Enum):

@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import Any, Generic, TypeVar
 
 import structlog
-from aegis.wire.codec import pack, unpack
+from aegis.wire.codec import pack, pack_map, unpack
 from aegis.wire.messages import (
     DEREGISTER_SUBJECT,
     DISCOVER_SUBJECT,
@@ -45,9 +45,20 @@ M = TypeVar("M", bound=BaseModel)
 _STATUS_BY_OUTCOME = {Outcome.CREATED: 201, Outcome.RENEWED: 200, Outcome.DUPLICATE: 409}
 
 
-def encode(reply: Reply) -> bytes:
+ReplyMap = dict[str, Any]
+"""A reply already in wire form, as ``pack`` would see it after ``model_dump``.
+
+The hot successes (heartbeat, register, deregister) are built as
+such maps: building and dumping the ``Reply`` model cost more than the rest
+of a steady heartbeat. Keys follow ``Reply``'s field order and None members
+are left out, so the bytes are those of the model (tests/unit/router/
+test_reply_maps.py checks it).
+"""
+
+
+def encode(reply: Reply | ReplyMap) -> bytes:
     """MessagePack bytes of a reply; absent members are left out."""
-    return pack(reply)
+    return pack_map(reply) if isinstance(reply, dict) else pack(reply)
 
 
 def error_reply(
@@ -91,7 +102,7 @@ def decode_request(data: bytes, max_request_bytes: int) -> dict[str, Any] | Repl
 class Handled:
     """A reply and how to log it: ``result`` names the outcome."""
 
-    reply: Reply
+    reply: Reply | ReplyMap
     result: str
     fields: Mapping[str, Any] = field(default_factory=dict)
     quiet: bool = False  # hot-path successes (heartbeats) log at debug
@@ -196,9 +207,10 @@ class RegistryActions:
         """201 new / 200 renewed / 409 taken, with the router's liveness timings."""
         decision = await self._registry.register(request)
         status = _STATUS_BY_OUTCOME[decision.outcome]
-        instance = decision.record.to_public()
         timings = self._registry.timings
+        reply: Reply | ReplyMap
         if decision.outcome is Outcome.DUPLICATE:
+            instance = decision.record.to_public()
             free_at = offline_at(decision.record, timings)
             wait = max(0.0, (free_at - self._registry.now()) / timedelta(seconds=1))
             reply = error_reply(
@@ -211,14 +223,15 @@ class RegistryActions:
                 retry_after=round(wait, 3),
             )
         else:
-            reply = Reply(
-                ok=True,
-                status=status,
-                instance=instance,
-                heartbeat_interval=timings.heartbeat_interval,
-                ttl=timings.unhealthy_after,
-                heartbeat_subject=self._holder_subject(decision.record.key),
-            )
+            # Reply's float fields: an int setting must still go out as a float.
+            reply = {
+                "ok": True,
+                "status": status,
+                "instance": decision.record.to_public_map(),
+                "heartbeat_interval": float(timings.heartbeat_interval),
+                "ttl": float(timings.unhealthy_after),
+                "heartbeat_subject": self._holder_subject(decision.record.key),
+            }
         # A new instance is logged once, by the registry's instance_registered
         # event (with the same request id); the request's own line is detail.
         created = decision.outcome is Outcome.CREATED
@@ -273,10 +286,10 @@ def _owner_reply(
         )
         return Handled(reply, "session_mismatch")
     assert result.record is not None
-    reply = Reply(
-        ok=True, status=200, instance=result.record.to_public(), heartbeat_subject=subject
-    )
-    return Handled(reply, "ok", quiet=quiet)
+    done: ReplyMap = {"ok": True, "status": 200, "instance": result.record.to_public_map()}
+    if subject is not None:
+        done["heartbeat_subject"] = subject
+    return Handled(done, "ok", quiet=quiet)
 
 
 def endpoints(

@@ -1,0 +1,96 @@
+"""The hot replies built as plain maps send the bytes the ``Reply`` model would.
+
+Heartbeat, register and deregister successes skip building and dumping the
+pydantic models (see ``handlers.ReplyMap``); the wire must not notice.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import msgpack
+import pytest
+from aegis.router.domain import InstanceRecord, iso
+from aegis.router.handlers import endpoints
+from aegis.router.registry import Registry
+from aegis.router.store import MemoryStore
+from aegis.wire.codec import pack, pack_map
+from aegis.wire.messages import (
+    DEREGISTER_SUBJECT,
+    HEARTBEAT_SUBJECT,
+    REGISTER_SUBJECT,
+    InstanceStatus,
+    Reply,
+)
+
+from tests.support import T0
+from tests.unit.router.fakes import SESSION, TIMINGS
+
+METADATA: list[dict[str, Any]] = [
+    {},
+    {"version": "1.4.2", "zone": "eu-west-1a", "port": 8080},
+    {"none": None, "nested": {"deep": [1, 2.5, None, True, {"x": "y"}]}, "big": 2**64 - 1},
+    {"neg": -(2**63), "float": 0.1, "empty": [], "map": {}},
+]
+
+
+def record(metadata: dict[str, Any], status: InstanceStatus, version: int) -> InstanceRecord:
+    later = T0 + timedelta(seconds=12, microseconds=345_678)
+    return InstanceRecord("billing", "b-1.a:9", status, metadata, T0, later, SESSION, version)
+
+
+@pytest.mark.parametrize("metadata", METADATA)
+@pytest.mark.parametrize("status", list(InstanceStatus))
+@pytest.mark.parametrize("version", [0, 1, 2**40])
+def test_public_map_packs_as_the_public_model(
+    metadata: dict[str, Any], status: InstanceStatus, version: int
+) -> None:
+    r = record(metadata, status, version)
+    assert pack_map(r.to_public_map()) == msgpack.packb(
+        r.to_public().model_dump(mode="json", exclude_none=True)
+    )
+    subject = "ipc.router.r-1.heartbeat"
+    heartbeat = {"ok": True, "status": 200, "instance": r.to_public_map()}
+    model = Reply(ok=True, status=200, instance=r.to_public())
+    assert pack_map(heartbeat) == pack(model)
+    heartbeat["heartbeat_subject"] = subject
+    model = Reply(ok=True, status=200, instance=r.to_public(), heartbeat_subject=subject)
+    assert pack_map(heartbeat) == pack(model)
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        T0,
+        datetime(2026, 3, 4, 5, 6, 7, 891_234, tzinfo=UTC),
+        datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC),
+        datetime(2026, 3, 4, 7, 6, 7, 5_000, tzinfo=timezone(timedelta(hours=2))),
+    ],
+)
+def test_iso_is_utc_with_milliseconds_and_z(moment: datetime) -> None:
+    expected = moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    assert iso(moment) == expected
+
+
+def model_reply(reply: dict[str, Any]) -> bytes:
+    """The bytes the ``Reply`` model gives for what a reply map decodes to."""
+    return pack(Reply.model_validate(reply))
+
+
+async def test_every_hot_reply_is_byte_for_byte_the_model() -> None:
+    handlers = endpoints(
+        Registry(MemoryStore(), TIMINGS), max_request_bytes=65536, max_metadata_bytes=16384
+    )
+    base = {"service_name": "billing", "instance_id": "b-1", "session_id": SESSION}
+    register = msgpack.packb({**base, "metadata": METADATA[2]})
+    for subject, body, status in [
+        (REGISTER_SUBJECT, register, 201),
+        (REGISTER_SUBJECT, register, 200),
+        (HEARTBEAT_SUBJECT, msgpack.packb(base), 200),
+        (DEREGISTER_SUBJECT, msgpack.packb(base), 200),
+    ]:
+        raw = await handlers[subject](body)
+        reply = msgpack.unpackb(raw)
+        assert (reply["ok"], reply["status"]) == (True, status)
+        assert raw == model_reply(reply), subject
