@@ -10,9 +10,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from aegis.sdk import ClientConfig, DuplicateInstanceError, InstanceStatus
+from aegis.sdk import ClientConfig, DuplicateInstanceError, InstanceStatus, NoHealthyInstanceError
 from aegis.sdk.sync import ClientClosedError, ServiceClient
 
+from tests.support.blocking import wait_for
 from tests.support.procs import NatsServer, RouterProcess, router_process
 
 pytestmark = pytest.mark.e2e
@@ -118,3 +119,36 @@ def test_a_live_instance_is_409_for_another_client(
     assert info.value.existing.instance_id == "payments-1"
     assert info.value.retry_after is not None
     assert info.value.retry_after > 0
+
+
+def test_a_resolver_follows_registrations_and_picks_without_asking(
+    router: RouterProcess, nats_server: NatsServer
+) -> None:
+    changes: list[tuple[str, list[str]]] = []
+    with ServiceClient(nats_server.url) as provider, ServiceClient(nats_server.url) as caller:
+        provider.register("payments", "payments-1", {"zone": "eu-1"})
+        provider.register("payments", "payments-2", {"zone": "us-1"})
+        payments = caller.resolver("payments", where={"zone": "eu-1"})
+        payments.on_change(
+            lambda view: changes.append(
+                (threading.current_thread().name, [i.instance_id for i in view])
+            )
+        )
+        first = payments.pick().instance_id
+
+        provider.register("payments", "payments-3", {"zone": "eu-1"})
+        wait_for(lambda: len(payments.instances()) == 2, "payments-3 in the view")
+        picked = {payments.pick().instance_id for _ in range(4)}
+
+        provider.deregister("payments", "payments-1")
+        provider.deregister("payments", "payments-3")
+        wait_for(lambda: not payments.instances(), "an empty view")
+        with pytest.raises(NoHealthyInstanceError) as info:
+            payments.pick()
+
+    assert first == "payments-1"
+    assert picked == {"payments-1", "payments-3"}
+    assert info.value.reason == "filtered_out"  # payments-2 is ONLINE, in another zone
+    assert [view for _, view in changes] == [["payments-1", "payments-3"], ["payments-3"], []]
+    [thread] = {thread for thread, _ in changes}
+    assert thread.startswith("aegis-sdk-")  # the caller's background thread

@@ -15,6 +15,7 @@ from aegis.sdk import (
     ClientConfig,
     DuplicateInstanceError,
     Instance,
+    NoHealthyInstanceError,
     RegistrationState,
     RegistrationValidationError,
     ServiceUnavailableError,
@@ -188,3 +189,34 @@ def test_works_from_a_thread_whose_own_event_loop_is_running() -> None:
 
     assert asyncio.run(main()) == "b-1"
     assert [body["instance_id"] for body in fake.sent(DEREGISTER)] == ["b-1"]
+
+
+def versioned(instance_id: str, **metadata: Any) -> dict[str, Any]:
+    return {**instance_body("pay", instance_id), "metadata": metadata, "version": 1}
+
+
+def test_a_resolver_picks_from_memory_and_says_why_when_it_cannot() -> None:
+    fake = scripted().answer(
+        DISCOVER,
+        reply(200, instances=[versioned("p-1", zone="eu"), versioned("p-2", zone="eu")]),
+        reply(200, instances=[versioned("p-3", zone="us")]),
+    )
+    with sync_client(fake) as client:
+        payments = client.resolver("pay", where={"zone": "eu"})
+        loaded = len(fake.sent(DISCOVER))
+        picks = [payments.pick().instance_id for _ in range(100)]
+        listed_instances = payments.instances()
+        listed = [i.instance_id for i in listed_instances]
+        asked = len(fake.sent(DISCOVER))
+        elsewhere = client.resolver("pay", where={"zone": "eu"})
+        with pytest.raises(NoHealthyInstanceError) as info:
+            elsewhere.pick()
+
+    assert (loaded, asked) == (1, 1), "picks and lists read memory"
+    assert picks == ["p-1", "p-2"] * 50  # round robin
+    assert listed == ["p-1", "p-2"]
+    assert (payments.service_name, payments.where, payments.stale) == ("pay", {"zone": "eu"}, False)
+    assert info.value.reason == "filtered_out"  # p-3 is ONLINE, but in another zone
+    assert payments.instances() == listed_instances, "as in async: the last view stays readable"
+    with pytest.raises(ClientClosedError):
+        elsewhere.pick()  # saying why needs the background thread, which is gone

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import random
 import threading
 import time
@@ -12,7 +13,7 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from aegis.connect.connection import connect as connect_to_nats
-from aegis.wire.messages import Instance
+from aegis.wire.messages import FilterValue, Instance
 
 from ..client import CLOSE_TIMEOUT, DEFAULT_NATS_URL
 from ..client import ServiceClient as AsyncServiceClient
@@ -20,10 +21,15 @@ from ..config import ClientConfig
 from ..errors import RequestTimeoutError
 from ..heartbeats import Key
 from ..registrations import RegisteredInstance
+from ..resolver import RESYNC_EVERY, Strategy
+from ..resolver import Resolver as AsyncResolver
 from ..transport import Connector, Monotonic, Rand, Sleep, WallClock, utc_now
 from .loop import ClientClosedError, LoopThread
+from .resolver import Resolver
 
 T = TypeVar("T")
+
+_numbers = itertools.count(1)  # names the background threads
 
 # Past the longest a call can take with its config, the loop is wedged: say so.
 SLACK = 5.0
@@ -136,7 +142,7 @@ class ServiceClient:
         with self._lock:
             if self.connected:
                 return
-            loop = LoopThread(name=f"aegis-sdk-{self.session_id[:8]}")
+            loop = LoopThread(name=f"aegis-sdk-{next(_numbers)}")  # no session id: it is secret
             loop.start()
             try:
                 loop.call(self._client.connect, self.budget)
@@ -179,6 +185,27 @@ class ServiceClient:
     def discover(self, service_name: str, status: str = "ONLINE") -> list[Instance]:
         """Instances of a service in ``status`` (ONLINE, UNHEALTHY, OFFLINE or ANY)."""
         return self._call(lambda: self._client.discover(service_name, status))
+
+    def resolver(
+        self,
+        service_name: str,
+        *,
+        where: Mapping[str, FilterValue] | None = None,
+        strategy: Strategy = "round_robin",
+        resync_every: float = RESYNC_EVERY,
+    ) -> Resolver:
+        """A local, always-current view of ``service_name``'s ONLINE instances matching
+        ``where``, kept by the background thread; see the async ``resolver``.
+
+        Returns once the first snapshot is loaded; ``pick()`` then reads memory only.
+        """
+
+        async def start() -> AsyncResolver:
+            return await self._client.resolver(
+                service_name, where=where, strategy=strategy, resync_every=resync_every
+            )
+
+        return Resolver(self._call(start), self._call)
 
     def _call(self, factory: Callable[[], Awaitable[T]], *, extra: float = 0.0) -> T:
         """Run one of the async client's coroutines on the background loop, bounded."""
