@@ -233,12 +233,16 @@ class Resolver:
         known = self._all.get(instance.instance_id)
         version = instance.version
         if version is not None and known is not None and known.version is not None:
-            renewed = (
-                event.event is EventKind.REGISTERED and instance.registered_at > known.registered_at
-            )
-            if version <= known.version and not renewed:
-                return False  # already applied (the snapshot had it), or older
-            if version > known.version + 1 and not renewed:
+            if version <= known.version:
+                # Already applied (the snapshot had it) or older; unless the router
+                # started its versions afresh (a memory store) with a new registration.
+                renewed = (
+                    event.event is EventKind.REGISTERED
+                    and instance.registered_at > known.registered_at
+                )
+                if not renewed:
+                    return False
+            elif version > known.version + 1:
                 self._gap(instance, known.version)
         elif version is not None and known is None and event.event is not EventKind.REGISTERED:
             self._gap(instance, None)
