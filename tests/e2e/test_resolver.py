@@ -104,9 +104,9 @@ async def test_a_dropped_event_is_detected_and_healed(
 
         resolver._on_message = lossy  # type: ignore[method-assign]
         resubscribe = await raw_nats.subscribe("ipc.events.service.pay", cb=lossy)
-        assert resolver._sub is not None
-        await resolver._sub.unsubscribe()
-        resolver._sub = resubscribe
+        events_sub = resolver._subs[0]
+        await events_sub.unsubscribe()
+        resolver._subs[0] = resubscribe
 
         # UNHEALTHY (version 2) is dropped; OFFLINE (version 3) shows the gap.
         await eventually(lambda: dropped == ["status_changed"], "UNHEALTHY dropped", within=5)
@@ -156,3 +156,18 @@ async def test_callbacks_hear_each_change(
         await client.register("pay", "p-2")
         await eventually(lambda: views == [["p-1"], ["p-1", "p-2"]], "two changes")
         await eventually(lambda: seen == [1, 2], "async callbacks too")
+
+
+async def test_a_restarted_router_makes_every_resolver_reload(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    router = router_process(tmp_path, nats_url=nats_server.url, AEGIS_STORE="jetstream")
+    async with router, ServiceClient(nats_server.url, FAST) as client:
+        await client.register("pay", "p-1")
+        resolvers = [await client.resolver("pay", resync_every=3600) for _ in range(3)]
+        await asyncio.to_thread(router.stop, signal.SIGKILL)
+        await asyncio.to_thread(router.start)
+        await eventually(
+            lambda: [r.resyncs for r in resolvers] == [2, 2, 2], "reloaded", within=5.0
+        )
+        assert all(ids(r) == ["p-1"] for r in resolvers)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import msgpack
 import structlog
+from aegis.wire.messages import ROUTER_STARTED_SUBJECT
 from nats.aio.client import Client as NatsClient
 
 from .forwarding import Forwarder
@@ -75,6 +77,9 @@ class RouterRuntime:
         timings = registry.timings
         log.info(
             "router_ready",
+        # Resolvers reload their view: a restarted router may hold what they never saw.
+        started = {"router": registry.leases.membership.self_id}
+        await self.nc.publish(ROUTER_STARTED_SUBJECT, msgpack.packb(started))
             router=registry.leases.membership.self_id,
             nats_url=shown_url(settings),
             store=settings.store,

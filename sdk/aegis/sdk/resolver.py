@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from aegis.connect.log import get_logger
 from aegis.wire.messages import (
+    ROUTER_STARTED_SUBJECT,
     ChangeEvent,
     EventKind,
     FilterValue,
@@ -95,7 +96,7 @@ class Resolver:
         self._turn = itertools.count()
         self._callbacks: list[ChangeCallback] = []
         self._callback_tasks: set[asyncio.Future[None]] = set()
-        self._sub: Subscription | None = None
+        self._subs: list[Subscription] = []
         self._pending: list[ChangeEvent] | None = None  # events while a snapshot loads
         self._task: asyncio.Task[None] | None = None
         self._resync_now = asyncio.Event()
@@ -105,7 +106,10 @@ class Resolver:
 
     async def start(self) -> None:
         """Subscribe, load the first snapshot (raises if the router cannot be reached)."""
-        self._sub = await self._nc.subscribe(events_subject(self.service_name), cb=self._on_message)
+        self._subs = [
+            await self._nc.subscribe(events_subject(self.service_name), cb=self._on_message),
+            await self._nc.subscribe(ROUTER_STARTED_SUBJECT, cb=self._on_router_started),
+        ]
         await self._nc.flush()
         await self._load()
         self._task = asyncio.create_task(self._keep_current(), name="aegis-resolver")
@@ -117,10 +121,11 @@ class Resolver:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        sub, self._sub = self._sub, None
-        if sub is not None and not self._nc.is_closed:
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
+        subs, self._subs = self._subs, []
+        for sub in subs:
+            if not self._nc.is_closed:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
 
     @property
     def age(self) -> float | None:
@@ -155,6 +160,9 @@ class Resolver:
     def resync(self) -> None:
         """Load the snapshot again soon (the client calls this after a NATS reconnect)."""
         self._resync_now.set()
+
+    async def _on_router_started(self, msg: Msg) -> None:
+        self.resync()
 
     def _weighted(self, healthy: list[Instance]) -> Instance:
         weights = [_weight(i) for i in healthy]

@@ -35,6 +35,8 @@ DEREGISTER_SUBJECT: Final = "ipc.service.deregister"
 DISCOVER_SUBJECT: Final = "ipc.service.discover"
 EVENTS_PREFIX: Final = "ipc.events.service"
 ROUTER_PREFIX: Final = "ipc.router"
+ROUTER_STARTED_SUBJECT: Final = "ipc.router.started"
+"""Each router publishes ``{router}`` here once it serves: followers of the registry reload."""
 REQUEST_ID_HEADER: Final = "Aegis-Request-Id"
 """NATS header carrying the client's request id (the same on every retry) into router logs."""
 
