@@ -17,11 +17,19 @@ LIVE_STATUSES = frozenset({InstanceStatus.ONLINE, InstanceStatus.UNHEALTHY})
 
 def iso(moment: datetime) -> str:
     """Render a UTC moment as ISO-8601 with a ``Z`` suffix."""
-    # Every record's moments are UTC already: skip the conversion (a third of
-    # the cost), and cut the fixed "+00:00" suffix rather than search for it.
-    if moment.tzinfo is not UTC:
-        moment = moment.astimezone(UTC)
-    return moment.isoformat(timespec="milliseconds")[:-6] + "Z"
+    # Every record's moments are UTC already: skip the conversion. Formatting
+    # the fields ourselves is a quarter cheaper than isoformat(timespec=...)
+    # and gives the same text (milliseconds truncated, as isoformat does).
+    m = moment if moment.tzinfo is UTC else moment.astimezone(UTC)
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ" % (  # noqa: UP031 - f-string is slower
+        m.year,
+        m.month,
+        m.day,
+        m.hour,
+        m.minute,
+        m.second,
+        m.microsecond // 1000,
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -98,7 +98,9 @@ def decode_request(data: bytes, max_request_bytes: int) -> dict[str, Any] | Repl
     return body
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass sets each field through object.__setattr__,
+# a cost on every request for no safety gained (each is built and used once).
+@dataclass(slots=True)
 class Handled:
     """A reply and how to log it: ``result`` names the outcome."""
 
@@ -172,7 +174,8 @@ class Endpoint(Generic[M]):
         except Exception:
             log.exception(f"{self.event}_failed", **where)
             return Handled(_internal_error(), "error", where)
-        return Handled(handled.reply, handled.result, {**where, **handled.fields}, handled.quiet)
+        handled.fields = {**where, **handled.fields}
+        return handled
 
 
 def _internal_error() -> Reply:

@@ -4,12 +4,20 @@ nats-py runs one subscription's callbacks one at a time; the callback here
 only takes a slot and starts a task, so slow requests do not queue up behind
 each other. When every slot is busy the callback waits, and further messages
 wait in nats-py's bounded pending queue.
+
+On Python 3.12+ the task starts eagerly: the handler runs inside the callback
+until it first has to wait (a store write), and a request that never waits
+(a steady heartbeat) is answered there and then, with no event-loop turn of
+its own. Its reply joins the others in nats-py's write buffer, so a burst of
+heartbeats goes out in few socket writes, as the bare responder's do.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+import sys
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from typing import Any
 
 import structlog
 from aegis.wire.messages import REQUEST_ID_HEADER
@@ -23,6 +31,13 @@ Handler = Callable[[bytes], Awaitable[bytes]]
 
 QUEUE_GROUP = "aegis-router"
 PENDING_BYTES = 64 * 1024 * 1024
+
+
+def _start_task(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+    """A task for ``coro``, run at once until it first waits where Python allows it."""
+    if sys.version_info >= (3, 12):
+        return asyncio.eager_task_factory(asyncio.get_running_loop(), coro)
+    return asyncio.create_task(coro)  # pragma: no cover - Python 3.11
 
 
 class NatsResponder:
@@ -66,18 +81,22 @@ class NatsResponder:
     def _callback(self, handler: Handler) -> Callable[[Msg], Awaitable[None]]:
         async def on_message(msg: Msg) -> None:
             await self._slots.acquire()
-            task = asyncio.create_task(self._serve(handler, msg))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            task = _start_task(self._serve(handler, msg))
+            if not task.done():  # answered already: nothing to wait for in stop()
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
 
         return on_message
 
     async def _serve(self, handler: Handler, msg: Msg) -> None:
-        request_id = (msg.headers or {}).get(REQUEST_ID_HEADER)
+        headers = msg.headers
+        request_id = headers.get(REQUEST_ID_HEADER) if headers else None
         try:
-            # The client's request id joins every log event of this request.
-            with structlog.contextvars.bound_contextvars(request_id=request_id):
-                reply = await handler(msg.data)
+            # The client's request id joins every log event of this request. The
+            # task runs in its own copy of the context, so nothing needs undoing
+            # (bound_contextvars' reset cost more than the rest of this function).
+            structlog.contextvars.bind_contextvars(request_id=request_id)
+            reply = await handler(msg.data)
             if msg.reply:
                 await msg.respond(reply)
         except Exception:
