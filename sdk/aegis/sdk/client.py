@@ -12,6 +12,7 @@ import random
 import secrets
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -226,6 +227,7 @@ class ServiceClient:
         where: Mapping[str, str | int | float | bool] | None = None,
         strategy: Strategy = "round_robin",
         resync_every: float = RESYNC_EVERY,
+        cache_path: str | Path | None = None,
     ) -> Resolver:
         """A local, always-current view of ``service_name``'s ONLINE instances, filtered by
         ``where`` (exact match on top-level metadata keys, ANDed).
@@ -234,6 +236,10 @@ class ServiceClient:
         router cannot be reached). ``resolver.pick()`` then chooses an instance
         with no round trip: ``round_robin`` (default), ``random``, ``weighted`` (a
         numeric ``weight`` in metadata, default 1) or a function of the list.
+
+        ``cache_path``: keep a copy of the view in this file, so a resolver made
+        while the router cannot be reached starts from it (marked stale) instead
+        of raising.
         """
         _validated(DiscoverRequest, service_name=service_name, metadata=dict(where or {}))
 
@@ -247,6 +253,7 @@ class ServiceClient:
             where=where,
             strategy=strategy,
             resync_every=resync_every,
+            cache_path=cache_path,
         )
         await resolver.start()
         self._resolvers.add(resolver)

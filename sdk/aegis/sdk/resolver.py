@@ -16,9 +16,11 @@ import asyncio
 import contextlib
 import inspect
 import itertools
+import json
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 from aegis.connect.log import get_logger
@@ -82,6 +84,7 @@ class Resolver:
         resync_every: float = RESYNC_EVERY,
         rand: Callable[[], float] = random.random,
         monotonic: Callable[[], float] = time.monotonic,
+        cache_path: str | Path | None = None,
     ) -> None:
         self.service_name = service_name
         self.where = dict(where or {})
@@ -91,6 +94,7 @@ class Resolver:
         self._resync_every = resync_every
         self._rand = rand
         self._monotonic = monotonic
+        self._cache = ViewCache(Path(cache_path)) if cache_path is not None else None
         self._all: dict[str, Instance] = {}  # every instance of the service, any status
         self._healthy: list[Instance] = []
         self._turn = itertools.count()
@@ -111,7 +115,17 @@ class Resolver:
             await self._nc.subscribe(ROUTER_STARTED_SUBJECT, cb=self._on_router_started),
         ]
         await self._nc.flush()
-        await self._load()
+        try:
+            await self._load()
+        except AegisError as exc:
+            saved = self._cache.read() if self._cache is not None else None
+            if saved is None:
+                await self.close()
+                raise
+            # Started while the router is away: the copy on disk, marked stale.
+            log.warning("resolver_from_cache", service=self.service_name, error=str(exc))
+            self._all = {i.instance_id: i for i in saved}
+            self._publish()
         self._task = asyncio.create_task(self._keep_current(), name="aegis-resolver")
 
     async def close(self) -> None:
@@ -280,6 +294,8 @@ class Resolver:
             ),
             key=lambda i: i.instance_id,
         )
+        if self._cache is not None and not self.stale:
+            self._cache.write(list(self._all.values()))
         if healthy == self._healthy:
             return
         self._healthy = healthy
@@ -292,6 +308,36 @@ class Resolver:
                     task.add_done_callback(self._callback_tasks.discard)
             except Exception as exc:  # a caller's bug must not stop the view
                 log.warning("resolver_callback_failed", service=self.service_name, error=repr(exc))
+
+
+class ViewCache:
+    """A resolver's view on disk, so a caller starting while the router is away has one.
+
+    Written whole to a temporary file and renamed over the old one, so a crash
+    never leaves half a view; unreadable or foreign files are ignored.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def write(self, instances: list[Instance]) -> None:
+        """Replace the saved view (a failure is logged, never raised)."""
+        body = [i.model_dump(mode="json") for i in instances]
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            partial = self.path.with_name(self.path.name + ".tmp")
+            partial.write_text(json.dumps(body))
+            partial.replace(self.path)
+        except OSError as exc:
+            log.warning("resolver_cache_write_failed", path=str(self.path), error=str(exc))
+
+    def read(self) -> list[Instance] | None:
+        """The saved view, or None if there is none (or it cannot be read)."""
+        try:
+            return [Instance.model_validate(i) for i in json.loads(self.path.read_text())]
+        except (OSError, ValueError, TypeError) as exc:
+            log.info("resolver_cache_unreadable", path=str(self.path), error=str(exc))
+            return None
 
 
 def _weight(instance: Instance) -> float:

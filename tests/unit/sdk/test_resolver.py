@@ -4,6 +4,7 @@ the last view kept (and marked stale) when the router cannot be reached."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -183,3 +184,27 @@ async def test_nothing_at_all_while_stale_says_so() -> None:
         r.pick()
     assert caught.value.reason == "stale_empty"
     await r.close()
+
+
+async def test_a_view_saved_on_disk_serves_a_resolver_started_while_the_router_is_away(
+    tmp_path: Path,
+) -> None:
+    cache = tmp_path / "views" / "pay.json"
+    events = Events()
+    first = await resolver(
+        Snapshots([instance("p-1", 1), instance("p-2", 1)]), events, cache_path=cache
+    )
+    await events.emit("removed", instance("p-2", 2))
+    await first.close()
+
+    down = ServiceUnavailableError("no router is listening", code="NO_RESPONDERS")
+    later = await resolver(Snapshots(down), events, cache_path=cache)
+    assert later.stale
+    assert [i.instance_id for i in later.instances()] == ["p-1"]
+    await later.close()
+
+    (tmp_path / "garbage.json").write_text("{not json")
+    with pytest.raises(ServiceUnavailableError):
+        await resolver(Snapshots(down), events, cache_path=tmp_path / "garbage.json")
+    with pytest.raises(ServiceUnavailableError):
+        await resolver(Snapshots(down), events, cache_path=tmp_path / "none.json")
