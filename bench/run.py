@@ -26,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import nats
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -119,6 +120,31 @@ def kv_load(url: str, count: int, concurrency: int, bucket: str) -> list[dict[st
     return [json.loads(line) for line in out.strip().splitlines()[-2:]]
 
 
+async def _stream_last_seq(url: str, stream: str) -> int:
+    nc = await nats.connect(url)
+    try:
+        info = await nc.jetstream(timeout=10).stream_info(stream)
+    finally:
+        await nc.close()
+    return int(info.state.last_seq)
+
+
+def bucket_writes(url: str, bucket: str) -> int:
+    """Writes to a key-value bucket so far, as JetStream counts them: its stream's last
+    sequence (every put, create, update and delete takes the next one)."""
+    return asyncio.run(_stream_last_seq(url, f"KV_{bucket}"))
+
+
+def metric_store_writes(http_url: str) -> float:
+    """The router's own count of store writes (``aegis_store_writes_total``, every cause)."""
+    text = httpx.get(f"{http_url}/metrics", timeout=10).text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("aegis_store_writes_total{")
+    )
+
+
 def http_load(url: str, count: int, concurrency: int) -> dict[str, float]:
     """HTTP GET load from another process."""
     return run_json(
@@ -193,10 +219,17 @@ def bench_nats(sizes: Sizes, tmp: Path, nats: NatsServer) -> list[Row]:
     kv_create, kv_update = kv_load(nats.url, n, c, "bench_kv_baseline")
     rows: list[Row] = []
     for store in ("memory", "jetstream"):
-        with router(tmp, nats.url, store, f"nats_{store}") as r:
+        bucket = f"nats_{store}"
+        with router(tmp, nats.url, store, bucket) as r:
             assert r.process is not None
             reg = nats_load(nats.url, "register", n, c, store, r.process.pid)
+            if store == "jetstream":
+                seq, metric = bucket_writes(nats.url, bucket), metric_store_writes(r.http_url)
             hb = nats_load(nats.url, "heartbeat", n, c, store, r.process.pid)
+            if store == "jetstream":
+                # What the heartbeats wrote, counted by the bucket itself and by us.
+                writes = bucket_writes(nats.url, bucket) - seq
+                metric = metric_store_writes(r.http_url) - metric
         rows.append(ratio_row(f"register throughput, {store} store", reg, base_reg))
         rows.append(ratio_row(f"register CPU per request, {store} store", reg, base_reg, "cpu_us"))
         rows.append(ratio_row(f"heartbeat throughput, {store} store", hb, base_hb))
@@ -205,6 +238,14 @@ def bench_nats(sizes: Sizes, tmp: Path, nats: NatsServer) -> list[Row]:
             # The store's own limit: what one client gets from the bucket alone.
             rows.append(ratio_row("register vs bare KV create, jetstream", reg, kv_create))
             rows.append(ratio_row("heartbeat vs bare KV compare-and-set", hb, kv_update))
+            rows.append(
+                (
+                    "store writes per heartbeat (KV stream sequence)",
+                    f"{writes / n:.3f} ({writes:,} writes for {n:,} heartbeats)",
+                    f"1 before leases (aegis_store_writes_total: {metric:,.0f})",
+                    f"x{writes / n:.3f}",
+                )
+            )
     return rows
 
 
