@@ -14,6 +14,7 @@ from sanic import Sanic
 from .api import blueprints
 from .auth import require_token
 from .errors_http import json_error
+from .event_stream import event_stream_blueprint
 from .registry import Registry
 from .runtime import RouterRuntime
 from .settings import Settings
@@ -41,7 +42,7 @@ def build_app(settings: Settings, registry: Registry, runtime: RouterRuntime | N
     app.ctx.settings = settings
     if settings.admin_token:
         app.on_request(require_token(settings.admin_token))
-    for blueprint in blueprints():
+    for blueprint in [*blueprints(), event_stream_blueprint()]:
         app.blueprint(blueprint)
     app.error_handler.add(Exception, json_error)
     if runtime is not None:

@@ -9,6 +9,7 @@ import structlog
 from aegis.wire.messages import ROUTER_STARTED_SUBJECT
 from nats.aio.client import Client as NatsClient
 
+from .event_feed import EventFeed
 from .forwarding import Forwarder
 from .handlers import endpoints
 from .membership_kv import KvMembership
@@ -45,6 +46,7 @@ class RouterRuntime:
         self._responder: NatsResponder | None = None
         self._sweeper: Sweeper | None = None
         self._stopping = False
+        self.feed: EventFeed | None = None  # change events for the HTTP stream
 
     async def start(self) -> None:
         """Connect, open the store, answer requests, sweep."""
@@ -57,6 +59,9 @@ class RouterRuntime:
         await self._store.start(self.nc)
         await registry.load()
         registry.set_event_sink(self._events(self.nc))
+        feed = EventFeed(registry.leases.membership.self_id, max_streams=settings.max_event_streams)
+        await feed.start(self.nc)
+        self.feed = feed
         forward = None
         if self._members is not None:
             await self._members.start(self.nc)
@@ -72,14 +77,14 @@ class RouterRuntime:
             max_pending=settings.max_pending,
         )
         await self._responder.start(self.nc)
+        # Resolvers reload their view: a restarted router may hold what they never saw.
+        started = {"router": registry.leases.membership.self_id}
+        await self.nc.publish(ROUTER_STARTED_SUBJECT, msgpack.packb(started))
         self._sweeper = Sweeper(registry, tick_for(registry.timings.unhealthy_after))
         self._sweeper.start()
         timings = registry.timings
         log.info(
             "router_ready",
-        # Resolvers reload their view: a restarted router may hold what they never saw.
-        started = {"router": registry.leases.membership.self_id}
-        await self.nc.publish(ROUTER_STARTED_SUBJECT, msgpack.packb(started))
             router=registry.leases.membership.self_id,
             nats_url=shown_url(settings),
             store=settings.store,
@@ -111,6 +116,9 @@ class RouterRuntime:
     async def stop(self) -> None:
         """Stop sweeping and taking requests, finish those in flight, drain NATS."""
         self._stopping = True
+        if self.feed is not None:
+            # First: Sanic waits for open HTTP streams before it stops.
+            await self.feed.stop()
         if self._sweeper is not None:
             await self._sweeper.stop()
         if self._members is not None:
@@ -134,6 +142,8 @@ class RouterRuntime:
     async def _on_reconnected(self) -> None:
         log.info("nats_reconnected")
         RECONNECTS.inc()
+        if self.feed is not None:
+            self.feed.gap("nats_reconnected")  # other routers' events meanwhile are lost
         if self._sweeper is not None:
             # Clients heartbeat within one interval, or re-register within two.
             self._sweeper.resume(grace=2 * self.registry.timings.heartbeat_interval)

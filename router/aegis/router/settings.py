@@ -195,6 +195,11 @@ class Settings:
         "Instances the registry may hold in all; more: 429 LIMIT_EXCEEDED.",
         _positive_int,
     )
+    max_event_streams: int = option(
+        100,
+        "Open /api/v1/admin/events streams this router serves at once; more: 503 TOO_MANY_STREAMS.",
+        _positive_int,
+    )
     workers: int = option(
         1,
         "Router worker processes, each serving HTTP and NATS (more than 1 needs the "
