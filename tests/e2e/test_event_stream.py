@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import msgpack
+import nats
 import pytest
 from nats.aio.client import Client as NatsClient
 
@@ -218,3 +219,21 @@ async def test_a_name_no_service_can_have_is_a_400(router: RouterProcess) -> Non
         response = await http.get(EVENTS, headers=AUTH, params={"service": "no such/name"})
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "INVALID_SERVICE"
+
+
+async def test_a_router_that_lost_nats_tells_its_streams_to_reload(
+    router: RouterProcess, nats_server: NatsServer
+) -> None:
+    async with stream(router) as events:
+        # Other routers' changes published meanwhile never reach this one.
+        await asyncio.to_thread(nats_server.stop)
+        await asyncio.to_thread(nats_server.start)
+        reset = await events.next(timeout=30)
+        assert reset.event == "reset"
+        assert reset.data["reason"] == "nats_reconnected"
+        nc = await nats.connect(nats_server.url)
+        try:
+            await register(nc, "b-1")
+            assert (await events.next()).change == ("registered", "b-1")
+        finally:
+            await nc.close()
