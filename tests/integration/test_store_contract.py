@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 import nats
 import pytest
-from aegis.router.domain import InstanceKey, InstanceRecord
+from aegis.router.domain import InstanceKey, InstanceRecord, MaintenanceMark
 from aegis.router.store import AlreadyExists, InstanceStore, MemoryStore, RevisionMismatch
 from aegis.router.store_jetstream import (
     BucketMismatchError,
@@ -146,7 +146,9 @@ async def test_a_restarted_store_finds_what_was_written(nats_server: NatsServer)
     nc = await nats.connect(nats_server.url)
     first = JetStreamStore("durable")
     await first.start(nc)
-    await first.create(record())
+    # Everything a record holds comes back: version and maintenance mark included.
+    written = record(version=4, maintenance=MaintenanceMark("kernel upgrade", T0))
+    await first.create(written)
     await first.stop()
     second = JetStreamStore("durable")
     await second.start(nc)
@@ -154,7 +156,7 @@ async def test_a_restarted_store_finds_what_was_written(nats_server: NatsServer)
     await second.stop()
     await nc.close()
 
-    assert listed == [record()]
+    assert listed == [written]
 
 
 async def test_a_bucket_with_other_replicas_is_refused_not_changed(

@@ -64,7 +64,9 @@ META_HELP = (
     " Metadata filters: `meta.<key>=<value>` keeps instances whose top-level metadata "
     "`key` has that value (a string equal to it, or a number or boolean written so in "
     "JSON: `meta.port=8080`, `meta.canary=true`); several are ANDed, at most 16. "
-    "A bad filter gets 400 `INVALID_FILTER`."
+    "A bad filter gets 400 `INVALID_FILTER`. `maintenance=include|exclude|only` chooses "
+    "what to do with instances an operator put in maintenance: by default they are "
+    "listed (marked) without filters and left out with `status` or `meta.*` filters."
 )
 META_PREFIX = "meta."
 UNAUTHORIZED = "UNAUTHORIZED: AEGIS_ADMIN_TOKEN is set and the bearer token is missing or wrong."
@@ -122,14 +124,20 @@ def _as_text(value: Any) -> str | None:
     return None
 
 
-def _filtered(
-    records: list[InstanceRecord], status: InstanceStatus | None, where: dict[str, str]
-) -> list[InstanceRecord]:
+def _filtered(request: Request, records: list[InstanceRecord]) -> list[InstanceRecord]:
+    """``records`` through the request's ``status``, ``meta.*`` and ``maintenance`` filters."""
+    status, where = _status_filter(request), _metadata_filter(request)
+    mode = request.args.get("maintenance") or ("exclude" if status or where else "include")
+    if mode not in ("include", "exclude", "only"):
+        raise ApiException(
+            400, "INVALID_FILTER", f"maintenance must be include, exclude or only, got {mode!r}"
+        )
     return [
         r
         for r in records
         if (status is None or r.status is status)
         and all(k in r.metadata and _as_text(r.metadata[k]) == v for k, v in where.items())
+        and (mode == "include" or (r.maintenance is None) == (mode == "exclude"))
     ]
 
 
@@ -139,11 +147,10 @@ def _json(model: BaseModel, status: int = 200) -> HTTPResponse:
 
 async def _service_instances(request: Request, name: str) -> list[Instance]:
     """The service's instances through the request's filters; 404 if it has none at all."""
-    status, where = _status_filter(request), _metadata_filter(request)
     records = await _registry(request).instances(name)
     if not records:
         raise ApiException(404, "SERVICE_NOT_FOUND", f"no service named {name!r} is registered")
-    return [r.to_public() for r in _filtered(records, status, where)]
+    return [r.to_public() for r in _filtered(request, records)]
 
 
 def blueprints() -> list[Blueprint]:
@@ -263,9 +270,8 @@ def blueprints() -> list[Blueprint]:
     @openapi.response(500, ref(ErrorResponse), INTERNAL)
     async def list_instances(request: Request) -> HTTPResponse:
         """All instances, or those of one service and/or one status and metadata."""
-        status, where = _status_filter(request), _metadata_filter(request)
         records = await _registry(request).instances(request.args.get("service") or None)
-        instances = [r.to_public() for r in _filtered(records, status, where)]
+        instances = [r.to_public() for r in _filtered(request, records)]
         return _json(InstancesResponse(instances=instances, total=len(instances)))
 
     @ops.get("/healthz")
@@ -302,4 +308,7 @@ def blueprints() -> list[Blueprint]:
             raise ApiException(503, "NOT_READY", runtime.not_ready_reason())
         return _json(Health(status="ready"))
 
-    return [admin, ops]
+    # Imported here: its routes use this module's helpers.
+    from .api_maintenance import maintenance_blueprint
+
+    return [admin, ops, maintenance_blueprint()]

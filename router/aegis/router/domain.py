@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any
 
-from aegis.wire.messages import EventKind, Instance, InstanceStatus
+from aegis.wire.messages import EventKind, Instance, InstanceStatus, Maintenance
 
 LIVE_STATUSES = frozenset({InstanceStatus.ONLINE, InstanceStatus.UNHEALTHY})
 
@@ -41,6 +41,18 @@ class InstanceKey:
 
 
 @dataclass(frozen=True, slots=True)
+class MaintenanceMark:
+    """An operator put the instance in maintenance: why, and since when."""
+
+    reason: str
+    since: datetime
+
+    def to_public(self) -> Maintenance:
+        """The wire view."""
+        return Maintenance(reason=self.reason, since=iso(self.since))
+
+
+@dataclass(frozen=True, slots=True)
 class InstanceRecord:
     """What the router stores about one instance, session included."""
 
@@ -53,6 +65,8 @@ class InstanceRecord:
     session_id: str | None
     # One more with each change event of the instance (not with a refresh).
     version: int = 0
+    # Kept by heartbeats and renewals: only an operator clears it.
+    maintenance: MaintenanceMark | None = None
 
     @property
     def key(self) -> InstanceKey:
@@ -74,6 +88,7 @@ class InstanceRecord:
             registered_at=iso(self.registered_at),
             last_heartbeat_at=iso(self.last_heartbeat_at),
             version=self.version,
+            maintenance=self.maintenance.to_public() if self.maintenance else None,
         )
 
     def to_public_map(self) -> dict[str, Any]:
@@ -83,7 +98,7 @@ class InstanceRecord:
         order with the same values, so the same bytes, in a fraction of the
         time. ``metadata`` is shared, not copied: nothing changes it in place.
         """
-        return {
+        public = {
             "service_name": self.service_name,
             "instance_id": self.instance_id,
             "status": self.status.value,
@@ -92,6 +107,12 @@ class InstanceRecord:
             "last_heartbeat_at": iso(self.last_heartbeat_at),
             "version": self.version,
         }
+        if self.maintenance is not None:
+            public["maintenance"] = {
+                "reason": self.maintenance.reason,
+                "since": iso(self.maintenance.since),
+            }
+        return public
 
 
 class Outcome(Enum):
@@ -269,4 +290,6 @@ def change_kind(
         return EventKind.DEREGISTERED
     if after.status is not before.status:
         return EventKind.STATUS_CHANGED
+    if after.maintenance != before.maintenance:
+        return EventKind.MAINTENANCE
     return None

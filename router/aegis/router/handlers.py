@@ -261,6 +261,8 @@ class RegistryActions:
         """200 with the instances of one service in one status (or ANY)."""
         status = None if request.status == "ANY" else InstanceStatus(request.status)
         records = await self._registry.instances(request.service_name, status, request.metadata)
+        if not request.include_maintenance:
+            records = [r for r in records if r.maintenance is None]
         reply = Reply(ok=True, status=200, instances=[r.to_public() for r in records])
         return Handled(reply, "ok", {"count": len(records)}, quiet=True)
 

@@ -31,6 +31,7 @@ from .domain import (
     Decision,
     InstanceKey,
     InstanceRecord,
+    MaintenanceMark,
     Outcome,
     OwnerCheck,
     Timings,
@@ -275,6 +276,40 @@ class Registry:
 
         record, _ = await self._apply(key, change, "operator", now)
         return record
+
+    async def set_maintenance(self, key: InstanceKey, reason: str | None) -> InstanceRecord | None:
+        """An operator puts a live instance in maintenance (``reason``), or takes it out
+        (None); the record as it is then, or None if no live instance has ``key``."""
+        now = self._clock()
+
+        def change(before: InstanceRecord | None) -> _Change[InstanceRecord | None]:
+            if before is None or not before.is_live:
+                return _Change(None, KEEP)
+            current = before.maintenance
+            if (reason is None and current is None) or (
+                current is not None and reason == current.reason
+            ):
+                return _Change(before, KEEP)  # already so: no write, no event
+            mark = None if reason is None else MaintenanceMark(reason, now)
+            after = replace(before, maintenance=mark)
+            return _Change(after, after)
+
+        record, _ = await self._apply(key, change, "operator", now)
+        return record
+
+    async def set_service_maintenance(
+        self, service_name: str, reason: str | None
+    ) -> list[InstanceRecord] | None:
+        """``set_maintenance`` on every live instance of a service; None if it has none."""
+        keys = [r.key for r in await self._store.list_service(service_name) if r.is_live]
+        if not keys:
+            return None
+        done: list[InstanceRecord] = []
+        for start in range(0, len(keys), SWEEP_BATCH):
+            batch = keys[start : start + SWEEP_BATCH]
+            results = await asyncio.gather(*(self.set_maintenance(k, reason) for k in batch))
+            done += [r for r in results if r is not None]
+        return sorted(done, key=lambda r: r.instance_id)
 
     @staticmethod
     def _owned(

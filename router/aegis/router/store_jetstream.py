@@ -25,7 +25,7 @@ from nats.js import errors as js_errors
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
 
-from .domain import InstanceKey, InstanceRecord
+from .domain import InstanceKey, InstanceRecord, MaintenanceMark
 from .logging_setup import ReportedError
 from .store import AlreadyExists, ChangeListener, RevisionMismatch, StoreError, Versioned
 
@@ -66,6 +66,9 @@ def encode_record(record: InstanceRecord) -> bytes:
             "last_heartbeat_at": record.last_heartbeat_at.timestamp(),
             "session_id": record.session_id,
             "version": record.version,
+            "maintenance": None
+            if record.maintenance is None
+            else [record.maintenance.reason, record.maintenance.since.timestamp()],
         }
     )
     return packed
@@ -83,7 +86,15 @@ def decode_record(data: bytes) -> InstanceRecord:
         last_heartbeat_at=datetime.fromtimestamp(body["last_heartbeat_at"], UTC),
         session_id=body["session_id"],
         version=body.get("version", 0),  # absent from records stored by older routers
+        maintenance=_maintenance(body.get("maintenance")),
     )
+
+
+def _maintenance(value: Any) -> MaintenanceMark | None:
+    if not value:
+        return None
+    reason, since = value
+    return MaintenanceMark(reason, datetime.fromtimestamp(since, UTC))
 
 
 class BucketMismatchError(ReportedError):

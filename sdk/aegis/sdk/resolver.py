@@ -54,9 +54,10 @@ RETRY_EVERY = 1.0
 class NoHealthyInstanceError(AegisError):
     """``pick()`` found nothing to pick; ``reason`` says why.
 
-    ``no_instances``: the service has no ONLINE instance; ``filtered_out``: it
-    has some, but none matches ``where``; ``stale_empty``: the router could not
-    be reached and the last view held nothing.
+    ``no_instances``: the service has no ONLINE instance; ``in_maintenance``:
+    every ONLINE one is in maintenance; ``filtered_out``: some are ONLINE, but
+    none matches ``where``; ``stale_empty``: the router could not be reached and
+    the last view held nothing.
     """
 
     status_code = 503
@@ -199,6 +200,10 @@ class Resolver:
                 "stale_empty",
             )
         online = [i for i in self._all.values() if i.status is InstanceStatus.ONLINE]
+        if online and all(i.maintenance is not None for i in online):
+            return NoHealthyInstanceError(
+                f"every ONLINE instance of {service!r} is in maintenance", "in_maintenance"
+            )
         if online:
             return NoHealthyInstanceError(
                 f"{len(online)} ONLINE instance(s) of {service!r}, none matching {self.where}",
@@ -290,7 +295,9 @@ class Resolver:
             (
                 i
                 for i in self._all.values()
-                if i.status is InstanceStatus.ONLINE and matches(i.metadata, self.where)
+                if i.status is InstanceStatus.ONLINE
+                and i.maintenance is None
+                and matches(i.metadata, self.where)
             ),
             key=lambda i: i.instance_id,
         )

@@ -199,6 +199,11 @@ class DiscoverRequest(BaseModel):
 
     service_name: ServiceName
     status: Literal["ONLINE", "UNHEALTHY", "OFFLINE", "ANY"] = "ONLINE"
+    include_maintenance: bool = Field(
+        default=False,
+        exclude_if=lambda value: not value,  # sent only when asked for
+        description="Also instances an operator put in maintenance.",
+    )
     metadata: MetadataFilter | None = Field(
         default=None,
         description="Optional filter: only instances whose metadata has each of these "
@@ -209,6 +214,15 @@ class DiscoverRequest(BaseModel):
     @classmethod
     def _status_any_case(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
+
+
+class Maintenance(BaseModel):
+    """An operator's mark: the instance stays alive but is left out of discovery."""
+
+    model_config = ConfigDict(frozen=True)
+
+    reason: str
+    since: str = Field(description="ISO-8601, UTC.")
 
 
 class Instance(BaseModel):
@@ -227,6 +241,13 @@ class Instance(BaseModel):
         description="Optional (absent from older routers): grows by one with each change "
         "event of this instance (registered, status changed, deregistered, removed), so a "
         "follower of the events can tell when it missed one.",
+    )
+    maintenance: Maintenance | None = Field(
+        default=None,
+        exclude_if=lambda value: value is None,
+        description="Optional: present while an operator has put the instance in "
+        "maintenance. It keeps its liveness status, but discovery, resolvers and filtered "
+        "REST listings leave it out.",
     )
 
 
@@ -289,6 +310,7 @@ class EventKind(StrEnum):
     STATUS_CHANGED = "status_changed"
     DEREGISTERED = "deregistered"
     REMOVED = "removed"
+    MAINTENANCE = "maintenance"  # put in or taken out of maintenance (see instance)
 
 
 class ChangeEvent(BaseModel):

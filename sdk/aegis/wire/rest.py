@@ -50,6 +50,12 @@ class InstancesResponse(BaseModel):
     total: int
 
 
+class MaintenanceRequest(BaseModel):
+    """``PUT .../maintenance``: why the instance (or service) is being drained."""
+
+    reason: str = Field(min_length=1, max_length=256, examples=["kernel upgrade"])
+
+
 class ApiError(BaseModel):
     """What went wrong: a stable code, a sentence, and details where useful."""
 

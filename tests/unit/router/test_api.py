@@ -168,6 +168,8 @@ async def test_openapi_documents_every_route_with_exact_schemas(app: Sanic[Any, 
         f"{ADMIN}/services/{{name}}",
         f"{ADMIN}/services/{{name}}/instances",
         f"{ADMIN}/services/{{name}}/instances/{{instance_id}}",
+        f"{ADMIN}/services/{{name}}/instances/{{instance_id}}/maintenance",
+        f"{ADMIN}/services/{{name}}/maintenance",
         f"{ADMIN}/instances",
         f"{ADMIN}/events",
         "/healthz",
@@ -399,4 +401,52 @@ async def test_a_bad_metadata_filter_is_a_400_that_says_why(query: str) -> None:
 async def test_an_unknown_service_is_404_even_with_filters() -> None:
     app = await filtered_app()
     status, body = await request(app, f"{ADMIN}/services/nope/instances?meta.zone=eu-1")
+    assert (status, body["error"]["code"]) == (404, "SERVICE_NOT_FOUND")
+
+
+async def test_maintenance_routes_mark_hide_and_unmark() -> None:
+    app = await filtered_app()
+    status, body = await request(app, f"{ADMIN}/services/pay/instances/p-0/maintenance", "put")
+    assert (status, body["error"]["code"]) == (400, "VALIDATION_ERROR"), "a reason is required"
+    _, response = await app.asgi_client.put(
+        f"{ADMIN}/services/pay/instances/p-0/maintenance", json={"reason": "kernel upgrade"}
+    )
+    assert response.status == 200
+    assert response.json["maintenance"]["reason"] == "kernel upgrade"
+
+    _, listing = await request(app, f"{ADMIN}/services/pay")
+    assert [i.get("maintenance", {}).get("reason") for i in listing["instances"]] == [
+        "kernel upgrade",
+        None,
+        None,
+        None,
+    ], "the plain listing shows the mark"
+    _, filtered = await request(app, f"{ADMIN}/services/pay/instances?meta.zone=eu-1")
+    assert [i["instance_id"] for i in filtered["instances"]] == ["p-1"], "filters leave it out"
+    _, only = await request(app, f"{ADMIN}/instances?maintenance=only")
+    assert [i["instance_id"] for i in only["instances"]] == ["p-0"]
+    status, body = await request(app, f"{ADMIN}/instances?maintenance=maybe")
+    assert (status, body["error"]["code"]) == (400, "INVALID_FILTER")
+
+    status, body = await request(app, f"{ADMIN}/services/pay/instances/p-0/maintenance", "delete")
+    assert status == 200
+    assert "maintenance" not in body
+    status, body = await request(app, f"{ADMIN}/services/nope/instances/x/maintenance", "delete")
+    assert (status, body["error"]["code"]) == (404, "INSTANCE_NOT_FOUND")
+
+
+async def test_a_whole_service_in_and_out_of_maintenance() -> None:
+    app = await filtered_app()
+    _, response = await app.asgi_client.put(
+        f"{ADMIN}/services/pay/maintenance", json={"reason": "migration"}
+    )
+    assert response.status == 200
+    assert response.json["total"] == 4
+    _, online = await request(app, f"{ADMIN}/services/pay/instances?status=ONLINE")
+    assert online["total"] == 0
+    status, body = await request(app, f"{ADMIN}/services/pay/maintenance", "delete")
+    assert (status, body["total"]) == (200, 4)
+    _, online = await request(app, f"{ADMIN}/services/pay/instances?status=ONLINE")
+    assert online["total"] == 4
+    status, body = await request(app, f"{ADMIN}/services/nope/maintenance", "delete")
     assert (status, body["error"]["code"]) == (404, "SERVICE_NOT_FOUND")

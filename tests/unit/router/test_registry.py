@@ -705,3 +705,42 @@ async def test_each_change_event_carries_the_next_version_of_its_instance() -> N
         ("removed", 5),
     ]
     assert await current(store) is None
+
+
+async def test_maintenance_keeps_liveness_survives_heartbeats_and_is_announced() -> None:
+    registry, clock, sink, store = make_registry()
+    await registry.register(register_request())
+    clock.at(1)
+    marked = await registry.set_maintenance(KEY, "kernel upgrade")
+    assert marked is not None
+    assert marked.maintenance is not None
+    assert (marked.maintenance.reason, marked.maintenance.since) == ("kernel upgrade", clock.now)
+    assert await registry.set_maintenance(KEY, "kernel upgrade") == marked  # no second write
+    clock.at(5)
+    await registry.heartbeat(KEY, SESSION)
+    await registry.register(register_request())  # a renewal keeps it too
+    stored_record = await current(store)
+    assert stored_record is not None
+    assert stored_record.maintenance == marked.maintenance
+    assert stored_record.status is ONLINE
+    cleared = await registry.set_maintenance(KEY, None)
+    assert cleared is not None
+    assert cleared.maintenance is None
+    assert [e.event.value for e in sink.events] == ["registered", "maintenance", "maintenance"]
+    assert sink.events[1].instance.maintenance is not None
+    assert sink.events[2].instance.maintenance is None
+    assert await registry.set_maintenance(InstanceKey("billing", "nope"), "x") is None
+
+
+async def test_a_service_goes_into_maintenance_whole() -> None:
+    registry, _, _, _ = make_registry()
+    for n in range(3):
+        await registry.register(register_request(f"b-{n}"))
+    await registry.deregister(InstanceKey("billing", "b-2"), SESSION)  # OFFLINE: left alone
+    marked = await registry.set_service_maintenance("billing", "migration")
+    assert marked is not None
+    assert [(r.instance_id, r.maintenance is not None) for r in marked] == [
+        ("b-0", True),
+        ("b-1", True),
+    ]
+    assert await registry.set_service_maintenance("nope", "x") is None

@@ -1,0 +1,74 @@
+"""Maintenance end to end: an operator drains an instance over REST; it stays alive,
+leaves discovery and resolvers, says so in an event, and survives a router restart."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from aegis.sdk import ClientConfig, ServiceClient
+
+from tests.support import eventually
+from tests.support.procs import NatsServer, router_process
+
+pytestmark = pytest.mark.e2e
+
+FAST = ClientConfig(timeout=1.0, retries=5, backoff_base=0.05, backoff_max=0.5)
+TIMINGS = {
+    "AEGIS_HEARTBEAT_INTERVAL": "0.2",
+    "AEGIS_UNHEALTHY_AFTER": "1",
+    "AEGIS_OFFLINE_AFTER": "2",
+    "AEGIS_REMOVE_AFTER": "30",
+}
+
+
+async def test_a_drained_instance_stays_alive_hidden_and_marked_across_a_restart(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    router = router_process(tmp_path, nats_url=nats_server.url, AEGIS_STORE="jetstream", **TIMINGS)
+    async with router, ServiceClient(nats_server.url, FAST) as client:
+        for n in range(2):
+            await client.register("pay", f"p-{n}")
+        resolver = await client.resolver("pay")
+        async with (
+            client.watch("pay") as events,
+            httpx.AsyncClient(base_url=router.http_url, timeout=5) as http,
+        ):
+            marked = await http.put(
+                "/api/v1/admin/services/pay/instances/p-0/maintenance",
+                json={"reason": "kernel upgrade"},
+            )
+            assert marked.status_code == 200
+            assert marked.json()["maintenance"]["reason"] == "kernel upgrade"
+            event = await asyncio.wait_for(anext(aiter(events)), 5)
+            assert event.event.value == "maintenance"
+            assert event.instance.maintenance is not None
+
+        await eventually(lambda: [i.instance_id for i in resolver.instances()] == ["p-1"], "hidden")
+        assert [i.instance_id for i in await client.discover("pay")] == ["p-1"]
+        await asyncio.sleep(2.5)  # past offline_after: its heartbeats keep it ONLINE, marked
+        listing = await detail(router.http_url)
+        assert listing["p-0"]["status"] == "ONLINE"
+        assert listing["p-0"]["maintenance"]["reason"] == "kernel upgrade"
+
+        await asyncio.to_thread(router.stop)
+        await asyncio.to_thread(router.start)
+        listing = await detail(router.http_url)
+        assert listing["p-0"]["maintenance"]["reason"] == "kernel upgrade", "kept in the store"
+        assert [i.instance_id for i in await client.discover("pay")] == ["p-1"]
+
+        async with httpx.AsyncClient(base_url=router.http_url, timeout=5) as http:
+            cleared = await http.delete("/api/v1/admin/services/pay/instances/p-0/maintenance")
+            assert cleared.status_code == 200
+        await eventually(
+            lambda: [i.instance_id for i in resolver.instances()] == ["p-0", "p-1"], "back"
+        )
+
+
+async def detail(url: str) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=url, timeout=5) as http:
+        body = (await http.get("/api/v1/admin/services/pay")).json()
+    return {i["instance_id"]: i for i in body["instances"]}
