@@ -208,3 +208,20 @@ async def test_a_view_saved_on_disk_serves_a_resolver_started_while_the_router_i
         await resolver(Snapshots(down), events, cache_path=tmp_path / "garbage.json")
     with pytest.raises(ServiceUnavailableError):
         await resolver(Snapshots(down), events, cache_path=tmp_path / "none.json")
+
+
+async def test_instances_in_maintenance_are_left_out_and_named_as_the_reason() -> None:
+    events = Events()
+    drained = Instance.model_validate(
+        {
+            **instance("p-1", 2).model_dump(mode="json"),
+            "maintenance": {"reason": "kernel upgrade", "since": "2026-01-01T00:00:00.000Z"},
+        }
+    )
+    r = await resolver(Snapshots([drained]), events)
+    with pytest.raises(NoHealthyInstanceError) as caught:
+        r.pick()
+    assert caught.value.reason == "in_maintenance"
+    await events.emit("maintenance", instance("p-1", 3))  # taken out again
+    assert r.pick().instance_id == "p-1"
+    await r.close()
