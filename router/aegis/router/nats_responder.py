@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from time import perf_counter_ns
 from typing import Any
 
 import structlog
@@ -24,6 +25,8 @@ from aegis.wire.messages import REQUEST_ID_HEADER
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+
+from .endpoint_stats import EndpointStats
 
 log = structlog.get_logger("aegis.router.nats")
 
@@ -51,6 +54,10 @@ class NatsResponder:
         self._slots = asyncio.Semaphore(max_in_flight)
         self._tasks: set[asyncio.Task[None]] = set()
         self._subs: list[Subscription] = []
+        # Per subject, for $SRV.STATS (micro_control); updated in _serve.
+        self.stats: dict[str, EndpointStats] = {
+            subject: EndpointStats() for subject in self._handlers
+        }
 
     async def start(self, nc: NatsClient) -> None:
         """Subscribe in the routers' queue group, so several routers share the load."""
@@ -60,7 +67,7 @@ class NatsResponder:
             sub = await nc.subscribe(
                 subject,
                 queue=QUEUE_GROUP,
-                cb=self._callback(handler),
+                cb=self._callback(handler, self.stats[subject]),
                 pending_msgs_limit=self._max_pending,
                 pending_bytes_limit=PENDING_BYTES,
             )
@@ -78,17 +85,18 @@ class NatsResponder:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    def _callback(self, handler: Handler) -> Callable[[Msg], Awaitable[None]]:
+    def _callback(self, handler: Handler, stats: EndpointStats) -> Callable[[Msg], Awaitable[None]]:
         async def on_message(msg: Msg) -> None:
             await self._slots.acquire()
-            task = _start_task(self._serve(handler, msg))
+            task = _start_task(self._serve(handler, msg, stats))
             if not task.done():  # answered already: nothing to wait for in stop()
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
 
         return on_message
 
-    async def _serve(self, handler: Handler, msg: Msg) -> None:
+    async def _serve(self, handler: Handler, msg: Msg, stats: EndpointStats) -> None:
+        started = perf_counter_ns()
         headers = msg.headers
         request_id = headers.get(REQUEST_ID_HEADER) if headers else None
         try:
@@ -99,8 +107,11 @@ class NatsResponder:
             reply = await handler(msg.data)
             if msg.reply:
                 await msg.respond(reply)
-        except Exception:
+        except Exception as exc:
             # Handlers never raise; this is the connection failing under us.
+            stats.failed(exc)
             log.exception("nats_reply_failed", subject=msg.subject)
         finally:
+            stats.num_requests += 1
+            stats.processing_time += perf_counter_ns() - started
             self._slots.release()

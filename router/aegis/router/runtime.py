@@ -14,8 +14,9 @@ from .forwarding import Forwarder
 from .handlers import endpoints
 from .membership_kv import KvMembership
 from .metrics import RECONNECTS
+from .micro_control import MicroControl
 from .nats_connection import Connector, shown_url
-from .nats_responder import NatsResponder
+from .nats_responder import QUEUE_GROUP, NatsResponder
 from .registry import EventSink, Registry
 from .settings import Settings
 from .store import InstanceStore
@@ -44,6 +45,7 @@ class RouterRuntime:
         self._events = events
         self._members = members
         self._responder: NatsResponder | None = None
+        self._micro: MicroControl | None = None  # answers $SRV.PING / INFO / STATS
         self._sweeper: Sweeper | None = None
         self._stopping = False
         self.feed: EventFeed | None = None  # change events for the HTTP stream
@@ -77,6 +79,13 @@ class RouterRuntime:
             max_pending=settings.max_pending,
         )
         await self._responder.start(self.nc)
+        self._micro = MicroControl(
+            registry.leases.membership.self_id,
+            self._responder.stats,
+            queue_group=QUEUE_GROUP,
+            metadata={"store": settings.store},
+        )
+        await self._micro.start(self.nc)
         # Resolvers reload their view: a restarted router may hold what they never saw.
         started = {"router": registry.leases.membership.self_id}
         await self.nc.publish(ROUTER_STARTED_SUBJECT, msgpack.packb(started))
@@ -125,6 +134,8 @@ class RouterRuntime:
             # Goodbye first: the others take the leases over at once, while
             # this router still forwards the heartbeats that reach it.
             await self._members.stop()
+        if self._micro is not None:
+            await self._micro.stop()
         if self._responder is not None:
             await self._responder.stop()
         self.registry.set_event_sink(None)
