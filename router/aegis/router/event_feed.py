@@ -11,9 +11,11 @@ was away) it is told to reload instead of silently missing changes.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 from aegis.wire.codec import unpack
@@ -21,7 +23,6 @@ from aegis.wire.messages import ChangeEvent, events_subject
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as NatsSubscription
-from pydantic import ValidationError
 
 log = structlog.get_logger("aegis.router.event_feed")
 
@@ -39,13 +40,34 @@ def first_sequence() -> int:
     return time.time_ns() // 1_000
 
 
-@dataclass(frozen=True, slots=True)
 class Entry:
-    """One retained event: its sequence, service, and its SSE frame, encoded once."""
+    """One retained event: its sequence, service, and its SSE frame.
 
-    sequence: int
-    service: str
-    frame: bytes
+    The frame is encoded on first use, once: a mass expiry puts 100,000 events
+    through the feed, most of which no stream ever sends, and the router's
+    event loop must not pay to encode them.
+    """
+
+    __slots__ = ("_body", "_frame", "_id", "_kind", "sequence", "service")
+
+    def __init__(
+        self, sequence: int, service: str, kind: str, body: dict[str, Any], event_id: str
+    ) -> None:
+        self.sequence = sequence
+        self.service = service
+        self._kind = kind
+        self._body: dict[str, Any] | None = body
+        self._id = event_id
+        self._frame: bytes | None = None
+
+    @property
+    def frame(self) -> bytes:
+        """``id:``, ``event:`` and ``data:`` (the event as JSON) lines, and a blank one."""
+        if self._frame is None:
+            data = json.dumps(self._body, separators=(",", ":"), ensure_ascii=False)
+            self._frame = f"id: {self._id}\nevent: {self._kind}\ndata: {data}\n\n".encode()
+            self._body = None
+        return self._frame
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,20 +207,27 @@ class EventFeed:
             stream.end(StreamEndedError("shutdown"))
 
     async def _on_message(self, msg: Msg) -> None:
+        # Checked only as far as a stream needs (the routers made these events
+        # from the model): a full validation costs more than the sweep that
+        # published them.
         try:
-            event = ChangeEvent.model_validate(unpack(msg.data))
-        except (ValueError, ValidationError):
-            # Not ours to judge further: a stream carries only events that parse.
+            body = unpack(msg.data)
+            kind, service = body["event"], body["instance"]["service_name"]
+            if not (isinstance(kind, str) and isinstance(service, str)):
+                raise TypeError(kind, service)
+        except Exception:
             log.warning("event_feed_malformed", subject=msg.subject, size=len(msg.data))
             return
-        self.append(event)
+        self._add(service, kind, body)
 
     def append(self, event: ChangeEvent) -> Entry:
         """Number ``event``, retain it, and hand it to every open stream."""
+        body = event.model_dump(mode="json", exclude_none=True)
+        return self._add(event.instance.service_name, event.event.value, body)
+
+    def _add(self, service: str, kind: str, body: dict[str, Any]) -> Entry:
         self.head += 1
-        body = event.model_dump_json()
-        frame = f"id: {self.event_id(self.head)}\nevent: {event.event.value}\ndata: {body}\n\n"
-        entry = Entry(self.head, event.instance.service_name, frame.encode())
+        entry = Entry(self.head, service, kind, body, self.event_id(self.head))
         self._entries.append(entry)
         for stream in list(self._streams):
             stream.offer(entry)
