@@ -57,6 +57,9 @@ MAX_CAS_ATTEMPTS = 16
 # Expiry writes in flight at once during a sweep: a mass expiry on the
 # JetStream store goes out concurrently, and the loop gets a turn between batches.
 SWEEP_BATCH = 64
+# Expiry writes in flight at once: a sliding window, not batches in lockstep,
+# so a mass expiry runs at the store's throughput rather than its latency.
+SWEEP_IN_FLIGHT = 512
 # Keys re-scheduled per turn of the event loop when leases move.
 REBALANCE_BATCH = 2000
 
@@ -336,18 +339,39 @@ class Registry:
         """Apply the liveness deadlines that have passed; returns how many changed.
 
         Costs time in proportion to the instances due, not to the registry. A
-        mass expiry goes out ``SWEEP_BATCH`` writes at a time, concurrently, and
-        yields to the event loop between batches, so requests keep being served.
+        mass expiry keeps up to ``SWEEP_IN_FLIGHT`` writes going at once, and
+        yields to the event loop every ``SWEEP_BATCH`` keys, so requests keep
+        being served.
         """
         now = self._clock()
+        slots = asyncio.Semaphore(SWEEP_IN_FLIGHT)
+        running: set[asyncio.Task[bool]] = set()
+        changed = 0
+
+        async def expire(key: InstanceKey) -> bool:
+            try:
+                return await self._expire(key, now)
+            finally:
+                slots.release()
+
+        def done(task: asyncio.Task[bool]) -> None:
+            nonlocal changed
+            running.discard(task)
+            changed += not task.cancelled() and task.exception() is None and task.result()
+
         # Never more keys than the index holds: a key made due again in this
         # sweep waits for the next one.
         left = len(self._deadlines)
-        changed = 0
         while left > 0 and (batch := self._deadlines.pop_due(now.timestamp(), SWEEP_BATCH)):
             left -= len(batch)
-            changed += sum(await asyncio.gather(*(self._expire(key, now) for key in batch)))
+            for key in batch:
+                await slots.acquire()
+                task = asyncio.create_task(expire(key))
+                running.add(task)
+                task.add_done_callback(done)
             await asyncio.sleep(0)
+        if running:
+            await asyncio.wait(running)
         return changed
 
     async def _expire(self, key: InstanceKey, now: datetime) -> bool:
