@@ -1,11 +1,14 @@
-"""Paced heartbeat load, run as its own process: each instance once per interval.
+"""Paced load, run as its own process: registers its instances, then each one
+heartbeats once per interval, counted from its own registration.
 
-Instances ``START`` .. ``END - 1`` (as ``nats_load.py register`` named them)
-heartbeat every ``INTERVAL`` seconds, spread evenly over the interval, for
-``DURATION`` seconds. Prints one JSON line: heartbeats sent, errors, p50/p99/max
-latency in ms, and how far the schedule ever fell behind (a loader that cannot
-keep up would make instances look silent, so that must stay small).
-Usage: python bench/paced_heartbeats.py URL PREFIX START END INTERVAL DURATION [SERVICES]
+Instances ``START`` .. ``END - 1`` are registered at ``RATE`` per second (as
+``nats_load.py register`` would name them); each then heartbeats every
+``INTERVAL`` seconds until ``DURATION`` seconds after the last registration.
+Prints one JSON line: registrations and heartbeats sent, errors, heartbeat
+p50/p99/max latency in ms, and how far the schedule ever fell behind (a
+loader that cannot keep up would make instances look silent, so that must
+stay small).
+Usage: python bench/paced_heartbeats.py URL PREFIX START END INTERVAL DURATION RATE
 """
 
 from __future__ import annotations
@@ -14,55 +17,69 @@ import asyncio
 import json
 import sys
 import time
+from collections import deque
 
 import msgpack
 import nats
 from nats_load import body
 
-STEP = 0.05  # seconds between batches
+STEP = 0.05  # seconds between scheduling rounds
 MAX_IN_FLIGHT = 4000
+SERVICES = 100
 
 
 async def main(
-    url: str, prefix: str, start: int, end: int, interval: float, duration: float, services: int
+    url: str, prefix: str, start: int, end: int, interval: float, duration: float, rate: float
 ) -> None:
     nc = await nats.connect(url, pending_size=64 * 1024 * 1024)
-    payloads = [body("heartbeat", prefix, i, services) for i in range(start, end)]
+    indexes = range(start, end)
+    registrations = [body("register", prefix, i, SERVICES) for i in indexes]
+    heartbeats = [body("heartbeat", prefix, i, SERVICES) for i in indexes]
     latencies: list[float] = []
-    errors = 0
+    errors = sent = 0
     lag = 0.0
     slots = asyncio.Semaphore(MAX_IN_FLIGHT)
     tasks: set[asyncio.Task[None]] = set()
 
-    async def beat(payload: bytes) -> None:
+    async def send(subject: str, payload: bytes, timed: bool) -> None:
         nonlocal errors
         began = time.perf_counter()
         try:
-            msg = await nc.request("ipc.service.heartbeat", payload, timeout=10)
-            if msgpack.unpackb(msg.data)["status"] != 200:
+            msg = await nc.request(subject, payload, timeout=10)
+            if msgpack.unpackb(msg.data)["status"] >= 300:
                 errors += 1
         except Exception:
             errors += 1
         finally:
-            latencies.append(time.perf_counter() - began)
+            if timed:
+                latencies.append(time.perf_counter() - began)
             slots.release()
 
-    per_step = len(payloads) * STEP / interval
+    async def fire(subject: str, payload: bytes, timed: bool) -> None:
+        await slots.acquire()
+        task = asyncio.create_task(send(subject, payload, timed))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    due: deque[tuple[float, int]] = deque()  # (when, index): in time order by construction
     began = time.monotonic()
-    sent = 0
-    due = 0.0
+    registered = 0
+    stop_at = began + len(registrations) / rate + duration
     step = 0
-    while time.monotonic() - began < duration:
+    while time.monotonic() < stop_at:
         step += 1
-        due += per_step
-        while sent < int(due):
-            await slots.acquire()
-            task = asyncio.create_task(beat(payloads[sent % len(payloads)]))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
+        now = time.monotonic()
+        while registered < len(registrations) and registered < (now - began) * rate:
+            await fire("ipc.service.register", registrations[registered], False)
+            due.append((now + interval, registered))
+            registered += 1
+        while due and due[0][0] <= now:
+            when, i = due.popleft()
+            lag = max(lag, now - when)
+            await fire("ipc.service.heartbeat", heartbeats[i], True)
             sent += 1
+            due.append((when + interval, i))
         wake = began + step * STEP
-        lag = max(lag, time.monotonic() - wake)
         await asyncio.sleep(max(0.0, wake - time.monotonic()))
     await asyncio.gather(*tasks)
     await nc.close()
@@ -70,6 +87,7 @@ async def main(
     print(
         json.dumps(
             {
+                "registered": registered,
                 "sent": sent,
                 "errors": errors,
                 "p50_ms": latencies[len(latencies) // 2] * 1000,
@@ -82,6 +100,7 @@ async def main(
 
 
 if __name__ == "__main__":
-    url, prefix, start, end, interval, duration = sys.argv[1:7]
-    services = int(sys.argv[7]) if len(sys.argv) > 7 else 100
-    asyncio.run(main(url, prefix, int(start), int(end), float(interval), float(duration), services))
+    url, prefix, start, end, interval, duration, rate = sys.argv[1:8]
+    asyncio.run(
+        main(url, prefix, int(start), int(end), float(interval), float(duration), float(rate))
+    )
