@@ -68,8 +68,8 @@ async def test_the_view_follows_registration_expiry_and_deregistration(
         assert not resolver.stale
 
 
-async def test_filters_hold_in_the_resolver(
-    quick_router: RouterProcess, nats_server: NatsServer
+async def test_filters_hold_in_the_resolver_nats_discover_and_rest(
+    quick_router: RouterProcess, nats_server: NatsServer, raw_nats: NatsClient
 ) -> None:
     async with ServiceClient(nats_server.url, FAST) as client:
         await client.register("pay", "p-eu", {"zone": "eu-1", "weight": 2})
@@ -81,6 +81,16 @@ async def test_filters_hold_in_the_resolver(
             mars.pick()
         assert caught.value.reason == "filtered_out"
         assert [i.instance_id for i in await client.discover("pay")] == ["p-eu", "p-us"]
+        # The same filter over NATS discover (as any client sends it) and over REST.
+        body = {"service_name": "pay", "metadata": {"zone": "eu-1"}}
+        reply = await raw_request(raw_nats, body, "ipc.service.discover")
+        assert [i["instance_id"] for i in reply["instances"]] == ["p-eu"]  # type: ignore[union-attr]
+        rest = await quick_router.get("/api/v1/admin/services/pay/instances?meta.zone=eu-1")
+        assert [i["instance_id"] for i in rest.json()["instances"]] == ["p-eu"]
+        weighted = await raw_request(
+            raw_nats, {**body, "metadata": {"weight": 2}}, "ipc.service.discover"
+        )
+        assert [i["instance_id"] for i in weighted["instances"]] == ["p-eu"]  # type: ignore[union-attr]
 
 
 async def test_a_dropped_event_is_detected_and_healed(
