@@ -28,6 +28,7 @@ from nats.js.kv import KeyValue
 from .domain import InstanceKey, InstanceRecord, MaintenanceMark
 from .logging_setup import ReportedError
 from .store import AlreadyExists, ChangeListener, RevisionMismatch, StoreError, Versioned
+from .tasks import cancel
 
 log = structlog.get_logger("aegis.router.store")
 
@@ -188,10 +189,7 @@ class JetStreamStore:
     async def stop(self) -> None:
         """Stop following the bucket."""
         task, self._watch_task = self._watch_task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel(task)
 
     async def _follow(self, ready: asyncio.Event) -> None:
         """Apply every change in the bucket to the cache, whoever made it."""

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 import structlog
 
 from .registry import Registry
+from .tasks import cancel
 
 log = structlog.get_logger("aegis.router.sweeper")
 
@@ -55,10 +55,7 @@ class Sweeper:
     async def stop(self) -> None:
         """Stop after the current sweep."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel(task)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
