@@ -283,18 +283,24 @@ def _owner_reply(
         )
         return Handled(reply, "not_found")
     if result.check is OwnerCheck.SESSION_MISMATCH:
-        reply = error_reply(
-            403,
-            ErrorCode.SESSION_MISMATCH,
-            f"instance {request.instance_id!r} of {request.service_name!r} belongs to "
-            "another session",
-        )
+        reply = error_reply(403, ErrorCode.SESSION_MISMATCH, _mismatch_message(result, request))
         return Handled(reply, "session_mismatch")
     assert result.record is not None
     done: ReplyMap = {"ok": True, "status": 200, "instance": result.record.to_public_map()}
     if subject is not None:
         done["heartbeat_subject"] = subject
     return Handled(done, "ok", quiet=quiet)
+
+
+def _mismatch_message(result: OwnerResult, request: InstanceRequest) -> str:
+    instance = f"instance {request.instance_id!r} of {request.service_name!r}"
+    if result.record is not None and result.record.metadata.get("source") == "micro":
+        return (
+            f"{instance} is a NATS micro service the router found on the bus and tracks by "
+            "polling $SRV.INFO; it cannot be heartbeated or deregistered over the registry "
+            "subjects (it goes UNHEALTHY, then OFFLINE, when it stops answering)"
+        )
+    return f"{instance} belongs to another session"
 
 
 def endpoints(

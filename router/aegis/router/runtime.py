@@ -15,6 +15,7 @@ from .handlers import endpoints
 from .membership_kv import KvMembership
 from .metrics import RECONNECTS
 from .micro_control import MicroControl
+from .micro_discovery import MicroDiscovery
 from .nats_connection import Connector, shown_url
 from .nats_responder import QUEUE_GROUP, NatsResponder
 from .registry import EventSink, Registry
@@ -46,6 +47,7 @@ class RouterRuntime:
         self._members = members
         self._responder: NatsResponder | None = None
         self._micro: MicroControl | None = None  # answers $SRV.PING / INFO / STATS
+        self._discovery: MicroDiscovery | None = None  # lists the bus's micro services
         self._sweeper: Sweeper | None = None
         self._stopping = False
         self.feed: EventFeed | None = None  # change events for the HTTP stream
@@ -86,6 +88,13 @@ class RouterRuntime:
             metadata={"store": settings.store},
         )
         await self._micro.start(self.nc)
+        if settings.micro_discovery:
+            self._discovery = MicroDiscovery(
+                registry,
+                period=settings.micro_poll,
+                max_metadata_bytes=settings.max_metadata_bytes,
+            )
+            self._discovery.start(self.nc)
         # Resolvers reload their view: a restarted router may hold what they never saw.
         started = {"router": registry.leases.membership.self_id}
         await self.nc.publish(ROUTER_STARTED_SUBJECT, msgpack.packb(started))
@@ -130,6 +139,8 @@ class RouterRuntime:
             await self.feed.stop()
         if self._sweeper is not None:
             await self._sweeper.stop()
+        if self._discovery is not None:
+            await self._discovery.stop()
         if self._members is not None:
             # Goodbye first: the others take the leases over at once, while
             # this router still forwards the heartbeats that reach it.

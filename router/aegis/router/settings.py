@@ -25,6 +25,7 @@ StoreKind = Literal["memory", "jetstream"]
 
 
 TRUTHY = frozenset({"1", "true", "yes", "on"})
+FALSY = frozenset({"0", "false", "no", "off"})
 
 
 def is_loopback(host: str) -> bool:
@@ -71,6 +72,15 @@ _store = _one_of("memory", "jetstream")
 
 def _flag(text: str) -> bool:
     return text.lower() in TRUTHY
+
+
+def _on_off(text: str) -> bool:
+    """A switch that is on by default, so turning it off must be spelled out."""
+    if text.lower() in TRUTHY:
+        return True
+    if text.lower() in FALSY:
+        return False
+    raise argparse.ArgumentTypeError(f"must be on or off (1/0, true/false, yes/no), got {text!r}")
 
 
 def _seconds(text: str) -> float:
@@ -249,6 +259,16 @@ class Settings:
         "max(30, unhealthy_after).",
         _seconds,
     )
+    micro_discovery: bool = option(
+        True,
+        "List the NATS micro services on the bus (ADR-32, found by $SRV.INFO) as instances "
+        "of the registry. Default: on.",
+        _on_off,
+        shown_default=False,
+    )
+    micro_poll: float = option(
+        5.0, "Seconds between two $SRV.INFO polls for NATS micro services.", _seconds
+    )
     nats_connect_attempts: int = 5  # not a user setting: tests lower it
 
     @property
@@ -310,6 +330,15 @@ def build_parser() -> argparse.ArgumentParser:
                 action="store_true",
                 default=None,
                 help=f"{opt.text} [{opt.env}=1]",
+            )
+            continue
+        if opt.parse is _on_off:
+            parser.add_argument(
+                opt.flag,
+                dest=opt.name,
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=f"{opt.text} [{opt.env}=0 turns it off]",
             )
             continue
         shown = f" Default: {opt.default}." if opt.shown_default and opt.default is not None else ""
