@@ -1,16 +1,15 @@
 """The router as a NATS micro service (ADR-32), seen by clients nobody here wrote.
 
 nats.js's ``Svcm`` client (npm ``@nats-io/services``, installed once per test
-session into a temporary folder) lists, pings and reads the stats of a real
-router; nats-py reads the same answers with its own ``nats.micro`` parsers, next
-to a Python ``nats.micro`` service on the same bus.
+session into a temporary folder by tests/e2e/conftest.py) lists, pings and
+reads the stats of a real router; nats-py reads the same answers with its own
+``nats.micro`` parsers, next to a Python ``nats.micro`` service on the same bus.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import subprocess
 from importlib.metadata import version
 from pathlib import Path
@@ -33,33 +32,12 @@ pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
 PROBE = Path(__file__).with_name("svcm_probe.cjs")
 PERMISSIONS_CONF = REPO / "deploy" / "nats-permissions.conf"
-NPM_PACKAGES = ["@nats-io/services", "@nats-io/transport-node"]
 REGISTRY_SUBJECTS = {
     "register": "ipc.service.register",
     "heartbeat": "ipc.service.heartbeat",
     "deregister": "ipc.service.deregister",
     "discover": "ipc.service.discover",
 }
-
-
-@pytest.fixture(scope="session")
-def svcm_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder with nats.js's services client installed and the probe script beside it."""
-    missing = [tool for tool in ("node", "npm") if shutil.which(tool) is None]
-    if missing:
-        pytest.skip(f"{' and '.join(missing)} not found: the nats.js Svcm client cannot run")
-    folder = tmp_path_factory.mktemp("svcm")
-    command = ["npm", "install", "--prefix", str(folder), "--no-audit", "--no-fund"]
-    installed = subprocess.run(
-        [*command, "--loglevel=error", *NPM_PACKAGES],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert installed.returncode == 0, f"npm install failed:\n{installed.stderr}"
-    shutil.copy(PROBE, folder / PROBE.name)  # node finds node_modules beside the script
-    return folder
 
 
 async def svcm(folder: Path, url: str, name: str = "") -> dict[str, list[dict[str, Any]]]:
