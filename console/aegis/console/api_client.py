@@ -1,19 +1,30 @@
-"""Polling the router's admin REST API over httpx, every failure mapped to one ``ApiError``."""
+"""The router's admin REST API over httpx: polls, operator actions and the event stream,
+every failure mapped to one ``ApiError``."""
 
 from __future__ import annotations
 
-from typing import Any, Final
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Final, TypeVar
+from urllib.parse import quote
 
 import httpx
+from aegis.wire.messages import Instance
 from aegis.wire.rest import InstancesResponse, ServicesResponse
 
 from .formatting import Clock, parse_timestamp, system_clock
-from .models import InstanceInfo, RegistrySnapshot, ServiceSummary
+from .models import InstanceInfo, MaintenanceMark, RegistrySnapshot, ServiceSummary
+from .sse import ServerSentEvent, SseParser
 
 SERVICES_PATH: Final = "/api/v1/admin/services"
 INSTANCES_PATH: Final = "/api/v1/admin/instances"
+EVENTS_PATH: Final = "/api/v1/admin/events"
 DEFAULT_TIMEOUT: Final = 5.0
 RETRY_CAP: Final = 30.0
+# The router sends a keep-alive comment every 15 s: silence for longer means a dead link.
+EVENTS_READ_TIMEOUT: Final = 45.0
+
+T = TypeVar("T")
 
 
 class ApiError(Exception):
@@ -70,26 +81,68 @@ class ApiClient:
         """One poll: services, then every instance. Raises ``ApiError`` on any failure."""
         services_body = await self._get_json(SERVICES_PATH)
         instances_body = await self._get_json(INSTANCES_PATH)
-        try:
-            services = parse_services(services_body)
-            instances = parse_instances(instances_body)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ApiError(
-                f"unexpected response shape: {type(exc).__name__}: {exc}", unreachable=False
-            ) from exc
+        services = _parsed(parse_services, services_body)
+        instances = _parsed(parse_instances, instances_body)
         return RegistrySnapshot(services=services, instances=instances, fetched_at=self._clock())
 
+    async def deregister(self, service: str, instance_id: str) -> InstanceInfo:
+        """Force-deregister one instance (it goes OFFLINE); the instance as now stored."""
+        body = await self._send("DELETE", _instance_path(service, instance_id))
+        return _parsed(parse_instance, body)
+
+    async def set_instance_maintenance(
+        self, service: str, instance_id: str, reason: str | None
+    ) -> InstanceInfo:
+        """Put one instance in maintenance with ``reason``, or take it out (``None``)."""
+        path = _instance_path(service, instance_id) + "/maintenance"
+        body = await self._maintenance(path, reason)
+        return _parsed(parse_instance, body)
+
+    async def set_service_maintenance(
+        self, service: str, reason: str | None
+    ) -> tuple[InstanceInfo, ...]:
+        """Put every live instance of ``service`` in maintenance, or take them out."""
+        body = await self._maintenance(f"{SERVICES_PATH}/{_segment(service)}/maintenance", reason)
+        return _parsed(parse_instances, body)
+
+    async def events(
+        self, last_event_id: str | None, on_open: Callable[[], None]
+    ) -> AsyncIterator[ServerSentEvent]:
+        """Follow the change-event stream, after ``last_event_id`` if given, until it ends.
+
+        ``on_open`` is called once the router has accepted the stream. Raises
+        ``ApiError`` when it cannot be opened or breaks off.
+        """
+        headers = {"Accept": "text/event-stream"}
+        if last_event_id:
+            headers["Last-Event-ID"] = last_event_id
+        timeout = httpx.Timeout(self.timeout, read=EVENTS_READ_TIMEOUT)
+        with self._mapped_errors(EVENTS_READ_TIMEOUT):
+            async with self._http.stream(
+                "GET", EVENTS_PATH, headers=headers, timeout=timeout
+            ) as response:
+                if response.is_error:
+                    await response.aread()
+                    raise ApiError(
+                        _error_reason(response), unreachable=False, status=response.status_code
+                    )
+                on_open()
+                parser = SseParser()
+                async for line in response.aiter_lines():
+                    if (event := parser.feed(line)) is not None:
+                        yield event
+
+    async def _maintenance(self, path: str, reason: str | None) -> Any:
+        if reason is None:
+            return await self._send("DELETE", path)
+        return await self._send("PUT", path, {"reason": reason})
+
     async def _get_json(self, path: str) -> Any:
-        try:
-            response = await self._http.get(path)
-        except httpx.TimeoutException as exc:
-            raise ApiError(f"no answer within {self.timeout:g}s", unreachable=True) from exc
-        except httpx.ConnectError as exc:
-            raise ApiError(f"cannot connect: {_describe(exc)}", unreachable=True) from exc
-        except httpx.HTTPError as exc:
-            raise ApiError(
-                f"connection failed: {type(exc).__name__}: {_describe(exc)}", unreachable=True
-            ) from exc
+        return await self._send("GET", path)
+
+    async def _send(self, method: str, path: str, body: Any = None) -> Any:
+        with self._mapped_errors(self.timeout):
+            response = await self._http.request(method, path, json=body)
         if response.is_error:
             raise ApiError(_error_reason(response), unreachable=False, status=response.status_code)
         try:
@@ -98,6 +151,38 @@ class ApiClient:
             raise ApiError(
                 f"HTTP {response.status_code} from {path} is not JSON", unreachable=False
             ) from exc
+
+    @contextmanager
+    def _mapped_errors(self, timeout: float) -> Iterator[None]:
+        """Transport failures (no HTTP answer) as ``ApiError(unreachable=True)``."""
+        try:
+            yield
+        except httpx.TimeoutException as exc:
+            raise ApiError(f"no answer within {timeout:g}s", unreachable=True) from exc
+        except httpx.ConnectError as exc:
+            raise ApiError(f"cannot connect: {_describe(exc)}", unreachable=True) from exc
+        except httpx.HTTPError as exc:
+            raise ApiError(
+                f"connection failed: {type(exc).__name__}: {_describe(exc)}", unreachable=True
+            ) from exc
+
+
+def _segment(name: str) -> str:
+    # Names come from the router; quoted all the same so no name can change the route.
+    return quote(name, safe="")
+
+
+def _instance_path(service: str, instance_id: str) -> str:
+    return f"{SERVICES_PATH}/{_segment(service)}/instances/{_segment(instance_id)}"
+
+
+def _parsed(parse: Callable[[Any], T], body: Any) -> T:
+    try:
+        return parse(body)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ApiError(
+            f"unexpected response shape: {type(exc).__name__}: {exc}", unreachable=False
+        ) from exc
 
 
 def _describe(exc: Exception) -> str:
@@ -134,14 +219,24 @@ def parse_services(body: Any) -> tuple[ServiceSummary, ...]:
 
 def parse_instances(body: Any) -> tuple[InstanceInfo, ...]:
     """``GET /instances`` body (the wire contract's shape) to records; ``ValueError`` if bad."""
-    return tuple(
-        InstanceInfo(
-            service_name=item.service_name,
-            instance_id=item.instance_id,
-            status=item.status.value,
-            registered_at=parse_timestamp(item.registered_at),
-            last_heartbeat_at=parse_timestamp(item.last_heartbeat_at),
-            metadata=item.metadata,
-        )
-        for item in InstancesResponse.model_validate(body).instances
+    return tuple(_record(item) for item in InstancesResponse.model_validate(body).instances)
+
+
+def parse_instance(body: Any) -> InstanceInfo:
+    """One instance as the wire contract spells it to a record; ``ValueError`` if bad."""
+    return _record(Instance.model_validate(body))
+
+
+def _record(item: Instance) -> InstanceInfo:
+    mark = item.maintenance
+    return InstanceInfo(
+        service_name=item.service_name,
+        instance_id=item.instance_id,
+        status=item.status.value,
+        registered_at=parse_timestamp(item.registered_at),
+        last_heartbeat_at=parse_timestamp(item.last_heartbeat_at),
+        metadata=item.metadata,
+        maintenance=None
+        if mark is None
+        else MaintenanceMark(reason=mark.reason, since=parse_timestamp(mark.since)),
     )

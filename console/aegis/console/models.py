@@ -19,6 +19,14 @@ class ServiceSummary:
 
 
 @dataclass(frozen=True, slots=True)
+class MaintenanceMark:
+    """An operator's drain mark: the instance stays alive but is left out of discovery."""
+
+    reason: str
+    since: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class InstanceInfo:
     """One registered instance as the admin API shows it."""
 
@@ -29,11 +37,17 @@ class InstanceInfo:
     last_heartbeat_at: datetime
     # Compared on every poll to spot changes; never hashed.
     metadata: dict[str, Any] = field(default_factory=dict)
+    maintenance: MaintenanceMark | None = None
 
     @property
     def key(self) -> str:
         """The row key: service and instance id (neither may contain ``/``)."""
         return instance_key(self.service_name, self.instance_id)
+
+    @property
+    def micro(self) -> bool:
+        """Found by the router on the bus as a NATS micro service, not registered."""
+        return self.metadata.get("source") == "micro"
 
 
 def instance_key(service_name: str, instance_id: str) -> str:
@@ -48,3 +62,7 @@ class RegistrySnapshot:
     services: tuple[ServiceSummary, ...]
     instances: tuple[InstanceInfo, ...]
     fetched_at: datetime
+
+    def by_key(self) -> dict[str, InstanceInfo]:
+        """The instances by row key."""
+        return {instance.key: instance for instance in self.instances}
