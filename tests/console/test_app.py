@@ -453,7 +453,7 @@ async def test_footer_lists_the_bindings(httpx_mock: HTTPXMock) -> None:
             for _, binding, enabled, _ in app.screen.active_bindings.values()
             if binding.show and enabled
         }
-        assert {"slash", "s", "enter", "r", "p", "question_mark", "q"} <= shown
+        assert {"slash", "s", "enter", "d", "m", "r", "p", "question_mark", "q"} <= shown
 
 
 async def test_many_instances_scrolled_view_keeps_place_on_update(

@@ -10,7 +10,20 @@ from typing import Any
 from pytest_httpx import HTTPXMock
 from textual.pilot import Pilot
 
-from .helpers import SAMPLE, add_outage, add_poll, fake_clock, make_app, poll_now, settle
+from .helpers import (
+    EVENTS_URL,
+    MARKED,
+    SAMPLE,
+    add_outage,
+    add_poll,
+    change,
+    fake_clock,
+    instance,
+    make_app,
+    poll_now,
+    settle,
+    sse,
+)
 
 SIZE = (120, 32)
 
@@ -66,3 +79,53 @@ def test_filtered(snap_compare: Any, httpx_mock: HTTPXMock) -> None:
         await pilot.press("slash", *"orders-")
 
     assert snap_compare(make_app(), terminal_size=SIZE, run_before=filtered)
+
+
+def test_confirm_deregister(snap_compare: Any, httpx_mock: HTTPXMock) -> None:
+    add_poll(httpx_mock, SAMPLE)
+
+    async def asked(pilot: Pilot[Any]) -> None:
+        await settle(pilot)
+        await pilot.press("down", "d")
+
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=asked)
+
+
+def test_maintenance_reason(snap_compare: Any, httpx_mock: HTTPXMock) -> None:
+    add_poll(httpx_mock, MARKED)
+
+    async def asked(pilot: Pilot[Any]) -> None:
+        await settle(pilot)
+        await pilot.press("down", "m", *"disk swap")
+
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=asked)
+
+
+def test_events_and_marks(snap_compare: Any, httpx_mock: HTTPXMock) -> None:
+    """Maintenance and micro marks in the table; the events pane, newest first."""
+    add_poll(httpx_mock, MARKED)
+    orders_2 = instance("orders", "orders-2")
+    httpx_mock.add_response(
+        url=EVENTS_URL,
+        content=sse(
+            ("r1:1", "registered", change("registered", orders_2)),
+            (
+                "r1:2",
+                "status_changed",
+                change("status_changed", {**orders_2, "status": "UNHEALTHY"}, "ONLINE"),
+            ),
+            ("r1:3", "status_changed", change("status_changed", orders_2, "UNHEALTHY")),
+            ("r1:4", "maintenance", change("maintenance", MARKED[0], "ONLINE")),
+            (
+                "r1:5",
+                "removed",
+                change("removed", instance("billing", "billing-1", "OFFLINE"), "OFFLINE"),
+            ),
+        ),
+    )
+
+    async def followed(pilot: Pilot[Any]) -> None:
+        await settle(pilot)
+        await pilot.pause()
+
+    assert snap_compare(make_app(events=True), terminal_size=(120, 36), run_before=followed)

@@ -82,6 +82,7 @@ def test_instance_cells_follow_the_columns() -> None:
         "o-1",
         "orders",
         "ONLINE",
+        "",
         "version=2.0 tags=[1]",
         "2026-11-03 09:30:01",
         "12s",
@@ -90,8 +91,8 @@ def test_instance_cells_follow_the_columns() -> None:
 
 def test_metadata_cell_is_not_markup() -> None:
     cells = instance_cells(info(metadata={"note": "[bold]x[/bold]"}), T)
-    assert cells[3].plain == "note=[bold]x[/bold]"
-    assert not cells[3].spans
+    assert cells[4].plain == "note=[bold]x[/bold]"
+    assert not cells[4].spans
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar
 
 from textual import on
@@ -11,11 +12,14 @@ from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
+from .api_client import ApiClient
 from .detail_screen import DetailScreen
+from .events_pane import EventsPane
 from .filter_input import FilterInput
 from .formatting import Clock, counted
 from .instances_table import InstancesTable
 from .models import InstanceInfo, RegistrySnapshot
+from .operator_actions import OperatorActions, instance_target, service_target
 from .services_table import ServicesTable
 from .status import PollState, banner_text, status_line
 from .tables import INSTANCE_SORTS, matches
@@ -35,12 +39,21 @@ class DashboardScreen(Screen[None]):
         # Priority, so it acts before the keys typed right after it are handed to the table.
         Binding("slash", "filter", "Filter", key_display="/", priority=True),
         Binding("s", "cycle_sort", "Sort"),
+        Binding("d", "deregister", "Deregister"),
+        Binding("m", "maintenance", "Maintenance"),
     ]
 
     AUTO_FOCUS = "#instances"
 
-    def __init__(self, state: PollState, clock: Clock) -> None:
+    def __init__(
+        self,
+        state: PollState,
+        clock: Clock,
+        client: ApiClient,
+        after_action: Callable[[], None],
+    ) -> None:
         super().__init__()
+        self.actions = OperatorActions(self, client, after_action)
         self.state = state
         self.clock = clock
         self.snapshot: RegistrySnapshot | None = None
@@ -52,6 +65,7 @@ class DashboardScreen(Screen[None]):
         self.instances_table = InstancesTable(clock, id="instances")
         self.services_box = Vertical(id="services-box", classes="box")
         self.instances_box = Vertical(id="instances-box", classes="box")
+        self.events_pane = EventsPane(id="events")
         self._status = Static(id="status")
         self._banner = Static(id="banner")
         self._empty = Static(id="empty")
@@ -60,7 +74,7 @@ class DashboardScreen(Screen[None]):
         )
 
     def compose(self) -> ComposeResult:
-        """Status line, error banner, services over instances, filter line, footer."""
+        """Status line, error banner, services over instances over events, filter, footer."""
         yield self._status
         yield self._banner
         with self.services_box:
@@ -68,6 +82,7 @@ class DashboardScreen(Screen[None]):
         with self.instances_box:
             yield self.instances_table
             yield self._empty
+        yield self.events_pane
         yield self._filter
         yield Footer()
 
@@ -84,7 +99,7 @@ class DashboardScreen(Screen[None]):
         """Bring both tables in line with ``snapshot`` by row key (one diff-refresh)."""
         self.snapshot = snapshot
         self.services_table.show(snapshot.services)
-        self._instances = {instance.key: instance for instance in snapshot.instances}
+        self._instances = snapshot.by_key()
         # The selected service may have gone; the cursor then sits on a neighbour.
         self._select(self.services_table.selected_service)
         self._sync_instances()
@@ -197,3 +212,26 @@ class DashboardScreen(Screen[None]):
         instance = self.instances_table.cursor_model
         if instance is not None:
             self.app.push_screen(DetailScreen(instance, self.clock()))
+
+    def action_deregister(self) -> None:
+        """Deregister the instance under the cursor, once confirmed."""
+        instance = self.instances_table.cursor_model
+        if self.focused is not self.instances_table or instance is None:
+            self.notify("d deregisters an instance: pick one in the instances table (tab).")
+            return
+        self.actions.deregister(instance)
+
+    def action_maintenance(self) -> None:
+        """Toggle maintenance on the selected service (services table) or instance."""
+        if self.focused is self.services_table:
+            service = self.selected_service
+            if service is None:
+                self.notify("m acts on one service: pick a service, not all of them.")
+                return
+            self.actions.toggle_maintenance(service_target(service, self._instances.values()))
+            return
+        instance = self.instances_table.cursor_model
+        if instance is None:
+            self.notify("No instance selected.")
+            return
+        self.actions.toggle_maintenance(instance_target(instance))

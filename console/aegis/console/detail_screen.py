@@ -30,6 +30,15 @@ def instance_fields(instance: InstanceInfo, now: datetime) -> Table:
     heartbeat = format_timestamp(instance.last_heartbeat_at)
     age = age_between(instance.last_heartbeat_at, now)
     grid.add_row("Last heartbeat", Text(f"{heartbeat} UTC ({age} ago)"))
+    mark = instance.maintenance
+    if mark is not None:
+        since = f"since {format_timestamp(mark.since)} UTC ({age_between(mark.since, now)})"
+        grid.add_row(
+            "Maintenance",
+            Text.assemble(("IN MAINTENANCE", "bold magenta"), f" {since}: ", mark.reason),
+        )
+    if instance.micro:
+        grid.add_row("Source", Text("NATS micro service, found on the bus (not registered)"))
     return grid
 
 

@@ -15,6 +15,9 @@ HELP = """\
 [b]/[/b]       filter instances by service name or instance id (substring)
 [b]s[/b]       cycle the instance sort: service, status, heartbeat age, registration
 [b]enter[/b]   on a service: show its instances; on an instance: its detail and metadata
+[b]d[/b]       deregister the instance under the cursor (asks first)
+[b]m[/b]       maintenance on or off: on an instance, or (services table) every live
+        instance of the service; putting it in asks for a reason
 [b]r[/b]       refresh now (also retries at once after an error)
 [b]p[/b]       pause or resume polling
 [b]tab[/b]     move between the services and instances tables
@@ -22,6 +25,9 @@ HELP = """\
 [b]q[/b]       quit
 
 Statuses: [bold green]ONLINE[/] [bold yellow]UNHEALTHY[/] [dim red]OFFLINE[/]
+Marks: [bold magenta]maint[/] in maintenance (left out of discovery), [cyan]micro[/] a NATS
+micro service the router found on the bus. Actions use --token / AEGIS_ADMIN_TOKEN.
+Recent events (bottom pane, newest first) follow the router's event stream.
 When the router cannot be reached the last data stays on screen, marked stale,
 and polling retries with growing pauses (at most 30 s apart)."""
 

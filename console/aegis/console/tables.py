@@ -81,7 +81,8 @@ INSTANCE_COLUMNS: Final = (
     Column("instance", "Instance"),
     Column("service", "Service"),
     Column("status", "Status", width=9),
-    Column("metadata", "Metadata", width=40),
+    Column("marks", "Marks", width=11),
+    Column("metadata", "Metadata", width=32),
     Column("registered", "Registered (UTC)", width=19),
     Column("heartbeat", "Last heartbeat", width=14),
 )
@@ -122,12 +123,23 @@ def heartbeat_cell(instance: InstanceInfo, now: datetime) -> Text:
     return plain(age_between(instance.last_heartbeat_at, now))
 
 
+def marks_cell(instance: InstanceInfo) -> Text:
+    """``maint`` for an instance in maintenance, ``micro`` for a NATS micro service."""
+    marks = Text(no_wrap=True, overflow="ellipsis")
+    if instance.maintenance is not None:
+        marks.append("maint", style="bold magenta")
+    if instance.micro:
+        marks.append(" micro" if marks else "micro", style="cyan")
+    return marks
+
+
 def instance_cells(instance: InstanceInfo, now: datetime) -> tuple[Text, ...]:
     """Cells of an instances row, in ``INSTANCE_COLUMNS`` order."""
     return (
         plain(instance.instance_id, "bold"),
         plain(instance.service_name),
         status_text(instance.status),
+        marks_cell(instance),
         plain(summarize_metadata(instance.metadata)),
         plain(format_timestamp(instance.registered_at)),
         heartbeat_cell(instance, now),

@@ -13,16 +13,20 @@ from textual.timer import Timer
 
 from .api_client import ApiClient, ApiError, retry_delay
 from .dashboard import DashboardScreen
+from .event_follower import EventFollower
 from .formatting import Clock, system_clock
 from .help_screen import HelpScreen
 from .status import PollState
+
+EVENTS_RETRY_SECONDS = 1.0  # after the stream ends cleanly; doubles while it fails
 
 
 class ConsoleApp(App[None]):
     """Live view of an AegisIPC router's registry, read from its admin REST API.
 
     The app owns the connection: the HTTP client, the poll state and the timer.
-    It pushes one ``DashboardScreen``, which shows each poll's result.
+    It pushes one ``DashboardScreen``, which shows each poll's result, and
+    follows the router's change events into its events pane (``events=False``: not).
     """
 
     TITLE = "aegis-console"
@@ -45,18 +49,31 @@ class ConsoleApp(App[None]):
         token: str | None = None,
         clock: Clock = system_clock,
         client: ApiClient | None = None,
+        events: bool = True,
     ) -> None:
         super().__init__()
         self.clock = clock
         self.client = client or ApiClient(api_url, token=token, clock=clock)
         self.state = PollState(api_url=self.client.base_url, interval=interval)
-        self.dashboard = DashboardScreen(self.state, clock)
+        self.dashboard = DashboardScreen(self.state, clock, self.client, self.action_refresh)
+        self.follower = EventFollower(
+            self.client,
+            self.dashboard.events_pane,
+            clock,
+            reload=self.action_refresh,
+            delay=self.events_retry_delay,
+        )
+        self.follow_events = events
         self._timer: Timer | None = None
 
     async def on_mount(self) -> None:
         """Show the dashboard, then start polling (its tables must exist first)."""
         await self.push_screen(self.dashboard)
         self.poll()
+        if self.follow_events:
+            self.run_worker(self.follower.run(), group="events", exclusive=True)
+        else:
+            self.dashboard.events_pane.set_source("not followed")
 
     async def on_unmount(self) -> None:
         """Close the HTTP connections."""
@@ -80,7 +97,9 @@ class ConsoleApp(App[None]):
             self.state.last_success = snapshot.fetched_at
             self.state.services = len(snapshot.services)
             self.state.instances = len(snapshot.instances)
+            previous = self.dashboard.snapshot
             self.dashboard.show_snapshot(snapshot)
+            self.follower.polled(previous, snapshot)
         self._schedule_next()
         self.dashboard.refresh_clock_texts()
 
@@ -95,6 +114,10 @@ class ConsoleApp(App[None]):
     def schedule_poll(self, delay: float) -> Timer | None:
         """Start a poll in ``delay`` seconds (tests override this to keep time still)."""
         return self.set_timer(delay, self.poll)
+
+    def events_retry_delay(self, failures: int) -> float:
+        """Seconds before reconnecting to the event stream (tests override this)."""
+        return retry_delay(failures, EVENTS_RETRY_SECONDS)
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:

@@ -1,0 +1,101 @@
+"""The recent-events pane: who changed and how, newest first."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Final
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.widgets import Static
+
+from .change_events import ChangeRecord
+from .formatting import plain, status_text
+
+KEPT: Final = 100
+"""Events kept on screen; older ones drop off the end."""
+
+KIND_STYLES: Final = {
+    "registered": "green",
+    "status_changed": "yellow",
+    "deregistered": "red",
+    "removed": "dim red",
+    "maintenance": "magenta",
+}
+
+
+def _status_change(record: ChangeRecord) -> Text:
+    """``UNHEALTHY → ONLINE``, or the status alone when it did not change."""
+    now = status_text(record.instance.status)
+    previous = record.previous_status
+    if previous is None or previous == record.instance.status:
+        return now
+    return Text.assemble(status_text(previous), " → ", now)
+
+
+def _note(record: ChangeRecord) -> Text:
+    mark = record.instance.maintenance
+    if record.kind != "maintenance":
+        return Text("")
+    if mark is None:
+        return Text("out of maintenance", style="magenta")
+    return Text.assemble(("in maintenance: ", "magenta"), mark.reason)
+
+
+def events_table(records: list[ChangeRecord]) -> Table:
+    """The records as a table: time, event, service, instance, status change, note."""
+    table = Table(box=None, padding=(0, 1), expand=True, show_edge=False)
+    table.add_column("UTC", no_wrap=True, width=8)
+    table.add_column("Event", no_wrap=True, width=14)
+    table.add_column("Service", no_wrap=True, ratio=1)
+    table.add_column("Instance", no_wrap=True, ratio=1)
+    table.add_column("Status", no_wrap=True, width=21)
+    table.add_column("Note", no_wrap=True, ratio=2)
+    for record in records:
+        table.add_row(
+            Text(record.at.strftime("%H:%M:%S"), style="dim"),
+            Text(record.kind, style=KIND_STYLES.get(record.kind, "")),
+            plain(record.instance.service_name),
+            plain(record.instance.instance_id, "bold"),
+            _status_change(record),
+            _note(record),
+        )
+    return table
+
+
+class EventsPane(VerticalScroll):
+    """The last ``KEPT`` change events, newest on top, and where they come from."""
+
+    can_focus = False  # tab moves between the two tables only
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id, classes="box")
+        self.records: deque[ChangeRecord] = deque(maxlen=KEPT)
+        self._body = Static(Text("No changes seen yet.", style="dim"), id="events-body")
+        self._pending = False
+
+    def compose(self) -> ComposeResult:
+        """One static body, redrawn as events come."""
+        yield self._body
+
+    def on_mount(self) -> None:
+        """The title says the order; the subtitle says the source."""
+        self.border_title = "Recent events, newest first"
+
+    def add(self, record: ChangeRecord) -> None:
+        """Put ``record`` on top; a burst of events is drawn once."""
+        self.records.appendleft(record)
+        if not self._pending:
+            self._pending = True
+            self.call_later(self._redraw)
+
+    def set_source(self, text: str, *, trouble: bool = False) -> None:
+        """Say where the events come from, or why they do not."""
+        self.border_subtitle = text
+        self.set_class(trouble, "-trouble")
+
+    def _redraw(self) -> None:
+        self._pending = False
+        self._body.update(events_table(list(self.records)))
