@@ -1,11 +1,8 @@
-"""The registry service: applies the domain rules over a storage port.
+"""The registry service: registration, liveness and queries, over the write engine.
 
-Every change goes through one compare-and-set loop (``_apply``), which also
-keeps the liveness deadlines current and announces the change.
-
-(About 380 lines, over the ~300 we aim for: each operation is a small
-``change`` function beside the loop that applies it, and splitting them
-from it would hide which rule runs under which compare-and-set.)
+Each operation is a small ``change`` function beside the compare-and-set loop
+that applies it (``RegistryEngine._apply``, registry_engine.py), so which rule
+runs under which compare-and-set stays in view.
 """
 
 from __future__ import annotations
@@ -14,20 +11,11 @@ import asyncio
 import gc
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
-from typing import Any, Final, Generic, Protocol, TypeVar
+from datetime import datetime
+from typing import Any
 
-import structlog
-from aegis.wire.messages import (
-    ChangeEvent,
-    EventKind,
-    FilterValue,
-    InstanceStatus,
-    RegisterRequest,
-    matches,
-)
+from aegis.wire.messages import FilterValue, InstanceStatus, RegisterRequest, matches
 
-from .deadlines import DeadlineIndex
 from .domain import (
     Decision,
     InstanceKey,
@@ -36,64 +24,43 @@ from .domain import (
     Outcome,
     OwnerCheck,
     Timings,
-    change_kind,
     check_owner,
     decide_registration,
-    expire,
-    next_deadline,
     take_offline,
     touch,
 )
 from .leases import Leases
-from .membership import Handover, Membership, partition_of
-from .metrics import SWEEP_CHANGES, store_writes_counter
-from .status_counts import StatusCounts
-from .store import AlreadyExists, InstanceStore, RevisionMismatch, StoreError
+from .metrics import SWEEP_CHANGES
+from .registry_engine import (
+    KEEP,
+    MAX_CAS_ATTEMPTS,
+    Change,
+    EventSink,
+    OwnerResult,
+    RegistryEngine,
+    log,
+    utc_now,
+)
+from .store import InstanceStore
 
-log = structlog.get_logger("aegis.router.registry")
+__all__ = [
+    "MAX_CAS_ATTEMPTS",
+    "SWEEP_BATCH",
+    "EventSink",
+    "InstanceLimits",
+    "LimitExceededError",
+    "OwnerResult",
+    "Registry",
+    "ServiceSummary",
+    "utc_now",
+]
 
-# Each retry means another writer changed the key between our read and write;
-# after this many in a row something is wrong with the store, not contention.
-MAX_CAS_ATTEMPTS = 16
 # Expiry writes in flight at once during a sweep: a mass expiry on the
 # JetStream store goes out concurrently, and the loop gets a turn between batches.
 SWEEP_BATCH = 64
 # Expiry writes in flight at once: a sliding window, not batches in lockstep,
 # so a mass expiry runs at the store's throughput rather than its latency.
 SWEEP_IN_FLIGHT = 512
-# Keys re-scheduled per turn of the event loop when leases move.
-REBALANCE_BATCH = 2000
-
-T = TypeVar("T")
-
-
-def utc_now() -> datetime:
-    """The router's clock."""
-    return datetime.now(UTC)
-
-
-class EventSink(Protocol):
-    """Where change events go (NATS in the router; a list in tests)."""
-
-    async def publish(self, event: ChangeEvent) -> None:
-        """Send one event; may raise, the registry logs and carries on."""
-        ...
-
-
-class _Keep:
-    """Marker: the change function decided not to write."""
-
-
-KEEP: Final = _Keep()
-
-
-@dataclass(frozen=True, slots=True)
-class _Change(Generic[T]):
-    result: T
-    after: InstanceRecord | _Keep | None  # None: delete
-    registered: bool = False  # the writer created the instance (or took it over)
-    deregistered: bool = False
-    cause: str | None = None  # for the store-writes metric, if not the operation's
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,14 +76,6 @@ class LimitExceededError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class OwnerResult:
-    """Outcome of a heartbeat or deregistration, with the record as stored after it."""
-
-    check: OwnerCheck
-    record: InstanceRecord | None
-
-
-@dataclass(frozen=True, slots=True)
 class ServiceSummary:
     """One line of the services list."""
 
@@ -125,18 +84,7 @@ class ServiceSummary:
     statuses: dict[InstanceStatus, int]
 
 
-def _as_written(result: T, decided: object, written: InstanceRecord | None) -> T:
-    """``result`` naming the record as written (with its new version), not as decided."""
-    if written is None or decided is written:
-        return result
-    if result is decided:
-        return written  # type: ignore[return-value]  # T is the record type here
-    if isinstance(result, Decision | OwnerResult) and result.record is decided:
-        return replace(result, record=written)
-    return result
-
-
-class Registry:
+class Registry(RegistryEngine):
     """Registers instances, tracks their liveness, answers queries about them."""
 
     def __init__(
@@ -148,39 +96,8 @@ class Registry:
         limits: InstanceLimits | None = None,
         leases: Leases | None = None,
     ) -> None:
-        self.timings = timings or Timings()
+        super().__init__(store, timings, events, clock, leases)
         self.limits = limits or InstanceLimits()
-        self._store = store
-        self._events = events
-        self._clock = clock
-        # Alone, a router holds every lease.
-        self.leases = leases or Leases(Membership("solo", ttl=1.0, now=0.0))
-        self.leases.membership.set_listener(self._handover)
-        self._rebalancing: set[asyncio.Task[None]] = set()
-        # Fine enough that rounding adds at most 1 % to the shortest deadline.
-        resolution = min(0.05, self.timings.unhealthy_after / 100)
-        self._deadlines: DeadlineIndex[InstanceKey] = DeadlineIndex(resolution)
-        self._counts = StatusCounts()
-        store.set_listener(self._track)
-
-    async def load(self) -> int:
-        """Track every record already stored; call once before serving.
-
-        The store may have outlived a restart. Later changes, other routers'
-        included, reach the registry through the store's listener.
-        """
-        records = await self._store.list_all()
-        for record in records:
-            self._track(record.key, record)
-        return len(records)
-
-    def now(self) -> datetime:
-        """The registry's clock."""
-        return self._clock()
-
-    def set_event_sink(self, events: EventSink | None) -> None:
-        """Start (or stop) announcing changes, e.g. once NATS is connected."""
-        self._events = events
 
     async def register(self, request: RegisterRequest) -> Decision:
         """Register one instance; the decision says created, renewed or duplicate.
@@ -190,7 +107,7 @@ class Registry:
         """
         now = self._clock()
 
-        def change(before: InstanceRecord | None) -> _Change[Decision]:
+        def change(before: InstanceRecord | None) -> Change[Decision]:
             decision = decide_registration(
                 before,
                 service_name=request.service_name,
@@ -200,11 +117,11 @@ class Registry:
                 now=now,
             )
             if decision.outcome is Outcome.DUPLICATE:
-                return _Change(decision, KEEP)
+                return Change(decision, KEEP)
             if before is None:
                 self._check_room(request.service_name)
             created = decision.outcome is Outcome.CREATED
-            return _Change(decision, decision.record, registered=created)
+            return Change(decision, decision.record, registered=created)
 
         key = InstanceKey(request.service_name, request.instance_id)
         decision, _ = await self._apply(key, change, "register", now)
@@ -221,7 +138,7 @@ class Registry:
         """
         now = self._clock()
 
-        def change(before: InstanceRecord | None) -> _Change[Decision]:
+        def change(before: InstanceRecord | None) -> Change[Decision]:
             if before is None or not before.is_live:
                 if before is None:
                     self._check_room(key.service_name)
@@ -233,11 +150,11 @@ class Registry:
                     session_id=None,
                     now=now,
                 )
-                return _Change(decision, decision.record, registered=True)
+                return Change(decision, decision.record, registered=True)
             if before.session_id is not None:
-                return _Change(Decision(Outcome.DUPLICATE, before), KEEP)
+                return Change(Decision(Outcome.DUPLICATE, before), KEEP)
             after = replace(touch(before, now), metadata=metadata)
-            return _Change(Decision(Outcome.RENEWED, after), after)
+            return Change(Decision(Outcome.RENEWED, after), after)
 
         decision, _ = await self._apply(key, change, "micro", now)
         return decision
@@ -304,11 +221,11 @@ class Registry:
         """An operator takes a live instance OFFLINE whatever its session; None if unknown."""
         now = self._clock()
 
-        def change(before: InstanceRecord | None) -> _Change[InstanceRecord | None]:
+        def change(before: InstanceRecord | None) -> Change[InstanceRecord | None]:
             if before is None or not before.is_live:
-                return _Change(before, KEEP)
+                return Change(before, KEEP)
             after = take_offline(before, now)
-            return _Change(after, after, deregistered=True)
+            return Change(after, after, deregistered=True)
 
         record, _ = await self._apply(key, change, "operator", now)
         return record
@@ -318,17 +235,17 @@ class Registry:
         (None); the record as it is then, or None if no live instance has ``key``."""
         now = self._clock()
 
-        def change(before: InstanceRecord | None) -> _Change[InstanceRecord | None]:
+        def change(before: InstanceRecord | None) -> Change[InstanceRecord | None]:
             if before is None or not before.is_live:
-                return _Change(None, KEEP)
+                return Change(None, KEEP)
             current = before.maintenance
             if (reason is None and current is None) or (
                 current is not None and reason == current.reason
             ):
-                return _Change(before, KEEP)  # already so: no write, no event
+                return Change(before, KEEP)  # already so: no write, no event
             mark = None if reason is None else MaintenanceMark(reason, now)
             after = replace(before, maintenance=mark)
-            return _Change(after, after)
+            return Change(after, after)
 
         record, _ = await self._apply(key, change, "operator", now)
         return record
@@ -354,17 +271,15 @@ class Registry:
         *,
         deregistering: bool = False,
         recovering_cause: bool = False,
-    ) -> Callable[[InstanceRecord | None], _Change[OwnerResult]]:
-        def change(before: InstanceRecord | None) -> _Change[OwnerResult]:
+    ) -> Callable[[InstanceRecord | None], Change[OwnerResult]]:
+        def change(before: InstanceRecord | None) -> Change[OwnerResult]:
             check = check_owner(before, session_id)
             if check is not OwnerCheck.OK or before is None:
-                return _Change(OwnerResult(check, before), KEEP)
+                return Change(OwnerResult(check, before), KEEP)
             after = act(before)
             # A heartbeat that changes no status only refreshes the stored contact.
             cause = "refresh" if recovering_cause and before.status is after.status else None
-            return _Change(
-                OwnerResult(check, after), after, deregistered=deregistering, cause=cause
-            )
+            return Change(OwnerResult(check, after), after, deregistered=deregistering, cause=cause)
 
         return change
 
@@ -418,8 +333,8 @@ class Registry:
     async def _expire(self, key: InstanceKey, now: datetime) -> bool:
         """Write what age did to one instance (nothing, if it did nothing)."""
 
-        def change(seen: InstanceRecord | None) -> _Change[None]:
-            return _Change(None, seen)
+        def change(seen: InstanceRecord | None) -> Change[None]:
+            return Change(None, seen)
 
         try:
             _, wrote = await self._apply(key, change, "expired", now)
@@ -430,154 +345,6 @@ class Registry:
             return False
         SWEEP_CHANGES.inc(wrote)
         return wrote
-
-    async def _apply(
-        self,
-        key: InstanceKey,
-        change: Callable[[InstanceRecord | None], _Change[T]],
-        cause: str,
-        now: datetime,
-    ) -> tuple[T, bool]:
-        """Read, decide, write by compare-and-set; decide again if someone wrote first.
-
-        ``change`` sees the record as time has left it by ``now``, so a
-        deadline that passed counts even before the sweeper writes it (a
-        heartbeat cannot revive an instance that is OFFLINE by age). Returns
-        the decision and whether anything was written.
-        """
-        # The common case is one store round trip: decide on the record as this
-        # router last saw it and write by compare-and-set on its revision. The
-        # store is read only when that write loses (someone wrote first), or
-        # before deciding to write nothing: no compare-and-set checks that.
-        current, confirmed = self._store.peek(key), False
-        for _ in range(MAX_CAS_ATTEMPTS):
-            stored = current.record if current else None
-            seen = None
-            if stored is not None:
-                seen = expire(self._as_heard(stored), now, self.timings, self._alive_at(stored))
-            decided = change(seen)
-            after = decided.after
-            if (
-                after is seen
-                and seen is not None
-                and stored is not None
-                and (seen.status is stored.status)
-            ):
-                # Age changed nothing others must see (the contact may have moved
-                # on in memory): no write, a fresh deadline.
-                self._track(key, stored)
-                return decided.result, False
-            if isinstance(after, _Keep) or after is stored:
-                if not confirmed:
-                    current, confirmed = await self._store.get(key), True
-                    continue
-                if stored is not None:
-                    self._track(key, stored)
-                return decided.result, False
-            kind = change_kind(
-                stored, after, registered=decided.registered, deregistered=decided.deregistered
-            )
-            if kind is not None and after is not None:
-                after = replace(after, version=(stored.version if stored else 0) + 1)
-            try:
-                if current is None:
-                    assert after is not None  # None with nothing stored is "after is stored"
-                    await self._store.create(after)
-                elif after is None:
-                    await self._store.delete(key, current.revision)
-                else:
-                    await self._store.update(after, current.revision)
-            except (AlreadyExists, RevisionMismatch):
-                current, confirmed = await self._store.get(key), True
-                continue
-            store_writes_counter(decided.cause or cause).inc()
-            self._track(key, after)
-            if kind is not None:
-                await self._announce(kind, stored, after, cause)
-            return _as_written(decided.result, decided.after, after), True
-        raise StoreError(f"gave up after {MAX_CAS_ATTEMPTS} conflicting writes on {key}")
-
-    def _as_heard(self, record: InstanceRecord) -> InstanceRecord:
-        """``record`` with its last contact, heard here if not yet written."""
-        at = self.leases.heard_at(record)
-        if at <= record.last_heartbeat_at.timestamp():
-            return record
-        return replace(record, last_heartbeat_at=datetime.fromtimestamp(at, UTC))
-
-    def _alive_at(self, record: InstanceRecord) -> datetime:
-        return datetime.fromtimestamp(self.leases.alive_at(record), UTC)
-
-    def _track(self, key: InstanceKey, record: InstanceRecord | None) -> None:
-        self._counts.apply(key, record)
-        if record is None or not record.is_live:
-            self.leases.forget(key)
-        self._schedule(key, record)
-
-    def _schedule(self, key: InstanceKey, record: InstanceRecord | None) -> None:
-        """Keep a deadline for ``key`` if this router holds its lease, and only then."""
-        if record is None or not self.leases.holds(key):
-            self._deadlines.discard(key)
-        else:
-            self._deadlines.set(
-                key, next_deadline(record, self.timings, self._alive_at(record)).timestamp()
-            )
-
-    def _handover(self, handover: Handover) -> None:
-        """Leases moved: sweep what this router now holds, and nothing else."""
-        self.leases.take(handover)
-        moved = set(handover.gained) | handover.lost
-        task = asyncio.get_running_loop().create_task(self._rebalance(moved))
-        self._rebalancing.add(task)
-        task.add_done_callback(self._rebalancing.discard)
-
-    async def _rebalance(self, partitions: set[int]) -> None:
-        """Re-schedule every key of ``partitions``, a batch per turn of the loop."""
-        keys = [r.key for r in await self._store.list_all()]
-        for start in range(0, len(keys), REBALANCE_BATCH):
-            for key in keys[start : start + REBALANCE_BATCH]:
-                if partition_of(key) in partitions:
-                    current = self._store.peek(key)
-                    self._schedule(key, current.record if current else None)
-            await asyncio.sleep(0)
-
-    @property
-    def held(self) -> int:
-        """How many instances this router sweeps (the leases it holds)."""
-        return len(self._deadlines)
-
-    async def _announce(
-        self,
-        kind: EventKind,
-        before: InstanceRecord | None,
-        after: InstanceRecord | None,
-        cause: str,
-    ) -> None:
-        if after is not None:
-            shown = after
-        else:
-            assert before is not None
-            shown = replace(before, version=before.version + 1)  # the removal's own
-        previous = before.status if before is not None else None
-        log.info(
-            f"instance_{kind.value}",
-            service=shown.service_name,
-            instance=shown.instance_id,
-            status=after.status.value if after else None,
-            previous_status=previous.value if previous else None,
-            cause=cause,
-        )
-        if self._events is None:
-            return
-        event = ChangeEvent(event=kind, instance=shown.to_public(), previous_status=previous)
-        try:
-            await self._events.publish(event)
-        except Exception as exc:
-            log.warning("event_publish_failed", service=shown.service_name, error=repr(exc))
-
-    @property
-    def version(self) -> int:
-        """Changes with every change of an instance's status or existence."""
-        return self._counts.version
 
     async def services(self) -> list[ServiceSummary]:
         """Every service with its instance counts by status, sorted by name."""
