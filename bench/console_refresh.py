@@ -35,12 +35,13 @@ import statistics
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import version
 from typing import Any
 
+from aegis.console.api_client import ApiError
 from aegis.console.keyed_table import KeyedTable
 from aegis.console.models import InstanceInfo, RegistrySnapshot, ServiceSummary
 from aegis.console.tables import INSTANCE_COLUMNS, INSTANCE_SORTS, instance_cells
@@ -131,6 +132,14 @@ class StubClient:
 
     async def fetch(self) -> RegistrySnapshot:
         return self.first
+
+    async def events(
+        self, last_event_id: str | None, on_open: Callable[[], None]
+    ) -> AsyncIterator[object]:
+        """No change-event stream (as an older router): the console falls back to polls,
+        and the benchmark pushes every snapshot itself."""
+        raise ApiError("no event stream in the benchmark", unreachable=False, status=404)
+        yield None  # never reached; makes this an async generator
 
     async def aclose(self) -> None:
         pass
