@@ -120,6 +120,11 @@ class Membership:
         self._members[member_id] = Member(member_id, now)
         self._recompute(now, {})
 
+    def seen_all(self, now: float) -> None:
+        """Count every known router as seen at ``now`` (after this router could not hear)."""
+        for member in self._members.values():
+            member.seen_at = max(member.seen_at, now)
+
     def left(self, member_id: str, last_seen: float) -> None:
         """``member_id`` stopped (a goodbye, or its entry expired) at ``last_seen``."""
         if member_id == self.self_id or member_id not in self._members:

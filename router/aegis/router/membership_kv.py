@@ -53,6 +53,10 @@ class KvMembership:
         self._clock = clock
         self._kv: KeyValue | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        # When this router last heard its own put through the watch: while it
+        # cannot hear itself (NATS away, the watch stalled) it cannot hear the
+        # others either, and silence must not count against them.
+        self._heard_self: float | None = None
 
     async def start(self, nc: NatsClient) -> None:
         """Join: open the bucket, announce this router, follow the others."""
@@ -110,7 +114,10 @@ class KvMembership:
                 await self._announce(left=False)
             except Exception as exc:  # a missed refresh is retried next second
                 log.warning("router_refresh_failed", error=repr(exc))
-            for gone in self.membership.expire(self._clock()):
+            now = self._clock()
+            if self._heard_self is None or now - self._heard_self > MEMBER_TTL:
+                continue  # deaf: judge nobody
+            for gone in self.membership.expire(now):
                 log.warning("router_lost", router=gone, routers=self.membership.member_ids)
 
     async def _follow(self, ready: asyncio.Event) -> None:
@@ -132,9 +139,15 @@ class KvMembership:
     def _apply(
         self, member_id: str, operation: str | None, value: bytes | None, *, live: bool
     ) -> None:
-        if member_id == self.membership.self_id:
-            return
         now = self._clock()
+        if member_id == self.membership.self_id:
+            deaf = self._heard_self is None or now - self._heard_self > MEMBER_TTL
+            if deaf and self._heard_self is not None:
+                # Hearing again after a gap: everyone gets a fresh TTL to be heard too.
+                self.membership.seen_all(now)
+                log.info("router_hearing_again", routers=self.membership.member_ids)
+            self._heard_self = now
+            return
         body = msgpack.unpackb(value) if value and operation not in ("DEL", "PURGE") else None
         if body is None or body.get("left"):
             if member_id in self.membership.member_ids:

@@ -105,3 +105,11 @@ def test_a_resigning_router_hands_everything_to_the_others() -> None:
     assert len(handovers[0].lost) > 0.4 * PARTITIONS
     assert a.owner(InstanceKey("billing", "b-1")) == "b"
     assert alone.held_partitions() == PARTITIONS
+
+
+def test_after_a_deaf_spell_everyone_gets_a_fresh_ttl() -> None:
+    a = Membership("a", ttl=3.0, now=0.0)
+    a.seen("b", 1.0)
+    a.seen_all(10.0)  # a heard nobody (itself included) from 1 to 10
+    assert a.expire(12.0) == [], "b is judged from when a could hear again"
+    assert a.expire(13.5) == ["b"]
