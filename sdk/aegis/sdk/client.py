@@ -214,9 +214,17 @@ class ServiceClient:
             reg.state = RegistrationState.DEREGISTERED
         return instance_of(reply)
 
-    async def discover(self, service_name: str, status: str = "ONLINE") -> list[Instance]:
-        """Instances of a service in ``status`` (ONLINE, UNHEALTHY, OFFLINE or ANY)."""
-        request = _validated(DiscoverRequest, service_name=service_name, status=status)
+    async def discover(
+        self, service_name: str, status: str = "ONLINE", *, include_maintenance: bool = False
+    ) -> list[Instance]:
+        """Instances of a service in ``status`` (ONLINE, UNHEALTHY, OFFLINE or ANY); those an
+        operator put in maintenance only with ``include_maintenance``."""
+        request = _validated(
+            DiscoverRequest,
+            service_name=service_name,
+            status=status,
+            include_maintenance=include_maintenance,
+        )
         reply = await self._transport.request(DISCOVER_SUBJECT, request)
         return list(reply.instances or [])
 
@@ -244,7 +252,9 @@ class ServiceClient:
         _validated(DiscoverRequest, service_name=service_name, metadata=dict(where or {}))
 
         async def snapshot() -> list[Instance]:
-            return await self.discover(service_name, "ANY")
+            # Everything: the view must know an instance in maintenance to follow its
+            # events (and to say why nothing can be picked).
+            return await self.discover(service_name, "ANY", include_maintenance=True)
 
         resolver = Resolver(
             self._transport.connection(),
@@ -257,6 +267,7 @@ class ServiceClient:
         )
         await resolver.start()
         self._resolvers.add(resolver)
+        resolver.on_close(self._resolvers.discard)
         return resolver
 
     def watch(self, service_name: str | None = None) -> EventStream:

@@ -100,6 +100,7 @@ class Resolver:
         self._healthy: list[Instance] = []
         self._turn = itertools.count()
         self._callbacks: list[ChangeCallback] = []
+        self._closed: list[Callable[[Resolver], None]] = []
         self._callback_tasks: set[asyncio.Future[None]] = set()
         self._subs: list[Subscription] = []
         self._pending: list[ChangeEvent] | None = None  # events while a snapshot loads
@@ -129,8 +130,15 @@ class Resolver:
             self._publish()
         self._task = asyncio.create_task(self._keep_current(), name="aegis-resolver")
 
+    def on_close(self, callback: Callable[[Resolver], None]) -> None:
+        """Call ``callback(self)`` once closed (the client forgets it then)."""
+        self._closed.append(callback)
+
     async def close(self) -> None:
         """Stop following the service; the last view stays readable."""
+        for callback in self._closed:
+            callback(self)
+        self._closed.clear()
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
@@ -301,11 +309,12 @@ class Resolver:
             ),
             key=lambda i: i.instance_id,
         )
-        if self._cache is not None and not self.stale:
-            self._cache.write(list(self._all.values()))
         if healthy == self._healthy:
             return
         self._healthy = healthy
+        if self._cache is not None and not self.stale:
+            # Only when the view changed: a disk write per event would stall the loop.
+            self._cache.write(list(self._all.values()))
         for callback in self._callbacks:
             try:
                 result = callback(list(healthy))
