@@ -33,7 +33,7 @@ from aegis.wire.messages import (
 )
 from pydantic import BaseModel, ValidationError
 
-from .domain import InstanceKey, Outcome, OwnerCheck, iso, offline_at
+from .domain import InstanceKey, Outcome, OwnerCheck, iso
 from .metrics import latency_histogram, requests_counter
 from .registry import LimitExceededError, OwnerResult, Registry
 from .store import StoreError
@@ -214,7 +214,7 @@ class RegistryActions:
         reply: Reply | ReplyMap
         if decision.outcome is Outcome.DUPLICATE:
             instance = decision.record.to_public()
-            free_at = offline_at(decision.record, timings)
+            free_at = self._registry.offline_at(decision.record)
             wait = max(0.0, (free_at - self._registry.now()) / timedelta(seconds=1))
             reply = error_reply(
                 409,

@@ -27,6 +27,7 @@ from .domain import (
     change_kind,
     expire,
     next_deadline,
+    offline_at,
 )
 from .leases import Leases
 from .membership import Handover, Membership, partition_of
@@ -214,6 +215,12 @@ class RegistryEngine:
 
     def _alive_at(self, record: InstanceRecord) -> datetime:
         return datetime.fromtimestamp(self.leases.alive_at(record), UTC)
+
+    def offline_at(self, record: InstanceRecord) -> datetime:
+        """When a live ``record`` goes OFFLINE (and may be taken over) if nothing more is
+        heard: counted from its lease's liveness, not the stored contact, which may be
+        up to ``refresh_after`` old."""
+        return offline_at(replace(record, last_heartbeat_at=self._alive_at(record)), self.timings)
 
     def _track(self, key: InstanceKey, record: InstanceRecord | None) -> None:
         self._counts.apply(key, record)

@@ -744,3 +744,15 @@ async def test_a_service_goes_into_maintenance_whole() -> None:
         ("b-1", True),
     ]
     assert await registry.set_service_maintenance("nope", "x") is None
+
+
+async def test_a_duplicate_is_told_when_the_holder_may_be_taken_over_from_its_lease() -> None:
+    registry, clock, _, store = make_registry()
+    await registry.register(register_request())
+    clock.at(8)
+    await registry.heartbeat(KEY, SESSION)  # steady: only the lease knows it
+    stored_record = await current(store)
+    assert stored_record is not None
+    assert stored_record.last_heartbeat_at == T0
+    # Counted from the contact the lease holds (8 s), not the stored one (0 s).
+    assert registry.offline_at(stored_record) == T0 + timedelta(seconds=8 + 20)
