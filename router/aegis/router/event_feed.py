@@ -2,7 +2,8 @@
 
 The feed subscribes to ``ipc.events.service.*`` (so it sees the changes other
 routers make too), numbers each event with a sequence local to this router,
-keeps the last ``capacity`` of them, and fans each out to the open streams.
+keeps the last ``capacity`` of them (and at most ``max_bytes`` of their
+MessagePack bodies), and fans each out to the open streams.
 A stream resumes from an event id ``<router-id>:<sequence>``; when what it
 asks for is not retained (another router's id, too old, or lost while NATS
 was away) it is told to reload instead of silently missing changes.
@@ -15,10 +16,9 @@ import json
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
 
 import structlog
-from aegis.wire.codec import unpack
+from aegis.wire.codec import pack, unpack
 from aegis.wire.messages import ChangeEvent, events_subject
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
@@ -27,6 +27,8 @@ from nats.aio.subscription import Subscription as NatsSubscription
 log = structlog.get_logger("aegis.router.event_feed")
 
 DEFAULT_CAPACITY = 10_000
+# Events carry metadata (up to 16 KiB each by default): bound the memory too.
+DEFAULT_MAX_BYTES = 16 * 1024 * 1024
 DEFAULT_QUEUE_SIZE = 1_000
 
 
@@ -48,25 +50,27 @@ class Entry:
     event loop must not pay to encode them.
     """
 
-    __slots__ = ("_body", "_frame", "_id", "_kind", "sequence", "service")
+    __slots__ = ("_data", "_frame", "_id", "_kind", "sequence", "service")
 
-    def __init__(
-        self, sequence: int, service: str, kind: str, body: dict[str, Any], event_id: str
-    ) -> None:
+    def __init__(self, sequence: int, service: str, kind: str, data: bytes, event_id: str) -> None:
         self.sequence = sequence
         self.service = service
         self._kind = kind
-        self._body: dict[str, Any] | None = body
+        self._data = data  # the event as NATS carried it (MessagePack): compact
         self._id = event_id
         self._frame: bytes | None = None
+
+    @property
+    def size(self) -> int:
+        """Bytes of the retained event (its frame, once a stream sent it, about as many)."""
+        return len(self._data)
 
     @property
     def frame(self) -> bytes:
         """``id:``, ``event:`` and ``data:`` (the event as JSON) lines, and a blank one."""
         if self._frame is None:
-            data = json.dumps(self._body, separators=(",", ":"), ensure_ascii=False)
-            self._frame = f"id: {self._id}\nevent: {self._kind}\ndata: {data}\n\n".encode()
-            self._body = None
+            body = json.dumps(unpack(self._data), separators=(",", ":"), ensure_ascii=False)
+            self._frame = f"id: {self._id}\nevent: {self._kind}\ndata: {body}\n\n".encode()
         return self._frame
 
 
@@ -170,13 +174,17 @@ class EventFeed:
         *,
         max_streams: int,
         capacity: int = DEFAULT_CAPACITY,
+        max_bytes: int = DEFAULT_MAX_BYTES,
         queue_size: int = DEFAULT_QUEUE_SIZE,
         first: int | None = None,
     ) -> None:
         self.router_id = router_id
         self.max_streams = max_streams
         self.queue_size = queue_size
-        self._entries: deque[Entry] = deque(maxlen=capacity)
+        self._entries: deque[Entry] = deque()
+        self._capacity = capacity
+        self._max_bytes = max_bytes
+        self._bytes = 0
         start = first_sequence() if first is None else first
         self.head = start - 1  # the last sequence given out
         self._resumable_from = start - 1  # ids before this may have missed events
@@ -218,17 +226,21 @@ class EventFeed:
         except Exception:
             log.warning("event_feed_malformed", subject=msg.subject, size=len(msg.data))
             return
-        self._add(service, kind, body)
+        self._add(service, kind, msg.data)
 
     def append(self, event: ChangeEvent) -> Entry:
         """Number ``event``, retain it, and hand it to every open stream."""
-        body = event.model_dump(mode="json", exclude_none=True)
-        return self._add(event.instance.service_name, event.event.value, body)
+        return self._add(event.instance.service_name, event.event.value, pack(event))
 
-    def _add(self, service: str, kind: str, body: dict[str, Any]) -> Entry:
+    def _add(self, service: str, kind: str, data: bytes) -> Entry:
         self.head += 1
-        entry = Entry(self.head, service, kind, body, self.event_id(self.head))
+        entry = Entry(self.head, service, kind, data, self.event_id(self.head))
         self._entries.append(entry)
+        self._bytes += entry.size
+        while self._entries and (
+            len(self._entries) > self._capacity or self._bytes > self._max_bytes
+        ):
+            self._bytes -= self._entries.popleft().size
         for stream in list(self._streams):
             stream.offer(entry)
         return entry

@@ -198,3 +198,14 @@ async def test_stopping_ends_every_stream_and_refuses_new_ones() -> None:
     assert (ended.value.reason, ended.value.reset) == ("shutdown", None)
     with pytest.raises(StreamEndedError):
         f.open(None, None)
+
+
+def test_retained_events_are_bounded_in_bytes_too() -> None:
+    f = EventFeed("r1", max_streams=10, first=FIRST, max_bytes=4000)
+    entries = [f.append(change(instance=f"b-{i}")) for i in range(100)]
+    fits = 4000 // entries[0].size  # this many of the newest are kept
+    kept = f.open(None, f.event_id(entries[-fits].sequence))
+    assert kept.reset is None
+    assert len(kept.backlog) == fits - 1
+    gone = f.open(None, f.event_id(entries[-fits - 2].sequence))
+    assert gone.reset is not None, "older than what the byte bound keeps: reload"
