@@ -76,6 +76,10 @@ class Heartbeats:
         self._registrations: dict[Key, RegisteredInstance] = {}
         self._loops: dict[Key, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[None]] = set()
+        # Set while stop() waits: a loop whose cancellation was lost (Python 3.11's
+        # asyncio.wait_for can swallow one, and nats-py's request uses it) still
+        # ends at its next turn instead of keeping stop() waiting for ever.
+        self._stopping = False
 
     @property
     def registrations(self) -> Mapping[Key, RegisteredInstance]:
@@ -117,9 +121,13 @@ class Heartbeats:
         """Stop every loop and forget every instance; those this client still owns."""
         tasks = [*self._loops.values(), *self._background]
         self._loops.clear()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        self._stopping = True
+        try:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        finally:
+            self._stopping = False
         owned = [reg for reg in self._registrations.values() if reg.is_ours]
         self._registrations.clear()
         return owned
@@ -153,7 +161,7 @@ class Heartbeats:
         body = InstanceRequest(
             service_name=reg.service_name, instance_id=reg.instance_id, session_id=self._session_id
         )
-        while reg.is_ours:
+        while reg.is_ours and not self._stopping:
             await self._sleep(reg.heartbeat_interval)
             timeout = min(self._transport.config.timeout, reg.heartbeat_interval)
             try:
@@ -240,7 +248,7 @@ class Heartbeats:
 
     def _owns(self, reg: RegisteredInstance) -> bool:
         """False once ``reg`` was deregistered, forgotten or superseded (e.g. during a pause)."""
-        return self._registrations.get(reg.key) is reg and reg.is_ours
+        return self._registrations.get(reg.key) is reg and reg.is_ours and not self._stopping
 
     def _supersede(self, reg: RegisteredInstance, error: AegisError) -> None:
         """Another session holds the instance: stop its loop and say so, once."""

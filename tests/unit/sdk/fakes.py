@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
@@ -18,6 +19,9 @@ from tests.support.wire import instance_body
 
 INSTANCE = {**instance_body("billing", "b-1"), "metadata": {"v": "1"}}
 HANG = object()  # an outcome: the request never gets a reply
+# An outcome: the reply arrives as the request is cancelled, and the cancellation
+# is lost (as Python 3.11's asyncio.wait_for, which nats-py uses, can lose it).
+SWALLOW = object()
 
 
 def reply(status: int, **members: Any) -> bytes:
@@ -110,6 +114,10 @@ class FakeNats:
             outcome = outcome(body)
         if outcome is HANG:
             await asyncio.Event().wait()
+        if outcome is SWALLOW:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.Event().wait()
+            outcome = reply(200, instance=INSTANCE)
         if isinstance(outcome, BaseException):
             raise outcome
         return SimpleNamespace(data=outcome)

@@ -26,6 +26,7 @@ from tests.unit.sdk.fakes import (
     HANG,
     INSTANCE,
     NOT_FOUND,
+    SWALLOW,
     TAKEN,
     FakeNats,
     created,
@@ -312,3 +313,14 @@ async def test_a_v1_router_that_names_no_subject_keeps_heartbeats_on_the_shared_
     await eventually(lambda: len(fake.sent(HEARTBEAT)) == 3, "three heartbeats")
     assert reg.heartbeat_subject is None
     assert [c.subject for c in fake.calls if c.subject.startswith("ipc.router")] == []
+
+
+async def test_closing_ends_even_a_heartbeat_loop_whose_cancellation_was_lost(
+    fake: FakeNats, clock: FakeClock
+) -> None:
+    fake.answer(HEARTBEAT, SWALLOW)
+    async with make_client(fake, clock, draw=0.25) as client:
+        await registered(client)
+        await eventually(lambda: len(fake.sent(HEARTBEAT)) == 1, "a heartbeat in flight")
+    # Leaving the block returned: the loop saw the client stopping and ended.
+    assert len(fake.sent(HEARTBEAT)) == 1
