@@ -29,12 +29,25 @@ from aegis.sdk import (
 from nats.aio.client import Client as NatsClient
 
 from tests.support import eventually
-from tests.support.procs import NatsServer, RouterProcess, router_process
+from tests.support.procs import (
+    QUICK_HEARTBEAT,
+    QUICK_OFFLINE,
+    QUICK_REMOVE,
+    QUICK_UNHEALTHY,
+    NatsServer,
+    RouterProcess,
+    quick_router_process,
+)
 from tests.support.wire import raw_request
 
 pytestmark = pytest.mark.e2e
 
-HEARTBEAT, UNHEALTHY, OFFLINE, REMOVE = 0.2, 1.0, 2.0, 3.0
+HEARTBEAT, UNHEALTHY, OFFLINE, REMOVE = (
+    QUICK_HEARTBEAT,
+    QUICK_UNHEALTHY,
+    QUICK_OFFLINE,
+    QUICK_REMOVE,
+)
 TICK = UNHEALTHY / 10  # the router's sweep tick for these timings
 SLACK = 1.5  # scheduling on 2 shared cores; bounds are checked, not timed
 FAST = ClientConfig(timeout=1.0, retries=5, backoff_base=0.05, backoff_max=0.5)
@@ -42,14 +55,7 @@ FAST = ClientConfig(timeout=1.0, retries=5, backoff_base=0.05, backoff_max=0.5)
 
 @pytest.fixture
 def router(nats_server: NatsServer, tmp_path: Path) -> Iterator[RouterProcess]:
-    with router_process(
-        tmp_path,
-        nats_url=nats_server.url,
-        AEGIS_HEARTBEAT_INTERVAL=str(HEARTBEAT),
-        AEGIS_UNHEALTHY_AFTER=str(UNHEALTHY),
-        AEGIS_OFFLINE_AFTER=str(OFFLINE),
-        AEGIS_REMOVE_AFTER=str(REMOVE),
-    ) as process:
+    with quick_router_process(tmp_path, nats_server.url) as process:
         yield process
 
 

@@ -16,25 +16,17 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
 from tests.support import eventually
-from tests.support.procs import NatsServer, RouterProcess, router_process
+from tests.support.procs import NatsServer, RouterProcess, quick_router_process, router_process
 from tests.support.wire import raw_request
 
 pytestmark = pytest.mark.e2e
 
-HEARTBEAT, UNHEALTHY, OFFLINE, REMOVE = 0.2, 1.0, 2.0, 3.0
 FAST = ClientConfig(timeout=1.0, retries=2, backoff_base=0.05, backoff_max=0.2)
 
 
 @pytest.fixture
 def quick_router(nats_server: NatsServer, tmp_path: Path) -> Iterator[RouterProcess]:
-    with router_process(
-        tmp_path,
-        nats_url=nats_server.url,
-        AEGIS_HEARTBEAT_INTERVAL=str(HEARTBEAT),
-        AEGIS_UNHEALTHY_AFTER=str(UNHEALTHY),
-        AEGIS_OFFLINE_AFTER=str(OFFLINE),
-        AEGIS_REMOVE_AFTER=str(REMOVE),
-    ) as process:
+    with quick_router_process(tmp_path, nats_server.url) as process:
         yield process
 
 
