@@ -1,0 +1,84 @@
+"""The chaos run's history: what the harness writes and the checker reads.
+
+One JSON object per line. Every record has ``type`` and ``t`` (wall-clock
+seconds, ``time.time()`` on this machine, so router log lines, which carry
+ISO timestamps, fall on the same axis). Kinds of record:
+
+``meta``
+    once, first: ``seed``, ``timings`` (``heartbeat_interval``,
+    ``unhealthy_after``, ``offline_after``, ``remove_after``, seconds),
+    ``routers`` (names), ``nodes`` (NATS node names), ``client_timeout``.
+``op``
+    one client request, written when it completes: ``id`` (unique int),
+    ``client`` (name), ``kind`` (``register``, ``heartbeat``, ``deregister``,
+    ``discover``), ``service``, ``instance``, ``session`` (may be ``None``),
+    ``invoke`` and ``complete`` (times; ``t`` = ``complete``), ``request``
+    (the body sent, session included), ``outcome`` (``ok``: a reply was
+    decoded; ``timeout``; ``no_responders``; ``error``: anything else, with
+    ``error`` text), ``reply`` (the decoded MessagePack reply, or ``None``).
+``event``
+    one change event seen on ``ipc.events.service.*``: ``event``,
+    ``service``, ``instance``, ``status``, ``previous_status``, ``version``.
+``fault``
+    one nemesis action, when done: ``kind`` (``router_kill``,
+    ``router_start``, ``router_pause``, ``router_resume``, ``node_pause``,
+    ``node_resume``, ``node_kill``, ``node_start``), ``target`` (a router or
+    node name), ``detail`` (free text, e.g. "stream leader").
+``view``
+    one REST snapshot of a router, ``GET /api/v1/admin/instances``:
+    ``router``, ``invoke``, ``complete``, ``instances`` (a list of
+    ``{service, instance, status}``), or ``error`` when it could not be read.
+``router_log``
+    one line of a router's own structlog output, copied after the run for
+    the facts the checker needs (``nats_disconnected``, ``nats_reconnected``,
+    ``sweep_paused``, ``sweep_resumed``, ``instance_status_changed``,
+    ``router_ready``, ...): ``router``, ``event``, ``fields`` (the rest).
+``end``
+    once, last: ``last_fault`` (time of the last fault's end, or ``None``),
+    ``quiet_from`` (when the nemesis stopped and every process was back).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+Record = dict[str, Any]
+KINDS = ("meta", "op", "event", "fault", "view", "router_log", "end")
+
+
+class HistoryWriter:
+    """Appends records to a JSON-lines file, one line per record, flushed each time."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._file: TextIO = path.open("a", encoding="utf-8")
+
+    def write(self, record: Record) -> None:
+        """Write one record (it must have ``type`` and ``t``)."""
+        if record.get("type") not in KINDS or "t" not in record:
+            raise ValueError(f"not a history record: {record!r}")
+        self._file.write(json.dumps(record, default=str, separators=(",", ":")) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        """Close the file."""
+        self._file.close()
+
+
+def read_history(path: Path) -> list[Record]:
+    """Every record of a history file, in file order."""
+    with path.open(encoding="utf-8") as lines:
+        return list(parse_lines(lines))
+
+
+def parse_lines(lines: Iterable[str]) -> Iterator[Record]:
+    """Records from JSON lines; blank lines are skipped."""
+    for number, line in enumerate(lines, 1):
+        if line.strip():
+            record = json.loads(line)
+            if not isinstance(record, dict) or record.get("type") not in KINDS:
+                raise ValueError(f"line {number} is not a history record")
+            yield record
