@@ -5,11 +5,12 @@ Nothing here does I/O, so every rule is testable without NATS or a store.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import Enum
-from typing import Any
+from typing import Any, NamedTuple
 
+from aegis.wire.codec import pack_map_around, pack_value
 from aegis.wire.messages import EventKind, Instance, InstanceStatus, Maintenance
 
 LIVE_STATUSES = frozenset({InstanceStatus.ONLINE, InstanceStatus.UNHEALTHY})
@@ -32,9 +33,12 @@ def iso(moment: datetime) -> str:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class InstanceKey:
-    """Identity of an instance: unique per service."""
+class InstanceKey(NamedTuple):
+    """Identity of an instance: unique per service.
+
+    A named tuple, not a dataclass: it keys several dicts on every heartbeat,
+    and a tuple hashes and compares in C (a third of the cost).
+    """
 
     service_name: str
     instance_id: str
@@ -67,6 +71,9 @@ class InstanceRecord:
     version: int = 0
     # Kept by heartbeats and renewals: only an operator clears it.
     maintenance: MaintenanceMark | None = None
+    # packed_with_contact's pieces, made on first use. Not an init field, so a
+    # record made by ``replace`` (any change) starts without them.
+    _packed: tuple[bytes, bytes] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def key(self) -> InstanceKey:
@@ -113,6 +120,20 @@ class InstanceRecord:
                 "since": iso(self.maintenance.since),
             }
         return public
+
+    def packed_with_contact(self, contact: datetime) -> bytes:
+        """``pack_map(to_public_map())`` as if ``last_heartbeat_at`` were ``contact``.
+
+        A steady heartbeat's reply is the stored record with a new contact
+        time: the rest is packed once per record (about 200 bytes kept with
+        it) and each reply packs only the time, a quarter of the cost.
+        """
+        packed = self._packed
+        if packed is None:
+            packed = pack_map_around(self.to_public_map(), "last_heartbeat_at")
+            # Frozen, but a cache of what the fields already say changes nothing.
+            object.__setattr__(self, "_packed", packed)
+        return packed[0] + pack_value(iso(contact)) + packed[1]
 
 
 class Outcome(Enum):

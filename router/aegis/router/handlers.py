@@ -6,14 +6,16 @@ request gets an answer whatever it holds.
 
 from __future__ import annotations
 
+import functools
+import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 import structlog
-from aegis.wire.codec import pack, pack_map, unpack
+from aegis.wire.codec import pack, pack_map, pack_map_around, pack_value, unpack
 from aegis.wire.messages import (
     DEREGISTER_SUBJECT,
     DISCOVER_SUBJECT,
@@ -33,7 +35,8 @@ from aegis.wire.messages import (
 )
 from pydantic import BaseModel, ValidationError
 
-from .domain import InstanceKey, Outcome, OwnerCheck, iso
+from .domain import InstanceKey, InstanceRecord, Outcome, OwnerCheck, iso
+from .membership import partition_of
 from .metrics import latency_histogram, requests_counter
 from .registry import LimitExceededError, OwnerResult, Registry
 from .store import StoreError
@@ -56,9 +59,29 @@ test_reply_maps.py checks it).
 """
 
 
-def encode(reply: Reply | ReplyMap) -> bytes:
-    """MessagePack bytes of a reply; absent members are left out."""
+def encode(reply: Reply | ReplyMap | bytes) -> bytes:
+    """MessagePack bytes of a reply (as is, if it is bytes already); absent members
+    are left out."""
+    if isinstance(reply, bytes):
+        return reply
     return pack_map(reply) if isinstance(reply, dict) else pack(reply)
+
+
+# A steady heartbeat's reply, {ok, status, instance, heartbeat_subject}, cut
+# around the instance: the record packs itself (InstanceRecord.packed_with_contact).
+_STEADY_HEAD, _ = pack_map_around(
+    {"ok": True, "status": 200, "instance": None, "heartbeat_subject": ""}, "instance"
+)
+
+
+@functools.lru_cache(maxsize=64)
+def _steady_tail(subject: str) -> bytes:
+    return pack_value("heartbeat_subject") + pack_value(subject)
+
+
+def steady_heartbeat_reply(record: InstanceRecord, contact: datetime, subject: str) -> bytes:
+    """The bytes of ``_owner_reply``'s 200 for ``record`` heard at ``contact``, cheaper."""
+    return _STEADY_HEAD + record.packed_with_contact(contact) + _steady_tail(subject)
 
 
 def error_reply(
@@ -104,10 +127,11 @@ def decode_request(data: bytes, max_request_bytes: int) -> dict[str, Any] | Repl
 class Handled:
     """A reply and how to log it: ``result`` names the outcome."""
 
-    reply: Reply | ReplyMap
+    reply: Reply | ReplyMap | bytes
     result: str
     fields: Mapping[str, Any] = field(default_factory=dict)
     quiet: bool = False  # hot-path successes (heartbeats) log at debug
+    request: BaseModel | None = None  # its service and instance join the log line
 
 
 class Endpoint(Generic[M]):
@@ -136,8 +160,10 @@ class Endpoint(Generic[M]):
         except Exception:
             log.exception(self.event, result="error")
             handled = Handled(_internal_error(), "error")
-        emit = log.debug if handled.quiet else log.info
-        emit(self.event, result=handled.result, **handled.fields)
+        # A quiet success at INFO logs nothing: skip building its fields too.
+        if not handled.quiet or log.is_enabled_for(logging.DEBUG):
+            emit = log.debug if handled.quiet else log.info
+            emit(self.event, result=handled.result, **_log_fields(handled))
         requests_counter(self.event, handled.result).inc()
         latency_histogram(self.event).observe(time.perf_counter() - started)
         return encode(handled.reply)
@@ -159,23 +185,34 @@ class Endpoint(Generic[M]):
                 400, ErrorCode.VALIDATION_ERROR, "request failed validation", details
             )
             return Handled(reply, "invalid", fields)
-        where = {
-            "service": getattr(request, "service_name", None),
-            "instance": getattr(request, "instance_id", None),
-        }
         try:
             handled = await self._action(request)
         except StoreError as exc:
+            where = _where(request)
             reply = error_reply(503, ErrorCode.STORE_UNAVAILABLE, "registry store unavailable")
             return Handled(reply, "store_unavailable", {**where, "reason": str(exc)})
         except LimitExceededError as exc:
             reply = error_reply(429, ErrorCode.LIMIT_EXCEEDED, str(exc))
-            return Handled(reply, "limit_exceeded", where)
+            return Handled(reply, "limit_exceeded", _where(request))
         except Exception:
-            log.exception(f"{self.event}_failed", **where)
-            return Handled(_internal_error(), "error", where)
-        handled.fields = {**where, **handled.fields}
+            log.exception(f"{self.event}_failed", **_where(request))
+            return Handled(_internal_error(), "error", _where(request))
+        handled.request = request
         return handled
+
+
+def _where(request: BaseModel) -> dict[str, Any]:
+    """The service and instance a request names, for its log line."""
+    return {
+        "service": getattr(request, "service_name", None),
+        "instance": getattr(request, "instance_id", None),
+    }
+
+
+def _log_fields(handled: Handled) -> Mapping[str, Any]:
+    if handled.request is None:
+        return handled.fields
+    return {**_where(handled.request), **handled.fields}
 
 
 def _internal_error() -> Reply:
@@ -243,11 +280,19 @@ class RegistryActions:
     async def heartbeat(self, request: InstanceRequest) -> Handled:
         """200 with the instance (ONLINE again), or 404 / 403; from the lease holder."""
         key = _key(request)
-        holder = self._membership.owner(key)
-        if self._forward is not None and holder != self._membership.self_id:
+        # Hashed once here: the holder, the lease floor and the deadline all need it.
+        partition = partition_of(key)
+        membership = self._membership
+        holder = membership.holder_of(partition)
+        if self._forward is not None and holder != membership.self_id:
             forwarded = await self._forward(holder, request)
             if forwarded is not None:
                 return Handled(forwarded, "forwarded", {"router": holder}, quiet=True)
+        subject = router_heartbeat_subject(holder)
+        now = self._registry.now()
+        stored = self._registry.heard(key, request.session_id, now, partition)
+        if stored is not None:  # steady: nothing to write
+            return Handled(steady_heartbeat_reply(stored, now, subject), "ok", quiet=True)
         result = await self._registry.heartbeat(key, request.session_id)
         ok = result.check is OwnerCheck.OK
         return _owner_reply(result, request, quiet=ok, subject=self._holder_subject(key))

@@ -51,12 +51,14 @@ class Leases:
                 return heard
         return at
 
-    def alive_at(self, record: InstanceRecord) -> float:
-        """Where ``record``'s liveness deadlines count from (epoch seconds)."""
+    def alive_at(self, record: InstanceRecord, partition: int | None = None) -> float:
+        """Where ``record``'s liveness deadlines count from (epoch seconds); ``partition``
+        is its key's, if the caller has it already."""
         at = self.heard_at(record)
         if not record.is_live:
             return at
-        partition = partition_of(record.key)
+        if partition is None:
+            partition = partition_of(record.key)
         holder = self.membership.holder_of(partition)
         if holder == self.membership.self_id:
             floor = self._floors.get(partition, self._since)

@@ -30,6 +30,7 @@ from .domain import (
     touch,
 )
 from .leases import Leases
+from .membership import partition_of
 from .metrics import SWEEP_CHANGES
 from .registry_engine import (
     KEEP,
@@ -180,9 +181,9 @@ class Registry(RegistryEngine):
         when the status changes or the stored contact needs its refresh.
         """
         now = self._clock()
-        steady = self._heard(key, session_id, now)
+        steady = self.heard(key, session_id, now)
         if steady is not None:
-            return steady
+            return OwnerResult(OwnerCheck.OK, replace(steady, last_heartbeat_at=now))
 
         def act(record: InstanceRecord) -> InstanceRecord:
             return touch(record, now)
@@ -191,8 +192,15 @@ class Registry(RegistryEngine):
         result, _ = await self._apply(key, change, "heartbeat", now)
         return result
 
-    def _heard(self, key: InstanceKey, session_id: str, now: datetime) -> OwnerResult | None:
-        """Answer a steady heartbeat from memory; None when it must go to the store."""
+    def heard(
+        self, key: InstanceKey, session_id: str, now: datetime, partition: int | None = None
+    ) -> InstanceRecord | None:
+        """Take a steady heartbeat in memory only: the stored record (whose contact is now
+        ``now``), or None, having changed nothing, when it must go to the store.
+
+        ``partition`` is ``key``'s, if the caller has it already (the hot path
+        hashes it once a request).
+        """
         current = self._store.peek(key)
         if current is None:
             return None
@@ -202,13 +210,16 @@ class Registry(RegistryEngine):
         at = now.timestamp()
         timings = self.timings
         if at - stored.last_heartbeat_at.timestamp() >= timings.refresh_after:
-            return None  # the refresh is due: written below
-        if at - self.leases.alive_at(stored) >= timings.unhealthy_after:
+            return None  # the refresh is due: written by heartbeat()
+        if partition is None:
+            partition = partition_of(key)
+        leases = self.leases
+        if at - leases.alive_at(stored, partition) >= timings.unhealthy_after:
             return None  # UNHEALTHY by age already: the recovery is news
-        self.leases.heard(key, at)
-        if self.leases.holds(key):
+        leases.heard(key, at)
+        if leases.membership.holder_of(partition) == leases.membership.self_id:
             self._deadlines.set(key, at + timings.unhealthy_after)
-        return OwnerResult(OwnerCheck.OK, replace(stored, last_heartbeat_at=now))
+        return stored
 
     async def deregister(self, key: InstanceKey, session_id: str) -> OwnerResult:
         """The owner leaves: OFFLINE at once."""

@@ -6,13 +6,14 @@ pydantic models (see ``handlers.ReplyMap``); the wire must not notice.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import msgpack
 import pytest
-from aegis.router.domain import InstanceRecord, iso
-from aegis.router.handlers import endpoints
+from aegis.router.domain import InstanceKey, InstanceRecord, MaintenanceMark, iso
+from aegis.router.handlers import endpoints, steady_heartbeat_reply
 from aegis.router.registry import Registry
 from aegis.router.store import MemoryStore
 from aegis.wire.codec import pack, pack_map
@@ -94,3 +95,32 @@ async def test_every_hot_reply_is_byte_for_byte_the_model() -> None:
         reply = msgpack.unpackb(raw)
         assert (reply["ok"], reply["status"]) == (True, status)
         assert raw == model_reply(reply), subject
+
+
+@pytest.mark.parametrize("metadata", METADATA)
+@pytest.mark.parametrize("marked", [False, True])
+def test_steady_heartbeat_reply_is_the_model_with_the_new_contact(
+    metadata: dict[str, Any], marked: bool
+) -> None:
+    stored = record(metadata, InstanceStatus.ONLINE, 7)
+    if marked:
+        stored = replace(stored, maintenance=MaintenanceMark("kernel upgrade", T0))
+    subject = "ipc.router.r-1.heartbeat"
+    for seconds in (1, 2):  # the second reply comes from the record's packed pieces
+        contact = stored.last_heartbeat_at + timedelta(seconds=seconds, microseconds=1500)
+        heard = replace(stored, last_heartbeat_at=contact)
+        model = Reply(ok=True, status=200, instance=heard.to_public(), heartbeat_subject=subject)
+        assert steady_heartbeat_reply(stored, contact, subject) == pack(model)
+
+
+async def test_a_changed_record_replies_with_its_change_not_the_old_pieces() -> None:
+    registry = Registry(MemoryStore(), TIMINGS)
+    handlers = endpoints(registry, max_request_bytes=65536, max_metadata_bytes=16384)
+    base = {"service_name": "billing", "instance_id": "b-1", "session_id": SESSION}
+    await handlers[REGISTER_SUBJECT](msgpack.packb(base))
+    beat = handlers[HEARTBEAT_SUBJECT]
+    assert "maintenance" not in msgpack.unpackb(await beat(msgpack.packb(base)))["instance"]
+    await registry.set_maintenance(InstanceKey("billing", "b-1"), "drain")
+    instance = msgpack.unpackb(await beat(msgpack.packb(base)))["instance"]
+    assert instance["maintenance"]["reason"] == "drain"
+    assert instance["version"] == 2
