@@ -7,11 +7,12 @@
 Starts nats-server and one router on the given store, registers COUNT
 instances first if the load is heartbeats, then samples the router with
 ``py-spy record`` while ``bench/nats_load.py`` sends COUNT requests of the
-kind. Prints the load's figures, then the functions holding the most samples
-by own time and by inclusive time (shares of the router's busy samples: idle
-waits are not sampled). In-process profiles (``bench/register_inprocess.py
---profile``) miss what only a real process has: nats-py's reader, flusher
-and socket writes, the event loop, the JSON logs written to a file.
+kind (heartbeats: a second round, the routine one). Prints the load's
+figures, then the functions holding the most samples by own time and by
+inclusive time (shares of the router's busy samples: idle waits are not
+sampled). In-process profiles (``bench/register_inprocess.py --profile``)
+miss what only a real process has: nats-py's reader, flusher and socket
+writes, the event loop, the JSON logs written to a file.
 """
 
 from __future__ import annotations
@@ -77,6 +78,8 @@ def main() -> None:
                 pid = r.process.pid
                 if args.kind == "heartbeat":
                     nats_load(nats.url, "register", args.count, 64, "p", pid)
+                    # Sampled from the second heartbeat on, as bench/run.py times it.
+                    nats_load(nats.url, "heartbeat", args.count, 64, "p", pid)
                 command = [spy, "record", "-p", str(pid), "-o", str(raw), "-f", "raw"]
                 sampler = subprocess.Popen(
                     [*command, "-r", "500", "--nonblocking"],

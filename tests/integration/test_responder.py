@@ -125,3 +125,41 @@ async def test_stop_lets_in_flight_requests_finish(
     await server_side.close()
 
     assert reply.data == b"done"
+
+
+async def test_callbacks_of_several_subjects_waiting_for_a_slot_all_go_on(
+    nats_server: NatsServer, raw_nats: NatsClient
+) -> None:
+    release = asyncio.Event()
+    seen: list[bytes] = []
+
+    async def slow(data: bytes) -> bytes:
+        seen.append(data)
+        if data != b"warm-up":
+            await release.wait()
+        return data
+
+    # One slot, three subjects: while a request holds it, a callback of each
+    # other subject waits for room; each must be woken when it frees.
+    subjects = ["t.a", "t.b", "t.c"]
+    responder = NatsResponder(dict.fromkeys(subjects, slow), max_in_flight=1)
+    server_side = NatsClient()
+    await server_side.connect(nats_server.url)
+    await responder.start(server_side)
+    for subject in subjects:
+        await request(raw_nats, subject, b"warm-up")
+    requests = [
+        asyncio.create_task(request(raw_nats, s, f"{s}-{i}".encode()))
+        for i in range(2)
+        for s in subjects
+    ]
+    await eventually(lambda: len(seen) == 4, "one request in the handler", within=10)
+    await asyncio.sleep(0.2)
+    assert len(seen) == 4, "past the bound: only one request may be in the handler"
+    release.set()
+    replies = await asyncio.wait_for(asyncio.gather(*requests), 10)
+    await responder.stop()
+    await server_side.close()
+    assert sorted(r.data for r in replies) == sorted(
+        f"{s}-{i}".encode() for i in range(2) for s in subjects
+    )

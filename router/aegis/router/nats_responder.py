@@ -9,7 +9,10 @@ On Python 3.12+ the task starts eagerly: the handler runs inside the callback
 until it first has to wait (a store write), and a request that never waits
 (a steady heartbeat) is answered there and then, with no event-loop turn of
 its own. Its reply joins the others in nats-py's write buffer, so a burst of
-heartbeats goes out in few socket writes, as the bare responder's do.
+heartbeats goes out in few socket writes, as the bare responder's do. Only a
+request still running after that holds one of the ``max_in_flight`` slots (a
+count of tasks, not a semaphore: acquiring and releasing one per request cost
+more than a steady heartbeat's validation).
 """
 
 from __future__ import annotations
@@ -37,7 +40,11 @@ PENDING_BYTES = 64 * 1024 * 1024
 
 
 def _start_task(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-    """A task for ``coro``, run at once until it first waits where Python allows it."""
+    """A task for ``coro``, run at once until it first waits where Python allows it.
+
+    A real task even for the part run at once: code under the handler (nats-py's
+    ``wait_for``, ``asyncio.timeout``) finds it with ``current_task()``.
+    """
     if sys.version_info >= (3, 12):
         return asyncio.eager_task_factory(asyncio.get_running_loop(), coro)
     return asyncio.create_task(coro)  # pragma: no cover - Python 3.11
@@ -51,8 +58,9 @@ class NatsResponder:
     ) -> None:
         self._handlers = dict(handlers)
         self._max_pending = max_pending
-        self._slots = asyncio.Semaphore(max_in_flight)
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._max_in_flight = max_in_flight
+        self._tasks: set[asyncio.Task[None]] = set()  # requests that had to wait
+        self._room: asyncio.Future[None] | None = None  # set when a task ends
         self._subs: list[Subscription] = []
         # Per subject, for $SRV.STATS (micro_control); updated in _serve.
         self.stats: dict[str, EndpointStats] = {
@@ -87,13 +95,25 @@ class NatsResponder:
 
     def _callback(self, handler: Handler, stats: EndpointStats) -> Callable[[Msg], Awaitable[None]]:
         async def on_message(msg: Msg) -> None:
-            await self._slots.acquire()
+            # Every slot taken: wait here, so the next message waits in nats-py's
+            # bounded queue rather than starting.
+            while len(self._tasks) >= self._max_in_flight:
+                # One future for every subject's waiting callback, woken together.
+                if self._room is None or self._room.done():
+                    self._room = asyncio.get_running_loop().create_future()
+                await self._room
             task = _start_task(self._serve(handler, msg, stats))
-            if not task.done():  # answered already: nothing to wait for in stop()
+            if not task.done():  # answered already: it never held a slot
                 self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                task.add_done_callback(self._ended)
 
         return on_message
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        room = self._room
+        if room is not None and not room.done():
+            room.set_result(None)
 
     async def _serve(self, handler: Handler, msg: Msg, stats: EndpointStats) -> None:
         started = perf_counter_ns()
@@ -114,4 +134,3 @@ class NatsResponder:
         finally:
             stats.num_requests += 1
             stats.processing_time += perf_counter_ns() - started
-            self._slots.release()
