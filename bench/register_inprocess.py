@@ -26,6 +26,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import msgpack
 
@@ -36,15 +37,15 @@ from aegis.router.handlers import endpoints  # noqa: E402
 from aegis.router.logging_setup import configure_logging  # noqa: E402
 from aegis.router.registry import Registry  # noqa: E402
 from aegis.router.store import MemoryStore  # noqa: E402
-from aegis.wire.messages import HEARTBEAT_SUBJECT, REGISTER_SUBJECT, ChangeEvent  # noqa: E402
+from aegis.wire.messages import HEARTBEAT_SUBJECT, REGISTER_SUBJECT  # noqa: E402
 
 
 class EncodingSink:
     """Does the work a NATS publish would, minus the socket."""
 
-    async def publish(self, event: ChangeEvent) -> None:
+    async def publish(self, service_name: str, event: dict[str, Any]) -> None:
         """Encode the event."""
-        msgpack.packb(event.model_dump(mode="json", exclude_none=True))
+        msgpack.packb(event)
 
 
 def bodies(count: int, *, register: bool) -> list[bytes]:

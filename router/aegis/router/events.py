@@ -2,9 +2,26 @@
 
 from __future__ import annotations
 
-from aegis.wire.codec import pack
-from aegis.wire.messages import ChangeEvent, events_subject
+from typing import Any
+
+from aegis.wire.codec import pack_map
+from aegis.wire.messages import EventKind, InstanceStatus, events_subject
 from nats.aio.client import Client as NatsClient
+
+
+def event_map(
+    kind: EventKind, instance: dict[str, Any], previous: InstanceStatus | None
+) -> dict[str, Any]:
+    """A ``ChangeEvent`` in wire form, as ``pack`` would see it after ``model_dump``.
+
+    Built as a map, like the hot replies: validating and dumping the model cost
+    more than the rest of announcing a change (tests/unit/router/
+    test_reply_maps.py checks the bytes are the model's).
+    """
+    event: dict[str, Any] = {"event": kind.value, "instance": instance}
+    if previous is not None:
+        event["previous_status"] = previous.value
+    return event
 
 
 class NatsEventSink:
@@ -13,6 +30,7 @@ class NatsEventSink:
     def __init__(self, nc: NatsClient) -> None:
         self._nc = nc
 
-    async def publish(self, event: ChangeEvent) -> None:
-        """Publish one event (buffered by nats-py; no round trip)."""
-        await self._nc.publish(events_subject(event.instance.service_name), pack(event))
+    async def publish(self, service_name: str, event: dict[str, Any]) -> None:
+        """Publish one event, a map in ``ChangeEvent``'s wire form (buffered by nats-py;
+        no round trip)."""
+        await self._nc.publish(events_subject(service_name), pack_map(event))

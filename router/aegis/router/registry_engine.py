@@ -12,10 +12,10 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Final, Generic, Protocol, TypeVar
+from typing import Any, Final, Generic, Protocol, TypeVar
 
 import structlog
-from aegis.wire.messages import ChangeEvent, EventKind
+from aegis.wire.messages import EventKind
 
 from .deadlines import DeadlineIndex
 from .domain import (
@@ -29,6 +29,7 @@ from .domain import (
     next_deadline,
     offline_at,
 )
+from .events import event_map
 from .leases import Leases
 from .membership import Handover, Membership, partition_of
 from .metrics import store_writes_counter
@@ -54,8 +55,9 @@ def utc_now() -> datetime:
 class EventSink(Protocol):
     """Where change events go (NATS in the router; a list in tests)."""
 
-    async def publish(self, event: ChangeEvent) -> None:
-        """Send one event; may raise, the registry logs and carries on."""
+    async def publish(self, service_name: str, event: dict[str, Any]) -> None:
+        """Send one event of ``service_name``, a map in ``ChangeEvent``'s wire form
+        (``events.event_map``); may raise, the registry logs and carries on."""
         ...
 
 
@@ -119,6 +121,9 @@ class RegistryEngine:
         resolution = min(0.05, self.timings.unhealthy_after / 100)
         self._deadlines: DeadlineIndex[InstanceKey] = DeadlineIndex(resolution)
         self._counts = StatusCounts()
+        # The last (key, record) tracked: our own writes reach _track through the
+        # store's listener, and _apply need not track them a second time.
+        self._tracked: tuple[InstanceKey, InstanceRecord | None] | None = None
         store.set_listener(self._track)
 
     async def load(self) -> int:
@@ -200,7 +205,9 @@ class RegistryEngine:
                 current, confirmed = await self._store.get(key), True
                 continue
             store_writes_counter(decided.cause or cause).inc()
-            self._track(key, after)
+            tracked = self._tracked
+            if tracked is None or tracked[1] is not after or tracked[0] != key:
+                self._track(key, after)
             if kind is not None:
                 await self._announce(kind, stored, after, cause)
             return _as_written(decided.result, decided.after, after), True
@@ -223,6 +230,7 @@ class RegistryEngine:
         return offline_at(replace(record, last_heartbeat_at=self._alive_at(record)), self.timings)
 
     def _track(self, key: InstanceKey, record: InstanceRecord | None) -> None:
+        self._tracked = (key, record)
         self._counts.apply(key, record)
         if record is None or not record.is_live:
             self.leases.forget(key)
@@ -283,9 +291,9 @@ class RegistryEngine:
         )
         if self._events is None:
             return
-        event = ChangeEvent(event=kind, instance=shown.to_public(), previous_status=previous)
+        event = event_map(kind, shown.to_public_map(), previous)
         try:
-            await self._events.publish(event)
+            await self._events.publish(shown.service_name, event)
         except Exception as exc:
             log.warning("event_publish_failed", service=shown.service_name, error=repr(exc))
 

@@ -204,6 +204,8 @@ class JetStreamStore:
                     key = decode_key(entry.key)
                     if entry.operation in ("DEL", "PURGE") or not entry.value:
                         self._forget(key, entry.revision or 0)
+                    elif self._known(key, entry.revision or 0):
+                        continue  # our own write, seen again: no need to decode it
                     else:
                         record = decode_record(entry.value)
                         self._remember(Versioned(record, entry.revision or 0))
@@ -212,6 +214,11 @@ class JetStreamStore:
         finally:
             with contextlib.suppress(Exception):
                 await watcher.stop()  # type: ignore[no-untyped-call]
+
+    def _known(self, key: InstanceKey, revision: int) -> bool:
+        """Whether the cache holds ``key`` at ``revision`` or later already."""
+        known = self._cache.get(key.service_name, {}).get(key.instance_id)
+        return known is not None and known.revision >= revision
 
     def _remember(self, versioned: Versioned) -> None:
         record = versioned.record

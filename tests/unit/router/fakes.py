@@ -4,6 +4,7 @@ requests, records and registry (on a FakeClock) they start from."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import msgpack
 from aegis.router.domain import InstanceRecord, Timings
@@ -27,8 +28,10 @@ class ListSink:
     def __init__(self) -> None:
         self.events: list[ChangeEvent] = []
 
-    async def publish(self, event: ChangeEvent) -> None:
-        self.events.append(event)
+    async def publish(self, service_name: str, event: dict[str, Any]) -> None:
+        # Through the model: what a subscriber decodes, checked against the contract.
+        self.events.append(ChangeEvent.model_validate(event))
+        assert self.events[-1].instance.service_name == service_name
 
     def summary(self) -> list[tuple[str, str, str | None]]:
         """(event, instance status, previous status) of each event, in order."""

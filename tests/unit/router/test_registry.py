@@ -9,12 +9,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from aegis.router.domain import InstanceKey, InstanceRecord, Outcome, OwnerCheck
 from aegis.router.registry import MAX_CAS_ATTEMPTS, SWEEP_BATCH, OwnerResult, Registry
 from aegis.router.store import AlreadyExists, MemoryStore, RevisionMismatch, StoreError, Versioned
-from aegis.wire.messages import ChangeEvent, InstanceStatus, RegisterRequest
+from aegis.wire.messages import InstanceStatus, RegisterRequest
 from prometheus_client import REGISTRY
 from structlog.testing import capture_logs
 
@@ -464,7 +465,7 @@ async def test_a_stale_record_the_registry_never_tracked_still_expires_once_seen
 
 
 class BrokenSink:
-    async def publish(self, event: ChangeEvent) -> None:
+    async def publish(self, service_name: str, event: dict[str, Any]) -> None:
         raise ConnectionError("nats is down")
 
 

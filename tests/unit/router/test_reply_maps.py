@@ -13,6 +13,7 @@ from typing import Any
 import msgpack
 import pytest
 from aegis.router.domain import InstanceKey, InstanceRecord, MaintenanceMark, iso
+from aegis.router.events import event_map
 from aegis.router.handlers import endpoints, steady_heartbeat_reply
 from aegis.router.registry import Registry
 from aegis.router.store import MemoryStore
@@ -21,6 +22,8 @@ from aegis.wire.messages import (
     DEREGISTER_SUBJECT,
     HEARTBEAT_SUBJECT,
     REGISTER_SUBJECT,
+    ChangeEvent,
+    EventKind,
     InstanceStatus,
     Reply,
 )
@@ -124,3 +127,13 @@ async def test_a_changed_record_replies_with_its_change_not_the_old_pieces() -> 
     instance = msgpack.unpackb(await beat(msgpack.packb(base)))["instance"]
     assert instance["maintenance"]["reason"] == "drain"
     assert instance["version"] == 2
+
+
+@pytest.mark.parametrize("kind", list(EventKind))
+@pytest.mark.parametrize("previous", [None, *InstanceStatus])
+def test_event_map_packs_as_the_change_event_model(
+    kind: EventKind, previous: InstanceStatus | None
+) -> None:
+    r = record(METADATA[1], InstanceStatus.UNHEALTHY, 3)
+    model = ChangeEvent(event=kind, instance=r.to_public(), previous_status=previous)
+    assert pack_map(event_map(kind, r.to_public_map(), previous)) == pack(model)
