@@ -23,11 +23,15 @@ ISO timestamps, fall on the same axis). Kinds of record:
     one nemesis action, when done: ``kind`` (``router_kill``,
     ``router_start``, ``router_pause``, ``router_resume``, ``node_pause``,
     ``node_resume``, ``node_kill``, ``node_start``), ``target`` (a router or
-    node name), ``detail`` (free text, e.g. "stream leader").
+    node name), ``detail`` (free text, e.g. "stream leader"), ``start``
+    (optional: when the action began, if it took time; the checker's fault
+    window opens there).
 ``view``
     one REST snapshot of a router, ``GET /api/v1/admin/instances``:
     ``router``, ``invoke``, ``complete``, ``instances`` (a list of
-    ``{service, instance, status}``), or ``error`` when it could not be read.
+    ``{service, instance, status}``), or ``error`` when it could not be read;
+    ``final`` (optional, true) on the round read at the end of the quiet
+    period: the checker's convergence compares no view read after it.
 ``router_log``
     one line of a router's own structlog output, copied after the run for
     the facts the checker needs (``nats_disconnected``, ``nats_reconnected``,
