@@ -1,0 +1,150 @@
+"""The chaos checker: reads a run's history and reports each broken invariant.
+
+    python -m tests.chaos.checker HISTORY.jsonl [--convergence-bound SECONDS]
+
+prints the summary and every violation with the records involved, and exits
+1 on any violation (0 otherwise). In code, ``check(records)`` gives a
+:class:`Report`. The invariants are ``no_lost_ack``, ``one_owner``,
+``no_false_death`` (checker_deaths.py), ``well_formed`` (checker_replies.py)
+and ``convergence`` (checker_convergence.py); docs/reliability.md states each rule and its
+tolerances.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.chaos.checker_convergence import convergence
+from tests.chaos.checker_deaths import no_false_death
+from tests.chaos.checker_model import INVARIANTS, Bounds, History, Violation
+from tests.chaos.checker_replies import well_formed
+from tests.chaos.checker_rules import no_lost_ack, one_owner
+from tests.chaos.checker_time import Span, merge
+from tests.chaos.history import Record, read_history
+
+__all__ = ["INVARIANTS", "Report", "Violation", "check", "main"]
+
+
+@dataclass
+class Report:
+    """What the checker found in one history."""
+
+    violations: list[Violation]
+    # Per group ("ops", "replies", "faults", "events", "views"): how many of each kind.
+    counts: dict[str, dict[str, int]]
+    # From the quiet period's start (or the last fault) until every router's views
+    # agreed for good; None if they never did.
+    convergence_s: float | None
+    bounds: Bounds
+    # Per invariant: reports a fault window excused (a fault-heavy run proves less).
+    excused: dict[str, int] = field(default_factory=dict)
+    # Seconds of the run, and how many of them lay in a window (with its grace)
+    # that excuses a stale view or a death report: the rules judge the rest.
+    run_s: float = 0.0
+    excused_s: float = 0.0
+
+    def count(self, invariant: str) -> int:
+        """How many violations of ``invariant``."""
+        return sum(1 for v in self.violations if v.invariant == invariant)
+
+    def summary(self) -> str:
+        """One line per invariant with its violation count, then the run's figures."""
+        lines = []
+        for invariant in INVARIANTS:
+            line = f"{invariant}: {self.count(invariant)} violation(s)"
+            if self.excused.get(invariant):
+                line += f" ({self.excused[invariant]} excused by a fault window)"
+            lines.append(line)
+        if self.convergence_s is None:
+            lines.append("convergence time: none (the routers' views never agreed for good)")
+        else:
+            lines.append(
+                f"convergence time: {self.convergence_s:.1f} s "
+                f"(bound {self.bounds.convergence_bound:.1f} s)"
+            )
+        lines.append(
+            f"fault windows with their graces: {self.excused_s:.1f} s of the "
+            f"{self.run_s:.1f} s run (what they excuse is counted above)"
+        )
+        for group, kinds in self.counts.items():
+            shown = ", ".join(f"{kind} {n}" for kind, n in kinds.items()) or "none"
+            lines.append(f"{group}: {shown}")
+        return "\n".join(lines)
+
+
+def tally(history: History) -> dict[str, dict[str, int]]:
+    """Operations per kind and outcome (and per reply status), faults, events, views."""
+    counts: dict[str, Counter[str]] = {
+        name: Counter() for name in ("ops", "replies", "faults", "events", "views")
+    }
+    for op in history.ops:
+        counts["ops"][f"{op.get('kind')} {op.get('outcome')}"] += 1
+        reply = op.get("reply")
+        if op.get("outcome") == "ok" and isinstance(reply, dict):
+            counts["replies"][f"{op.get('kind')} {reply.get('status')}"] += 1
+    counts["faults"].update(str(f.get("kind")) for f in history.faults)
+    counts["events"].update(str(e.get("event", "undecodable")) for e in history.events)
+    counts["views"].update("error" if v.get("error") else "ok" for v in history.views)
+    return {name: dict(sorted(c.items())) for name, c in counts.items()}
+
+
+def excused_time(history: History) -> tuple[float, float]:
+    """(run length, seconds within a trouble or staleness window widened by its grace)."""
+    bounds = history.bounds
+    start = float(history.meta["t"])
+    end = min(history.end_t, history.last_t)
+    windows = history.all_troubles + [w for r in history.routers for w in history.stale(r)]
+    after = bounds.death_grace + bounds.propagation
+    spans = [
+        Span(max(start, w.start - bounds.fault_lead), min(end, w.end + after), ()) for w in windows
+    ]
+    return end - start, sum(s.hi - s.lo for s in merge([s for s in spans if s.hi > s.lo]))
+
+
+def check(records: list[Record], *, convergence_bound: float | None = None) -> Report:
+    """Judge a history (``read_history``'s records) against every invariant.
+
+    ``convergence_bound`` (seconds) overrides the default, max(15 s,
+    remove_after + unhealthy_after + propagation). ValueError if the history
+    has no ``meta`` record.
+    """
+    history = History.of(records, convergence_bound=convergence_bound)
+    violations: list[Violation] = []
+    excused: dict[str, int] = {}
+    for name, rule in (
+        ("no_lost_ack", no_lost_ack),
+        ("one_owner", one_owner),
+        ("no_false_death", no_false_death),
+        ("well_formed", well_formed),
+    ):
+        found, excused[name] = rule(history)
+        violations += found
+    found, took = convergence(history)
+    run_s, excused_s = excused_time(history)
+    return Report(
+        violations + found, tally(history), took, history.bounds, excused, run_s, excused_s
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line: print the summary and each violation; 1 if there is any."""
+    parser = argparse.ArgumentParser(prog="python -m tests.chaos.checker", description=__doc__)
+    parser.add_argument("history", type=Path, help="a history.jsonl written by the harness")
+    parser.add_argument("--convergence-bound", type=float, default=None, metavar="SECONDS")
+    args = parser.parse_args(argv)
+    report = check(read_history(args.history), convergence_bound=args.convergence_bound)
+    print(report.summary())
+    for violation in report.violations:
+        print(f"\n[{violation.invariant}] {violation.message}")
+        for record in violation.records:
+            print("  " + json.dumps(record, sort_keys=True, default=str))
+    return 1 if report.violations else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,334 @@
+"""What the checker's rules share: the history indexed, the run's bounds, op helpers.
+
+Every time is a float on the history's one axis (``time.time()``). The
+windows of trouble and spans of certainty built from it are in checker_time.py.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from tests.chaos.checker_time import Window, pair_windows
+from tests.chaos.history import Record
+
+INVARIANTS = ("no_lost_ack", "one_owner", "no_false_death", "well_formed", "convergence")
+
+Key = tuple[str, str]  # (service, instance)
+
+# Each fault that takes something down, and the faults that bring it back.
+FAULT_UP = {
+    "router_kill": ("router_start",),
+    "router_pause": ("router_resume", "router_start"),
+    "node_pause": ("node_resume", "node_start"),
+    "node_kill": ("node_start",),
+}
+# Each router log event that says "cut off", and those that end it (a restart too).
+LOG_UP = {
+    "nats_disconnected": ("nats_reconnected", "router_ready"),
+    "sweep_paused": ("sweep_resumed", "router_ready"),
+}
+BAD_STATUSES = ("UNHEALTHY", "OFFLINE")
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """One broken invariant, with the records a human needs to replay it."""
+
+    invariant: str
+    message: str
+    records: list[Record] = field(default_factory=list)
+
+
+# What a rule returns: its violations, and how many reports a fault window excused.
+Verdict = tuple[list[Violation], int]
+
+
+@dataclass(frozen=True, slots=True)
+class Shot:
+    """One readable REST view: taken within [lo, hi], listing each instance's status."""
+
+    lo: float
+    hi: float
+    view: Record
+    listing: dict[Key, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Bounds:
+    """The run's liveness timings and every tolerance the rules allow, in seconds."""
+
+    heartbeat_interval: float
+    unhealthy_after: float
+    offline_after: float
+    remove_after: float
+    client_timeout: float
+    # After an ack, or after a router's trouble ends, until every router's
+    # REST view must show the change: a KV watch delivery plus one heartbeat.
+    propagation: float
+    # After a fault ends, until a request may again be expected to be answered:
+    # one client timeout for requests sent into it, 3 s for elections and reconnects.
+    fault_grace: float
+    # After a router's trouble ends, until its sweeps may be trusted again:
+    # one interval for each client to reach it, one more for the SDK's
+    # fallback from a dead subject, 2 s for the sweep tick and event delivery.
+    death_grace: float
+    # A router's bucket watch (nats-py's ordered consumer) that lost its consumer to a
+    # node fault or a reconnect notices only after two missed 5 s idle heartbeats.
+    watch_reset: float = 10.0
+    # A fault record is written when the action is done: it may have begun up to this earlier.
+    fault_lead: float = 1.0
+    # Answered contacts must be this much closer than unhealthy_after to protect an
+    # instance: a new lease holder may count from a floor up to 1 s (the membership
+    # put period) before the last contact.
+    contact_margin: float = 1.0
+    # A takeover may precede last contact + offline_after by this much: the same
+    # 1 s floor, plus 0.25 s for timers and the op's recorded times.
+    takeover_slack: float = 1.25
+    # An event or log line is written this long after the decision it reports, at most
+    # (outside faults, which excuse anything later).
+    report_lag: float = 0.5
+    # Every router's views agree, for good, within this long after the quiet period
+    # begins. Expiries legitimately change the views until the last instance silent
+    # at that moment is removed (remove_after, plus up to unhealthy_after more when
+    # its lease moved), and then propagate; so never less than that, nor than 15 s.
+    convergence_bound: float = 15.0
+
+    @classmethod
+    def for_run(cls, meta: Record, *, convergence_bound: float | None = None) -> Bounds:
+        """The bounds for a run described by its ``meta`` record."""
+        timings = meta["timings"]
+        interval = float(timings["heartbeat_interval"])
+        unhealthy = float(timings["unhealthy_after"])
+        remove = float(timings["remove_after"])
+        timeout = float(meta["client_timeout"])
+        propagation = 2.0 + interval
+        if convergence_bound is None:
+            convergence_bound = max(15.0, remove + unhealthy + propagation)
+        return cls(
+            heartbeat_interval=interval,
+            unhealthy_after=unhealthy,
+            offline_after=float(timings["offline_after"]),
+            remove_after=remove,
+            client_timeout=timeout,
+            propagation=propagation,
+            fault_grace=timeout + 3.0,
+            death_grace=2 * interval + 2.0,
+            convergence_bound=convergence_bound,
+        )
+
+
+def status_of(op: Record) -> int | None:
+    """The reply's status if the op was answered with a consistent one, else None.
+
+    A reply whose ``ok`` contradicts its status proves nothing (well_formed reports it).
+    """
+    reply = op.get("reply")
+    if op.get("outcome") != "ok" or not isinstance(reply, dict):
+        return None
+    status, ok = reply.get("status"), reply.get("ok")
+    if type(status) is not int or type(ok) is not bool or ok is not (200 <= status < 300):
+        return None
+    return status
+
+
+def key_of(record: Record) -> Key:
+    """The instance id a record is about."""
+    return (str(record.get("service")), str(record.get("instance")))
+
+
+def owner_of(op: Record) -> str:
+    """The op's session; an op without one owns nothing another op can share."""
+    session = op.get("session")
+    return str(session) if session is not None else f"<no session: op {op.get('id')}>"
+
+
+def is_contact(op: Record) -> bool:
+    """An answered contact: the router heard its owner (register 201/200, heartbeat 200)."""
+    status = status_of(op)
+    return (op["kind"] == "register" and status in (200, 201)) or (
+        op["kind"] == "heartbeat" and status == 200
+    )
+
+
+def may_have_applied(op: Record) -> bool:
+    """Whether an op without a definite answer may still have changed the registry.
+
+    A timeout or a client error may come after the router applied it; so may a
+    5xx (a store write that timed out may have landed). No responders: never sent.
+    """
+    if op.get("outcome") in ("timeout", "error"):
+        return True
+    status = status_of(op)
+    return status is not None and status >= 500
+
+
+def may_have_left(op: Record) -> bool:
+    """A deregister the router may have applied: answered 200, or without a definite answer."""
+    return op["kind"] == "deregister" and (status_of(op) == 200 or may_have_applied(op))
+
+
+def may_have_registered(op: Record) -> bool:
+    """A register that may have made its session the owner: 201, or without a definite answer."""
+    return op["kind"] == "register" and (status_of(op) == 201 or may_have_applied(op))
+
+
+def at(record: Record, name: str) -> float:
+    """A time field of a record."""
+    return float(record[name])
+
+
+class InstanceOps:
+    """The ops on one instance id (discover excluded), in invoke order, indexed by session."""
+
+    def __init__(self, ops: list[Record]) -> None:
+        self.ops = sorted(ops, key=lambda o: at(o, "invoke"))
+        self._leaves: dict[str, list[Record]] = defaultdict(list)
+        self._registrations: dict[str, list[Record]] = defaultdict(list)
+        for op in self.ops:
+            if may_have_left(op):
+                self._leaves[owner_of(op)].append(op)
+            if may_have_registered(op):
+                self._registrations[owner_of(op)].append(op)
+
+    def first_leave(self, owner: str, since: float) -> float:
+        """When ``owner`` may first have left: the earliest deregister that may follow ``since``."""
+        return min(
+            (at(op, "invoke") for op in self._leaves[owner] if at(op, "complete") >= since),
+            default=math.inf,
+        )
+
+    def registered_between(self, owner: str, lo: float, hi: float) -> bool:
+        """Whether ``owner`` may have registered anew (201, or no definite answer) in (lo, hi)."""
+        return any(
+            at(op, "complete") > lo and at(op, "invoke") < hi for op in self._registrations[owner]
+        )
+
+
+@dataclass
+class History:
+    """The records of one run, sorted by kind and indexed for the rules."""
+
+    meta: Record
+    end: Record | None
+    bounds: Bounds
+    ops: list[Record] = field(default_factory=list)
+    events: list[Record] = field(default_factory=list)
+    faults: list[Record] = field(default_factory=list)
+    views: list[Record] = field(default_factory=list)
+    logs: list[Record] = field(default_factory=list)
+    last_t: float = 0.0  # the latest time of any record
+
+    @classmethod
+    def of(cls, records: list[Record], *, convergence_bound: float | None = None) -> History:
+        """Index ``records``; the first ``meta`` and the last ``end`` are the run's."""
+        metas = [r for r in records if r["type"] == "meta"]
+        if not metas:
+            raise ValueError("the history has no meta record: its timings are unknown")
+        ends = [r for r in records if r["type"] == "end"]
+        history = cls(
+            metas[0],
+            ends[-1] if ends else None,
+            Bounds.for_run(metas[0], convergence_bound=convergence_bound),
+        )
+        lists: dict[str, list[Record]] = {
+            "op": history.ops,
+            "event": history.events,
+            "fault": history.faults,
+            "view": history.views,
+            "router_log": history.logs,
+        }
+        for record in records:
+            if record["type"] in lists:
+                lists[record["type"]].append(record)
+        history.last_t = max(float(r["t"]) for r in records)
+        return history
+
+    @property
+    def routers(self) -> list[str]:
+        """The routers the run started (else those with views)."""
+        return [str(r) for r in self.meta.get("routers", [])] or sorted(self.shots)
+
+    @cached_property
+    def instances(self) -> dict[Key, InstanceOps]:
+        """The ops on each instance id."""
+        by_key: dict[Key, list[Record]] = defaultdict(list)
+        for op in self.ops:
+            if op["kind"] != "discover":
+                by_key[key_of(op)].append(op)
+        return {key: InstanceOps(ops) for key, ops in by_key.items()}
+
+    @property
+    def end_t(self) -> float:
+        """The end of the run (inf when the history stops without one)."""
+        return float(self.end["t"]) if self.end is not None else math.inf
+
+    @cached_property
+    def fault_windows(self) -> dict[str, list[Window]]:
+        """Nemesis windows per target (router or node name)."""
+        return pair_windows(self.faults, FAULT_UP, kind="kind", target="target", end_t=self.end_t)
+
+    @cached_property
+    def node_windows(self) -> list[Window]:
+        """Every NATS node fault: any router's link, or the bucket, may be cut by one."""
+        return sorted(
+            (
+                window
+                for windows in self.fault_windows.values()
+                for window in windows
+                if window.cause["kind"].startswith("node_")
+            ),
+            key=lambda w: w.start,
+        )
+
+    @cached_property
+    def log_windows(self) -> dict[str, list[Window]]:
+        """Per router, where its own log says it was cut off from NATS or not sweeping."""
+        named = {*LOG_UP, *(up for ups in LOG_UP.values() for up in ups)}
+        logs = [r for r in self.logs if r.get("event") in named]
+        return pair_windows(logs, LOG_UP, kind="event", target="router", end_t=self.end_t)
+
+    @cached_property
+    def shots(self) -> dict[str, list[Shot]]:
+        """Each router's readable views, by invoke time."""
+        shots: dict[str, list[Shot]] = defaultdict(list)
+        for view in sorted(self.views, key=lambda v: float(v["invoke"])):
+            if view.get("error") is None and isinstance(view.get("instances"), list):
+                listing = {key_of(e): str(e.get("status")) for e in view["instances"]}
+                shot = Shot(float(view["invoke"]), float(view["complete"]), view, listing)
+                shots[str(view["router"])].append(shot)
+        return shots
+
+    @cached_property
+    def all_troubles(self) -> list[Window]:
+        """Every router's troubles and every node fault: for reports whose router is unknown."""
+        paused = [
+            w
+            for windows in self.fault_windows.values()
+            for w in windows
+            if w.cause["kind"] == "router_pause"
+        ]
+        cut_off = [w for windows in self.log_windows.values() for w in windows]
+        return paused + cut_off + self.node_windows
+
+    def troubles(self, router: str) -> list[Window]:
+        """Where ``router`` was paused, or its log says it was cut off (a kill is not here)."""
+        paused = [
+            w for w in self.fault_windows.get(router, []) if w.cause["kind"] == "router_pause"
+        ]
+        return paused + self.log_windows.get(router, []) + self.node_windows
+
+    def stale(self, router: str) -> list[Window]:
+        """Where ``router``'s REST view may lag: paused, killed, cut off, or any node fault.
+
+        After a node fault or a reconnect its bucket watch may need a reset
+        first, so those windows last ``watch_reset`` longer.
+        """
+        reset = self.bounds.watch_reset
+        lagging = [
+            Window(w.start, w.end + reset, w.cause)
+            for w in self.log_windows.get(router, []) + self.node_windows
+        ]
+        return self.fault_windows.get(router, []) + lagging

@@ -1,0 +1,109 @@
+"""The well-formed rule: every reply keeps wire contract v1, every request is answered.
+
+A request may go unanswered (timeout, no responders, a client error) or be
+answered 5xx only while a fault could explain it: some nemesis window,
+widened by ``fault_lead`` before and ``fault_grace`` after, overlaps it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.chaos.checker_model import History, Verdict, Violation
+from tests.chaos.checker_time import first_overlap
+from tests.chaos.history import Record
+
+# README "Wire contract v1": what each subject may answer. 400, 413, 500 and
+# 503 come from the shared request path, so every subject may answer them.
+ANY_SUBJECT = frozenset({400, 413, 500, 503})
+ALLOWED = {
+    "register": ANY_SUBJECT | {200, 201, 409, 429},
+    "heartbeat": ANY_SUBJECT | {200, 403, 404},
+    "deregister": ANY_SUBJECT | {200, 403, 404},
+    "discover": ANY_SUBJECT | {200},
+}
+UNANSWERED = ("timeout", "no_responders", "error")
+
+
+def reply_problem(op: Record) -> str | None:
+    """What is wrong with an answered op's reply, or None if it keeps the contract."""
+    reply: Any = op.get("reply")
+    kind = op["kind"]
+    if not isinstance(reply, dict):
+        return "the reply is not a map"
+    ok, status = reply.get("ok"), reply.get("status")
+    if type(ok) is not bool or type(status) is not int:
+        return "the reply lacks a bool ok and an int status"
+    if status not in ALLOWED[kind]:
+        return f"status {status} is not one the wire contract allows for {kind}"
+    if ok is not (200 <= status < 300):
+        return f"ok = {ok} contradicts status {status}"
+    if not ok:
+        error = reply.get("error")
+        if not isinstance(error, dict) or not isinstance(error.get("code"), str):
+            return f"a failed reply ({status}) has no error.code"
+        return None
+    if kind == "discover":
+        return None if isinstance(reply.get("instances"), list) else "no instances list"
+    instance = reply.get("instance")
+    if not isinstance(instance, dict):
+        return f"a {status} to {kind} has no instance"
+    if (instance.get("service_name"), instance.get("instance_id")) != (
+        op.get("service"),
+        op.get("instance"),
+    ):
+        return "the reply's instance is not the one asked about"
+    return None
+
+
+def _explained(history: History, op: Record) -> bool:
+    """Whether some fault window, widened by the grace, overlaps the op."""
+    bounds = history.bounds
+    windows = [w for ws in history.fault_windows.values() for w in ws]
+    return (
+        first_overlap(
+            windows,
+            float(op["invoke"]),
+            float(op["complete"]),
+            before=bounds.fault_lead,
+            after=bounds.fault_grace,
+        )
+        is not None
+    )
+
+
+def well_formed(history: History) -> Verdict:
+    """Replies keep the contract; unanswered requests and 5xx answers have a fault nearby.
+
+    Also: every change event was decodable (the harness writes ``raw`` otherwise).
+    """
+    violations: list[Violation] = []
+    excused = 0
+    for op in history.ops:
+        outcome = op.get("outcome")
+        if op.get("kind") not in ALLOWED:
+            problem: str | None = f"unknown op kind {op.get('kind')!r}"
+        elif outcome == "ok":
+            problem = reply_problem(op)
+            status = op["reply"].get("status") if problem is None else None
+            if problem is None and isinstance(status, int) and status >= 500:
+                if _explained(history, op):
+                    excused += 1
+                else:
+                    problem = f"answered {status} with no fault to explain it"
+        elif outcome in UNANSWERED:
+            if _explained(history, op):
+                excused += 1
+                problem = None
+            else:
+                problem = f"{outcome} with no fault within {history.bounds.fault_grace} s"
+        else:
+            problem = f"unknown outcome {outcome!r}"
+        if problem is not None:
+            violations.append(
+                Violation("well_formed", f"{op.get('kind')} op {op.get('id')}: {problem}", [op])
+            )
+    for event in history.events:
+        if "raw" in event:
+            violations.append(Violation("well_formed", "an undecodable change event", [event]))
+    return violations, excused
