@@ -33,6 +33,11 @@ def iso(moment: datetime) -> str:
     )
 
 
+# The last record to_public_map was asked for, and its map. A strong reference,
+# so the identity test cannot match a new record at a freed one's address.
+_last_public: list[Any] = [None, None]
+
+
 class InstanceKey(NamedTuple):
     """Identity of an instance: unique per service.
 
@@ -85,6 +90,20 @@ class InstanceRecord:
         """ONLINE or UNHEALTHY: someone claims this instance."""
         return self.status in LIVE_STATUSES
 
+    def with_version(self, version: int) -> InstanceRecord:
+        """This record at ``version`` (what ``replace`` does, in a third of the time)."""
+        return InstanceRecord(
+            self.service_name,
+            self.instance_id,
+            self.status,
+            self.metadata,
+            self.registered_at,
+            self.last_heartbeat_at,
+            self.session_id,
+            version,
+            self.maintenance,
+        )
+
     def to_public(self) -> Instance:
         """The wire view: the session never leaves the router."""
         return Instance(
@@ -103,8 +122,13 @@ class InstanceRecord:
 
         For the hot replies (heartbeat, register): the same keys in the same
         order with the same values, so the same bytes, in a fraction of the
-        time. ``metadata`` is shared, not copied: nothing changes it in place.
+        time. ``metadata`` is shared, not copied: nothing changes it in place,
+        nor the map itself: the last one made is handed out again for the same
+        record (a change's event and its reply show the same record).
         """
+        if _last_public[0] is self:
+            last: dict[str, Any] = _last_public[1]
+            return last
         public = {
             "service_name": self.service_name,
             "instance_id": self.instance_id,
@@ -119,6 +143,7 @@ class InstanceRecord:
                 "reason": self.maintenance.reason,
                 "since": iso(self.maintenance.since),
             }
+        _last_public[:] = [self, public]
         return public
 
     def packed_with_contact(self, contact: datetime) -> bytes:

@@ -93,6 +93,9 @@ def check_metadata(value: Any, *, max_depth: int = MAX_METADATA_DEPTH) -> None:
     stack: list[tuple[Any, int, str]] = [(value, 1, "metadata")]
     while stack:
         item, depth, path = stack.pop()
+        kind = type(item)
+        if kind is str or kind is bool or item is None:
+            continue  # the common leaves first, by exact type
         if isinstance(item, dict):
             if depth > max_depth:
                 raise ValueError(f"{path}: nested deeper than {max_depth} levels")

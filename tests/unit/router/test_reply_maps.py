@@ -6,7 +6,7 @@ pydantic models (see ``handlers.ReplyMap``); the wire must not notice.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields, replace
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -137,3 +137,31 @@ def test_event_map_packs_as_the_change_event_model(
     r = record(METADATA[1], InstanceStatus.UNHEALTHY, 3)
     model = ChangeEvent(event=kind, instance=r.to_public(), previous_status=previous)
     assert pack_map(event_map(kind, r.to_public_map(), previous)) == pack(model)
+
+
+def test_with_version_keeps_every_other_field() -> None:
+    # A new field must be added to with_version too: this list makes that seen.
+    names = [f.name for f in fields(InstanceRecord) if f.init]
+    assert names == [
+        "service_name",
+        "instance_id",
+        "status",
+        "metadata",
+        "registered_at",
+        "last_heartbeat_at",
+        "session_id",
+        "version",
+        "maintenance",
+    ]
+    r = replace(
+        record(METADATA[1], InstanceStatus.UNHEALTHY, 4), maintenance=MaintenanceMark("x", T0)
+    )
+    assert r.with_version(9) == replace(r, version=9)
+
+
+def test_the_public_map_of_one_record_is_made_once_and_of_another_anew() -> None:
+    a = record(METADATA[1], InstanceStatus.ONLINE, 1)
+    b = replace(a, status=InstanceStatus.UNHEALTHY)
+    assert a.to_public_map() is a.to_public_map()
+    assert b.to_public_map()["status"] == "UNHEALTHY"
+    assert a.to_public_map()["status"] == "ONLINE"
