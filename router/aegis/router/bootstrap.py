@@ -65,7 +65,7 @@ def bootstrap(
     membership = Membership(router_id(settings), MEMBER_TTL, time.time())
     # Contacts heard before this start died with the routers that heard them:
     # every ONLINE instance gets a full unhealthy_after from now.
-    leases = Leases(membership, since=started)
+    leases = Leases(membership, since=started, clock=lambda: clock().timestamp())
     registry = Registry(store, settings.timings, clock=clock, limits=limits, leases=leases)
     runtime = None
     if nats is not None:

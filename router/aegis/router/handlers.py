@@ -290,10 +290,16 @@ class RegistryActions:
                 return Handled(forwarded, "forwarded", {"router": holder}, quiet=True)
         subject = router_heartbeat_subject(holder)
         now = self._registry.now()
-        stored = self._registry.heard(key, request.session_id, now, partition)
+        # Kept in memory only where the lease's holder will see it: here, when this
+        # router holds it and hears itself (else the others may have counted it
+        # gone and taken its leases), never when the holder did not answer (it
+        # may be dead, and the lease with someone else by now). Otherwise the
+        # contact goes to the store, which every router reads.
+        sure = holder == membership.self_id and membership.hearing(now.timestamp())
+        stored = self._registry.heard(key, request.session_id, now, partition) if sure else None
         if stored is not None:  # steady: nothing to write
             return Handled(steady_heartbeat_reply(stored, now, subject), "ok", quiet=True)
-        result = await self._registry.heartbeat(key, request.session_id)
+        result = await self._registry.heartbeat(key, request.session_id, store=not sure)
         ok = result.check is OwnerCheck.OK
         return _owner_reply(result, request, quiet=ok, subject=self._holder_subject(key))
 

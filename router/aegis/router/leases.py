@@ -10,10 +10,14 @@ instance's contacts may have died with another router, or be in its memory):
 for a partition this router holds, when it took it over (the last moment the
 previous holder was known alive: see ``membership.Handover``) or started;
 for another router's partition, when that router was last seen alive (it
-vouches for the instances it lets stay ONLINE).
+vouches for the instances it lets stay ONLINE). A router that cannot hear
+itself counts every live instance alive now.
 """
 
 from __future__ import annotations
+
+import time
+from collections.abc import Callable
 
 from aegis.wire.messages import InstanceStatus
 
@@ -24,11 +28,14 @@ from .membership import Handover, Membership, partition_of
 class Leases:
     """Contacts heard and partition floors, over the membership's partition table."""
 
-    def __init__(self, membership: Membership, since: float = 0.0) -> None:
+    def __init__(
+        self, membership: Membership, since: float = 0.0, clock: Callable[[], float] = time.time
+    ) -> None:
         self.membership = membership
         self._heard: dict[InstanceKey, float] = {}
         self._floors: dict[int, float] = {}
         self._since = since  # the floor of every partition: when this router started
+        self._clock = clock
 
     def holds(self, key: InstanceKey) -> bool:
         """Whether this router holds ``key``'s lease (and so sweeps it)."""
@@ -57,6 +64,12 @@ class Leases:
         at = self.heard_at(record)
         if not record.is_live:
             return at
+        now = self._clock()
+        if not self.membership.hearing(now):
+            # This router cannot hear itself, so neither the contacts nor the
+            # sightings it has are current: it takes nobody for dead by age
+            # (no takeover of a live registration, no expiry) until it hears again.
+            return max(at, now)
         if partition is None:
             partition = partition_of(record.key)
         holder = self.membership.holder_of(partition)

@@ -77,6 +77,14 @@ class Membership:
         self._listener: Listener | None = None
         self._resigned = False
         self.version = 0
+        # When this router last heard its own sighting come back through NATS;
+        # None while nothing tracks it (a lone router, which always hears itself).
+        self.heard_self_at: float | None = None
+
+    def hearing(self, now: float) -> bool:
+        """Whether this router heard itself within ``ttl``. One that did not cannot be
+        sure it hears anyone, nor that the others still count it alive."""
+        return self.heard_self_at is None or now - self.heard_self_at <= self.ttl
 
     def set_listener(self, listener: Listener | None) -> None:
         """Call ``listener`` with every handover (after the table changed)."""

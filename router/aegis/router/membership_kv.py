@@ -146,7 +146,7 @@ class KvMembership:
                 # Hearing again after a gap: everyone gets a fresh TTL to be heard too.
                 self.membership.seen_all(now)
                 log.info("router_hearing_again", routers=self.membership.member_ids)
-            self._heard_self = now
+            self._heard_self = self.membership.heard_self_at = now
             return
         body = msgpack.unpackb(value) if value and operation not in ("DEL", "PURGE") else None
         if body is None or body.get("left"):

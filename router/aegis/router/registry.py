@@ -173,15 +173,18 @@ class Registry(RegistryEngine):
                 "limit (AEGIS_MAX_INSTANCES_PER_SERVICE)"
             )
 
-    async def heartbeat(self, key: InstanceKey, session_id: str) -> OwnerResult:
+    async def heartbeat(
+        self, key: InstanceKey, session_id: str, *, store: bool = False
+    ) -> OwnerResult:
         """Contact from the owner: ONLINE again and deadlines restart.
 
         A steady heartbeat (ONLINE, stored contact fresher than
         ``timings.refresh_after``) is only remembered here; the store is written
-        when the status changes or the stored contact needs its refresh.
+        when the status changes or the stored contact needs its refresh, or
+        with ``store``: when the router holding the lease may not hear of it.
         """
         now = self._clock()
-        steady = self.heard(key, session_id, now)
+        steady = None if store else self.heard(key, session_id, now)
         if steady is not None:
             return OwnerResult(OwnerCheck.OK, replace(steady, last_heartbeat_at=now))
 

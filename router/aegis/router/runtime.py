@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import msgpack
@@ -98,7 +99,15 @@ class RouterRuntime:
         # Resolvers reload their view: a restarted router may hold what they never saw.
         started = {"router": registry.leases.membership.self_id}
         await self.nc.publish(ROUTER_STARTED_SUBJECT, msgpack.packb(started))
-        self._sweeper = Sweeper(registry, tick_for(registry.timings.unhealthy_after))
+        membership = registry.leases.membership
+        self._sweeper = Sweeper(
+            registry,
+            tick_for(registry.timings.unhealthy_after),
+            # Shared leases: a router that cannot hear itself may have been counted
+            # gone, and cannot be sure it hears its instances either.
+            hearing=(lambda: membership.hearing(time.time())) if self._members else None,
+            hearing_grace=2 * registry.timings.heartbeat_interval,
+        )
         self._sweeper.start()
         timings = registry.timings
         log.info(
@@ -168,4 +177,6 @@ class RouterRuntime:
             self.feed.gap("nats_reconnected")  # other routers' events meanwhile are lost
         if self._sweeper is not None:
             # Clients heartbeat within one interval, or re-register within two.
-            self._sweeper.resume(grace=2 * self.registry.timings.heartbeat_interval)
+            self._sweeper.resume(
+                grace=2 * self.registry.timings.heartbeat_interval, reason="nats_disconnected"
+            )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import structlog
 
@@ -12,6 +13,7 @@ from .tasks import cancel
 log = structlog.get_logger("aegis.router.sweeper")
 
 MAX_TICK = 1.0
+NOT_HEARING = "not_hearing_itself"
 
 
 def tick_for(unhealthy_after: float) -> float:
@@ -25,28 +27,42 @@ class Sweeper:
     While the router is cut off from NATS it cannot hear any heartbeat, so it
     must not expire anyone: ``pause`` stops the sweeps (and says so), ``resume``
     starts them again after a grace period in which every live client can
-    reach the router again.
+    reach the router again. A connection can also go silent without dropping
+    (its NATS server frozen, or this process paused and continued): with
+    ``hearing``, a tick on which the router cannot hear itself pauses the
+    sweeps for the reason ``not_hearing_itself``, and the first tick on which
+    it hears itself again resumes them after ``hearing_grace``.
     """
 
-    def __init__(self, registry: Registry, tick: float) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        tick: float,
+        *,
+        hearing: Callable[[], bool] | None = None,
+        hearing_grace: float = 0.0,
+    ) -> None:
         self._registry = registry
         self._tick = tick
+        self._hearing = hearing
+        self._hearing_grace = hearing_grace
         self._task: asyncio.Task[None] | None = None
-        self._paused = False
+        self._paused: set[str] = set()  # the reasons, each said once
         self._resume_at = 0.0
 
     def pause(self, reason: str) -> None:
-        """Stop expiring instances until ``resume``."""
-        if not self._paused:
-            self._paused = True
+        """Stop expiring instances until ``resume`` for the same reason."""
+        if reason not in self._paused:
+            self._paused.add(reason)
             log.warning("sweep_paused", reason=reason)
 
-    def resume(self, grace: float) -> None:
-        """Expire again ``grace`` seconds from now."""
-        if self._paused:
-            self._paused = False
-            self._resume_at = asyncio.get_running_loop().time() + grace
-            log.info("sweep_resumed", grace=grace)
+    def resume(self, grace: float, reason: str = "nats_disconnected") -> None:
+        """``reason`` is over: expire again ``grace`` seconds from now (or later)."""
+        if reason in self._paused:
+            self._paused.discard(reason)
+            resume_at = asyncio.get_running_loop().time() + grace
+            self._resume_at = max(self._resume_at, resume_at)
+            log.info("sweep_resumed", grace=grace, reason=reason)
 
     def start(self) -> None:
         """Begin sweeping in the running loop."""
@@ -61,6 +77,14 @@ class Sweeper:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self._tick)
+            if self._hearing is not None:
+                # Judged on each tick, before sweeping: a router continued after a
+                # pause sweeps on its first tick, before it has read the heartbeats
+                # waiting in its socket.
+                if self._hearing():
+                    self.resume(self._hearing_grace, NOT_HEARING)
+                else:
+                    self.pause(NOT_HEARING)
             if self._paused or loop.time() < self._resume_at:
                 continue
             try:

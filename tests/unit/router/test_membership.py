@@ -113,3 +113,11 @@ def test_after_a_deaf_spell_everyone_gets_a_fresh_ttl() -> None:
     a.seen_all(10.0)  # a heard nobody (itself included) from 1 to 10
     assert a.expire(12.0) == [], "b is judged from when a could hear again"
     assert a.expire(13.5) == ["b"]
+
+
+def test_a_router_hears_itself_until_its_own_sighting_is_a_ttl_old() -> None:
+    membership = Membership("a", ttl=3.0, now=0.0)
+    assert membership.hearing(1000.0), "nothing tracks it: a lone router hears itself"
+    membership.heard_self_at = 10.0
+    assert membership.hearing(13.0)
+    assert not membership.hearing(13.1)

@@ -129,3 +129,49 @@ async def test_pause_stops_sweeps_and_resume_waits_out_the_grace(
     assert first_sweep - resumed >= 0.05
     assert [e["event"] for e in logs] == ["sweep_paused", "sweep_resumed"]
     assert logs[0]["reason"] == "nats_disconnected"
+
+
+async def test_a_router_that_cannot_hear_itself_sweeps_only_after_hearing_again_and_a_grace(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # From a chaos history (issue 14, seed 14): router-1, continued after 6 s
+    # stopped, swept on its first tick, before reading the heartbeats waiting in
+    # its socket, and marked live instances UNHEALTHY.
+    clock = CountedTicks()
+    monkeypatch.setattr(sweeper_module, "asyncio", clock)
+    fake = FakeRegistry(target=1)
+    hears = False
+    sweeper = Sweeper(cast(Registry, fake), TICK, hearing=lambda: hears, hearing_grace=0.05)
+    with capture_logs() as logs:
+        sweeper.start()
+        await eventually(lambda: clock.ticks > 50, "50 ticks while deaf", within=SAFETY_NET)
+        deaf_calls = fake.calls
+        heard = asyncio.get_running_loop().time()
+        hears = True
+        await asyncio.wait_for(fake.reached.wait(), SAFETY_NET)
+        first_sweep = asyncio.get_running_loop().time()
+        await sweeper.stop()
+
+    assert deaf_calls == 0
+    assert first_sweep - heard >= 0.05
+    assert [(e["event"], e["reason"]) for e in logs] == [
+        ("sweep_paused", "not_hearing_itself"),
+        ("sweep_resumed", "not_hearing_itself"),
+    ]
+
+
+async def test_each_reason_to_pause_must_end_before_sweeps_resume() -> None:
+    fake = FakeRegistry(target=1)
+    hears = False
+    sweeper = Sweeper(cast(Registry, fake), TICK, hearing=lambda: hears)
+    sweeper.pause("nats_disconnected")
+    sweeper.start()
+    for _ in range(20):
+        await asyncio.sleep(TICK)
+    hears = True
+    for _ in range(20):
+        await asyncio.sleep(TICK)
+    assert fake.calls == 0, "still disconnected"
+    sweeper.resume(grace=0.0, reason="nats_disconnected")
+    await asyncio.wait_for(fake.reached.wait(), SAFETY_NET)
+    await sweeper.stop()
