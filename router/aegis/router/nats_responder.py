@@ -123,7 +123,8 @@ class NatsResponder:
             # The client's request id joins every log event of this request. The
             # task runs in its own copy of the context, so nothing needs undoing
             # (bound_contextvars' reset cost more than the rest of this function).
-            structlog.contextvars.bind_contextvars(request_id=request_id)
+            if request_id is not None:
+                structlog.contextvars.bind_contextvars(request_id=request_id)
             reply = await handler(msg.data)
             if msg.reply:
                 await msg.respond(reply)
