@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib
 import random
 import signal
 import sys
@@ -26,6 +25,7 @@ from typing import Any
 
 import httpx
 
+from .checker import check
 from .cluster import Cluster, Timings, connect_quietly
 from .history import HistoryWriter, Record, read_history
 from .nemesis import HarnessError, Nemesis
@@ -209,23 +209,10 @@ async def race(main: Coroutine[Any, Any, None], watched: list[asyncio.Task[None]
             await task
 
 
-def load_checker() -> Any:
-    """The checker module (tests/chaos/checker.py), or None while it is not there."""
-    try:
-        return importlib.import_module("tests.chaos.checker")
-    except ModuleNotFoundError as exc:
-        if exc.name != "tests.chaos.checker":
-            raise
-        return None
-
-
 def check_history(path: Path) -> tuple[int, str]:
-    """Run the checker on a history: (number of violations, what it says)."""
-    checker = load_checker()
-    if checker is None:
-        return 0, "checker not available (tests/chaos/checker.py): history not checked"
-    report = checker.check(read_history(path))
-    lines = [str(report.summary())]
+    """Run the checker on a history: (number of violations, its summary and each one)."""
+    report = check(read_history(path))
+    lines = [report.summary()]
     lines += [f"[{v.invariant}] {v.message}" for v in report.violations]
     return len(report.violations), "\n".join(lines)
 
