@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -160,17 +160,25 @@ def router(tmp: Path, nats_url: str, store: str, name: str) -> RouterProcess:
 
 
 @contextmanager
-def bare_responder(nats_url: str) -> Iterator[subprocess.Popen[bytes]]:
+def responder(
+    script: str, *args: str, log: Path | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A baseline NATS responder process (``bench/<script>``), once it printed READY."""
+    with open(log or os.devnull, "ab") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, str(BENCH / script), *args], stdout=subprocess.PIPE, stderr=stderr
+        )
+        assert process.stdout is not None
+        process.stdout.readline()
+        try:
+            yield process
+        finally:
+            stop_process(process)
+
+
+def bare_responder(nats_url: str) -> AbstractContextManager[subprocess.Popen[bytes]]:
     """The baseline NATS responder process."""
-    process = subprocess.Popen(
-        [sys.executable, str(BENCH / "bare_responder.py"), nats_url], stdout=subprocess.PIPE
-    )
-    assert process.stdout is not None
-    process.stdout.readline()
-    try:
-        yield process
-    finally:
-        stop_process(process)
+    return responder("bare_responder.py", nats_url)
 
 
 @contextmanager
@@ -217,6 +225,12 @@ def bench_nats(sizes: Sizes, tmp: Path, nats: NatsServer) -> list[Row]:
         base_reg = nats_load(nats.url, "register", n, c, "bare", bare.pid)
         base_hb = nats_load(nats.url, "heartbeat", n, c, "bare", bare.pid)
     kv_create, kv_update = kv_load(nats.url, n, c, "bench_kv_baseline")
+    floors = {}
+    for store in ("memory", "jetstream"):
+        # The least a registration can cost and keep the contract (floor_responder.py).
+        args = (nats.url, store, f"floor_{store}")
+        with responder("floor_responder.py", *args, log=tmp / f"floor_{store}.log") as floor:
+            floors[store] = nats_load(nats.url, "register", n, c, f"floor_{store}", floor.pid)
     rows: list[Row] = []
     for store in ("memory", "jetstream"):
         bucket = f"nats_{store}"
@@ -240,6 +254,13 @@ def bench_nats(sizes: Sizes, tmp: Path, nats: NatsServer) -> list[Row]:
         rows.append(
             ratio_row(f"first heartbeat after registering, {store}", first, base_hb, "cpu_us")
         )
+        store_limit = kv_create if store == "jetstream" else base_reg
+        rows.append(
+            ratio_row(f"register floor, {store} (floor_responder.py)", floors[store], store_limit)
+        )
+        rows.append(ratio_row(f"register floor CPU, {store}", floors[store], base_reg, "cpu_us"))
+        rows.append(ratio_row(f"register vs its floor, {store}", reg, floors[store]))
+        rows.append(ratio_row(f"register CPU vs its floor, {store}", reg, floors[store], "cpu_us"))
         if store == "jetstream":
             # The store's own limit: what one client gets from the bucket alone.
             rows.append(ratio_row("register vs bare KV create, jetstream", reg, kv_create))
