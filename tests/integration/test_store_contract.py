@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 import nats
 import pytest
+from aegis.router import store_jetstream
 from aegis.router.domain import InstanceKey, InstanceRecord, MaintenanceMark
 from aegis.router.store import AlreadyExists, InstanceStore, MemoryStore, RevisionMismatch
 from aegis.router.store_jetstream import (
@@ -178,3 +179,38 @@ async def test_a_bucket_with_other_replicas_is_refused_not_changed(
         await nc.close()
 
     assert status.stream_info.config.num_replicas == 1
+
+
+async def test_a_watch_whose_consumer_is_gone_is_restarted_within_seconds(
+    nats_server: NatsServer,
+) -> None:
+    # From a chaos history (issue 14, seed 2): a router's bucket watch died with
+    # the NATS node that held its consumer; for 20 s its cache answered lists and
+    # steady heartbeats with records other routers had changed long before.
+    # Deleting the consumer does the same here; nats-py alone notices after 10 s.
+    nc_a, nc_b = await nats.connect(nats_server.url), await nats.connect(nats_server.url)
+    store_a, store_b = JetStreamStore("guarded"), JetStreamStore("guarded")
+    await store_a.start(nc_a)
+    await store_b.start(nc_b)
+    try:
+        js = nc_b.jetstream()
+        for consumer in await js.consumers_info("KV_guarded"):
+            await js.delete_consumer("KV_guarded", consumer.name)
+        await store_a.create(record())
+        within = 2 * store_jetstream.WATCH_CHECK + 2.0  # two checks, and a new snapshot
+        await eventually(lambda: store_b.peek(record().key), "b's cache has it", within)
+    finally:
+        await store_a.stop()
+        await store_b.stop()
+        await nc_a.close()
+        await nc_b.close()
+
+
+def test_a_watch_is_stalled_when_behind_at_two_checks_without_moving() -> None:
+    lag = store_jetstream.WatchLag()
+    assert not lag.stalled(delivered=10, last=10)
+    assert not lag.stalled(delivered=10, last=12), "behind once: maybe in flight"
+    assert not lag.stalled(delivered=11, last=14), "behind, but moving"
+    assert lag.stalled(delivered=11, last=15), "behind twice without moving"
+    assert not lag.stalled(delivered=11, last=15), "restarted: judged afresh"
+    assert not lag.stalled(delivered=15, last=15)

@@ -37,6 +37,32 @@ log = structlog.get_logger("aegis.router.store")
 _ESCAPES = {".": "=2E", ":": "=3A"}
 _WRONG_LAST_SEQUENCE = (10071, 10164)
 STORE_TIMEOUT = 2.0
+# How often the bucket watch is checked against the stream. A watch whose
+# consumer died with its NATS node (or was never recreated after a
+# reconnection) delivers nothing, and nats-py notices only after two missed
+# idle heartbeats (10 s), then retries once per 10 s.
+WATCH_CHECK = 2.0
+
+
+class WatchLag:
+    """Whether the bucket watch has stalled: behind the stream at two checks in a
+    row without delivering anything in between. A watch that is behind but
+    moving (a burst of writes) is left alone."""
+
+    def __init__(self) -> None:
+        self._stalled_at: int | None = None  # the watch's position when first seen behind
+
+    def stalled(self, delivered: int, last: int) -> bool:
+        """Judge one check: ``delivered`` is the last revision the watch gave,
+        ``last`` the stream's last sequence. True: restart the watch."""
+        if delivered >= last:
+            self._stalled_at = None
+            return False
+        if self._stalled_at == delivered:
+            self._stalled_at = None
+            return True
+        self._stalled_at = delivered
+        return False
 
 
 def encode_key(key: InstanceKey) -> str:
@@ -141,6 +167,8 @@ class JetStreamStore:
         self._cache: dict[str, dict[str, Versioned]] = {}
         self._listener: ChangeListener | None = None
         self._watch_task: asyncio.Task[None] | None = None
+        self._guard_task: asyncio.Task[None] | None = None
+        self._delivered = 0  # the last revision the watch gave
 
     async def start(self, nc: NatsClient, within: float = 30.0) -> None:
         """Open (or create) the bucket and load the cache; wait for a JetStream cluster."""
@@ -164,6 +192,7 @@ class JetStreamStore:
         ready = asyncio.Event()
         self._watch_task = asyncio.create_task(self._follow(ready), name="aegis-kv-watch")
         await asyncio.wait_for(ready.wait(), within)
+        self._guard_task = asyncio.create_task(self._guard(), name="aegis-kv-watch-guard")
         log.info(
             "store_ready",
             store="jetstream",
@@ -188,18 +217,49 @@ class JetStreamStore:
 
     async def stop(self) -> None:
         """Stop following the bucket."""
+        guard, self._guard_task = self._guard_task, None
+        await cancel(guard)
         task, self._watch_task = self._watch_task, None
         await cancel(task)
+
+    async def _guard(self) -> None:
+        """Restart the bucket watch when it has stalled behind the stream (a stale
+        cache answers lists and steady heartbeats with what is no longer so)."""
+        lag = WatchLag()
+        while True:
+            await asyncio.sleep(WATCH_CHECK)
+            last = await self._stream_last()
+            if last is not None and lag.stalled(self._delivered, last):
+                log.warning("store_watch_restarted", delivered=self._delivered, last=last)
+                await cancel(self._watch_task)
+                self._watch_task = asyncio.create_task(
+                    self._follow(asyncio.Event()), name="aegis-kv-watch"
+                )
+
+    async def _stream_last(self) -> int | None:
+        """The bucket stream's last sequence; None when the stream cannot answer."""
+        try:
+            status = await self._bucket().status()
+        except Exception as exc:  # nothing to judge the watch by, this time
+            log.debug("store_status_failed", error=repr(exc))
+            return None
+        last: int = status.stream_info.state.last_seq
+        return last
 
     async def _follow(self, ready: asyncio.Event) -> None:
         """Apply every change in the bucket to the cache, whoever made it."""
         assert self._kv is not None
-        watcher = await self._kv.watchall()
+        try:
+            watcher = await self._kv.watchall()
+        except Exception as exc:  # start() times out; later, the guard tries again
+            log.warning("store_watch_failed", error=repr(exc))
+            return
         try:
             async for entry in watcher:
                 if entry is None:  # the initial snapshot is complete
                     ready.set()
                     continue
+                self._delivered = max(self._delivered, entry.revision or 0)
                 try:
                     key = decode_key(entry.key)
                     if entry.operation in ("DEL", "PURGE") or not entry.value:
