@@ -163,3 +163,28 @@ async def test_callbacks_of_several_subjects_waiting_for_a_slot_all_go_on(
     assert sorted(r.data for r in replies) == sorted(
         f"{s}-{i}".encode() for i in range(2) for s in subjects
     )
+
+
+async def test_a_request_its_handler_answers_at_once_needs_no_task(
+    nats_server: NatsServer, raw_nats: NatsClient
+) -> None:
+    awaited: list[bytes] = []
+
+    class Handler:
+        async def __call__(self, data: bytes) -> bytes:
+            awaited.append(data)
+            return b"awaited " + data
+
+        def answer_now(self, data: bytes, request_id: str | None) -> bytes | None:
+            return b"now " + data if data.startswith(b"steady") else None
+
+    responder = NatsResponder({"t.mixed": Handler()}, max_in_flight=4)
+    server_side = NatsClient()
+    await server_side.connect(nats_server.url)
+    await responder.start(server_side)
+    assert (await request(raw_nats, "t.mixed", b"steady-1")).data == b"now steady-1"
+    assert (await request(raw_nats, "t.mixed", b"other")).data == b"awaited other"
+    await responder.stop()
+    await server_side.close()
+    assert awaited == [b"other"]
+    assert responder.stats["t.mixed"].num_requests == 2

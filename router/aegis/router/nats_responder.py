@@ -34,6 +34,8 @@ from .endpoint_stats import EndpointStats
 log = structlog.get_logger("aegis.router.nats")
 
 Handler = Callable[[bytes], Awaitable[bytes]]
+AnswerNow = Callable[[bytes, str | None], bytes | None]
+"""A handler's ``answer_now``: the reply to a body and request id, if it needs no wait."""
 
 QUEUE_GROUP = "aegis-router"
 PENDING_BYTES = 64 * 1024 * 1024
@@ -94,7 +96,11 @@ class NatsResponder:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def _callback(self, handler: Handler, stats: EndpointStats) -> Callable[[Msg], Awaitable[None]]:
+        at_once: AnswerNow | None = getattr(handler, "answer_now", None)
+
         async def on_message(msg: Msg) -> None:
+            if at_once is not None and await self._answered_now(at_once, msg, stats):
+                return
             # Every slot taken: wait here, so the next message waits in nats-py's
             # bounded queue rather than starting.
             while len(self._tasks) >= self._max_in_flight:
@@ -114,6 +120,24 @@ class NatsResponder:
         room = self._room
         if room is not None and not room.done():
             room.set_result(None)
+
+    async def _answered_now(self, at_once: AnswerNow, msg: Msg, stats: EndpointStats) -> bool:
+        """Answer ``msg`` here and now if its handler can (a steady heartbeat)."""
+        started = perf_counter_ns()
+        headers = msg.headers
+        reply = at_once(msg.data, headers.get(REQUEST_ID_HEADER) if headers else None)
+        if reply is None:
+            return False
+        if msg.reply:
+            try:
+                # A publish, buffered by nats-py: it does not wait for the socket.
+                await msg.respond(reply)
+            except Exception as exc:
+                stats.failed(exc)
+                log.exception("nats_reply_failed", subject=msg.subject)
+        stats.num_requests += 1
+        stats.processing_time += perf_counter_ns() - started
+        return True
 
     async def _serve(self, handler: Handler, msg: Msg, stats: EndpointStats) -> None:
         started = perf_counter_ns()

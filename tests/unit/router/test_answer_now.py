@@ -1,0 +1,86 @@
+"""A steady heartbeat is answered in the responder's callback (``Endpoint.answer_now``).
+
+The fast lane must answer exactly as the endpoint itself would, and leave
+every other request whole to the endpoint.
+"""
+
+from __future__ import annotations
+
+import msgpack
+from aegis.router.domain import InstanceKey
+from aegis.router.handlers import endpoints
+from aegis.router.leases import Leases
+from aegis.router.membership import Membership
+from aegis.router.registry import Registry
+from aegis.router.store import MemoryStore
+from aegis.wire.messages import HEARTBEAT_SUBJECT, REGISTER_SUBJECT, router_forward_subject
+from structlog.testing import capture_logs
+
+from tests.support import T0, FakeClock
+from tests.unit.router.fakes import OTHER_SESSION, SESSION, TIMINGS, ListSink
+
+
+def router(*others: str) -> tuple[Registry, FakeClock]:
+    clock = FakeClock()
+    membership = Membership("me", 3.0, 0.0)
+    for other in others:
+        membership.seen(other, T0.timestamp())
+    membership.heard_self_at = T0.timestamp()
+    leases = Leases(membership, clock=lambda: clock.now.timestamp())
+    return Registry(MemoryStore(), TIMINGS, ListSink(), clock, leases=leases), clock
+
+
+def body(instance: str = "b-1", session: str = SESSION) -> bytes:
+    fields = {"service_name": "billing", "instance_id": instance, "session_id": session}
+    return msgpack.packb(fields)
+
+
+async def test_a_steady_heartbeat_is_answered_at_once_with_the_endpoints_bytes() -> None:
+    registry, clock = router()
+    handlers = endpoints(registry, max_request_bytes=65536, max_metadata_bytes=1024)
+    await handlers[REGISTER_SUBJECT](body())
+    clock.at(1.0)
+    beat = handlers[HEARTBEAT_SUBJECT]
+    now = beat.answer_now(body())
+    assert now == await beat(body())  # same instant on the fake clock: same reply
+    reply = msgpack.unpackb(now)
+    assert (reply["status"], reply["instance"]["status"]) == (200, "ONLINE")
+    assert reply["heartbeat_subject"] == "ipc.router.me.heartbeat"
+
+
+async def test_anything_but_a_steady_heartbeat_is_left_to_the_endpoint() -> None:
+    registry, clock = router("other")
+    handlers = endpoints(registry, max_request_bytes=65536, max_metadata_bytes=1024)
+    beat = handlers[HEARTBEAT_SUBJECT]
+    membership = registry.leases.membership
+    mine = next(
+        f"b-{n}" for n in range(100) if membership.owner(InstanceKey("billing", f"b-{n}")) == "me"
+    )
+    theirs = next(
+        f"b-{n}"
+        for n in range(100)
+        if membership.owner(InstanceKey("billing", f"b-{n}")) == "other"
+    )
+    for instance in (mine, theirs):
+        await handlers[REGISTER_SUBJECT](body(instance))
+    clock.at(1.0)
+    assert beat.answer_now(body(mine)) is not None
+    assert beat.answer_now(b"\xc1") is None  # garbage: the endpoint's 400
+    assert beat.answer_now(body("unknown")) is None  # 404
+    assert beat.answer_now(body(mine, OTHER_SESSION)) is None  # 403
+    assert beat.answer_now(body(theirs)) is None  # another router's lease: forwarded
+    assert handlers[REGISTER_SUBJECT].answer_now(body()) is None  # only heartbeats
+    assert handlers[router_forward_subject("me")].answer_now(body(mine)) is None
+    membership.heard_self_at = T0.timestamp() - 60  # deaf to itself
+    assert beat.answer_now(body(mine)) is None  # the contact must go to the store
+
+
+async def test_the_request_id_joins_the_debug_line() -> None:
+    registry, _ = router()
+    handlers = endpoints(registry, max_request_bytes=65536, max_metadata_bytes=1024)
+    await handlers[REGISTER_SUBJECT](body())
+    with capture_logs() as logs:
+        assert handlers[HEARTBEAT_SUBJECT].answer_now(body(), "req-7") is not None
+    assert [(e["event"], e.get("request_id"), e["instance"]) for e in logs] == [
+        ("heartbeat", "req-7", "b-1")
+    ]
