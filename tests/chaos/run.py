@@ -251,6 +251,9 @@ def main(argv: list[str] | None = None) -> int:
     except HarnessError as exc:
         print(f"harness failed: {exc}", file=sys.stderr)
         return 2
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        print("interrupted: every process it started is stopped", file=sys.stderr)
+        return 130
     print(describe(result))
     violations, summary = check_history(result.history)
     print(summary)

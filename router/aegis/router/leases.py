@@ -37,6 +37,11 @@ class Leases:
         self._since = since  # the floor of every partition: when this router started
         self._clock = clock
 
+    def hearing_from(self, at: float) -> None:
+        """This router hears heartbeats from ``at`` on (it has just begun to answer
+        them): every partition it holds counts its instances alive from there."""
+        self._since = max(self._since, at)
+
     def holds(self, key: InstanceKey) -> bool:
         """Whether this router holds ``key``'s lease (and so sweeps it)."""
         return self.membership.holds(key)

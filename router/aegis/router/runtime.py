@@ -82,6 +82,10 @@ class RouterRuntime:
             max_pending=settings.max_pending,
         )
         await self._responder.start(self.nc)
+        # Heartbeats reach this router from now on, not from its process start:
+        # opening the store may have taken seconds (a stream electing its leader),
+        # while other routers heard the contacts.
+        registry.leases.hearing_from(registry.now().timestamp())
         self._micro = MicroControl(
             registry.leases.membership.self_id,
             self._responder.stats,

@@ -42,6 +42,7 @@ STORE_TIMEOUT = 2.0
 # reconnection) delivers nothing, and nats-py notices only after two missed
 # idle heartbeats (10 s), then retries once per 10 s.
 WATCH_CHECK = 2.0
+WATCH_RETRY = 0.5  # between two attempts to open the watch
 
 
 class WatchLag:
@@ -249,11 +250,13 @@ class JetStreamStore:
     async def _follow(self, ready: asyncio.Event) -> None:
         """Apply every change in the bucket to the cache, whoever made it."""
         assert self._kv is not None
-        try:
-            watcher = await self._kv.watchall()
-        except Exception as exc:  # start() times out; later, the guard tries again
-            log.warning("store_watch_failed", error=repr(exc))
-            return
+        while True:
+            try:
+                watcher = await self._kv.watchall()
+                break
+            except Exception as exc:  # the stream electing a leader, say
+                log.warning("store_watch_failed", error=repr(exc))
+                await asyncio.sleep(WATCH_RETRY)
         try:
             async for entry in watcher:
                 if entry is None:  # the initial snapshot is complete

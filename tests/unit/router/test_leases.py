@@ -138,3 +138,26 @@ async def test_a_heartbeat_answered_by_a_non_holder_is_remembered_for_a_takeover
     await settle()
     clock.at(30 + TIMINGS.unhealthy_after - 1)
     assert await ra.sweep() == 0, "the contact a heard counts, not b's old sighting"
+
+
+async def test_a_router_slow_to_start_counts_from_when_it_hears_not_its_process_start() -> None:
+    # From a chaos history (issue 14, seed 101): router-2, restarted, took 5 s to
+    # open the bucket while its stream elected a leader; it counted the instances
+    # of its partitions alive from its process start, so 0.5 s after it began
+    # answering it marked UNHEALTHY (and 0.4 s later OFFLINE) an instance router-1
+    # had heard 1.2 s before. Another session then took the id over.
+    clock = FakeClock()
+    store = MemoryStore()
+    first = Registry(store, TIMINGS, ListSink(), clock)
+    await first.register(register_request())
+    clock.at(TIMINGS.unhealthy_after - 1)  # the process starts; the owner heartbeats elsewhere
+    leases = Leases(Membership("late", 3.0, 0.0), since=clock.now.timestamp())
+    late = Registry(store, TIMINGS, ListSink(), clock, leases=leases)
+    await late.load()
+    clock.at(TIMINGS.unhealthy_after + 5)  # the bucket opened at last: it answers from now
+    leases.hearing_from(clock.now.timestamp())
+
+    clock.at(TIMINGS.unhealthy_after + 5 + TIMINGS.unhealthy_after - 1)
+    assert await late.sweep() == 0
+    clock.at(TIMINGS.unhealthy_after + 5 + TIMINGS.unhealthy_after + LATE)
+    assert await late.sweep() == 1
