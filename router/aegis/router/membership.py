@@ -129,9 +129,14 @@ class Membership:
         self._recompute(now, {})
 
     def seen_all(self, now: float) -> None:
-        """Count every known router as seen at ``now`` (after this router could not hear)."""
+        """This router hears again after it could not: count every known router as seen
+        at ``now``, and its own partitions as taken over at ``now`` (the others may
+        have held them meanwhile, and heard their contacts)."""
         for member in self._members.values():
             member.seen_at = max(member.seen_at, now)
+        held = {p: now for p, owner in enumerate(self._table) if owner == self.self_id}
+        if held and self._listener is not None:
+            self._listener(Handover(held, frozenset()))
 
     def left(self, member_id: str, last_seen: float) -> None:
         """``member_id`` stopped (a goodbye, or its entry expired) at ``last_seen``."""

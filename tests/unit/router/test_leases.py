@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from aegis.router.domain import InstanceKey, OwnerCheck
+from aegis.router.domain import InstanceKey, Outcome, OwnerCheck
 from aegis.router.leases import Leases
 from aegis.router.membership import Membership
 from aegis.router.registry import Registry
@@ -161,3 +161,29 @@ async def test_a_router_slow_to_start_counts_from_when_it_hears_not_its_process_
     assert await late.sweep() == 0
     clock.at(TIMINGS.unhealthy_after + 5 + TIMINGS.unhealthy_after + LATE)
     assert await late.sweep() == 1
+
+
+async def test_a_router_hearing_again_counts_its_own_partitions_from_then() -> None:
+    # From a chaos history (issue 14, seed 101): router-1, stopped 4.7 s and then
+    # unable to hear itself for 5 s more, held its partitions again as soon as it
+    # heard itself, but judged their instances on the contacts it had before the
+    # gap: 0.75 s later it answered a live instance's heartbeat 404 and gave the
+    # id to a new session (201), 4 s after router-0, holding the partition
+    # meanwhile, had answered the owner.
+    clock = FakeClock()
+    store = MemoryStore()
+    membership = Membership("a", 3.0, 0.0)
+    leases = Leases(membership, clock=lambda: clock.now.timestamp())
+    registry = Registry(store, TIMINGS, ListSink(), clock, leases=leases)
+    await registry.register(register_request())
+    key = InstanceKey("billing", "b-1")
+    gap_end = TIMINGS.offline_after + 5  # others heard the owner meanwhile, in memory
+    clock.at(gap_end)
+    membership.heard_self_at = clock.now.timestamp()
+    membership.seen_all(clock.now.timestamp())  # as KvMembership does on hearing again
+    await settle()
+
+    clock.at(gap_end + 1)
+    assert (await registry.heartbeat(key, SESSION)).check is OwnerCheck.OK
+    taken = await registry.register(register_request(session="a-new-session"))
+    assert taken.outcome is Outcome.DUPLICATE
