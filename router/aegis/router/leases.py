@@ -54,6 +54,11 @@ class Leases:
         """``key`` is gone or OFFLINE: its heard contact no longer counts."""
         self._heard.pop(key, None)
 
+    def last_contact(self, key: InstanceKey, stored_at: float) -> float:
+        """An ONLINE instance's last contact: heard here, or ``stored_at`` if later."""
+        heard = self._heard.get(key)
+        return heard if heard is not None and heard > stored_at else stored_at
+
     def heard_at(self, record: InstanceRecord) -> float:
         """``record``'s last contact, heard here or stored (epoch seconds)."""
         at = record.last_heartbeat_at.timestamp()

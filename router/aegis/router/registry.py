@@ -212,12 +212,18 @@ class Registry(RegistryEngine):
             return None
         at = now.timestamp()
         timings = self.timings
-        if at - stored.last_heartbeat_at.timestamp() >= timings.refresh_after:
+        stored_at = stored.last_heartbeat_at.timestamp()
+        if at - stored_at >= timings.refresh_after:
             return None  # the refresh is due: written by heartbeat()
         if partition is None:
             partition = partition_of(key)
         leases = self.leases
-        if at - leases.alive_at(stored, partition) >= timings.unhealthy_after:
+        # alive_at is never before the last contact: a contact within
+        # unhealthy_after settles it without the partition's floors (the common case).
+        if (
+            at - leases.last_contact(key, stored_at) >= timings.unhealthy_after
+            and at - leases.alive_at(stored, partition) >= timings.unhealthy_after
+        ):
             return None  # UNHEALTHY by age already: the recovery is news
         leases.heard(key, at)
         if leases.membership.holder_of(partition) == leases.membership.self_id:

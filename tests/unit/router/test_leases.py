@@ -187,3 +187,12 @@ async def test_a_router_hearing_again_counts_its_own_partitions_from_then() -> N
     assert (await registry.heartbeat(key, SESSION)).check is OwnerCheck.OK
     taken = await registry.register(register_request(session="a-new-session"))
     assert taken.outcome is Outcome.DUPLICATE
+
+
+def test_last_contact_is_the_later_of_heard_and_stored() -> None:
+    leases = Leases(Membership("a", 3.0, 0.0))
+    key = InstanceKey("billing", "b-1")
+    assert leases.last_contact(key, 100.0) == 100.0  # nothing heard
+    leases.heard(key, 105.0)
+    assert leases.last_contact(key, 100.0) == 105.0
+    assert leases.last_contact(key, 110.0) == 110.0  # a newer stored contact wins
