@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from nats.aio.client import Client as NatsClient
 
 from .checker import check
 from .cluster import Cluster, Timings, connect_quietly
@@ -97,6 +98,7 @@ async def run_chaos(config: RunConfig) -> RunResult:
     raw: list[RawClient] = []
     events = EventLog(recorder)
     nemesis: Nemesis | None = None
+    admin: NatsClient | None = None
     finished: Record | None = None
     try:
         print(f"chaos seed {config.seed}: 3 nodes, {config.routers} routers", flush=True)
@@ -121,7 +123,6 @@ async def run_chaos(config: RunConfig) -> RunResult:
 
         phase.stopping.set()
         await stop_workload(workload)
-        await admin.close()
         finished = {"last_fault": nemesis.last_fault, "quiet_from": quiet_from}
     finally:
         for task in [*background, *workload]:
@@ -129,6 +130,8 @@ async def run_chaos(config: RunConfig) -> RunResult:
         await asyncio.gather(*background, *workload, return_exceptions=True)
         for client in raw:
             await client.close()
+        if admin is not None:
+            await admin.close()
         await events.stop()
         cluster.stop()  # blocking on purpose: it must run even while being cancelled
         for router in cluster.routers:
