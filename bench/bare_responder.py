@@ -35,4 +35,9 @@ async def main(url: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1]))
+    if sys.argv[2:] == ["uvloop"]:
+        import uvloop
+
+        uvloop.run(main(sys.argv[1]))
+    else:
+        asyncio.run(main(sys.argv[1]))

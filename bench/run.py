@@ -64,7 +64,7 @@ class Sizes:
 
 
 FULL = Sizes(
-    requests=6000, concurrency=64, rest_services=1000, rest_requests=1500, scale_instances=100_000
+    requests=30000, concurrency=64, rest_services=1000, rest_requests=1500, scale_instances=100_000
 )
 QUICK = Sizes(
     requests=300, concurrency=16, rest_services=20, rest_requests=100, scale_instances=2000
