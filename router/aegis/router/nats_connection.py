@@ -76,6 +76,17 @@ def shown_url(settings: Settings) -> str:
 DEFAULT_URL = "nats://127.0.0.1:4222"
 
 
+def connected_server(nc: NatsClient) -> str | None:
+    """The server ``nc`` is connected to now, as ``host:port`` (no credentials), if any.
+
+    Logged on start and reconnect: a cluster tells its clients of every node, so
+    the router may be on a node it was not given; the chaos checker reads this.
+    """
+    url = nc.connected_url
+    # The netloc may carry user:password@ (or a token@): keep what follows the last @.
+    return None if url is None else url.netloc.rpartition("@")[2]
+
+
 async def connect_router(
     settings: Settings,
     *,

@@ -17,7 +17,7 @@ from .membership_kv import KvMembership
 from .metrics import RECONNECTS
 from .micro_control import MicroControl
 from .micro_discovery import MicroDiscovery
-from .nats_connection import Connector, shown_url
+from .nats_connection import Connector, connected_server, shown_url
 from .nats_responder import QUEUE_GROUP, NatsResponder
 from .registry import EventSink, Registry
 from .settings import Settings
@@ -118,6 +118,7 @@ class RouterRuntime:
             "router_ready",
             router=registry.leases.membership.self_id,
             nats_url=shown_url(settings),
+            server=connected_server(self.nc),
             store=settings.store,
             http=f"{settings.http_host}:{settings.http_port}",
             heartbeat_interval=timings.heartbeat_interval,
@@ -175,7 +176,7 @@ class RouterRuntime:
                 self._sweeper.pause("nats_disconnected")
 
     async def _on_reconnected(self) -> None:
-        log.info("nats_reconnected")
+        log.info("nats_reconnected", server=None if self.nc is None else connected_server(self.nc))
         RECONNECTS.inc()
         if self.feed is not None:
             self.feed.gap("nats_reconnected")  # other routers' events meanwhile are lost

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
+from urllib.parse import urlparse
 
 import pytest
-from aegis.router.nats_connection import nats_auth
+from aegis.router.nats_connection import connected_server, nats_auth
 from aegis.router.settings import Settings, load_settings
 
 from tests.support.pki import Pki
@@ -60,3 +63,13 @@ def test_router_settings_that_do_not_fit_name_the_problem_not_the_secret() -> No
         nats_auth(Settings(nats_password=SECRET))
     assert SECRET not in str(caught.value)
     assert "validation error" not in str(caught.value)  # pydantic's wrapping is gone
+
+
+def test_the_connected_server_is_shown_as_host_and_port_without_credentials() -> None:
+    def on(url: str | None) -> Any:
+        return cast(Any, SimpleNamespace(connected_url=None if url is None else urlparse(url)))
+
+    assert connected_server(on(f"nats://router:{SECRET}@10.0.0.7:4222")) == "10.0.0.7:4222"
+    assert connected_server(on(f"tls://{SECRET}@nats.example:4443")) == "nats.example:4443"
+    assert connected_server(on("nats://127.0.0.1:4223")) == "127.0.0.1:4223"
+    assert connected_server(on(None)) is None  # not connected at this moment
