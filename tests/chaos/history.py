@@ -7,7 +7,8 @@ ISO timestamps, fall on the same axis). Kinds of record:
 ``meta``
     once, first: ``seed``, ``timings`` (``heartbeat_interval``,
     ``unhealthy_after``, ``offline_after``, ``remove_after``, seconds),
-    ``routers`` (names), ``nodes`` (NATS node names), ``client_timeout``.
+    ``routers`` (names), ``nodes`` (NATS node names), ``node_urls``
+    (optional: each node's client URL, by name), ``client_timeout``.
 ``op``
     one client request, written when it completes: ``id`` (unique int),
     ``client`` (name), ``kind`` (``register``, ``heartbeat``, ``deregister``,
@@ -25,7 +26,10 @@ ISO timestamps, fall on the same axis). Kinds of record:
     ``node_resume``, ``node_kill``, ``node_start``), ``target`` (a router or
     node name), ``detail`` (free text, e.g. "stream leader"), ``start``
     (optional: when the action began, if it took time; the checker's fault
-    window opens there).
+    window opens there). ``node_pause`` and ``node_kill`` also carry
+    ``leaders``: the nodes leading the streams every router uses
+    (``KV_<bucket>`` and ``KV_<bucket>_routers``), asked of JetStream just
+    before the fault; ``None`` (or absent, in older histories) when unknown.
 ``view``
     one REST snapshot of a router, ``GET /api/v1/admin/instances``:
     ``router``, ``invoke``, ``complete``, ``instances`` (a list of
@@ -36,7 +40,9 @@ ISO timestamps, fall on the same axis). Kinds of record:
     one line of a router's own structlog output, copied after the run for
     the facts the checker needs (``nats_disconnected``, ``nats_reconnected``,
     ``sweep_paused``, ``sweep_resumed``, ``instance_status_changed``,
-    ``router_ready``, ...): ``router``, ``event``, ``fields`` (the rest).
+    ``router_ready``, ...): ``router``, ``event``, ``fields`` (the rest;
+    ``router_ready`` and ``nats_reconnected`` carry ``server``, the
+    ``host:port`` the router is connected to, which ``node_urls`` names).
 ``end``
     once, last: ``last_fault`` (time of the last fault's end, or ``None``),
     ``quiet_from`` (when the nemesis stopped and every process was back).

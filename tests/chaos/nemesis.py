@@ -20,16 +20,20 @@ import asyncio
 import random
 import time
 from collections import Counter
+from typing import Any
 
+from aegis.router.membership_kv import members_bucket
 from nats.aio.client import Client as NatsClient
 
-from .cluster import Cluster, Router, stream_leader
+from .cluster import BUCKET, Cluster, Router, stream_leader
 from .recording import Recorder
 
 GAP = (1.5, 5.0)  # seconds between two faults of a lane
 ROUTER_HOLD = (1.0, 6.0)  # how long a router stays away (around the 3 s membership TTL)
 NODE_HOLD = (1.0, 7.0)
 START_ATTEMPTS = 10
+# The streams every router uses: the registry's bucket and its membership's.
+ROUTER_STREAMS = (f"KV_{BUCKET}", f"KV_{members_bucket(BUCKET)}")
 
 
 class HarnessError(RuntimeError):
@@ -48,8 +52,10 @@ class Nemesis:
         self.last_fault: float | None = None
         self.counts: Counter[str] = Counter()
 
-    def _fault(self, kind: str, target: str, detail: str = "", start: float | None = None) -> None:
-        self.recorder.fault(kind, target, detail, start)
+    def _fault(
+        self, kind: str, target: str, detail: str = "", start: float | None = None, **extra: Any
+    ) -> None:
+        self.recorder.fault(kind, target, detail, start, **extra)
         self.last_fault = time.time()
         self.counts[kind] += 1
         print(f"  fault {kind} {target} {detail}".rstrip(), flush=True)
@@ -105,10 +111,12 @@ class Nemesis:
         while await self._gap(rng, end):
             hold = rng.uniform(*NODE_HOLD)
             choice = rng.random()
+            # Which nodes a fault may stall every router through (the checker's excuse).
+            leaders = await stream_leaders(self.admin)
             if choice < 0.4:
                 node = rng.choice(cluster.nodes)
                 node.pause()
-                self._fault("node_pause", node.name, "SIGSTOP")
+                self._fault("node_pause", node.name, "SIGSTOP", leaders=leaders)
                 await asyncio.sleep(hold)
                 node.resume()
                 self._fault("node_resume", node.name, f"SIGCONT after {hold:.1f}s")
@@ -120,8 +128,20 @@ class Nemesis:
             else:
                 node, detail = rng.choice(cluster.nodes), "any node"
             cluster.kill_node(node)
-            self._fault("node_kill", node.name, f"SIGKILL, {detail}")
+            self._fault("node_kill", node.name, f"SIGKILL, {detail}", leaders=leaders)
             await asyncio.sleep(hold)
             started = time.time()
             await asyncio.to_thread(cluster.start_node, node)
             self._fault("node_start", node.name, start=started)
+
+
+async def stream_leaders(nc: NatsClient) -> list[str] | None:
+    """The nodes leading the streams the routers use, or None if any leader is unknown."""
+    try:
+        infos: list[Any] = await asyncio.gather(
+            *(nc.jetstream(timeout=1.0).stream_info(name) for name in ROUTER_STREAMS)
+        )
+        leaders = [info.cluster.leader for info in infos]
+    except Exception:
+        return None  # no answer, or a stream without a cluster: unknown, never "none"
+    return None if None in leaders else sorted(set(leaders))

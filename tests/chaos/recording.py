@@ -49,12 +49,16 @@ class Recorder:
         """Write any record."""
         self.writer.write(record)
 
-    def fault(self, kind: str, target: str, detail: str = "", start: float | None = None) -> None:
-        """A nemesis action, done just now (``start``: when it began, if it took time)."""
+    def fault(
+        self, kind: str, target: str, detail: str = "", start: float | None = None, **extra: Any
+    ) -> None:
+        """A nemesis action, done just now (``start``: when it began, if it took time;
+        ``extra``: more fields, such as a node fault's ``leaders``)."""
         now = time.time()
         record: Record = {"type": "fault", "t": now, "kind": kind, "target": target}
         record["detail"] = detail
         record["start"] = now if start is None else start
+        record.update(extra)
         self.write(record)
 
     async def request(

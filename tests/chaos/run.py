@@ -90,6 +90,7 @@ async def run_chaos(config: RunConfig) -> RunResult:
             "timings": config.timings.as_meta(),
             "routers": [r.name for r in cluster.routers],
             "nodes": [n.name for n in cluster.nodes],
+            "node_urls": {n.name: n.url for n in cluster.nodes},
             "client_timeout": CLIENT_TIMEOUT,
         }
     )
