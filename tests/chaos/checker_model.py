@@ -10,6 +10,7 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import cached_property
+from urllib.parse import urlparse
 
 from tests.chaos.checker_time import Window, pair_windows
 from tests.chaos.history import Record
@@ -220,6 +221,7 @@ class History:
     views: list[Record] = field(default_factory=list)
     logs: list[Record] = field(default_factory=list)
     last_t: float = 0.0  # the latest time of any record
+    _node_faults: dict[str, list[Window]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def of(cls, records: list[Record], *, convergence_bound: float | None = None) -> History:
@@ -272,7 +274,7 @@ class History:
 
     @cached_property
     def node_windows(self) -> list[Window]:
-        """Every NATS node fault: any router's link, or the bucket, may be cut by one."""
+        """Every NATS node fault, whichever routers it may have cut off."""
         return sorted(
             (
                 window
@@ -302,8 +304,71 @@ class History:
         return shots
 
     @cached_property
+    def node_names(self) -> dict[str, str] | None:
+        """Each node's name by its ``host:port``; None when the meta record lacks the URLs."""
+        urls = self.meta.get("node_urls")
+        if not isinstance(urls, dict):
+            return None
+        return {host_port(str(url)): str(name) for name, url in urls.items()}
+
+    @cached_property
+    def connections(self) -> dict[str, list[tuple[float, str | None]]]:
+        """Per router, from when on it was on which node (None: unknown), in time order.
+
+        Its log names the server at each start (``router_ready``) and reconnect
+        (``nats_reconnected``); a kill makes it unknown until the next start logs
+        one (a starting router connects before it is ready).
+        """
+        names = self.node_names or {}
+        changes: dict[str, list[tuple[float, str | None]]] = defaultdict(list)
+        for line in self.logs:
+            if line.get("event") in ("router_ready", "nats_reconnected"):
+                server = (line.get("fields") or {}).get("server")
+                node = names.get(server) if isinstance(server, str) else None
+                changes[str(line["router"])].append((at(line, "t"), node))
+        for router, windows in self.fault_windows.items():
+            for window in windows:
+                if window.cause["kind"] == "router_kill":
+                    changes[router].append((window.start, None))
+        return {router: sorted(found, key=lambda c: c[0]) for router, found in changes.items()}
+
+    def may_be_on(self, router: str, node: str, lo: float, hi: float) -> bool:
+        """Whether ``router`` may have been connected to ``node`` at some time in [lo, hi]."""
+        if self.node_names is None:
+            return True  # an older history: which router was on which node is unknown
+        changes = self.connections.get(router, [])
+        if not changes or lo < changes[0][0]:
+            return True  # before its first logged connection, unknown
+        for index, (since, on) in enumerate(changes):
+            until = changes[index + 1][0] if index + 1 < len(changes) else math.inf
+            if since <= hi and until >= lo and on in (None, node):
+                return True
+        return False
+
+    def cuts_off(self, window: Window, router: str) -> bool:
+        """Whether a node fault may have cut ``router`` off NATS or stalled its streams.
+
+        So it did if the node led a stream every router uses (its ``leaders``,
+        or they are unknown), or the router may have been connected to it.
+        """
+        leaders = window.cause.get("leaders")
+        if not isinstance(leaders, list) or window.cause["target"] in leaders:
+            return True
+        lo = window.start - self.bounds.fault_lead
+        return self.may_be_on(router, str(window.cause["target"]), lo, window.end)
+
+    def node_faults(self, router: str) -> list[Window]:
+        """The node faults that may have cut ``router`` off (see ``cuts_off``)."""
+        if router not in self._node_faults:  # asked once per report: worked out once
+            self._node_faults[router] = [w for w in self.node_windows if self.cuts_off(w, router)]
+        return self._node_faults[router]
+
+    @cached_property
     def all_troubles(self) -> list[Window]:
-        """Every router's troubles and every node fault: for reports whose router is unknown."""
+        """Every router's troubles: for reports whose router is unknown.
+
+        A node fault counts if it may have cut some router off.
+        """
         paused = [
             w
             for windows in self.fault_windows.values()
@@ -311,17 +376,20 @@ class History:
             if w.cause["kind"] == "router_pause"
         ]
         cut_off = [w for windows in self.log_windows.values() for w in windows]
-        return paused + cut_off + self.node_windows
+        nodes = [w for w in self.node_windows if any(self.cuts_off(w, r) for r in self.routers)]
+        return paused + cut_off + nodes
 
     def troubles(self, router: str) -> list[Window]:
-        """Where ``router`` was paused, or its log says it was cut off (a kill is not here)."""
+        """Where ``router`` was paused, its log says it was cut off, or a node fault may
+        have cut it off (a kill is not here)."""
         paused = [
             w for w in self.fault_windows.get(router, []) if w.cause["kind"] == "router_pause"
         ]
-        return paused + self.log_windows.get(router, []) + self.node_windows
+        return paused + self.log_windows.get(router, []) + self.node_faults(router)
 
     def stale(self, router: str) -> list[Window]:
-        """Where ``router``'s REST view may lag: paused, killed, cut off, or any node fault.
+        """Where ``router``'s REST view may lag: paused, killed, cut off by its log, or
+        a node fault that may have cut it off.
 
         After a node fault or a reconnect its bucket watch may need a reset
         first, so those windows last ``watch_reset`` longer.
@@ -329,6 +397,11 @@ class History:
         reset = self.bounds.watch_reset
         lagging = [
             Window(w.start, w.end + reset, w.cause)
-            for w in self.log_windows.get(router, []) + self.node_windows
+            for w in self.log_windows.get(router, []) + self.node_faults(router)
         ]
         return self.fault_windows.get(router, []) + lagging
+
+
+def host_port(url: str) -> str:
+    """A NATS URL's ``host:port``, without credentials (as the router logs ``server``)."""
+    return urlparse(url).netloc.rpartition("@")[2]

@@ -20,6 +20,7 @@ TIMINGS = {
     "remove_after": 10.0,
 }
 ROUTERS = ["r0", "r1"]
+NODE_URLS = {f"n{i}": f"nats://127.0.0.1:{4220 + i}" for i in range(3)}
 SERVICE, INSTANCE = "svc", "i1"
 ERRORS = {400: "VALIDATION_ERROR", 403: "SESSION_MISMATCH", 404: "INSTANCE_NOT_FOUND"}
 ERRORS |= {409: "DUPLICATE_INSTANCE", 500: "INTERNAL_ERROR", 503: "STORE_UNAVAILABLE"}
@@ -107,11 +108,20 @@ class Run:
         self.records.append(record)
         return record
 
-    def fault(self, kind: str, target: str, t: float) -> Record:
-        """A nemesis action, done at ``t``."""
+    def fault(self, kind: str, target: str, t: float, **fields: Any) -> Record:
+        """A nemesis action, done at ``t`` (``fields``: more, such as ``leaders``)."""
         record: Record = {"type": "fault", "t": t, "kind": kind, "target": target, "detail": ""}
-        self.records.append(record)
-        return record
+        self.records.append(record | fields)
+        return self.records[-1]
+
+    def name_nodes(self) -> None:
+        """Give the meta record the nodes' URLs, as the harness does since it logs them."""
+        self.records[0]["node_urls"] = NODE_URLS
+
+    def connect(self, router: str, node: str, t: float, event: str = "router_ready") -> Record:
+        """``router`` logs that it is connected to ``node`` (at a start, or a reconnect)."""
+        server = NODE_URLS[node].removeprefix("nats://")
+        return self.log(router, event, t, server=server)
 
     def log(self, router: str, event: str, t: float, **fields: Any) -> Record:
         """One router log line."""
