@@ -224,6 +224,9 @@ def bench_nats(sizes: Sizes, tmp: Path, nats: NatsServer) -> list[Row]:
     with bare_responder(nats.url) as bare:
         base_reg = nats_load(nats.url, "register", n, c, "bare", bare.pid)
         base_hb = nats_load(nats.url, "heartbeat", n, c, "bare", bare.pid)
+    # The least a steady heartbeat can cost and keep the contract (heartbeat_floor.py).
+    with responder("heartbeat_floor.py", nats.url) as floor:
+        floor_hb = nats_load(nats.url, "heartbeat", n, c, "floor_hb", floor.pid)
     kv_create, kv_update = kv_load(nats.url, n, c, "bench_kv_baseline")
     floors = {}
     for store in ("memory", "jetstream"):
@@ -231,7 +234,10 @@ def bench_nats(sizes: Sizes, tmp: Path, nats: NatsServer) -> list[Row]:
         args = (nats.url, store, f"floor_{store}")
         with responder("floor_responder.py", *args, log=tmp / f"floor_{store}.log") as floor:
             floors[store] = nats_load(nats.url, "register", n, c, f"floor_{store}", floor.pid)
-    rows: list[Row] = []
+    rows: list[Row] = [
+        ratio_row("heartbeat floor (heartbeat_floor.py)", floor_hb, base_hb),
+        ratio_row("heartbeat floor CPU", floor_hb, base_hb, "cpu_us"),
+    ]
     for store in ("memory", "jetstream"):
         bucket = f"nats_{store}"
         with router(tmp, nats.url, store, bucket) as r:
@@ -254,6 +260,7 @@ def bench_nats(sizes: Sizes, tmp: Path, nats: NatsServer) -> list[Row]:
         rows.append(
             ratio_row(f"first heartbeat after registering, {store}", first, base_hb, "cpu_us")
         )
+        rows.append(ratio_row(f"heartbeat CPU vs its floor, {store}", hb, floor_hb, "cpu_us"))
         store_limit = kv_create if store == "jetstream" else base_reg
         rows.append(
             ratio_row(f"register floor, {store} (floor_responder.py)", floors[store], store_limit)
