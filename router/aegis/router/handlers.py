@@ -333,7 +333,7 @@ class RegistryActions:
             return None
         now = self._registry.now()
         # Only the holder that hears itself keeps contacts in memory (see heartbeat()).
-        if not membership.hearing(now.timestamp()):
+        if not membership.trusts_memory(now.timestamp()):
             return None
         stored = self._registry.heard(key, request.session_id, now, partition)
         if stored is None:
@@ -357,9 +357,10 @@ class RegistryActions:
         # router holds it and hears itself (else the others may have counted it
         # gone and taken its leases), never when the holder did not answer (it
         # may be dead, and the lease with someone else by now). Otherwise the
-        # contact goes to the store, which every router reads.
+        # contact goes to the store, which every router reads. Just after a gap its
+        # copy of the store may lag too (Membership.trusts_memory).
         now = self._registry.now().timestamp()
-        sure = holder == membership.self_id and membership.hearing(now)
+        sure = holder == membership.self_id and membership.trusts_memory(now)
         result = await self._registry.heartbeat(key, request.session_id, store=not sure)
         ok = result.check is OwnerCheck.OK
         return _owner_reply(result, request, quiet=ok, subject=self._holder_subject(key))

@@ -17,6 +17,12 @@ from dataclasses import dataclass
 from .domain import InstanceKey
 
 PARTITIONS = 1024
+# After a router hears itself again following a gap, its copy of the registry
+# bucket may still be behind (a watch on a frozen node catches up, or the store's
+# guard restarts it within two 2 s checks). For this long it answers nothing
+# from memory alone: contacts go through the store's compare-and-set, which
+# reads what is really there.
+SETTLE_AFTER_GAP = 4.0
 
 
 def partition_of(key: InstanceKey) -> int:
@@ -80,11 +86,17 @@ class Membership:
         # When this router last heard its own sighting come back through NATS;
         # None while nothing tracks it (a lone router, which always hears itself).
         self.heard_self_at: float | None = None
+        self._settled_at = 0.0  # see SETTLE_AFTER_GAP
 
     def hearing(self, now: float) -> bool:
         """Whether this router heard itself within ``ttl``. One that did not cannot be
         sure it hears anyone, nor that the others still count it alive."""
         return self.heard_self_at is None or now - self.heard_self_at <= self.ttl
+
+    def trusts_memory(self, now: float) -> bool:
+        """Whether this router may answer from memory: it hears itself, and not just
+        since a gap (its copy of the store may still be catching up)."""
+        return self.hearing(now) and now >= self._settled_at
 
     def set_listener(self, listener: Listener | None) -> None:
         """Call ``listener`` with every handover (after the table changed)."""
@@ -134,6 +146,7 @@ class Membership:
         have held them meanwhile, and heard their contacts)."""
         for member in self._members.values():
             member.seen_at = max(member.seen_at, now)
+        self._settled_at = now + SETTLE_AFTER_GAP
         held = {p: now for p, owner in enumerate(self._table) if owner == self.self_id}
         if held and self._listener is not None:
             self._listener(Handover(held, frozenset()))

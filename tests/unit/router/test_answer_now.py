@@ -84,3 +84,22 @@ async def test_the_request_id_joins_the_debug_line() -> None:
     assert [(e["event"], e.get("request_id"), e["instance"]) for e in logs] == [
         ("heartbeat", "req-7", "b-1")
     ]
+
+
+async def test_just_after_hearing_itself_again_a_router_answers_through_the_store() -> None:
+    # Found by the chaos run: a router back from a frozen NATS node heard itself
+    # again before its copy of the bucket caught up, and answered a steady 200
+    # for an instance another session had taken over meanwhile.
+    registry, clock = router()
+    handlers = endpoints(registry, max_request_bytes=65536, max_metadata_bytes=1024)
+    await handlers[REGISTER_SUBJECT](body())
+    beat = handlers[HEARTBEAT_SUBJECT]
+    membership = registry.leases.membership
+    clock.at(1.0)
+    membership.seen_all(clock.now.timestamp())  # hearing again after a gap
+    assert beat.answer_now(body()) is None  # not from memory: through the store
+    reply = msgpack.unpackb(await beat(body()))
+    assert reply["status"] == 200  # still answered, by the store's compare-and-set
+    clock.at(1.0 + 4.0)
+    membership.heard_self_at = clock.now.timestamp()
+    assert beat.answer_now(body()) is not None  # settled: from memory again
