@@ -31,6 +31,7 @@ from sanic_ext.extensions.openapi.definitions import Component
 from .domain import InstanceKey, InstanceRecord
 from .metrics import render
 from .registry import Registry
+from .request_tally import fold_all
 from .runtime import RouterRuntime
 
 ADMIN_PREFIX = "/api/v1/admin"
@@ -292,6 +293,7 @@ def blueprints() -> list[Blueprint]:
             for status, n in summary.statuses.items():
                 counts[status] = counts.get(status, 0) + n
         routers = len(registry.leases.membership.member_ids)
+        fold_all()  # the requests counted without locks since the last fold
         body, content_type = render(counts, registry.held, routers)
         return HTTPResponse(body, content_type=content_type)
 

@@ -76,9 +76,11 @@ class InstanceRecord:
     version: int = 0
     # Kept by heartbeats and renewals: only an operator clears it.
     maintenance: MaintenanceMark | None = None
-    # packed_with_contact's pieces, made on first use. Not an init field, so a
+    # packed_with_contact's frame and pieces, made on first use. Not an init field, so a
     # record made by ``replace`` (any change) starts without them.
-    _packed: tuple[bytes, bytes] | None = field(default=None, init=False, repr=False, compare=False)
+    _packed: tuple[bytes, bytes, bytes, bytes] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     @property
     def key(self) -> InstanceKey:
@@ -146,19 +148,38 @@ class InstanceRecord:
         _last_public[:] = [self, public]
         return public
 
-    def packed_with_contact(self, contact: datetime) -> bytes:
-        """``pack_map(to_public_map())`` as if ``last_heartbeat_at`` were ``contact``.
+    def packed_with_contact(self, contact: datetime, head: bytes = b"", tail: bytes = b"") -> bytes:
+        """``head + pack_map(to_public_map()) + tail``, as if ``last_heartbeat_at`` were
+        ``contact``.
 
         A steady heartbeat's reply is the stored record with a new contact
-        time: the rest is packed once per record (about 200 bytes kept with
-        it) and each reply packs only the time, a quarter of the cost.
+        time, framed by the same head and tail each time: the rest is packed
+        once per record and frame (about 250 bytes kept with it), and each reply
+        only joins the contact's stamp in, a fifth of the cost of packing.
         """
         packed = self._packed
-        if packed is None:
-            packed = pack_map_around(self.to_public_map(), "last_heartbeat_at")
+        if packed is None or packed[0] is not head or packed[1] is not tail:
+            before, after = pack_map_around(self.to_public_map(), "last_heartbeat_at")
+            packed = (head, tail, head + before, after + tail)
             # Frozen, but a cache of what the fields already say changes nothing.
             object.__setattr__(self, "_packed", packed)
-        return packed[0] + pack_value(iso(contact)) + packed[1]
+        return packed[2] + packed_stamp(contact) + packed[3]
+
+
+# The last moment packed_stamp packed: (its second, its millisecond), its bytes.
+_last_stamp: list[Any] = [None, b""]
+
+
+def packed_stamp(moment: datetime) -> bytes:
+    """``pack_value(iso(moment))``: moments within one millisecond (which is all ``iso``
+    shows) share the bytes of the last one, as a burst of heartbeats does."""
+    # The whole second from the timestamp is exact: it is an integer plus a
+    # fraction of at most 0.999999, which never rounds up to the next one.
+    key = (int(moment.timestamp()), moment.microsecond // 1000)
+    if _last_stamp[0] != key:
+        _last_stamp[:] = [key, pack_value(iso(moment))]
+    stamp: bytes = _last_stamp[1]
+    return stamp
 
 
 class Outcome(Enum):

@@ -99,8 +99,23 @@ class NatsResponder:
         at_once: AnswerNow | None = getattr(handler, "answer_now", None)
 
         async def on_message(msg: Msg) -> None:
-            if at_once is not None and await self._answered_now(at_once, msg, stats):
-                return
+            if at_once is not None:
+                # Inline, not a coroutine of its own: this runs for every heartbeat.
+                started = perf_counter_ns()
+                headers = msg.headers
+                request_id = headers.get(REQUEST_ID_HEADER) if headers else None
+                reply = at_once(msg.data, request_id)
+                if reply is not None:
+                    if msg.reply:
+                        try:
+                            # A publish, buffered by nats-py: it does not wait for the socket.
+                            await msg.respond(reply)
+                        except Exception as exc:
+                            stats.failed(exc)
+                            log.exception("nats_reply_failed", subject=msg.subject)
+                    stats.num_requests += 1
+                    stats.processing_time += perf_counter_ns() - started
+                    return
             # Every slot taken: wait here, so the next message waits in nats-py's
             # bounded queue rather than starting.
             while len(self._tasks) >= self._max_in_flight:
@@ -120,24 +135,6 @@ class NatsResponder:
         room = self._room
         if room is not None and not room.done():
             room.set_result(None)
-
-    async def _answered_now(self, at_once: AnswerNow, msg: Msg, stats: EndpointStats) -> bool:
-        """Answer ``msg`` here and now if its handler can (a steady heartbeat)."""
-        started = perf_counter_ns()
-        headers = msg.headers
-        reply = at_once(msg.data, headers.get(REQUEST_ID_HEADER) if headers else None)
-        if reply is None:
-            return False
-        if msg.reply:
-            try:
-                # A publish, buffered by nats-py: it does not wait for the socket.
-                await msg.respond(reply)
-            except Exception as exc:
-                stats.failed(exc)
-                log.exception("nats_reply_failed", subject=msg.subject)
-        stats.num_requests += 1
-        stats.processing_time += perf_counter_ns() - started
-        return True
 
     async def _serve(self, handler: Handler, msg: Msg, stats: EndpointStats) -> None:
         started = perf_counter_ns()

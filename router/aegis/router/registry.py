@@ -184,7 +184,7 @@ class Registry(RegistryEngine):
         with ``store``: when the router holding the lease may not hear of it.
         """
         now = self._clock()
-        steady = None if store else self.heard(key, session_id, now)
+        steady = None if store else self.heard(key, session_id, now.timestamp())
         if steady is not None:
             return OwnerResult(OwnerCheck.OK, replace(steady, last_heartbeat_at=now))
 
@@ -196,10 +196,11 @@ class Registry(RegistryEngine):
         return result
 
     def heard(
-        self, key: InstanceKey, session_id: str, now: datetime, partition: int | None = None
+        self, key: InstanceKey, session_id: str, at: float, partition: int | None = None
     ) -> InstanceRecord | None:
-        """Take a steady heartbeat in memory only: the stored record (whose contact is now
-        ``now``), or None, having changed nothing, when it must go to the store.
+        """Take a steady heartbeat at ``at`` (epoch seconds) in memory only: the stored
+        record (whose contact is now ``at``), or None, having changed nothing, when
+        it must go to the store.
 
         ``partition`` is ``key``'s, if the caller has it already (the hot path
         hashes it once a request).
@@ -210,10 +211,9 @@ class Registry(RegistryEngine):
         stored = current.record
         if stored.status is not InstanceStatus.ONLINE or stored.session_id != session_id:
             return None
-        at = now.timestamp()
         timings = self.timings
         stored_at = stored.last_heartbeat_at.timestamp()
-        if at - stored_at >= timings.refresh_after:
+        if at - stored_at >= self._refresh_after:
             return None  # the refresh is due: written by heartbeat()
         if partition is None:
             partition = partition_of(key)

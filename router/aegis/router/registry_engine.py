@@ -113,6 +113,7 @@ class RegistryEngine:
         leases: Leases | None = None,
     ) -> None:
         self.timings = timings or Timings()
+        self._refresh_after = self.timings.refresh_after  # read on every heartbeat
         self._store = store
         self._events = events
         self._clock = clock

@@ -6,9 +6,11 @@ every other request whole to the endpoint.
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgpack
 from aegis.router.domain import InstanceKey
-from aegis.router.handlers import endpoints
+from aegis.router.handlers import Endpoint, endpoints
 from aegis.router.leases import Leases
 from aegis.router.membership import Membership
 from aegis.router.registry import Registry
@@ -30,17 +32,22 @@ def router(*others: str) -> tuple[Registry, FakeClock]:
     return Registry(MemoryStore(), TIMINGS, ListSink(), clock, leases=leases), clock
 
 
+async def registered() -> tuple[Registry, Endpoint[Any]]:
+    """A router holding b-1, and its heartbeat endpoint, a second later."""
+    registry, clock = router()
+    handlers = endpoints(registry, max_request_bytes=65536, max_metadata_bytes=1024)
+    await handlers[REGISTER_SUBJECT](body())
+    clock.at(1.0)
+    return registry, handlers[HEARTBEAT_SUBJECT]
+
+
 def body(instance: str = "b-1", session: str = SESSION) -> bytes:
     fields = {"service_name": "billing", "instance_id": instance, "session_id": session}
     return msgpack.packb(fields)
 
 
 async def test_a_steady_heartbeat_is_answered_at_once_with_the_endpoints_bytes() -> None:
-    registry, clock = router()
-    handlers = endpoints(registry, max_request_bytes=65536, max_metadata_bytes=1024)
-    await handlers[REGISTER_SUBJECT](body())
-    clock.at(1.0)
-    beat = handlers[HEARTBEAT_SUBJECT]
+    _, beat = await registered()
     now = beat.answer_now(body())
     assert now == await beat(body())  # same instant on the fake clock: same reply
     reply = msgpack.unpackb(now)
@@ -103,3 +110,21 @@ async def test_just_after_hearing_itself_again_a_router_answers_through_the_stor
     clock.at(1.0 + 4.0)
     membership.heard_self_at = clock.now.timestamp()
     assert beat.answer_now(body()) is not None  # settled: from memory again
+
+
+async def test_a_steady_heartbeat_is_checked_against_what_was_registered() -> None:
+    # The fast lane does not validate: it answers only a body naming an instance
+    # held ONLINE under exactly its session. Anything else goes to the endpoint.
+    registry, beat = await registered()
+    fields = {"service_name": "billing", "instance_id": "b-1", "session_id": SESSION}
+    extra = msgpack.packb({**fields, "note": "ignored, as the model ignores it"})
+    assert beat.answer_now(extra) == await beat(extra)
+    for wrong in (
+        {**fields, "session_id": 7},
+        {**fields, "instance_id": b"b-1"},  # bytes the model would read as text
+        {"service_name": "billing", "instance_id": "b-1"},
+        [fields["service_name"], fields["instance_id"], SESSION],
+    ):
+        assert beat.answer_now(msgpack.packb(wrong, use_bin_type=True)) is None
+    small = endpoints(registry, max_request_bytes=16, max_metadata_bytes=1024)
+    assert small[HEARTBEAT_SUBJECT].answer_now(body()) is None  # the endpoint's 413

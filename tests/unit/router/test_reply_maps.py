@@ -165,3 +165,21 @@ def test_the_public_map_of_one_record_is_made_once_and_of_another_anew() -> None
     assert a.to_public_map() is a.to_public_map()
     assert b.to_public_map()["status"] == "UNHEALTHY"
     assert a.to_public_map()["status"] == "ONLINE"
+
+
+def test_contacts_in_one_millisecond_share_a_stamp_and_no_other_moment_does() -> None:
+    stored = record(METADATA[1], InstanceStatus.ONLINE, 7)
+    subject = "ipc.router.r-1.heartbeat"
+    base = T0 + timedelta(seconds=5, microseconds=250_400)
+    # Within the millisecond; then the same millisecond a minute, an hour, a day
+    # later; and the next millisecond: each reply must show its own contact.
+    for contact in (
+        base,
+        base + timedelta(microseconds=500),
+        base + timedelta(minutes=1),
+        base + timedelta(hours=1),
+        base + timedelta(days=1),
+        base + timedelta(microseconds=700),
+    ):
+        reply = msgpack.unpackb(steady_heartbeat_reply(stored, contact, subject))
+        assert reply["instance"]["last_heartbeat_at"] == iso(contact)
