@@ -225,9 +225,9 @@ class Registry(RegistryEngine):
             and at - leases.alive_at(stored, partition) >= timings.unhealthy_after
         ):
             return None  # UNHEALTHY by age already: the recovery is news
+        # No deadline moves: the sweep finds the contact when the old one comes
+        # due (_heard_since), once per unhealthy_after instead of on every beat.
         leases.heard(key, at)
-        if leases.membership.holder_of(partition) == leases.membership.self_id:
-            self._deadlines.set(key, at + timings.unhealthy_after)
         return stored
 
     async def deregister(self, key: InstanceKey, session_id: str) -> OwnerResult:
@@ -331,7 +331,8 @@ class Registry(RegistryEngine):
         # sweep waits for the next one.
         left = len(self._deadlines)
         batches = 0
-        while left > 0 and (batch := self._deadlines.pop_due(now.timestamp(), SWEEP_BATCH)):
+        at = now.timestamp()
+        while left > 0 and (batch := self._deadlines.pop_due(at, SWEEP_BATCH)):
             left -= len(batch)
             batches += 1
             if batches == 2:
@@ -347,6 +348,8 @@ class Registry(RegistryEngine):
                 # never collected (rare here, and bounded by what lives now).
                 gc.freeze()
             for key in batch:
+                if self._heard_since(key, at):
+                    continue
                 await slots.acquire()
                 task = asyncio.create_task(expire(key))
                 running.add(task)
@@ -355,6 +358,25 @@ class Registry(RegistryEngine):
         if running:
             await asyncio.wait(running)
         return changed
+
+    def _heard_since(self, key: InstanceKey, at: float) -> bool:
+        """Whether ``key``, due at ``at``, is an ONLINE instance heard from within
+        ``unhealthy_after`` after all; if so its deadline moves to that contact's.
+
+        Steady heartbeats leave deadlines where they were (``heard``), so most
+        keys a sweep pops need only this look, not an ``_expire``. The new
+        deadline counts from the last contact, never later than ``alive_at``
+        would put it: at worst the key is looked at again early.
+        """
+        current = self._store.peek(key)
+        if current is None or current.record.status is not InstanceStatus.ONLINE:
+            return False
+        stored_at = current.record.last_heartbeat_at.timestamp()
+        due = self.leases.last_contact(key, stored_at) + self.timings.unhealthy_after
+        if due <= at:
+            return False
+        self._deadlines.set(key, due)
+        return True
 
     async def _expire(self, key: InstanceKey, now: datetime) -> bool:
         """Write what age did to one instance (nothing, if it did nothing)."""

@@ -74,6 +74,26 @@ async def test_a_steady_heartbeat_keeps_the_instance_online_without_a_write() ->
     assert registry.leases.heard_count == 1
 
 
+async def test_a_silence_after_steady_heartbeats_counts_from_the_last_one() -> None:
+    # Steady heartbeats move no deadline: the sweep that pops the old one must
+    # find the contact and look again at the new deadline, neither early nor late.
+    clock = FakeClock()
+    registry = Registry(MemoryStore(), TIMINGS, ListSink(), clock)
+    await registry.register(register_request())
+    key = InstanceKey("billing", "b-1")
+    for at in (2.5, 5.0, 7.5):
+        clock.at(at)
+        assert registry.heard(key, SESSION, clock.now.timestamp()) is not None
+    silent_until = 7.5 + TIMINGS.unhealthy_after
+    for at in (TIMINGS.unhealthy_after + LATE, silent_until - LATE):
+        clock.at(at)
+        assert await registry.sweep() == 0  # heard since: nothing due yet
+    clock.at(silent_until + LATE)
+    assert await registry.sweep() == 1
+    (record,) = await registry.instances()
+    assert record.status is UNHEALTHY
+
+
 async def test_a_handover_from_a_dead_router_counts_from_its_last_sighting() -> None:
     clock = FakeClock()
     store = MemoryStore()
