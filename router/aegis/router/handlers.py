@@ -7,7 +7,6 @@ request gets an answer whatever it holds.
 from __future__ import annotations
 
 import functools
-import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from aegis.wire.messages import (
 from pydantic import BaseModel, ValidationError
 
 from .domain import InstanceKey, InstanceRecord, Outcome, OwnerCheck, iso
+from .logging_setup import debug_enabled
 from .membership import partition_of
 from .metrics import latency_histogram, requests_counter
 from .registry import LimitExceededError, OwnerResult, Registry
@@ -204,7 +204,7 @@ class Endpoint(Generic[M]):
             return None  # __call__ meets it again, and answers and reports it
         if reply is None:
             return None
-        if log.is_enabled_for(logging.DEBUG):  # no task of its own: no bound request id
+        if debug_enabled():  # no task of its own: no bound request id
             fields = {"service": body["service_name"], "instance": body["instance_id"]}
             if request_id is not None:
                 fields["request_id"] = request_id
@@ -215,7 +215,7 @@ class Endpoint(Generic[M]):
     def _finish(self, handled: Handled, started: float) -> bytes:
         """Log, count and encode a handled request."""
         # A quiet success at INFO logs nothing: skip building its fields too.
-        if not handled.quiet or log.is_enabled_for(logging.DEBUG):
+        if not handled.quiet or debug_enabled():
             emit = log.debug if handled.quiet else log.info
             emit(self.event, result=handled.result, **_log_fields(handled))
         requests_counter(self.event, handled.result).inc()

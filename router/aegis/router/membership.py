@@ -96,7 +96,9 @@ class Membership:
     def trusts_memory(self, now: float) -> bool:
         """Whether this router may answer from memory: it hears itself, and not just
         since a gap (its copy of the store may still be catching up)."""
-        return self.hearing(now) and now >= self._settled_at
+        # hearing(now), inlined: this runs for every steady heartbeat.
+        heard_at = self.heard_self_at
+        return (heard_at is None or now - heard_at <= self.ttl) and now >= self._settled_at
 
     def set_listener(self, listener: Listener | None) -> None:
         """Call ``listener`` with every handover (after the table changed)."""

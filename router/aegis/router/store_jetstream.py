@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any
 
 import msgpack
@@ -31,6 +33,8 @@ from .store import AlreadyExists, ChangeListener, RevisionMismatch, StoreError, 
 from .tasks import cancel
 
 log = structlog.get_logger("aegis.router.store")
+# peek's default for an unknown service: a shared empty map, not a new one per call.
+_NO_INSTANCES: Mapping[str, Versioned] = MappingProxyType({})
 
 # KV keys allow [-/_=.A-Za-z0-9]; instance ids may hold ':' and '.', which
 # would make extra subject tokens. '=' never occurs in an id, so it escapes.
@@ -315,7 +319,7 @@ class JetStreamStore:
 
     def peek(self, key: InstanceKey) -> Versioned | None:
         """See ``InstanceStore.peek``: from the cache the bucket watch keeps."""
-        return self._cache.get(key.service_name, {}).get(key.instance_id)
+        return self._cache.get(key.service_name, _NO_INSTANCES).get(key.instance_id)
 
     async def get(self, key: InstanceKey) -> Versioned | None:
         """See ``InstanceStore.get``: read from the bucket, not the cache."""

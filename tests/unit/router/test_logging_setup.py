@@ -10,14 +10,18 @@ from collections.abc import Iterator
 
 import pytest
 import structlog
-from aegis.router.logging_setup import ReportedError, configure_logging
+from aegis.router.logging_setup import (
+    ReportedError,
+    configure_logging,
+    debug_enabled,
+    reset_logging,
+)
 
 
 @pytest.fixture
 def restore_logging() -> Iterator[None]:
     yield
-    structlog.reset_defaults()
-    logging.getLogger().handlers.clear()
+    reset_logging()
 
 
 @pytest.mark.usefixtures("restore_logging")
@@ -84,3 +88,14 @@ def test_sanic_does_not_log_a_failure_that_was_reported_already(
 
     (line,) = [json.loads(line) for line in stderr.getvalue().splitlines()]
     assert "RuntimeError" in json.dumps(line["exception"])
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_the_hot_paths_debug_switch_follows_the_configured_level() -> None:
+    configure_logging("INFO", "json")
+    assert not debug_enabled()
+    configure_logging("DEBUG", "json")
+    assert debug_enabled()
+    configure_logging("WARNING", "json")
+    reset_logging()
+    assert debug_enabled()  # structlog's default: every level
