@@ -37,7 +37,6 @@ from pydantic import BaseModel, ValidationError
 from .domain import InstanceKey, InstanceRecord, Outcome, OwnerCheck, iso
 from .logging_setup import debug_enabled
 from .membership import partition_of
-from .metrics import latency_histogram, requests_counter
 from .registry import LimitExceededError, OwnerResult, Registry
 from .request_tally import request_tally
 from .store import StoreError
@@ -159,8 +158,7 @@ class Endpoint(Generic[M]):
         self._max_request_bytes = max_request_bytes
         self._context = dict(context or {})
         self._validate = model.model_validate
-        self._latency = latency_histogram(event)
-        self._answered = request_tally(event, "ok")  # answer_now's, without locks
+        self._answered = request_tally(event, "ok")
 
     async def __call__(self, data: bytes) -> bytes:
         """The reply to one request body. Never raises."""
@@ -218,8 +216,7 @@ class Endpoint(Generic[M]):
         if not handled.quiet or debug_enabled():
             emit = log.debug if handled.quiet else log.info
             emit(self.event, result=handled.result, **_log_fields(handled))
-        requests_counter(self.event, handled.result).inc()
-        self._latency.observe(time.perf_counter() - started)
+        request_tally(self.event, handled.result).add(time.perf_counter() - started)
         return encode(handled.reply)
 
     def _parse(self, data: bytes) -> M | Handled:

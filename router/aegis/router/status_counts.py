@@ -6,8 +6,6 @@ Listing services then costs one step per service, not one per instance, and
 
 from __future__ import annotations
 
-from collections import Counter
-
 from aegis.wire.messages import InstanceStatus
 
 from .domain import InstanceKey, InstanceRecord
@@ -18,7 +16,9 @@ class StatusCounts:
 
     def __init__(self) -> None:
         self._status: dict[InstanceKey, InstanceStatus] = {}
-        self._counts: dict[str, Counter[InstanceStatus]] = {}
+        # Plain dicts, not Counters: a Counter's arithmetic cost 4 us of a
+        # registration's 70 in a real router (py-spy).
+        self._counts: dict[str, dict[InstanceStatus, int]] = {}
         self.version = 0
 
     @property
@@ -28,8 +28,8 @@ class StatusCounts:
 
     def of_service(self, service_name: str) -> int:
         """Instances of one service."""
-        counter = self._counts.get(service_name)
-        return counter.total() if counter else 0
+        counts = self._counts.get(service_name)
+        return sum(counts.values()) if counts else 0
 
     def apply(self, key: InstanceKey, record: InstanceRecord | None) -> None:
         """Account for ``key`` now holding ``record`` (None: gone)."""
@@ -38,20 +38,28 @@ class StatusCounts:
         if old is new:
             return
         if old is not None:
-            counter = self._counts[key.service_name]
-            counter[old] -= 1
-            if counter.total() == 0:
-                del self._counts[key.service_name]
+            counts = self._counts[key.service_name]
+            left = counts[old] - 1
+            if left:
+                counts[old] = left
+            else:
+                del counts[old]
+                if not counts:
+                    del self._counts[key.service_name]
         if new is None:
             del self._status[key]
         else:
             self._status[key] = new
-            self._counts.setdefault(key.service_name, Counter())[new] += 1
+            service = self._counts.get(key.service_name)
+            if service is None:
+                self._counts[key.service_name] = {new: 1}
+            else:
+                service[new] = service.get(new, 0) + 1
         self.version += 1
 
     def by_service(self) -> list[tuple[str, dict[InstanceStatus, int]]]:
         """Every service with its counts by status (zeros included), sorted by name."""
         return [
-            (name, {status: counter[status] for status in InstanceStatus})
-            for name, counter in sorted(self._counts.items())
+            (name, {status: counts.get(status, 0) for status in InstanceStatus})
+            for name, counts in sorted(self._counts.items())
         ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aegis.router.bootstrap import bootstrap
 from aegis.router.handlers import endpoints
 from aegis.router.registry import Registry
+from aegis.router.request_tally import fold_all
 from aegis.router.settings import Settings
 from prometheus_client import REGISTRY
 
@@ -18,7 +19,9 @@ def counted(name: str, **labels: str) -> float:
 
 
 async def test_metrics_count_requests_by_result_and_instances_by_status() -> None:
-    # The counters are process-wide and other tests count too: compare with before.
+    # The counters are process-wide and other tests count too: compare with before,
+    # once what they counted is in Prometheus (a scrape folds it in, as below).
+    fold_all()
     created = {"kind": "registration", "result": "created"}
     malformed = {"kind": "registration", "result": "malformed"}
     before = {
