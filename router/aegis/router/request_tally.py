@@ -1,13 +1,15 @@
-"""Counts hot-path requests in plain numbers, and adds them to Prometheus in bulk.
+"""Counts requests in plain numbers, and adds them to Prometheus once per loop turn.
 
-prometheus-client takes a lock on every update, and a steady heartbeat makes
-three (the request counter, the latency histogram's sum and bucket): 2 us of
-a heartbeat's 17 us in a real router process, measured with and without them
-(docs/performance.md). A tally counts the same requests with no lock, since
-the router's event loop is one thread, and adds what it counted to the same
-metrics, the same series, before each scrape of ``/metrics`` and at most
-``FOLD_AFTER`` seconds after its first request since the last fold (so a
-worker that does not answer the scrape is at most that far behind).
+prometheus-client takes a lock on every update, and a request makes three
+(the request counter, the latency histogram's sum and bucket): 2 us of a
+steady heartbeat's 17 us in a real router process, measured with and without
+them (docs/performance.md). A tally counts the same requests with no lock,
+since the router's event loop is one thread, and adds what it counted to the
+same series in one go, from a callback the first request of a burst
+schedules for the loop's next turn. That callback runs before the replies of
+the burst are written (nats-py's flusher is woken after it), so, as before,
+every request is in Prometheus (and, with ``--workers N``, in its worker's
+files) before its reply leaves; a scrape folds too.
 
 It reaches into the histogram's buckets, which prometheus-client has no bulk
 public call for; tests/unit/router/test_request_tally.py checks that a fold
@@ -24,7 +26,6 @@ from prometheus_client import Counter, Histogram
 
 from .metrics import latency_histogram, requests_counter
 
-FOLD_AFTER = 1.0
 _TALLIES: list[RequestTally] = []
 
 
@@ -58,7 +59,7 @@ class RequestTally:
         if not self._due:
             self._due = True
             try:
-                asyncio.get_running_loop().call_later(FOLD_AFTER, self.fold)
+                asyncio.get_running_loop().call_soon(self.fold)
             except RuntimeError:  # no loop (a plain call): nothing will come back for it
                 self.fold()
 
