@@ -6,10 +6,11 @@ steady heartbeat's 17 us in a real router process, measured with and without
 them (docs/performance.md). A tally counts the same requests with no lock,
 since the router's event loop is one thread, and adds what it counted to the
 same series in one go, from a callback the first request of a burst
-schedules for the loop's next turn. That callback runs before the replies of
-the burst are written (nats-py's flusher is woken after it), so, as before,
-every request is in Prometheus (and, with ``--workers N``, in its worker's
-files) before its reply leaves; a scrape folds too.
+schedules for the loop's next turn. That callback usually runs before the
+burst's replies are written (nats-py's flusher is woken by the first reply,
+after it), and at worst right after them, so a request is in Prometheus
+(with ``--workers N``, in its worker's files) by the time its client reads
+the reply, give or take one turn of the loop; a scrape folds too.
 
 It reaches into the histogram's buckets, which prometheus-client has no bulk
 public call for; tests/unit/router/test_request_tally.py checks that a fold
