@@ -166,16 +166,20 @@ class InstanceRecord:
         return packed[2] + packed_stamp(contact) + packed[3]
 
 
-# The last moment packed_stamp packed: (its second, its millisecond), its bytes.
+# The last moment packed_stamp packed: its millisecond since the epoch, as
+# (days, seconds, milliseconds), and its bytes.
 _last_stamp: list[Any] = [None, b""]
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def packed_stamp(moment: datetime) -> bytes:
     """``pack_value(iso(moment))``: moments within one millisecond (which is all ``iso``
     shows) share the bytes of the last one, as a burst of heartbeats does."""
-    # The whole second from the timestamp is exact: it is an integer plus a
-    # fraction of at most 0.999999, which never rounds up to the next one.
-    key = (int(moment.timestamp()), moment.microsecond // 1000)
+    if moment.tzinfo is None:  # iso reads it as local time; not worth a cache
+        return pack_value(iso(moment))
+    # Exact integers, whatever the era or the offset (a float timestamp is not).
+    since = moment - _EPOCH
+    key = (since.days, since.seconds, since.microseconds // 1000)
     if _last_stamp[0] != key:
         _last_stamp[:] = [key, pack_value(iso(moment))]
     stamp: bytes = _last_stamp[1]

@@ -346,7 +346,10 @@ class RegistryActions:
         and validating them again could not refuse them (it transforms
         nothing). A body that is anything else gets None and is validated in
         full by the endpoint. Saves the model, a third of a steady heartbeat's
-        own cost.
+        own cost. It trusts the store: routers only write what they validated
+        (micro-discovered instances have no session, so never match), and a
+        record put in the bucket by hand with names outside the contract would
+        be answered here where the full path refuses the request.
         """
         service = body.get("service_name")
         instance = body.get("instance_id")

@@ -330,26 +330,29 @@ class Registry(RegistryEngine):
         # Never more keys than the index holds: a key made due again in this
         # sweep waits for the next one.
         left = len(self._deadlines)
-        batches = 0
+        expiring = 0  # keys handed to _expire (not those only heard since)
+        frozen = False
         at = now.timestamp()
         while left > 0 and (batch := self._deadlines.pop_due(at, SWEEP_BATCH)):
             left -= len(batch)
-            batches += 1
-            if batches == 2:
-                # Young cycles are collected first (cheap: the young generations
-                # are small), since a frozen cycle is never collected.
-                gc.collect(1)
-            if batches > 1:
+            if expiring >= SWEEP_BATCH:
                 # A mass expiry replaces many records at once, and CPython's full
                 # collection would then scan them all in one go (~150 ms at
                 # 100,000). Records hold no reference cycles: exempt what lives
                 # now from cyclic-GC scans (O(1)) instead of pausing the loop.
                 # The price: a cycle alive at this moment and dropped later is
-                # never collected (rare here, and bounded by what lives now).
+                # never collected (rare: only sweeps that expire more than a
+                # batch do it, not the steady ones that find contacts).
+                if not frozen:
+                    # Young cycles are collected first (cheap: the young
+                    # generations are small), since a frozen cycle never is.
+                    gc.collect(1)
+                    frozen = True
                 gc.freeze()
             for key in batch:
                 if self._heard_since(key, at):
                     continue
+                expiring += 1
                 await slots.acquire()
                 task = asyncio.create_task(expire(key))
                 running.add(task)
@@ -371,6 +374,8 @@ class Registry(RegistryEngine):
         current = self._store.peek(key)
         if current is None or current.record.status is not InstanceStatus.ONLINE:
             return False
+        if not self.leases.holds(key):
+            return False  # moved away meanwhile: _expire drops it from the index
         stored_at = current.record.last_heartbeat_at.timestamp()
         due = self.leases.last_contact(key, stored_at) + self.timings.unhealthy_after
         if due <= at:

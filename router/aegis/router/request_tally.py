@@ -23,9 +23,12 @@ import asyncio
 import functools
 from bisect import bisect_left
 
+import structlog
 from prometheus_client import Counter, Histogram
 
 from .metrics import latency_histogram, requests_counter
+
+log = structlog.get_logger("aegis.router.metrics")
 
 _TALLIES: list[RequestTally] = []
 
@@ -39,7 +42,16 @@ def request_tally(kind: str, result: str) -> RequestTally:
 class RequestTally:
     """Requests of one kind and result, and their latencies, not yet in Prometheus."""
 
-    __slots__ = ("_bounds", "_buckets", "_count", "_counter", "_due", "_histogram", "_sum")
+    __slots__ = (
+        "_bounds",
+        "_buckets",
+        "_count",
+        "_counter",
+        "_due",
+        "_histogram",
+        "_loop",
+        "_sum",
+    )
 
     def __init__(self, counter: Counter, histogram: Histogram) -> None:
         self._counter = counter
@@ -48,7 +60,8 @@ class RequestTally:
         self._buckets = [0] * len(self._bounds)
         self._count = 0
         self._sum = 0.0
-        self._due = False  # a fold is scheduled
+        self._due = False  # a fold is scheduled, on _loop
+        self._loop: asyncio.AbstractEventLoop | None = None
         _TALLIES.append(self)
 
     def add(self, seconds: float) -> None:
@@ -57,27 +70,37 @@ class RequestTally:
         self._sum += seconds
         # The first bound at or above: the bucket Histogram.observe would pick.
         self._buckets[bisect_left(self._bounds, seconds)] += 1
-        if not self._due:
-            self._due = True
-            try:
-                asyncio.get_running_loop().call_soon(self.fold)
-            except RuntimeError:  # no loop (a plain call): nothing will come back for it
-                self.fold()
+        # A loop closed with the fold still pending never runs it: schedule anew.
+        if not self._due or self._loop is None or self._loop.is_closed():
+            self._schedule()
+
+    def _schedule(self) -> None:
+        try:
+            self._loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (a plain call): nothing would come back for it
+            self._loop = None
+            self.fold()
+            return
+        self._due = True
+        self._loop.call_soon(self.fold)
 
     def fold(self) -> None:
-        """Add what was counted since the last fold to the Prometheus metrics."""
+        """Add what was counted since the last fold to the Prometheus metrics. Never
+        raises: a failed update is logged, and its counts are not added twice."""
         self._due = False
         if not self._count:
             return
-        self._counter.inc(self._count)
-        self._histogram._sum.inc(self._sum)
-        buckets = self._histogram._buckets
-        for index, count in enumerate(self._buckets):
-            if count:
-                buckets[index].inc(count)
-                self._buckets[index] = 0
-        self._count = 0
-        self._sum = 0.0
+        count, total, counted = self._count, self._sum, self._buckets
+        self._count, self._sum, self._buckets = 0, 0.0, [0] * len(counted)
+        try:
+            self._counter.inc(count)
+            self._histogram._sum.inc(total)
+            buckets = self._histogram._buckets
+            for index, n in enumerate(counted):
+                if n:
+                    buckets[index].inc(n)
+        except Exception:  # a file of --workers N failing: lose these, not the request
+            log.exception("metrics_update_failed", requests=count)
 
 
 def fold_all() -> None:

@@ -4,11 +4,13 @@ keep the living."""
 from __future__ import annotations
 
 import asyncio
+import gc
 
+import pytest
 from aegis.router.domain import InstanceKey, Outcome, OwnerCheck
 from aegis.router.leases import Leases
 from aegis.router.membership import Membership
-from aegis.router.registry import Registry
+from aegis.router.registry import SWEEP_BATCH, Registry
 from aegis.router.store import MemoryStore
 from aegis.wire.messages import InstanceStatus
 
@@ -92,6 +94,29 @@ async def test_a_silence_after_steady_heartbeats_counts_from_the_last_one() -> N
     assert await registry.sweep() == 1
     (record,) = await registry.instances()
     assert record.status is UNHEALTHY
+
+
+async def test_only_a_mass_expiry_freezes_the_heap(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A steady registry's sweeps pop every instance once per unhealthy_after and
+    # find its contact: they must not freeze what lives (a frozen cycle is never
+    # collected). Only sweeps that expire more than a batch do.
+    freezes: list[int] = []
+    monkeypatch.setattr(gc, "freeze", lambda: freezes.append(1))
+    clock = FakeClock()
+    registry = Registry(MemoryStore(), TIMINGS, ListSink(), clock)
+    keys = [InstanceKey("billing", f"b-{n}") for n in range(3 * SWEEP_BATCH)]
+    for key in keys:
+        await registry.register(register_request(key.instance_id))
+    for second in range(1, 40):  # heartbeats every 2.5 s, a sweep every second
+        clock.at(float(second))
+        if second % 2 == 0:
+            for key in keys:
+                assert registry.heard(key, SESSION, clock.now.timestamp()) is not None
+        assert await registry.sweep() == 0
+    assert freezes == []
+    clock.at(39 + TIMINGS.unhealthy_after + LATE)  # all silent since t=38
+    assert await registry.sweep() == len(keys)
+    assert freezes  # the mass expiry did
 
 
 async def test_a_handover_from_a_dead_router_counts_from_its_last_sighting() -> None:

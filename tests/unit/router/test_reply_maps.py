@@ -180,6 +180,13 @@ def test_contacts_in_one_millisecond_share_a_stamp_and_no_other_moment_does() ->
         base + timedelta(hours=1),
         base + timedelta(days=1),
         base + timedelta(microseconds=700),
+        # Either side of the epoch, far in the future, and a sub-second offset.
+        datetime(1970, 1, 1, 0, 0, 0, 500_000, tzinfo=UTC),
+        datetime(1969, 12, 31, 23, 59, 59, 500_000, tzinfo=UTC),
+        datetime(2600, 6, 1, 0, 0, 1, 999_000, tzinfo=UTC),
+        datetime(2600, 6, 1, 0, 0, 2, 999_000, tzinfo=UTC),
+        datetime(2026, 1, 1, 0, 0, 0, 500_000, tzinfo=timezone(timedelta(microseconds=600_000))),
+        datetime(2026, 1, 1, 0, 0, 0, 500_000, tzinfo=UTC),
     ):
         reply = msgpack.unpackb(steady_heartbeat_reply(stored, contact, subject))
         assert reply["instance"]["last_heartbeat_at"] == iso(contact)

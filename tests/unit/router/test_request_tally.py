@@ -15,6 +15,7 @@ from aegis.router.request_tally import RequestTally
 from aegis.router.settings import Settings
 from aegis.wire.messages import HEARTBEAT_SUBJECT, REGISTER_SUBJECT
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from structlog.testing import capture_logs
 
 from tests.support.prometheus import sample_value
 from tests.unit.router.fakes import register_body
@@ -93,3 +94,47 @@ async def test_a_scrape_shows_every_steady_heartbeat_answered_so_far() -> None:
     _, after = await app.asgi_client.get("/metrics")
     counted = sample_value(after.text, "aegis_requests_total", **labels)
     assert counted == (sample_value(before.text, "aegis_requests_total", **labels) or 0) + 5
+
+
+def test_a_fold_left_behind_by_a_closed_loop_is_scheduled_again() -> None:
+    registry, counter, histogram = metrics("orphan")
+    tally = RequestTally(counter.labels("hb"), histogram.labels("hb"))
+
+    def burst_then_stop(loop: asyncio.AbstractEventLoop) -> None:
+        tally.add(0.0001)
+        tally.add(0.0001)
+        loop.stop()  # the fold just scheduled would run on the next turn
+
+    loop = asyncio.new_event_loop()
+    loop.call_soon(burst_then_stop, loop)
+    loop.run_forever()
+    loop.close()  # with the fold still pending: it never runs
+    assert samples(registry)[("orphan_total", (("kind", "hb"),))] == 0
+
+    async def one_more() -> None:
+        tally.add(0.0001)
+        await asyncio.sleep(0)
+
+    asyncio.run(one_more())  # a new loop: its fold takes all three
+    assert samples(registry)[("orphan_total", (("kind", "hb"),))] == 3
+
+
+def test_a_failed_update_is_logged_not_raised_nor_counted_twice() -> None:
+    registry, counter, histogram = metrics("failing")
+    child = counter.labels("hb")
+    tally = RequestTally(child, histogram.labels("hb"))
+    calls: list[float] = []
+
+    def broken(amount: float) -> None:
+        calls.append(amount)
+        raise OSError("no space left on device")
+
+    original = child.inc
+    child.inc = broken  # type: ignore[method-assign]
+    with capture_logs() as logs:
+        tally.add(0.0001)  # no loop: folded at once, and the failure swallowed
+    assert [e["event"] for e in logs] == ["metrics_update_failed"]
+    child.inc = original  # type: ignore[method-assign]
+    tally.add(0.0001)
+    assert calls == [1]
+    assert samples(registry)[("failing_total", (("kind", "hb"),))] == 1  # not 2
