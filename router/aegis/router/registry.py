@@ -374,8 +374,10 @@ class Registry(RegistryEngine):
         current = self._store.peek(key)
         if current is None or current.record.status is not InstanceStatus.ONLINE:
             return False
-        if not self.leases.holds(key):
-            return False  # moved away meanwhile: _expire drops it from the index
+        # Not asking whether the lease is still ours (a hash, a third of this
+        # look): a key whose partition moved away is re-added at most once,
+        # and its next look finds the contacts gone to the new holder, so
+        # _expire drops it from the index (writing nothing: the holder's floors).
         stored_at = current.record.last_heartbeat_at.timestamp()
         due = self.leases.last_contact(key, stored_at) + self.timings.unhealthy_after
         if due <= at:
