@@ -54,6 +54,10 @@ class Leases:
         """``key`` is gone or OFFLINE: its heard contact no longer counts."""
         self._heard.pop(key, None)
 
+    def contact(self, key: InstanceKey) -> float | None:
+        """The last contact heard here from ``key``'s owner, if any (epoch seconds)."""
+        return self._heard.get(key)
+
     def last_contact(self, key: InstanceKey, stored_at: float) -> float:
         """An ONLINE instance's last contact: heard here, or ``stored_at`` if later."""
         heard = self._heard.get(key)

@@ -363,23 +363,26 @@ class Registry(RegistryEngine):
         return changed
 
     def _heard_since(self, key: InstanceKey, at: float) -> bool:
-        """Whether ``key``, due at ``at``, is an ONLINE instance heard from within
-        ``unhealthy_after`` after all; if so its deadline moves to that contact's.
+        """Whether ``key``, due at ``at``, was heard from within ``unhealthy_after``
+        after all; if so its deadline moves to that contact's.
 
         Steady heartbeats leave deadlines where they were (``heard``), so most
-        keys a sweep pops need only this look, not an ``_expire``. The new
-        deadline counts from the last contact, never later than ``alive_at``
-        would put it: at worst the key is looked at again early.
+        keys a sweep pops need only this look, not an ``_expire``. A contact is
+        heard only while the instance is ONLINE and forgotten when it leaves
+        the live statuses, so a fresh one means an instance that is alive;
+        should another router have marked it UNHEALTHY meanwhile, its real
+        deadline (``offline_after``) is later still. The new deadline counts
+        from that contact, never later than ``alive_at`` would put it: at worst
+        the key is looked at again early, where ``_expire`` decides.
         """
-        current = self._store.peek(key)
-        if current is None or current.record.status is not InstanceStatus.ONLINE:
-            return False
         # Not asking whether the lease is still ours (a hash, a third of this
         # look): a key whose partition moved away is re-added at most once,
         # and its next look finds the contacts gone to the new holder, so
         # _expire drops it from the index (writing nothing: the holder's floors).
-        stored_at = current.record.last_heartbeat_at.timestamp()
-        due = self.leases.last_contact(key, stored_at) + self.timings.unhealthy_after
+        heard = self.leases.contact(key)
+        if heard is None:
+            return False
+        due = heard + self.timings.unhealthy_after
         if due <= at:
             return False
         self._deadlines.set(key, due)
