@@ -4,7 +4,8 @@
     python bench/run.py --quick    # tiny sizes: checks the benchmarks still run
 
 Every figure is a ratio against a baseline measured in this run, with the
-absolute numbers beside it. Loads come from a separate process. Nothing here
+absolute numbers beside it. Loads come from a separate process; the REST load
+is autocannon (npm, installed on first use: needs node and npm). Nothing here
 passes or fails: it reports.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import platform
@@ -38,6 +40,7 @@ from aegis.router.store import MemoryStore  # noqa: E402
 from aegis.wire.messages import InstanceStatus  # noqa: E402
 from mass_expiry import bench_mass_expiry  # noqa: E402
 
+from tests.support.npm import missing_node_tools, npm_install  # noqa: E402
 from tests.support.procs import (  # noqa: E402
     NatsServer,
     RouterProcess,
@@ -59,16 +62,31 @@ class Sizes:
     requests: int
     concurrency: int
     rest_services: int
-    rest_requests: int
+    rest_seconds: float  # each autocannon run
     scale_instances: int
 
 
 FULL = Sizes(
-    requests=30000, concurrency=64, rest_services=1000, rest_requests=1500, scale_instances=100_000
+    requests=30000, concurrency=64, rest_services=1000, rest_seconds=5, scale_instances=100_000
 )
-QUICK = Sizes(
-    requests=300, concurrency=16, rest_services=20, rest_requests=100, scale_instances=2000
-)
+QUICK = Sizes(requests=300, concurrency=16, rest_services=20, rest_seconds=1, scale_instances=2000)
+
+# The REST load generator: autocannon from npm, pinned, installed on first use
+# into a cache folder outside the tree (a fresh clone installs it once).
+AUTOCANNON = "autocannon@9.0.0"
+NPM_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "aegis-bench"
+# 8 connections, one request in flight on each, one node thread (no workers).
+# The server is one Python process, one event loop: it takes one request at a
+# time, so a few waiting requests saturate it. On a quiet 2-core machine 4
+# connections already held it at 96-99 % of a core; 8 keeps requests waiting
+# when node is briefly off its core; 16 and 32 gave the same requests/s and
+# only longer queues (latency). Autocannon then uses ~25 % of a core against the
+# router's detail route, ~50 % against bare Sanic's, and 70-85 % against the
+# 95 KB list (receiving the bytes). Workers (-w 2) or pipelining (-p 4) did not
+# raise requests/s, they took CPU from the server's core; real clients do not
+# pipeline.
+HTTP_CONNECTIONS = 8
+HTTP_PIPELINING = 1
 
 
 def cpu_seconds(pid: int) -> float:
@@ -85,9 +103,9 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
-def run_json(command: list[str]) -> dict[str, float]:
+def run_json(command: list[str], env: dict[str, str] | None = None) -> dict[str, float]:
     """Run a load process and parse its one JSON line."""
-    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(command, capture_output=True, text=True, check=True, env=env).stdout
     result: dict[str, float] = json.loads(out.strip().splitlines()[-1])
     return result
 
@@ -145,11 +163,34 @@ def metric_store_writes(http_url: str) -> float:
     )
 
 
-def http_load(url: str, count: int, concurrency: int) -> dict[str, float]:
-    """HTTP GET load from another process."""
-    return run_json(
-        [sys.executable, str(BENCH / "http_load.py"), url, str(count), str(concurrency)]
-    )
+@functools.cache
+def autocannon_modules() -> Path:
+    """The node_modules folder holding AUTOCANNON, installed there on first use."""
+    missing = missing_node_tools()
+    if missing:
+        raise SystemExit(
+            f"bench/run.py: {' and '.join(missing)} not found; the REST benchmark runs "
+            f"{AUTOCANNON} from npm with node: install Node.js (with npm)"
+        )
+    folder = NPM_CACHE / AUTOCANNON
+    installed = folder / "installed"  # written last: a broken install is done again
+    if not installed.exists():
+        npm_install(folder, [AUTOCANNON])
+        installed.touch()
+    return folder / "node_modules"
+
+
+def http_load(url: str, seconds: float, pid: int) -> dict[str, float]:
+    """GET ``url`` for ``seconds`` with autocannon in its own node process (http_load.cjs);
+    adds the CPU the serving process ``pid`` used meanwhile (``cpu_pct``) and autocannon's
+    own (``load_cpu_pct``), both in % of one core."""
+    command = ["node", str(BENCH / "http_load.cjs"), url, str(HTTP_CONNECTIONS)]
+    command += [str(HTTP_PIPELINING), str(seconds)]
+    before = cpu_seconds(pid)
+    result = run_json(command, env={**os.environ, "NODE_PATH": str(autocannon_modules())})
+    result["cpu_pct"] = (cpu_seconds(pid) - before) / result["wall_s"] * 100
+    result["load_cpu_pct"] = result["load_cpu_s"] / result["wall_s"] * 100
+    return result
 
 
 def router(tmp: Path, nats_url: str, store: str, name: str) -> RouterProcess:
@@ -182,8 +223,8 @@ def bare_responder(nats_url: str) -> AbstractContextManager[subprocess.Popen[byt
 
 
 @contextmanager
-def bare_sanic(body: bytes, tmp: Path) -> Iterator[int]:
-    """The baseline Sanic process serving ``body`` on every path."""
+def bare_sanic(body: bytes, tmp: Path) -> Iterator[tuple[int, int]]:
+    """The baseline Sanic process serving ``body`` on every path: its port and pid."""
     body_file = tmp / "body.json"
     body_file.write_bytes(body)
     port = free_port()
@@ -195,7 +236,7 @@ def bare_sanic(body: bytes, tmp: Path) -> Iterator[int]:
     wait_for_port(port)
     time.sleep(0.3)
     try:
-        yield port
+        yield port, process.pid
     finally:
         stop_process(process)
 
@@ -210,6 +251,8 @@ def ratio_row(what: str, ours: dict[str, float], base: dict[str, float], key: st
         text = f"{r['rps']:,.0f}/s p50 {r['p50_ms']:.2f} p99 {r['p99_ms']:.2f} ms"
         if "cpu_us" in r:
             text += f" cpu {r['cpu_us']:.0f} us/req"
+        if "cpu_pct" in r:
+            text += f" cpu {r['cpu_pct']:.0f} % (autocannon {r['load_cpu_pct']:.0f} %)"
         if r.get("errors"):
             text += f" errors {r['errors']:.0f}"
         return text
@@ -284,7 +327,8 @@ def bench_nats(sizes: Sizes, tmp: Path, nats: NatsServer) -> list[Row]:
 
 
 def bench_rest(sizes: Sizes, tmp: Path, nats: NatsServer) -> list[Row]:
-    """REST list and detail under load vs a bare Sanic route with the same bytes."""
+    """REST list and detail under autocannon vs a bare Sanic route with the same bytes; each
+    side's row shows its server's CPU (near 100 % of a core: saturated) and autocannon's."""
     rows: list[Row] = []
     count = sizes.rest_services * 10
     with router(tmp, nats.url, "memory", "rest") as r:
@@ -293,9 +337,9 @@ def bench_rest(sizes: Sizes, tmp: Path, nats: NatsServer) -> list[Row]:
         for path in ("/api/v1/admin/services", "/api/v1/admin/services/rest-svc-1"):
             url = f"{r.http_url}{path}"
             body = httpx.get(url, timeout=30).content
-            ours = http_load(url, sizes.rest_requests, 16)
-            with bare_sanic(body, tmp) as port:
-                base = http_load(f"http://127.0.0.1:{port}{path}", sizes.rest_requests, 16)
+            ours = http_load(url, sizes.rest_seconds, r.process.pid)
+            with bare_sanic(body, tmp) as (port, pid):
+                base = http_load(f"http://127.0.0.1:{port}{path}", sizes.rest_seconds, pid)
             rows.append(
                 ratio_row(
                     f"GET {path.replace('rest-svc-1', '{name}')} ({len(body):,} B)", ours, base
@@ -422,6 +466,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
+    autocannon_modules()  # before minutes of other runs: no node, no run
     began = time.monotonic()
     print(
         f"# AegisIPC benchmarks ({'quick' if args.quick else 'full'}), "
