@@ -16,7 +16,7 @@ from nats.aio.client import Client as NatsClient
 from sanic import Sanic
 
 from .app import build_app
-from .events import NatsEventSink
+from .events import NatsEventSink, OwnEvents
 from .leases import Leases
 from .membership import Membership
 from .membership_kv import MEMBER_TTL, KvMembership, members_bucket
@@ -49,7 +49,7 @@ def bootstrap(
     *,
     store: InstanceStore | None = None,
     nats: Connector | None = connect_router,
-    events: Callable[[NatsClient], EventSink] = NatsEventSink,
+    events: Callable[[NatsClient, OwnEvents], EventSink] = NatsEventSink,
     clock: Callable[[], datetime] = utc_now,
 ) -> Sanic:  # type: ignore[type-arg]
     """A router app: the registry (``app.ctx.registry``, its one handle) behind the REST

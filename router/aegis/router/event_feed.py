@@ -1,7 +1,8 @@
 """Every change event of every router, kept for a while and handed to HTTP streams.
 
-The feed subscribes to ``ipc.events.service.*`` (so it sees the changes other
-routers make too), numbers each event with a sequence local to this router,
+The feed subscribes to ``ipc.events.service.*`` for the changes other routers
+make, and takes this router's own from its event sink (``add_own``: the
+router's connection does not hear its own publishes), numbers each event with a sequence local to this router,
 keeps the last ``capacity`` of them (and at most ``max_bytes`` of their
 MessagePack bodies), and fans each out to the open streams.
 A stream resumes from an event id ``<router-id>:<sequence>``; when what it
@@ -227,6 +228,10 @@ class EventFeed:
             log.warning("event_feed_malformed", subject=msg.subject, size=len(msg.data))
             return
         self._add(service, kind, msg.data)
+
+    def add_own(self, service: str, kind: str, data: bytes) -> Entry:
+        """An event this router published (its connection does not hear its own)."""
+        return self._add(service, kind, data)
 
     def append(self, event: ChangeEvent) -> Entry:
         """Number ``event``, retain it, and hand it to every open stream."""

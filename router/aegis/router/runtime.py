@@ -11,6 +11,7 @@ from aegis.wire.messages import ROUTER_STARTED_SUBJECT
 from nats.aio.client import Client as NatsClient
 
 from .event_feed import EventFeed
+from .events import OwnEvents
 from .forwarding import Forwarder
 from .handlers import endpoints
 from .membership_kv import KvMembership
@@ -36,7 +37,7 @@ class RouterRuntime:
         registry: Registry,
         store: InstanceStore,
         connect: Connector,
-        events: Callable[[NatsClient], EventSink],
+        events: Callable[[NatsClient, OwnEvents], EventSink],
         members: KvMembership | None = None,
     ) -> None:
         self.settings = settings
@@ -63,10 +64,10 @@ class RouterRuntime:
         )
         await self._store.start(self.nc)
         await registry.load()
-        registry.set_event_sink(self._events(self.nc))
         feed = EventFeed(registry.leases.membership.self_id, max_streams=settings.max_event_streams)
-        await feed.start(self.nc)
+        await feed.start(self.nc)  # other routers' events
         self.feed = feed
+        registry.set_event_sink(self._events(self.nc, feed.add_own))  # and ours
         forward = None
         if self._members is not None:
             await self._members.start(self.nc)

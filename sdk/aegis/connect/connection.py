@@ -65,10 +65,12 @@ async def connect(
     disconnected_cb: Callback | None = None,
     reconnected_cb: Callback | None = None,
     auth: NatsAuth | None = None,
+    no_echo: bool = False,
 ) -> NatsClient:
     """Connect, trying ``attempts`` times with exponential backoff between tries.
 
-    ``auth`` gives credentials and TLS settings. Once connected, a lost
+    ``auth`` gives credentials and TLS settings. With ``no_echo`` the server
+    delivers none of this connection's own publishes to its subscriptions. Once connected, a lost
     connection is retried forever, ``reconnect_wait`` seconds apart per server.
 
     Raises ``ConnectFailedError`` naming the last cause (``ConnectRejectedError``
@@ -104,6 +106,7 @@ async def connect(
                 error_cb=error_cb or _log_error,
                 disconnected_cb=disconnected_cb,
                 reconnected_cb=reconnected_cb,
+                no_echo=no_echo,
                 **options,
             )
         except Exception as exc:  # nats-py raises OSError, its own errors, timeouts
