@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import hashlib
 import json
 import os
 import platform
@@ -40,7 +41,7 @@ from aegis.router.store import MemoryStore  # noqa: E402
 from aegis.wire.messages import InstanceStatus  # noqa: E402
 from mass_expiry import bench_mass_expiry  # noqa: E402
 
-from tests.support.npm import missing_node_tools, npm_install  # noqa: E402
+from tests.support.npm import missing_node_tools, npm_ci  # noqa: E402
 from tests.support.procs import (  # noqa: E402
     NatsServer,
     RouterProcess,
@@ -71,9 +72,11 @@ FULL = Sizes(
 )
 QUICK = Sizes(requests=300, concurrency=16, rest_services=20, rest_seconds=1, scale_instances=2000)
 
-# The REST load generator: autocannon from npm, pinned, installed on first use
-# into a cache folder outside the tree (a fresh clone installs it once).
+# The REST load generator: autocannon from npm, locked in bench/npm/ (its
+# package-lock.json), installed on first use into a cache folder outside the
+# tree (a fresh clone installs it once).
 AUTOCANNON = "autocannon@9.0.0"
+NPM_MANIFEST = BENCH / "npm"
 NPM_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "aegis-bench"
 # 8 connections, one request in flight on each, one node thread (no workers).
 # The server is one Python process, one event loop: it takes one request at a
@@ -172,10 +175,12 @@ def autocannon_modules() -> Path:
             f"bench/run.py: {' and '.join(missing)} not found; the REST benchmark runs "
             f"{AUTOCANNON} from npm with node: install Node.js (with npm)"
         )
-    folder = NPM_CACHE / AUTOCANNON
+    # One folder per lock file's content: a changed lock installs afresh.
+    lock = hashlib.sha256((NPM_MANIFEST / "package-lock.json").read_bytes()).hexdigest()
+    folder = NPM_CACHE / f"{AUTOCANNON}-{lock[:12]}"
     installed = folder / "installed"  # written last: a broken install is done again
     if not installed.exists():
-        npm_install(folder, [AUTOCANNON])
+        npm_ci(folder, NPM_MANIFEST)
         installed.touch()
     return folder / "node_modules"
 

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.npm import missing_node_tools, npm_install
+from tests.support.npm import missing_node_tools, npm_ci
 
-NPM_PACKAGES = ["@nats-io/services", "@nats-io/transport-node"]
 SCRIPTS = Path(__file__).parent  # the .cjs scripts the tests run with node
+# nats.js, locked (package-lock.json), transitive versions included.
+NPM_MANIFEST = SCRIPTS / "npm"
 
 
 @pytest.fixture(scope="session")
@@ -20,7 +21,7 @@ def svcm_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if missing:
         pytest.skip(f"{' and '.join(missing)} not found: the nats.js Svcm client cannot run")
     folder = tmp_path_factory.mktemp("svcm")
-    npm_install(folder, NPM_PACKAGES)
+    npm_ci(folder, NPM_MANIFEST)
     for script in SCRIPTS.glob("*.cjs"):
         shutil.copy(script, folder / script.name)  # node finds node_modules beside it
     return folder

@@ -1,11 +1,15 @@
 """npm packages installed on demand into a folder, for node scripts run beside Python:
-nats.js clients in the end-to-end tests, autocannon in the benchmarks."""
+nats.js clients in the end-to-end tests, autocannon in the benchmarks.
+
+Each set is a ``package.json`` with its ``package-lock.json`` in the repository
+(tests/e2e/npm/, bench/npm/), installed with ``npm ci``: the same versions
+every time, transitive ones included.
+"""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
-from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -14,16 +18,20 @@ def missing_node_tools() -> list[str]:
     return [tool for tool in ("node", "npm") if shutil.which(tool) is None]
 
 
-def npm_install(folder: Path, packages: Sequence[str]) -> None:
-    """``npm install`` ``packages`` into ``folder/node_modules``; node scripts in ``folder``
-    then find them. Raises RuntimeError with npm's errors if the install fails."""
-    command = ["npm", "install", "--prefix", str(folder), "--no-audit", "--no-fund"]
+def npm_ci(folder: Path, manifest: Path) -> None:
+    """Install the packages locked in ``manifest`` (a folder holding ``package.json``
+    and ``package-lock.json``) into ``folder/node_modules``; node scripts in
+    ``folder`` then find them. Raises RuntimeError with npm's errors if it fails."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("package.json", "package-lock.json"):
+        shutil.copy(manifest / name, folder / name)
+    command = ["npm", "ci", "--prefix", str(folder), "--no-audit", "--no-fund"]
     installed = subprocess.run(
-        [*command, "--loglevel=error", *packages],
+        [*command, "--loglevel=error"],
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
     )
     if installed.returncode != 0:
-        raise RuntimeError(f"npm install failed:\n{installed.stderr}")
+        raise RuntimeError(f"npm ci failed:\n{installed.stderr}")
