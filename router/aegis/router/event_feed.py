@@ -2,9 +2,10 @@
 
 The feed subscribes to ``ipc.events.service.*`` for the changes other routers
 make, and takes this router's own from its event sink (``add_own``: the
-router's connection does not hear its own publishes), numbers each event with a sequence local to this router,
-keeps the last ``capacity`` of them (and at most ``max_bytes`` of their
-MessagePack bodies), and fans each out to the open streams.
+router's connection does not hear its own publishes). It numbers each event
+with a sequence local to this router, keeps the last ``capacity`` of them
+(and at most ``max_bytes`` of their MessagePack bodies), and fans each out
+to the open streams.
 A stream resumes from an event id ``<router-id>:<sequence>``; when what it
 asks for is not retained (another router's id, too old, or lost while NATS
 was away) it is told to reload instead of silently missing changes.

@@ -123,12 +123,29 @@ async def gather_info(nc: NatsClient) -> list[dict[str, Any]]:
     return answers
 
 
+def poll_period(micro_poll: float, unhealthy_after: float) -> float:
+    """Seconds between polls: ``micro_poll``, unless every micro service would go
+    UNHEALTHY between two of them; then half of ``unhealthy_after`` (said once)."""
+    if micro_poll < unhealthy_after:
+        return micro_poll
+    period = unhealthy_after / 2
+    log.warning(
+        "micro_poll_shortened",
+        micro_poll=micro_poll,
+        unhealthy_after=unhealthy_after,
+        period=period,
+        reason="a micro service counts as heard only when it answers a poll: polled no "
+        "more often than unhealthy_after, each would go UNHEALTHY between polls",
+    )
+    return period
+
+
 class MicroDiscovery:
     """The background task that keeps the bus's micro services in the registry."""
 
     def __init__(self, registry: Registry, *, period: float, max_metadata_bytes: int) -> None:
         self._registry = registry
-        self._period = period
+        self._period = poll_period(period, registry.timings.unhealthy_after)
         self._max_metadata_bytes = max_metadata_bytes
         self._task: asyncio.Task[None] | None = None
         self._warned: set[tuple[str, str]] = set()  # bad names, each warned about once

@@ -14,9 +14,15 @@ import pytest
 from aegis.router.domain import InstanceKey, Outcome, OwnerCheck
 from aegis.router.handlers import endpoints
 from aegis.router.membership import Membership, owner_table
-from aegis.router.micro_discovery import UnlistableError, instance_from_info, is_poller
+from aegis.router.micro_discovery import (
+    UnlistableError,
+    instance_from_info,
+    is_poller,
+    poll_period,
+)
 from aegis.router.settings import load_settings
 from aegis.wire.messages import DEREGISTER_SUBJECT, HEARTBEAT_SUBJECT, InstanceStatus
+from structlog.testing import capture_logs
 
 from tests.unit.router.fakes import LATE, SESSION, make_registry, register_request
 
@@ -214,3 +220,12 @@ async def test_the_403_says_it_is_a_micro_service(subject: str) -> None:
     assert "cannot be heartbeated or deregistered" in micro["error"]["message"]
     assert (other["status"], other["error"]["code"]) == (403, "SESSION_MISMATCH")
     assert other["error"]["message"].endswith("belongs to another session")
+
+
+def test_a_poll_slower_than_unhealthy_after_is_shortened_and_said() -> None:
+    # A micro service is heard only when it answers a poll: polled every 5 s with
+    # unhealthy_after 4 s, each would be UNHEALTHY a second out of every five.
+    with capture_logs() as logs:
+        assert poll_period(5.0, 15.0) == 5.0
+        assert poll_period(5.0, 4.0) == 2.0
+    assert [(e["event"], e["period"]) for e in logs] == [("micro_poll_shortened", 2.0)]
