@@ -29,6 +29,7 @@ from sanic_ext import openapi
 from sanic_ext.extensions.openapi.definitions import Component
 
 from .domain import InstanceKey, InstanceRecord
+from .instance_json import InstanceTexts
 from .metrics import render
 from .registry import Registry
 from .request_tally import fold_all
@@ -127,6 +128,8 @@ def _as_text(value: Any) -> str | None:
 
 def _filtered(request: Request, records: list[InstanceRecord]) -> list[InstanceRecord]:
     """``records`` through the request's ``status``, ``meta.*`` and ``maintenance`` filters."""
+    if not request.query_string:  # no filter: every record (maintenance=include)
+        return records
     status, where = _status_filter(request), _metadata_filter(request)
     mode = request.args.get("maintenance") or ("exclude" if status or where else "include")
     if mode not in ("include", "exclude", "only"):
@@ -146,18 +149,25 @@ def _json(model: BaseModel, status: int = 200) -> HTTPResponse:
     return json(model.model_dump(mode="json"), status=status)
 
 
-async def _service_instances(request: Request, name: str) -> list[Instance]:
+async def _service_instances(request: Request, name: str) -> list[InstanceRecord]:
     """The service's instances through the request's filters; 404 if it has none at all."""
     records = await _registry(request).instances(name)
     if not records:
         raise ApiException(404, "SERVICE_NOT_FOUND", f"no service named {name!r} is registered")
-    return [r.to_public() for r in _filtered(request, records)]
+    return _filtered(request, records)
+
+
+def _json_body(body: bytes) -> HTTPResponse:
+    """A 200 with a JSON body already written (what ``json()`` would send for it)."""
+    return HTTPResponse(body, content_type="application/json")
 
 
 def blueprints() -> list[Blueprint]:
     """Fresh blueprints (a Sanic blueprint belongs to one app): admin API and health."""
     admin = Blueprint("admin", url_prefix=ADMIN_PREFIX)
     ops = Blueprint("ops")
+    # The instance listings' texts, kept between requests (one app, one registry).
+    texts = InstanceTexts()
 
     @admin.get("/services")
     @openapi.response(401, ref(ErrorResponse), UNAUTHORIZED)
@@ -187,7 +197,7 @@ def blueprints() -> list[Blueprint]:
             body = ServicesResponse(services=services, total=len(services)).model_dump_json()
             cached = (registry, version, body.encode())
             request.app.ctx.services = cached
-        return HTTPResponse(cached[2], content_type="application/json")
+        return _json_body(cached[2])
 
     @admin.get("/services/<name:str>")
     @openapi.response(401, ref(ErrorResponse), UNAUTHORIZED)
@@ -204,7 +214,7 @@ def blueprints() -> list[Blueprint]:
     async def get_service(request: Request, name: str) -> HTTPResponse:
         """One service and its instances; 404 ``SERVICE_NOT_FOUND`` if none is registered."""
         shown = await _service_instances(request, name)
-        return _json(ServiceDetail(name=name, instances=shown))
+        return _json_body(texts.service_detail(name, shown))
 
     @admin.get("/services/<name:str>/instances")
     @openapi.response(401, ref(ErrorResponse), UNAUTHORIZED)
@@ -221,7 +231,7 @@ def blueprints() -> list[Blueprint]:
     async def service_instances(request: Request, name: str) -> HTTPResponse:
         """One service's instances, filtered; 404 ``SERVICE_NOT_FOUND`` if none is registered."""
         shown = await _service_instances(request, name)
-        return _json(InstancesResponse(instances=shown, total=len(shown)))
+        return _json_body(texts.instances_response(shown))
 
     @admin.delete("/services/<name:str>/instances/<instance_id:str>")
     @openapi.response(401, ref(ErrorResponse), UNAUTHORIZED)
@@ -272,8 +282,7 @@ def blueprints() -> list[Blueprint]:
     async def list_instances(request: Request) -> HTTPResponse:
         """All instances, or those of one service and/or one status and metadata."""
         records = await _registry(request).instances(request.args.get("service") or None)
-        instances = [r.to_public() for r in _filtered(request, records)]
-        return _json(InstancesResponse(instances=instances, total=len(instances)))
+        return _json_body(texts.instances_response(_filtered(request, records)))
 
     @ops.get("/healthz")
     @openapi.summary("Liveness")
