@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, Final, Generic, Protocol, TypeVar
 
 import structlog
-from aegis.wire.messages import EventKind
+from aegis.wire.messages import EventKind, InstanceStatus
 
 from .deadlines import DeadlineIndex
 from .domain import (
@@ -219,10 +219,12 @@ class RegistryEngine:
 
     def _as_heard(self, record: InstanceRecord) -> InstanceRecord:
         """``record`` with its last contact, heard here if not yet written."""
-        at = self.leases.heard_at(record)
-        if at <= record.last_heartbeat_at.timestamp():
+        if record.status is not InstanceStatus.ONLINE:
+            return record  # contacts held in memory count only for ONLINE ones
+        heard = self.leases.contact(record.key)
+        if heard is None or heard <= record.last_heartbeat_at.timestamp():
             return record
-        return replace(record, last_heartbeat_at=datetime.fromtimestamp(at, UTC))
+        return record.with_contact(datetime.fromtimestamp(heard, UTC))
 
     def _alive_at(self, record: InstanceRecord) -> datetime:
         return datetime.fromtimestamp(self.leases.alive_at(record), UTC)
