@@ -74,10 +74,14 @@ class Leases:
 
     def alive_at(self, record: InstanceRecord, partition: int | None = None) -> float:
         """Where ``record``'s liveness deadlines count from (epoch seconds); ``partition``
-        is its key's, if the caller has it already."""
+        is its key's, if the caller has it already.
+
+        The floors hold for an OFFLINE record too: one that went OFFLINE by age
+        counted from a floor (its contacts died with another router), and its
+        removal must count from the same moment, not from the older contact in
+        the store (the chaos run found it removed on the next sweep).
+        """
         at = self.heard_at(record)
-        if not record.is_live:
-            return at
         now = self._clock()
         if not self.membership.hearing(now):
             # This router cannot hear itself, so neither the contacts nor the

@@ -146,6 +146,14 @@ async def test_a_handover_from_a_dead_router_counts_from_its_last_sighting() -> 
     assert await ra.sweep() == 0, "OFFLINE counts from the floor too"
     clock.at(40 + TIMINGS.offline_after + LATE)
     assert await ra.sweep() == 1
+    # Found by the chaos run (seed 14, CI): once OFFLINE, the removal counted from
+    # the stored contact (T0) and came on the very next sweep, 4 s early here.
+    clock.at(40 + TIMINGS.remove_after - 1)
+    assert await ra.sweep() == 0, "and so does the removal"
+    assert store.peek(theirs) is not None
+    clock.at(40 + TIMINGS.remove_after + LATE)
+    assert await ra.sweep() == 1
+    assert store.peek(theirs) is None
 
 
 async def test_a_router_starting_late_gives_every_instance_a_full_unhealthy_after() -> None:
