@@ -30,7 +30,6 @@ from .domain import (
     touch,
 )
 from .leases import Leases
-from .membership import partition_of
 from .metrics import SWEEP_CHANGES
 from .registry_engine import (
     KEEP,
@@ -215,8 +214,6 @@ class Registry(RegistryEngine):
         stored_at = stored.last_heartbeat_at.timestamp()
         if at - stored_at >= self._refresh_after:
             return None  # the refresh is due: written by heartbeat()
-        if partition is None:
-            partition = partition_of(key)
         leases = self.leases
         # alive_at is never before the last contact: a contact within
         # unhealthy_after settles it without the partition's floors (the common case).
