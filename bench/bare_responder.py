@@ -7,12 +7,12 @@ no store, no logging. Usage: python bench/bare_responder.py NATS_URL
 from __future__ import annotations
 
 import asyncio
-import signal
 import sys
 
 import msgpack
 import nats
 from nats.aio.msg import Msg
+from responder_life import ready_until_sigterm
 
 REPLY = msgpack.packb({"ok": True, "status": 201})
 
@@ -26,11 +26,7 @@ async def main(url: str) -> None:
 
     for subject in ("ipc.service.register", "ipc.service.heartbeat"):
         await nc.subscribe(subject, queue="aegis-router", cb=answer)
-    await nc.flush()
-    print("READY", flush=True)
-    stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    await stop.wait()
+    await ready_until_sigterm(nc)
     await nc.drain()
 
 

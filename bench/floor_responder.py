@@ -19,7 +19,6 @@ subscribed, like ``bare_responder.py``.
 from __future__ import annotations
 
 import asyncio
-import signal
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +29,7 @@ import nats
 from nats.aio.msg import Msg
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import KeyWrongLastSequenceError
+from responder_life import ready_until_sigterm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -105,11 +105,7 @@ async def main(url: str, store: str, bucket: str) -> None:
             task.add_done_callback(tasks.discard)
 
     await nc.subscribe("ipc.service.register", queue="aegis-router", cb=on_message)
-    await nc.flush()
-    print("READY", flush=True)
-    stop = asyncio.Event()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    await stop.wait()
+    await ready_until_sigterm(nc)
     if follower is not None:
         follower.cancel()
     await nc.drain()

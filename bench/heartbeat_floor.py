@@ -14,7 +14,6 @@ its own bookkeeping. Prints READY when subscribed, like ``bare_responder.py``.
 from __future__ import annotations
 
 import asyncio
-import signal
 import sys
 import time
 from datetime import UTC, datetime
@@ -24,6 +23,7 @@ from typing import Any
 import msgpack
 import nats
 from nats.aio.msg import Msg
+from responder_life import ready_until_sigterm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -63,11 +63,7 @@ async def main(url: str) -> None:
         latency.observe(time.perf_counter() - started)
 
     await nc.subscribe("ipc.service.heartbeat", queue="aegis-router", cb=answer)
-    await nc.flush()
-    print("READY", flush=True)
-    stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    await stop.wait()
+    await ready_until_sigterm(nc)
     await nc.drain()
 
 
