@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import random
 import secrets
 from collections.abc import Sequence
@@ -92,6 +93,8 @@ class RawClient(Client):
     timings: Timings = field(default_factory=Timings)
     holder_subjects: bool = False
     nc: NatsClient | None = None
+    # Every request of every session this client runs carries a higher ``seq``.
+    seq: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     async def connect(self, servers: list[str]) -> None:
         """Connect, home node first, failing over to the others (short pings notice a
@@ -107,8 +110,11 @@ class RawClient(Client):
     async def call(
         self, subject: str, body: dict[str, Any], timeout: float = CLIENT_TIMEOUT
     ) -> dict[str, Any] | None:
-        """One recorded request; the decoded reply, or None when none came."""
+        """One recorded request (a session's with its next ``seq``, as the SDK sends);
+        the decoded reply, or None when none came."""
         assert self.nc is not None
+        if "session_id" in body:
+            body = {**body, "seq": next(self.seq)}
         try:
             msg = await self.recorder.request(
                 self.nc, self.name, subject, msgpack.packb(body), timeout

@@ -76,6 +76,9 @@ class InstanceRecord:
     version: int = 0
     # Kept by heartbeats and renewals: only an operator clears it.
     maintenance: MaintenanceMark | None = None
+    # The highest request order (wire ``seq``) of ``session_id`` whose registration or
+    # deregistration made this record: an older request of that session is stale.
+    seq: int | None = None
     # packed_with_contact's frame and pieces, made on first use. Not an init field, so a
     # record made by ``replace`` (any change) starts without them.
     _packed: tuple[bytes, bytes, bytes, bytes] | None = field(
@@ -114,6 +117,7 @@ class InstanceRecord:
             self.session_id,
             version,
             self.maintenance,
+            self.seq,
         )
 
     def to_public(self) -> Instance:
@@ -202,6 +206,7 @@ class Outcome(Enum):
     CREATED = "created"  # new instance, or an OFFLINE one taken over: 201
     RENEWED = "renewed"  # same live session again: 200, counts as contact
     DUPLICATE = "duplicate"  # live under another (or no) session: 409
+    STALE = "stale"  # overtaken by a later request of the same session: 409, no change
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,11 +225,15 @@ def decide_registration(
     metadata: dict[str, Any],
     session_id: str | None,
     now: datetime,
+    seq: int | None = None,
 ) -> Decision:
-    """Apply the duplicate rules of wire contract v1.
+    """Apply the duplicate rules of wire contract v1, and the session's request order.
 
-    For DUPLICATE the decision's record is the existing one, unchanged.
+    For DUPLICATE and STALE the decision's record is the existing one, unchanged.
     """
+    if session_id is not None and is_stale(existing, session_id, seq):
+        assert existing is not None
+        return Decision(Outcome.STALE, existing)
     if existing is None or not existing.is_live:
         return Decision(
             Outcome.CREATED,
@@ -236,12 +245,38 @@ def decide_registration(
                 registered_at=now,
                 last_heartbeat_at=now,
                 session_id=session_id,
+                seq=seq,
             ),
         )
     if session_id is not None and existing.session_id == session_id:
         # A retried request: metadata stays as first registered.
-        return Decision(Outcome.RENEWED, touch(existing, now))
+        return Decision(Outcome.RENEWED, ordered(touch(existing, now), seq))
     return Decision(Outcome.DUPLICATE, existing)
+
+
+def is_stale(existing: InstanceRecord | None, session_id: str, seq: int | None) -> bool:
+    """Whether a request of ``session_id`` carrying ``seq`` was overtaken: a later
+    registration or deregistration of the same session made ``existing``.
+
+    Like etcd's lease revision or Eureka's ``lastDirtyTimestamp``, the order is
+    the client's own: a request delayed in the network (say, behind a frozen
+    NATS node) must not undo what its session did after sending it. Equal is
+    not stale: a retry carries the seq of the request it retries.
+    """
+    return (
+        seq is not None
+        and existing is not None
+        and existing.seq is not None
+        and existing.session_id == session_id
+        and seq < existing.seq
+    )
+
+
+def ordered(record: InstanceRecord, seq: int | None) -> InstanceRecord:
+    """``record`` written by a request carrying ``seq``: it keeps the highest order seen."""
+    if seq is None or (record.seq is not None and record.seq >= seq):
+        return record
+    return replace(record, seq=seq)
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,14 +365,20 @@ class OwnerCheck(Enum):
     OK = "ok"
     NOT_FOUND = "not_found"  # unknown or OFFLINE: the client should register again
     SESSION_MISMATCH = "session_mismatch"  # live, but owned by another session or none
+    STALE = "stale"  # the owner's own later registration or deregistration overtook it
 
 
-def check_owner(existing: InstanceRecord | None, session_id: str) -> OwnerCheck:
-    """Only the session that registered a live instance may speak for it."""
+def check_owner(
+    existing: InstanceRecord | None, session_id: str, seq: int | None = None
+) -> OwnerCheck:
+    """Only the session that registered a live instance may speak for it, and only with
+    a request its own later registration or deregistration did not overtake."""
     if existing is None or not existing.is_live:
         return OwnerCheck.NOT_FOUND
     if existing.session_id is None or existing.session_id != session_id:
         return OwnerCheck.SESSION_MISMATCH
+    if is_stale(existing, session_id, seq):
+        return OwnerCheck.STALE
     return OwnerCheck.OK
 
 
@@ -346,9 +387,10 @@ def touch(record: InstanceRecord, now: datetime) -> InstanceRecord:
     return replace(record, status=InstanceStatus.ONLINE, last_heartbeat_at=now)
 
 
-def take_offline(record: InstanceRecord, now: datetime) -> InstanceRecord:
-    """Deregistered: OFFLINE at once; removal counts from now."""
-    return replace(record, status=InstanceStatus.OFFLINE, last_heartbeat_at=now)
+def take_offline(record: InstanceRecord, now: datetime, seq: int | None = None) -> InstanceRecord:
+    """Deregistered (by a request carrying ``seq``, if any): OFFLINE at once; removal
+    counts from now."""
+    return ordered(replace(record, status=InstanceStatus.OFFLINE, last_heartbeat_at=now), seq)
 
 
 def change_kind(

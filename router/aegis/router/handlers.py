@@ -45,7 +45,12 @@ log = structlog.get_logger("aegis.router.handlers")
 
 M = TypeVar("M", bound=BaseModel)
 
-_STATUS_BY_OUTCOME = {Outcome.CREATED: 201, Outcome.RENEWED: 200, Outcome.DUPLICATE: 409}
+_STATUS_BY_OUTCOME = {
+    Outcome.CREATED: 201,
+    Outcome.RENEWED: 200,
+    Outcome.DUPLICATE: 409,
+    Outcome.STALE: 409,
+}
 
 
 ReplyMap = dict[str, Any]
@@ -303,7 +308,9 @@ class RegistryActions:
         status = _STATUS_BY_OUTCOME[decision.outcome]
         timings = self._registry.timings
         reply: Reply | ReplyMap
-        if decision.outcome is Outcome.DUPLICATE:
+        if decision.outcome is Outcome.STALE:
+            reply = stale_reply(request, decision.record)
+        elif decision.outcome is Outcome.DUPLICATE:
             instance = decision.record.to_public()
             free_at = self._registry.offline_at(decision.record)
             wait = max(0.0, (free_at - self._registry.now()) / timedelta(seconds=1))
@@ -334,7 +341,7 @@ class RegistryActions:
     def steady_heartbeat(self, request: InstanceRequest) -> Handled | None:
         """A steady heartbeat's 200, from memory with nothing to wait for; None when the
         heartbeat must be forwarded or written (``heartbeat`` answers it then)."""
-        reply = self._steady(_key(request), request.session_id)
+        reply = self._steady(_key(request), request.session_id, request.seq)
         return None if reply is None else Handled(reply, "ok", quiet=True)
 
     def steady_reply(self, body: Mapping[str, Any]) -> bytes | None:
@@ -356,9 +363,12 @@ class RegistryActions:
         session = body.get("session_id")
         if type(service) is not str or type(instance) is not str or type(session) is not str:
             return None
-        return self._steady(InstanceKey(service, instance), session)
+        seq = body.get("seq")
+        if seq is not None and (type(seq) is not int or seq < 0):
+            return None  # the full path says why
+        return self._steady(InstanceKey(service, instance), session, seq)
 
-    def _steady(self, key: InstanceKey, session_id: str) -> bytes | None:
+    def _steady(self, key: InstanceKey, session_id: str, seq: int | None) -> bytes | None:
         partition = partition_of(key)
         membership = self._membership
         holder = membership.holder_of(partition)
@@ -369,7 +379,7 @@ class RegistryActions:
         # Only the holder that hears itself keeps contacts in memory (see heartbeat()).
         if not membership.trusts_memory(at):
             return None
-        stored = self._registry.heard(key, session_id, at, partition)
+        stored = self._registry.heard(key, session_id, at, partition, seq=seq)
         if stored is None:
             return None
         return steady_heartbeat_reply(stored, now, self._own_subject)
@@ -394,13 +404,15 @@ class RegistryActions:
         # copy of the store may lag too (Membership.trusts_memory).
         now = self._registry.now().timestamp()
         sure = holder == membership.self_id and membership.trusts_memory(now)
-        result = await self._registry.heartbeat(key, request.session_id, store=not sure)
+        result = await self._registry.heartbeat(
+            key, request.session_id, store=not sure, seq=request.seq
+        )
         ok = result.check is OwnerCheck.OK
         return _owner_reply(result, request, quiet=ok, subject=self._holder_subject(key))
 
     async def deregister(self, request: InstanceRequest) -> Handled:
         """200 with the instance (OFFLINE now), or 404 / 403."""
-        result = await self._registry.deregister(_key(request), request.session_id)
+        result = await self._registry.deregister(_key(request), request.session_id, request.seq)
         return _owner_reply(result, request, quiet=False)
 
     async def discover(self, request: DiscoverRequest) -> Handled:
@@ -431,11 +443,27 @@ def _owner_reply(
     if result.check is OwnerCheck.SESSION_MISMATCH:
         reply = error_reply(403, ErrorCode.SESSION_MISMATCH, _mismatch_message(result, request))
         return Handled(reply, "session_mismatch")
+    if result.check is OwnerCheck.STALE:
+        assert result.record is not None
+        return Handled(stale_reply(request, result.record), "stale")
     assert result.record is not None
     done: ReplyMap = {"ok": True, "status": 200, "instance": result.record.to_public_map()}
     if subject is not None:
         done["heartbeat_subject"] = subject
     return Handled(done, "ok", quiet=quiet)
+
+
+def stale_reply(request: RegisterRequest | InstanceRequest, record: InstanceRecord) -> Reply:
+    """409: a later registration or deregistration of the same session overtook this
+    request; nothing changed."""
+    return error_reply(
+        409,
+        ErrorCode.STALE_REQUEST,
+        f"request seq {request.seq} for instance {request.instance_id!r} of "
+        f"{request.service_name!r} was overtaken by this session's own request seq "
+        f"{record.seq}; nothing changed",
+        instance=record.to_public(),
+    )
 
 
 def _mismatch_message(result: OwnerResult, request: InstanceRequest) -> str:

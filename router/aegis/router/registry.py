@@ -115,8 +115,9 @@ class Registry(RegistryEngine):
                 metadata=request.metadata,
                 session_id=request.session_id,
                 now=now,
+                seq=request.seq,
             )
-            if decision.outcome is Outcome.DUPLICATE:
+            if decision.outcome in (Outcome.DUPLICATE, Outcome.STALE):
                 return Change(decision, KEEP)
             if before is None:
                 self._check_room(request.service_name)
@@ -173,7 +174,7 @@ class Registry(RegistryEngine):
             )
 
     async def heartbeat(
-        self, key: InstanceKey, session_id: str, *, store: bool = False
+        self, key: InstanceKey, session_id: str, *, store: bool = False, seq: int | None = None
     ) -> OwnerResult:
         """Contact from the owner: ONLINE again and deadlines restart.
 
@@ -183,32 +184,41 @@ class Registry(RegistryEngine):
         with ``store``: when the router holding the lease may not hear of it.
         """
         now = self._clock()
-        steady = None if store else self.heard(key, session_id, now.timestamp())
+        steady = None if store else self.heard(key, session_id, now.timestamp(), seq=seq)
         if steady is not None:
             return OwnerResult(OwnerCheck.OK, replace(steady, last_heartbeat_at=now))
 
         def act(record: InstanceRecord) -> InstanceRecord:
             return touch(record, now)
 
-        change = self._owned(session_id, act, recovering_cause=True)
+        change = self._owned(session_id, seq, act, recovering_cause=True)
         result, _ = await self._apply(key, change, "heartbeat", now)
         return result
 
     def heard(
-        self, key: InstanceKey, session_id: str, at: float, partition: int | None = None
+        self,
+        key: InstanceKey,
+        session_id: str,
+        at: float,
+        partition: int | None = None,
+        *,
+        seq: int | None = None,
     ) -> InstanceRecord | None:
         """Take a steady heartbeat at ``at`` (epoch seconds) in memory only: the stored
         record (whose contact is now ``at``), or None, having changed nothing, when
         it must go to the store.
 
         ``partition`` is ``key``'s, if the caller has it already (the hot path
-        hashes it once a request).
+        hashes it once a request). A ``seq`` the record's own overtook is answered
+        by ``heartbeat()`` (409).
         """
         current = self._store.peek(key)
         if current is None:
             return None
         stored = current.record
         if stored.status is not InstanceStatus.ONLINE or stored.session_id != session_id:
+            return None
+        if seq is not None and stored.seq is not None and seq < stored.seq:
             return None
         timings = self.timings
         stored_at = stored.last_heartbeat_at.timestamp()
@@ -227,10 +237,14 @@ class Registry(RegistryEngine):
         leases.heard(key, at)
         return stored
 
-    async def deregister(self, key: InstanceKey, session_id: str) -> OwnerResult:
-        """The owner leaves: OFFLINE at once."""
+    async def deregister(
+        self, key: InstanceKey, session_id: str, seq: int | None = None
+    ) -> OwnerResult:
+        """The owner leaves: OFFLINE at once (unless its own later request overtook it)."""
         now = self._clock()
-        change = self._owned(session_id, lambda r: take_offline(r, now), deregistering=True)
+        change = self._owned(
+            session_id, seq, lambda r: take_offline(r, now, seq), deregistering=True
+        )
         result, _ = await self._apply(key, change, "deregister", now)
         return result
 
@@ -284,13 +298,14 @@ class Registry(RegistryEngine):
     @staticmethod
     def _owned(
         session_id: str,
+        seq: int | None,
         act: Callable[[InstanceRecord], InstanceRecord],
         *,
         deregistering: bool = False,
         recovering_cause: bool = False,
     ) -> Callable[[InstanceRecord | None], Change[OwnerResult]]:
         def change(before: InstanceRecord | None) -> Change[OwnerResult]:
-            check = check_owner(before, session_id)
+            check = check_owner(before, session_id, seq)
             if check is not OwnerCheck.OK or before is None:
                 return Change(OwnerResult(check, before), KEEP)
             after = act(before)

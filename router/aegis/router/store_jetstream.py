@@ -101,6 +101,7 @@ def encode_record(record: InstanceRecord) -> bytes:
             "maintenance": None
             if record.maintenance is None
             else [record.maintenance.reason, record.maintenance.since.timestamp()],
+            "seq": record.seq,
         }
     )
     return packed
@@ -119,6 +120,7 @@ def decode_record(data: bytes) -> InstanceRecord:
         session_id=body["session_id"],
         version=body.get("version", 0),  # absent from records stored by older routers
         maintenance=_maintenance(body.get("maintenance")),
+        seq=body.get("seq"),  # absent from records stored by older routers
     )
 
 

@@ -29,6 +29,7 @@ from .errors import (
     RouterError,
     ServiceUnavailableError,
     SessionMismatchError,
+    StaleRequestError,
 )
 from .registrations import RegisteredInstance, RegistrationState
 from .resolver import NoHealthyInstanceError, Resolver
@@ -61,4 +62,5 @@ __all__ = [
     "ServiceClient",
     "ServiceUnavailableError",
     "SessionMismatchError",
+    "StaleRequestError",
 ]

@@ -189,7 +189,8 @@ class ServiceClient:
 
         Raises ``RegistrationValidationError`` (400) before sending anything if
         the request breaks the contract, ``DuplicateInstanceError`` (409) if the
-        instance is live under another session, ``RequestTimeoutError`` (504),
+        instance is live under another session, ``StaleRequestError`` (409) if a
+        later request of this client reached the router first, ``RequestTimeoutError`` (504),
         ``ServiceUnavailableError`` (503) or ``CircuitOpenError`` otherwise.
         """
         request = _validated(
@@ -199,6 +200,7 @@ class ServiceClient:
             metadata=metadata or {},
             timestamp=self._clock().isoformat(),
             session_id=self.session_id,
+            seq=self._heartbeats.next_seq(),
         )
         return await self._heartbeats.register(request, wait_if_taken=wait_if_taken)
 
@@ -282,6 +284,7 @@ class ServiceClient:
             service_name=service_name,
             instance_id=instance_id,
             session_id=self.session_id,
+            seq=self._heartbeats.next_seq(),
         )
 
 

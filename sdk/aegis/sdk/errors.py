@@ -8,6 +8,7 @@ router's ``code`` (``error.code``) when there is one::
     ├── SessionMismatchError          403  the instance belongs to another session
     ├── InstanceNotFoundError         404  unknown to the router, or OFFLINE
     ├── DuplicateInstanceError        409  live under another session (.existing, .retry_after)
+    ├── StaleRequestError             409  overtaken by a later request of this session
     ├── LimitExceededError            429  the router holds as many instances as it may
     ├── RequestTimeoutError           504  no reply in time, after every retry
     ├── ServiceUnavailableError       503  no NATS, no router, or its store down, after every retry
@@ -17,7 +18,7 @@ router's ``code`` (``error.code``) when there is one::
 
 from __future__ import annotations
 
-from aegis.wire.messages import ErrorDetail, Instance, Reply
+from aegis.wire.messages import ErrorCode, ErrorDetail, Instance, Reply
 
 
 class AegisError(Exception):
@@ -69,6 +70,13 @@ class SessionMismatchError(AegisError):
     """The instance is live but owned by another session (403); nothing changed."""
 
     status_code = 403
+
+
+class StaleRequestError(AegisError):
+    """A later registration or deregistration of this same session reached the router
+    first (409 ``STALE_REQUEST``); this request changed nothing, and the later one holds."""
+
+    status_code = 409
 
 
 class InstanceNotFoundError(AegisError):
@@ -130,6 +138,8 @@ def from_reply(reply: Reply) -> AegisError | None:
             return SessionMismatchError(message, code=code)
         case 404:
             return InstanceNotFoundError(message, code=code)
+        case 409 if code == ErrorCode.STALE_REQUEST:
+            return StaleRequestError(message, code=code)
         case 409:
             return DuplicateInstanceError(
                 message, reply.existing, code=code, retry_after=reply.retry_after

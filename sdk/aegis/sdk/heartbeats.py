@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
@@ -37,6 +38,7 @@ from .errors import (
     RequestTimeoutError,
     ServiceUnavailableError,
     SessionMismatchError,
+    StaleRequestError,
     from_reply,
 )
 from .registrations import DEFAULT_HEARTBEAT_INTERVAL, RegisteredInstance, RegistrationState
@@ -73,6 +75,9 @@ class Heartbeats:
         self._clock = clock
         self._monotonic = monotonic
         self._rand = rand
+        # The session's request order (wire ``seq``): a request of ours delayed in the
+        # network cannot undo a later registration or deregistration of ours.
+        self._seq = itertools.count(1)
         self._registrations: dict[Key, RegisteredInstance] = {}
         self._loops: dict[Key, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[None]] = set()
@@ -80,6 +85,10 @@ class Heartbeats:
         # asyncio.wait_for can swallow one, and nats-py's request uses it) still
         # ends at its next turn instead of keeping stop() waiting for ever.
         self._stopping = False
+
+    def next_seq(self) -> int:
+        """The ``seq`` for this session's next request (each request a higher one)."""
+        return next(self._seq)
 
     @property
     def registrations(self) -> Mapping[Key, RegisteredInstance]:
@@ -165,13 +174,16 @@ class Heartbeats:
             await self._sleep(reg.heartbeat_interval)
             timeout = min(self._transport.config.timeout, reg.heartbeat_interval)
             try:
-                reply = await self._send_heartbeat(reg, body, timeout)
+                beat = body.model_copy(update={"seq": self.next_seq()})
+                reply = await self._send_heartbeat(reg, beat, timeout)
                 error = from_reply(reply)
                 if error is None:
                     reg.contact(instance_of(reply), self._clock())
                     continue
             except AegisError as exc:
                 error = exc
+            if isinstance(error, StaleRequestError):
+                continue  # a later request of ours (a re-registration) holds
             if isinstance(error, SessionMismatchError):
                 self._supersede(reg, error)
             elif isinstance(error, InstanceNotFoundError):
@@ -228,6 +240,7 @@ class Heartbeats:
             metadata=reg.metadata,
             timestamp=self._clock().isoformat(),
             session_id=self._session_id,
+            seq=self.next_seq(),
         )
         try:
             reply = await self._transport.send(
@@ -241,6 +254,8 @@ class Heartbeats:
                 return
         except AegisError as exc:
             error = exc
+        if isinstance(error, StaleRequestError):
+            return  # a later request of ours reached the router first, and holds
         if isinstance(error, DuplicateInstanceError):
             self._supersede(reg, error)
         else:

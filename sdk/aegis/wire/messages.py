@@ -59,6 +59,15 @@ def router_forward_subject(router_id: str) -> str:
 ServiceName = Annotated[str, StringConstraints(pattern=SERVICE_NAME_PATTERN)]
 InstanceId = Annotated[str, StringConstraints(pattern=INSTANCE_ID_PATTERN)]
 SessionId = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+RequestSeq = Annotated[int, Field(strict=True, ge=0, le=2**63 - 1)]
+"""A session's request order: each request a session sends carries a higher one."""
+SEQ_DESCRIPTION: Final = (
+    "Optional: the session's request order, higher on each request it sends (the same on "
+    "a retry of one request). A request whose seq is lower than that of the last "
+    "registration or deregistration the router applied for the same instance and session "
+    "was overtaken by it: the router answers 409 STALE_REQUEST and changes nothing. "
+    "Requests without one are not ordered (v1 clients)."
+)
 
 
 class InstanceStatus(StrEnum):
@@ -79,6 +88,7 @@ class ErrorCode(StrEnum):
     LIMIT_EXCEEDED = "LIMIT_EXCEEDED"
     INSTANCE_NOT_FOUND = "INSTANCE_NOT_FOUND"
     SESSION_MISMATCH = "SESSION_MISMATCH"
+    STALE_REQUEST = "STALE_REQUEST"
     INTERNAL_ERROR = "INTERNAL_ERROR"
     STORE_UNAVAILABLE = "STORE_UNAVAILABLE"
 
@@ -138,6 +148,7 @@ class RegisterRequest(BaseModel):
     session_id: SessionId | None = Field(
         default=None, description="Chosen by the registrant; proves ownership."
     )
+    seq: RequestSeq | None = Field(default=None, description=SEQ_DESCRIPTION)
 
     @field_validator("metadata", mode="before")
     @classmethod
@@ -171,6 +182,7 @@ class InstanceRequest(BaseModel):
     service_name: ServiceName
     instance_id: InstanceId
     session_id: SessionId
+    seq: RequestSeq | None = Field(default=None, description=SEQ_DESCRIPTION)
 
 
 MAX_FILTER_KEYS: Final = 16

@@ -189,6 +189,33 @@ def test_a_takeover_after_the_owner_may_have_deregistered_is_fine(answered: bool
     assert check(run.records).violations == []
 
 
+def test_a_deregister_overtaken_by_the_same_sessions_registration_gives_no_excuse() -> None:
+    # The bdb981d history: the deregister timed out; the same session registered
+    # again (200); a takeover 1.4 s later is two owners, whatever the late
+    # deregister did (the router must refuse it as stale).
+    run = Run()
+    run.live(1.0, 2.9)
+    run.op("deregister", 3.0, outcome="timeout", took=2.0)
+    run.fault("node_pause", "n0", 3.0)
+    run.fault("node_resume", "n0", 4.0)
+    renewed = run.op("register", 5.2, 200, version=1)
+    run.op("register", 6.6, 201, session="B")
+    run.finish(9.0, i1="ONLINE")
+
+    report = check(run.records)
+
+    assert broken(report) == ["one_owner"]
+    assert report.violations[0].records[0] is renewed
+
+
+def test_a_stale_reply_to_a_deregister_is_well_formed() -> None:
+    run = clean_run()
+    error = {"code": "STALE_REQUEST", "message": "overtaken"}
+    run.op("deregister", 12.0, 409, reply={"ok": False, "status": 409, "error": error})
+
+    assert check(run.records).violations == []
+
+
 def test_the_old_owner_heard_after_a_takeover_is_a_second_owner() -> None:
     run = Run()
     run.live(1.0, 2.9)
@@ -349,6 +376,12 @@ def test_a_late_event_older_than_an_answered_heartbeat_is_not_false(
         ("heartbeat", 200, [1, 2], "not a map"),
         ("heartbeat", 201, None, "status 201 is not one the wire contract allows"),
         ("register", 409, {"ok": False, "status": 409}, "has no error.code"),
+        (
+            "deregister",
+            409,
+            {"ok": False, "status": 409, "error": {"code": "DUPLICATE_INSTANCE", "message": "x"}},
+            "is DUPLICATE_INSTANCE, not STALE_REQUEST",
+        ),
         ("register", 201, {"ok": False, "status": 201}, "contradicts status 201"),
         ("register", 201, {"ok": True, "status": 201}, "has no instance"),
         ("discover", 200, {"ok": True, "status": 200}, "no instances list"),

@@ -153,9 +153,12 @@ def test_with_version_and_with_contact_keep_every_other_field() -> None:
         "session_id",
         "version",
         "maintenance",
+        "seq",
     ]
     r = replace(
-        record(METADATA[1], InstanceStatus.UNHEALTHY, 4), maintenance=MaintenanceMark("x", T0)
+        record(METADATA[1], InstanceStatus.UNHEALTHY, 4),
+        maintenance=MaintenanceMark("x", T0),
+        seq=12,
     )
     assert r.with_version(9) == replace(r, version=9)
     later = T0 + timedelta(seconds=3)

@@ -25,6 +25,7 @@ from aegis.wire.messages import REGISTER_SUBJECT as REGISTER
 
 from tests.support import T0, FakeClock, eventually
 from tests.unit.sdk.fakes import (
+    ALIVE,
     CREATED,
     HANG,
     INSTANCE,
@@ -57,6 +58,7 @@ async def test_register_returns_instance_and_sends_contract_body() -> None:
         "metadata": {"v": "1"},
         "timestamp": T0.isoformat(),  # the client's clock
         "session_id": client.session_id,
+        "seq": 1,  # the session's first request
     }
 
 
@@ -147,6 +149,22 @@ async def test_deregister_stops_heartbeats_and_returns_the_offline_instance() ->
     assert len(fake.sent(HEARTBEAT)) == beats
     assert unknown is None
     assert [body["session_id"] for body in fake.sent(DEREGISTER)] == [client.session_id] * 2
+
+
+async def test_every_request_of_a_session_carries_a_higher_seq() -> None:
+    # The router orders a session's requests by it: a deregistration delayed in
+    # the network must not undo the registration the client sent after it.
+    fake = scripted().answer(HEARTBEAT, ALIVE, ALIVE, HANG)
+    async with make_client(fake) as client:
+        await client.register("billing", "b-1")
+        await eventually(lambda: len(fake.sent(HEARTBEAT)) >= 2, "heartbeating")
+        await client.deregister("billing", "b-1")
+        await client.register("billing", "b-1")
+        seqs = [call.body["seq"] for call in fake.calls if "seq" in call.body]
+
+    assert len(seqs) >= 5
+    assert seqs == sorted(seqs)
+    assert len(set(seqs)) == len(seqs)
 
 
 async def test_discover_returns_the_instances_the_router_lists() -> None:

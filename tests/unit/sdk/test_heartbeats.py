@@ -79,7 +79,8 @@ async def test_heartbeats_at_the_announced_interval_as_the_owner(
     await eventually(lambda: len(fake.sent(HEARTBEAT)) == 4, "four heartbeats")
 
     owner = {"service_name": "billing", "instance_id": "b-1", "session_id": client.session_id}
-    assert fake.sent(HEARTBEAT) == [owner] * 4
+    # Each in the session's order, after the registration's seq 1.
+    assert fake.sent(HEARTBEAT) == [{**owner, "seq": seq} for seq in (2, 3, 4, 5)]
     assert clock.sleeps == [2.0] * 4  # the interval the router announced
     # A heartbeat waits at most one interval for its reply (the configured timeout is 5 s).
     assert {c.timeout for c in fake.calls if c.subject == HEARTBEAT} == {2.0}
@@ -171,6 +172,20 @@ async def test_409_on_registering_again_supersedes_too(
     assert (len(fake.sent(HEARTBEAT)), len(fake.sent(REGISTER))) == (1, 2)
     assert reg.last_error == "DUPLICATE_INSTANCE happened"
     assert [e["status"] for e in events(caplog, "instance_superseded")] == [409]
+
+
+async def test_a_stale_reply_is_neither_a_failure_nor_a_loss(
+    client: ServiceClient, fake: FakeNats
+) -> None:
+    # 409 STALE_REQUEST: a later request of this session reached the router first
+    # (a re-registration overtook a delayed heartbeat); that later one holds.
+    stale = error(409, "STALE_REQUEST", instance=INSTANCE)
+    fake.answer(HEARTBEAT, stale, ALIVE, HANG)
+    reg = await registered(client)
+    await eventually(lambda: len(fake.sent(HEARTBEAT)) == 3, "heartbeating on")
+
+    assert (reg.state, reg.failures, reg.last_error) == (RegistrationState.REGISTERED, 0, None)
+    assert len(fake.sent(REGISTER)) == 1, "not registered again"
 
 
 async def test_a_superseded_instance_is_not_deregistered_on_close(
