@@ -6,12 +6,14 @@ Also: the request id a client sends shows up in the router's log lines.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import msgpack
 import nats
 import pytest
+from nats.aio.msg import Msg
 
 from tests.support import eventually
 from tests.support.procs import NatsServer, RouterProcess, router_process
@@ -54,11 +56,10 @@ async def test_flood_is_bounded_and_the_router_keeps_serving(
     big = "x" * 8000
     nc = await nats.connect(nats_server.url, pending_size=64 * 1024 * 1024)
     inbox = nc.new_inbox()
-    replies = 0
+    statuses: Counter[object] = Counter()
 
-    async def count(_msg: object) -> None:
-        nonlocal replies
-        replies += 1
+    async def count(msg: Msg) -> None:
+        statuses[msgpack.unpackb(msg.data).get("status")] += 1
 
     await nc.subscribe(inbox, cb=count)
     for i in range(20_000):  # fire and forget: far more than 4 in flight + 100 pending
@@ -82,7 +83,7 @@ async def test_flood_is_bounded_and_the_router_keeps_serving(
         except nats.errors.TimeoutError:
             answers.append({})
             return False
-        return True
+        return answers[-1]["status"] == 201  # a 503: the flood is still being served
 
     await eventually(answered_again, "the router answering again after the flood")
     after = rss_kib(pid)
@@ -90,7 +91,11 @@ async def test_flood_is_bounded_and_the_router_keeps_serving(
 
     assert small_router.process.poll() is None, "the router died"
     assert answers[-1]["status"] == 201, "the router answers again once the flood is over"
-    assert 0 < replies < 20_000, "some were served, the excess dropped"
+    assert 0 < statuses[201] < 20_000, "some were served"
+    # The excess is refused at once (503 OVERLOADED) or dropped by NATS, never queued
+    # until its caller gives up.
+    assert set(statuses) <= {201, 503}, statuses
+    assert statuses[503] > 0, "refused with 503 while registrations backed up"
     assert after - before < 200 * 1024, f"RSS grew by {after - before} KiB"
     health = await small_router.get("/healthz")
     assert health.status_code == 200

@@ -311,6 +311,22 @@ class Timings:
         return max(self.lease_refresh, 30.0, self.unhealthy_after)
 
 
+@dataclass(frozen=True, slots=True)
+class LaneLimits:
+    """How a request lane (``admission.Lane``) bounds its work; times in seconds."""
+
+    workers: int = 32
+    max_wait: float = 1.0  # the oldest queued one has waited this long: refuse new ones
+    deadline: float = 5.0  # a queued one this old lost its caller: drop it
+
+    def __post_init__(self) -> None:
+        if self.workers < 1 or not 0 < self.max_wait <= self.deadline:
+            raise ValueError(
+                "a lane needs workers >= 1 and 0 < max_wait <= deadline; got "
+                f"{self.workers} / {self.max_wait} / {self.deadline}"
+            )
+
+
 _AFTER_BY_STATUS = {
     InstanceStatus.ONLINE: "unhealthy_after",
     InstanceStatus.UNHEALTHY: "offline_after",

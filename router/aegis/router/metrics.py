@@ -86,6 +86,12 @@ STORE_WRITES = Counter(
     "steady contact's periodic write; deregister, operator, expired).",
     ["cause"],
 )
+SHED = Counter(
+    "aegis_requests_shed_total",
+    "Requests not served because the router was at capacity, by kind and how: refused "
+    "(answered 503 OVERLOADED at once) or dropped (waited past the caller's deadline).",
+    ["kind", "how"],
+)
 SWEEP_CHANGES = Counter(
     "aegis_sweep_transitions_total", "Instances the sweeper moved on (or removed)."
 )

@@ -29,6 +29,8 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
+from .admission import Lane
+from .domain import LaneLimits
 from .endpoint_stats import EndpointStats
 
 log = structlog.get_logger("aegis.router.nats")
@@ -56,7 +58,12 @@ class NatsResponder:
     """Answers every request on each subject with its handler; slots shared by all."""
 
     def __init__(
-        self, handlers: Mapping[str, Handler], *, max_in_flight: int, max_pending: int = 10_000
+        self,
+        handlers: Mapping[str, Handler],
+        *,
+        max_in_flight: int,
+        max_pending: int = 10_000,
+        lanes: Mapping[str, tuple[str, LaneLimits]] | None = None,
     ) -> None:
         self._handlers = dict(handlers)
         self._max_pending = max_pending
@@ -68,16 +75,25 @@ class NatsResponder:
         self.stats: dict[str, EndpointStats] = {
             subject: EndpointStats() for subject in self._handlers
         }
+        # Subjects served through a bounded lane of their own (registrations), by
+        # subject; the rest share the max_in_flight slots.
+        self.lanes: dict[str, Lane] = {
+            subject: Lane(kind, self._handlers[subject], limits, self.stats[subject])
+            for subject, (kind, limits) in (lanes or {}).items()
+        }
 
     async def start(self, nc: NatsClient) -> None:
         """Subscribe in the routers' queue group, so several routers share the load."""
+        for each in self.lanes.values():
+            each.start()
         for subject, handler in self._handlers.items():
+            lane = self.lanes.get(subject)
             # Bounded: past max_pending waiting requests NATS drops (clients time out
             # and retry) rather than the router's memory growing without end.
             sub = await nc.subscribe(
                 subject,
                 queue=QUEUE_GROUP,
-                cb=self._callback(handler, self.stats[subject]),
+                cb=lane.offer if lane else self._callback(handler, self.stats[subject]),
                 pending_msgs_limit=self._max_pending,
                 pending_bytes_limit=PENDING_BYTES,
             )
@@ -92,6 +108,8 @@ class NatsResponder:
         subs, self._subs = self._subs, []
         for sub in subs:
             await sub.unsubscribe()
+        for lane in self.lanes.values():
+            await lane.stop()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import msgpack
 import structlog
-from aegis.wire.messages import ROUTER_STARTED_SUBJECT
+from aegis.wire.messages import REGISTER_SUBJECT, ROUTER_STARTED_SUBJECT
 from nats.aio.client import Client as NatsClient
 
 from .event_feed import EventFeed
@@ -81,6 +81,7 @@ class RouterRuntime:
             ),
             max_in_flight=settings.max_in_flight,
             max_pending=settings.max_pending,
+            lanes={REGISTER_SUBJECT: ("registration", settings.register_lane)},
         )
         await self._responder.start(self.nc)
         # Heartbeats reach this router from now on, not from its process start:

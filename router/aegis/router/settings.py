@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from aegis.wire.messages import DEFAULT_MAX_METADATA_BYTES
 
-from .domain import Timings
+from .domain import LaneLimits, Timings
 
 LogFormat = Literal["json", "console"]
 StoreKind = Literal["memory", "jetstream"]
@@ -195,6 +195,24 @@ class Settings:
         "them (clients time out and retry) instead of the router's memory growing.",
         _positive_int,
     )
+    register_workers: int = option(
+        32,
+        "Registrations served at once, in a lane of their own (heartbeats never wait behind them).",
+        _positive_int,
+    )
+    register_max_wait: float = option(
+        1.0,
+        "Seconds a registration may wait for a worker; while the oldest waiting one has "
+        "waited this long, new ones are refused at once with 503 OVERLOADED and a "
+        "retry_after.",
+        _seconds,
+    )
+    request_deadline: float = option(
+        5.0,
+        "Seconds after which a waiting registration's caller has given up (the SDK's "
+        "default timeout): it is dropped, not served.",
+        _seconds,
+    )
     max_instances_per_service: int = option(
         100_000,
         "Live or stored instances one service may have; more: 429 LIMIT_EXCEEDED.",
@@ -270,6 +288,11 @@ class Settings:
         5.0, "Seconds between two $SRV.INFO polls for NATS micro services.", _seconds
     )
     nats_connect_attempts: int = 5  # not a user setting: tests lower it
+
+    @property
+    def register_lane(self) -> LaneLimits:
+        """How the registration lane bounds its work (validated when settings load)."""
+        return LaneLimits(self.register_workers, self.register_max_wait, self.request_deadline)
 
     @property
     def timings(self) -> Timings:
@@ -377,6 +400,12 @@ def load_settings(
         parser.error(
             "--workers / AEGIS_HTTP_WORKERS above 1 needs --store / AEGIS_STORE=jetstream: "
             "an in-memory registry cannot be shared by several processes"
+        )
+    if settings.register_max_wait > settings.request_deadline:
+        parser.error(
+            f"--register-max-wait / AEGIS_REGISTER_MAX_WAIT ({settings.register_max_wait}) "
+            f"must not exceed --request-deadline / AEGIS_REQUEST_DEADLINE "
+            f"({settings.request_deadline}): a registration would be queued only to be dropped"
         )
     try:
         settings.timings  # noqa: B018 - validates the order of the deadlines

@@ -98,9 +98,19 @@ class RequestTimeoutError(AegisError):
 
 
 class ServiceUnavailableError(AegisError):
-    """No connection to NATS or no router answering, after every retry (503)."""
+    """No connection to NATS or no router answering, after every retry (503).
+
+    ``retry_after``: with code ``OVERLOADED``, the router's advice (seconds) on when
+    it expects room for another registration.
+    """
 
     status_code = 503
+
+    def __init__(
+        self, message: str, *, code: str | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
 
 
 class CircuitOpenError(ServiceUnavailableError):
@@ -147,6 +157,6 @@ def from_reply(reply: Reply) -> AegisError | None:
         case 429:
             return LimitExceededError(message, code=code)
         case 503:
-            return ServiceUnavailableError(message, code=code)
+            return ServiceUnavailableError(message, code=code, retry_after=reply.retry_after)
         case _:
             return RouterError(message, reply.status, code=code)

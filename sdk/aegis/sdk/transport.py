@@ -22,7 +22,7 @@ from aegis.connect.backoff import backoff_delay
 from aegis.connect.connection import ConnectFailedError, ConnectRejectedError, connect
 from aegis.connect.log import get_logger
 from aegis.wire.codec import pack, unpack
-from aegis.wire.messages import REQUEST_ID_HEADER, Instance, Reply
+from aegis.wire.messages import REQUEST_ID_HEADER, ErrorCode, Instance, Reply
 from nats import errors as nats_errors
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -184,8 +184,13 @@ class Transport:
             )
         try:
             reply = await self._with_retries(subject, pack(body))
-        except AegisError:
-            self._breaker.record_failure()
+        except AegisError as exc:
+            if exc.code == ErrorCode.OVERLOADED:
+                # The router answered, busy: no verdict on its health, so heartbeats
+                # (which it always answers first) are not cut off by the breaker.
+                self._breaker.abandon()
+            else:
+                self._breaker.record_failure()
             raise
         except BaseException:
             self._breaker.abandon()  # cancelled: no verdict on the router
@@ -198,19 +203,25 @@ class Transport:
 
     async def _with_retries(self, subject: str, payload: bytes) -> Reply:
         """Retried with backoff when no reply could come or the router answered 503
-        (safe: the client's session makes a repeated registration idempotent)."""
+        (safe: the client's session makes a repeated registration idempotent); after
+        a 503 with ``retry_after`` (OVERLOADED), that long times 1 to 1.5 instead, so a
+        refused fleet does not come back all at once."""
         cfg = self.config
         request_id = uuid.uuid4().hex  # one id for every retry of this call
         failure: AegisError | None = None
+        advised: float | None = None
         for attempt in range(cfg.retries + 1):
             if attempt:
-                delay = backoff_delay(
-                    attempt - 1,
-                    base=cfg.backoff_base,
-                    cap=cfg.backoff_max,
-                    jitter=cfg.jitter,
-                    rand=self._rand,
-                )
+                if advised is not None:
+                    delay = advised * (1.0 + 0.5 * self._rand())
+                else:
+                    delay = backoff_delay(
+                        attempt - 1,
+                        base=cfg.backoff_base,
+                        cap=cfg.backoff_max,
+                        jitter=cfg.jitter,
+                        rand=self._rand,
+                    )
                 log.debug(
                     "request_retry",
                     subject=subject,
@@ -222,12 +233,14 @@ class Transport:
             try:
                 reply = await self._send(subject, payload, cfg.timeout, request_id)
             except (ServiceUnavailableError, RequestTimeoutError) as exc:
-                failure = exc
+                failure, advised = exc, None
                 continue
             if reply.ok or reply.status != 503:
                 return reply
-            # The router is up but its store is not (e.g. a JetStream leader election).
+            # The router is up but its store is not (e.g. a JetStream leader
+            # election), or it is at capacity and says when to come back.
             failure = from_reply(reply)
+            advised = reply.retry_after
         assert failure is not None  # the loop runs at least once
         raise failure
 

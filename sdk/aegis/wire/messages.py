@@ -91,6 +91,7 @@ class ErrorCode(StrEnum):
     STALE_REQUEST = "STALE_REQUEST"
     INTERNAL_ERROR = "INTERNAL_ERROR"
     STORE_UNAVAILABLE = "STORE_UNAVAILABLE"
+    OVERLOADED = "OVERLOADED"
 
 
 def check_metadata(value: Any, *, max_depth: int = MAX_METADATA_DEPTH) -> None:
@@ -302,7 +303,8 @@ class Reply(BaseModel):
     retry_after: float | None = Field(
         default=None,
         description="409: seconds until the existing registration goes OFFLINE and can be "
-        "taken over, if its owner sends nothing more.",
+        "taken over, if its owner sends nothing more. 503 OVERLOADED: seconds after which "
+        "the router expects to have room; retry then, with jitter.",
     )
     heartbeat_interval: float | None = Field(
         default=None, description="register: seconds between the heartbeats the router wants."

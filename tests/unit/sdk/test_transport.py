@@ -202,6 +202,28 @@ async def test_store_unavailable_after_every_retry_is_503() -> None:
     assert len(fake.calls) == 3
 
 
+async def test_overloaded_is_retried_after_the_routers_advice_with_jitter() -> None:
+    clock = FakeClock()
+    busy = error(503, "OVERLOADED", retry_after=4.0)
+    fake = FakeNats().answer(REGISTER_SUBJECT, busy, busy, CREATED)
+    transport = await on(fake, clock)
+
+    assert await register(transport) == 201
+    # 4 s times 1 to 1.5 (the draw is 0.5: 1.25), not the backoff's 0 s.
+    assert clock.sleeps == [5.0, 5.0]
+
+
+async def test_overloaded_after_every_retry_says_when_and_leaves_the_breaker_closed() -> None:
+    fake = FakeNats().answer(REGISTER_SUBJECT, error(503, "OVERLOADED", retry_after=2.0))
+    transport = await on(fake, retries=1, breaker_threshold=1)
+
+    for _ in range(2):
+        with pytest.raises(ServiceUnavailableError) as info:
+            await register(transport)
+        assert (info.value.code, info.value.retry_after) == ("OVERLOADED", 2.0)
+    assert len(fake.calls) == 4, "a busy router is no reason to fail fast"
+
+
 @pytest.mark.parametrize(
     "answer",
     [b"\xc1\xc1", msgpack.packb([1, 2]), msgpack.packb({"ok": "perhaps"})],

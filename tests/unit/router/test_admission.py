@@ -1,0 +1,138 @@
+"""aegis.router.admission: a bounded lane refuses early, drops what its callers gave up
+on, and never serves more at once than it has workers."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import msgpack
+import pytest
+from aegis.router.admission import MAX_RETRY_AFTER, MIN_RETRY_AFTER, Lane
+from aegis.router.domain import LaneLimits
+from aegis.router.endpoint_stats import EndpointStats
+from prometheus_client import REGISTRY
+
+from tests.support import eventually
+
+
+class FakeMsg:
+    """What the lane reads of a nats-py message, and the replies it got."""
+
+    def __init__(self, data: bytes, reply: str = "_INBOX.1") -> None:
+        self.data = data
+        self.reply = reply
+        self.headers: dict[str, str] | None = None
+        self.subject = "ipc.service.register"
+        self.answers: list[dict[str, Any]] = []
+
+    async def respond(self, data: bytes) -> None:
+        self.answers.append(msgpack.unpackb(data))
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Gate:
+    """A handler that holds every request until released; counts those at once."""
+
+    def __init__(self) -> None:
+        self.open = asyncio.Event()
+        self.running = 0
+        self.most = 0
+        self.served: list[bytes] = []
+
+    async def __call__(self, data: bytes) -> bytes:
+        self.running += 1
+        self.most = max(self.most, self.running)
+        await self.open.wait()
+        self.running -= 1
+        self.served.append(data)
+        return msgpack.packb({"ok": True, "status": 201})
+
+
+def shed(how: str) -> float:
+    value = REGISTRY.get_sample_value(
+        "aegis_requests_shed_total", {"kind": "registration", "how": how}
+    )
+    return value or 0.0
+
+
+def lane(gate: Gate, clock: Clock, workers: int = 2) -> Lane:
+    limits = LaneLimits(workers=workers, max_wait=1.0, deadline=5.0)
+    return Lane("registration", gate, limits, EndpointStats(), clock)
+
+
+async def test_no_more_at_once_than_the_workers_and_every_one_answered() -> None:
+    gate, clock = Gate(), Clock()
+    registrations = lane(gate, clock)
+    registrations.start()
+    msgs = [FakeMsg(b"%d" % n) for n in range(6)]
+    for msg in msgs:
+        await registrations.offer(msg)
+    await eventually(lambda: gate.running == 2, "two at once")
+    gate.open.set()
+    await eventually(lambda: len(gate.served) == 6, "all served")
+    await registrations.stop()
+
+    assert gate.most == 2
+    assert [m.answers[0]["status"] for m in msgs] == [201] * 6
+
+
+async def test_a_registration_that_would_wait_too_long_is_refused_at_once() -> None:
+    gate, clock = Gate(), Clock()
+    registrations = lane(gate, clock, workers=1)
+    registrations.start()
+    first, queued = FakeMsg(b"a"), FakeMsg(b"b")
+    await registrations.offer(first)
+    await eventually(lambda: gate.running == 1, "one served")
+    await registrations.offer(queued)
+    clock.now += 1.0  # the queued one has waited max_wait
+    refused_before = shed("refused")
+    late = FakeMsg(b"c")
+    await registrations.offer(late)
+
+    [answer] = late.answers
+    assert (answer["ok"], answer["status"], answer["error"]["code"]) == (False, 503, "OVERLOADED")
+    assert MIN_RETRY_AFTER <= answer["retry_after"] <= MAX_RETRY_AFTER
+    assert "nothing was stored" in answer["error"]["message"]
+    assert shed("refused") == refused_before + 1
+    assert registrations.shedding
+    gate.open.set()
+    await eventually(lambda: len(gate.served) == 2, "the queued one served")
+    assert b"c" not in gate.served
+    await registrations.offer(FakeMsg(b"d"))  # the queue emptied: accepted again
+    await eventually(lambda: len(gate.served) == 3, "accepted once room came back")
+    assert not registrations.shedding
+    await registrations.stop()
+
+
+async def test_one_that_waited_past_its_callers_deadline_is_dropped_unserved() -> None:
+    gate, clock = Gate(), Clock()
+    registrations = lane(gate, clock, workers=1)
+    registrations.start()
+    await registrations.offer(FakeMsg(b"a"))
+    await eventually(lambda: gate.running == 1, "one served")
+    stale = FakeMsg(b"stale")
+    await registrations.offer(stale)
+    dropped_before = shed("dropped")
+    clock.now += 5.5  # past the deadline: its caller has timed out
+    gate.open.set()
+    await eventually(lambda: shed("dropped") == dropped_before + 1, "dropped")
+    await registrations.stop()
+
+    assert gate.served == [b"a"]
+    assert stale.answers == []
+
+
+@pytest.mark.parametrize(("workers", "max_wait", "deadline"), [(0, 1, 5), (1, 0, 5), (1, 6, 5)])
+def test_limits_that_cannot_work_are_refused(
+    workers: int, max_wait: float, deadline: float
+) -> None:
+    with pytest.raises(ValueError, match="a lane needs"):
+        LaneLimits(workers, max_wait, deadline)
