@@ -20,6 +20,7 @@ from nats.js import errors as js_errors
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
 
+from .kv_watch import BucketWatch
 from .membership import Membership
 
 log = structlog.get_logger("aegis.router.membership")
@@ -52,6 +53,7 @@ class KvMembership:
         self.replicas = replicas
         self._clock = clock
         self._kv: KeyValue | None = None
+        self._watch: BucketWatch | None = None
         self._tasks: list[asyncio.Task[None]] = []
         # When this router last heard its own put through the watch: while it
         # cannot hear itself (NATS away, the watch stalled) it cannot hear the
@@ -74,12 +76,11 @@ class KvMembership:
                 )
             )
         await self._announce(left=False)
-        ready = asyncio.Event()
-        self._tasks = [
-            asyncio.create_task(self._follow(ready), name="aegis-members-watch"),
-            asyncio.create_task(self._refresh(), name="aegis-members-refresh"),
-        ]
-        await asyncio.wait_for(ready.wait(), 30.0)
+        self._tasks = [asyncio.create_task(self._refresh(), name="aegis-members-refresh")]
+        # Guarded like the registry's: while the watch is stalled this router
+        # cannot hear itself, so it judges nobody and sweeps nothing.
+        self._watch = BucketWatch(self._kv, self.bucket, self._apply, name="aegis-members-watch")
+        await self._watch.start(30.0)
         log.info(
             "router_joined",
             router=self.membership.self_id,
@@ -89,6 +90,9 @@ class KvMembership:
 
     async def stop(self) -> None:
         """Leave: say goodbye, so the others take the leases over at once."""
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            await watch.stop()
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()
@@ -120,25 +124,9 @@ class KvMembership:
             for gone in self.membership.expire(now):
                 log.warning("router_lost", router=gone, routers=self.membership.member_ids)
 
-    async def _follow(self, ready: asyncio.Event) -> None:
-        assert self._kv is not None
-        watcher = await self._kv.watchall()
-        try:
-            async for entry in watcher:
-                if entry is None:
-                    ready.set()
-                    continue
-                try:
-                    self._apply(entry.key, entry.operation, entry.value, live=ready.is_set())
-                except Exception:
-                    log.exception("router_bad_entry", key=entry.key)
-        finally:
-            with contextlib.suppress(Exception):
-                await watcher.stop()  # type: ignore[no-untyped-call]
-
-    def _apply(
-        self, member_id: str, operation: str | None, value: bytes | None, *, live: bool
-    ) -> None:
+    def _apply(self, entry: KeyValue.Entry, live: bool) -> None:
+        """A router's put (or goodbye) seen through the watch."""
+        member_id, operation, value = entry.key, entry.operation, entry.value
         now = self._clock()
         if member_id == self.membership.self_id:
             deaf = self._heard_self is None or now - self._heard_self > MEMBER_TTL
