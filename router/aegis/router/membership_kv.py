@@ -16,12 +16,12 @@ from collections.abc import Callable
 import msgpack
 import structlog
 from nats.aio.client import Client as NatsClient
-from nats.js import errors as js_errors
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
 
 from .kv_watch import BucketWatch
 from .membership import Membership
+from .store_jetstream import STORE_TIMEOUT, open_bucket
 
 log = structlog.get_logger("aegis.router.membership")
 
@@ -61,20 +61,22 @@ class KvMembership:
         self._heard_self: float | None = None
 
     async def start(self, nc: NatsClient) -> None:
-        """Join: open the bucket, announce this router, follow the others."""
-        js = nc.jetstream(timeout=2.0)
-        try:
-            self._kv = await js.key_value(self.bucket)
-        except js_errors.BucketNotFoundError:
-            self._kv = await js.create_key_value(
-                KeyValueConfig(
-                    bucket=self.bucket,
-                    history=1,
-                    ttl=MEMBER_MAX_AGE,
-                    replicas=self.replicas,
-                    storage=StorageType.FILE,
-                )
-            )
+        """Join: open the bucket, announce this router, follow the others.
+
+        Raises ``BucketMismatchError`` (logged) if the bucket exists with
+        another replica count than configured, as the registry's bucket does.
+        """
+        js = nc.jetstream(timeout=STORE_TIMEOUT)
+        self._kv = await open_bucket(
+            js,
+            KeyValueConfig(
+                bucket=self.bucket,
+                history=1,
+                ttl=MEMBER_MAX_AGE,
+                replicas=self.replicas,
+                storage=StorageType.FILE,
+            ),
+        )
         await self._announce(left=False)
         self._tasks = [asyncio.create_task(self._refresh(), name="aegis-members-refresh")]
         # Guarded like the registry's: while the watch is stalled this router

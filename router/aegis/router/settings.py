@@ -226,8 +226,9 @@ class Settings:
     kv_bucket: str = option("aegis_registry", "JetStream key-value bucket of the registry.", _name)
     kv_replicas: int = option(
         1,
-        "Replicas of the bucket (3 on a 3-node cluster). The router creates the bucket with "
-        "them, and refuses to start on an existing bucket that has another count.",
+        "Replicas of the bucket and of its _routers membership bucket (3 on a 3-node "
+        "cluster). The router creates them with this count, and refuses to start on an "
+        "existing one that has another.",
         _positive_int,
     )
     router_id: str | None = option(
