@@ -10,8 +10,8 @@ from pathlib import Path
 import nats
 import pytest
 from aegis.router import kv_watch
-from aegis.router.membership import Membership
-from aegis.router.membership_kv import MEMBER_TTL, KvMembership
+from aegis.router.membership import MEMBER_TTL, Membership
+from aegis.router.membership_kv import KvMembership
 from aegis.router.nats_connection import check_nats
 from aegis.router.settings import Settings
 from aegis.router.store_jetstream import BucketMismatchError

@@ -20,15 +20,11 @@ from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
 
 from .kv_watch import BucketWatch
-from .membership import Membership
+from .membership import MEMBER_REFRESH, MEMBER_TTL, Membership
 from .store_jetstream import STORE_TIMEOUT, open_bucket
 
 log = structlog.get_logger("aegis.router.membership")
 
-MEMBER_REFRESH = 1.0
-# Three missed refreshes: a router is gone. Well above any loop stall we allow
-# (50 ms), well below unhealthy_after, which a live instance must not reach.
-MEMBER_TTL = 3.0
 # Entries of routers that died stay this long (for operators); then they go.
 MEMBER_MAX_AGE = 3600.0
 
