@@ -42,10 +42,10 @@ ROUTER_START_TIMEOUT = 65.0
 class Timings:
     """The routers' liveness timings (seconds), short so a run sees expiry.
 
-    The router's rule: heartbeat < unhealthy < offline < remove. And the
-    membership's own 3 s (a router silent that long is counted gone) must stay
-    below ``unhealthy_after``, as it does by far at the defaults (15 s): leases
-    move before a live instance could be judged.
+    The router's rules: heartbeat < unhealthy < offline < remove, and (shared
+    leases) unhealthy above the membership's own 3 s (a router silent that long
+    is counted gone) plus one heartbeat interval, as it is by far at the
+    defaults (15 s): leases move before a live instance could be judged.
     """
 
     heartbeat_interval: float = 0.5

@@ -40,7 +40,7 @@ EVENTS = frozenset(
         "event_publish_failed",
         "nats_reply_failed",
         "http_unhandled_error",
-        "store_bad_entry",
+        "kv_bad_entry",
     }
 )
 # Per-request lines are already in the history as ops.

@@ -17,10 +17,13 @@ from tests.support.procs import NatsServer, router_process
 pytestmark = pytest.mark.e2e
 
 FAST = ClientConfig(timeout=1.0, retries=5, backoff_base=0.05, backoff_max=0.5)
+# The jetstream store (the mark must survive a restart) needs unhealthy_after above
+# 3 s plus the heartbeat interval.
+OFFLINE_AFTER = 4.0
 TIMINGS = {
     "AEGIS_HEARTBEAT_INTERVAL": "0.2",
-    "AEGIS_UNHEALTHY_AFTER": "1",
-    "AEGIS_OFFLINE_AFTER": "2",
+    "AEGIS_UNHEALTHY_AFTER": "3.5",
+    "AEGIS_OFFLINE_AFTER": str(OFFLINE_AFTER),
     "AEGIS_REMOVE_AFTER": "30",
 }
 
@@ -49,7 +52,8 @@ async def test_a_drained_instance_stays_alive_hidden_and_marked_across_a_restart
 
         await eventually(lambda: [i.instance_id for i in resolver.instances()] == ["p-1"], "hidden")
         assert [i.instance_id for i in await client.discover("pay")] == ["p-1"]
-        await asyncio.sleep(2.5)  # past offline_after: its heartbeats keep it ONLINE, marked
+        # Past offline_after: its heartbeats keep it ONLINE, marked.
+        await asyncio.sleep(OFFLINE_AFTER + 0.5)
         listing = await detail(router.http_url)
         assert listing["p-0"]["status"] == "ONLINE"
         assert listing["p-0"]["maintenance"]["reason"] == "kernel upgrade"

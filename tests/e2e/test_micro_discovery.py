@@ -42,6 +42,13 @@ TIMINGS = {
     "AEGIS_OFFLINE_AFTER": "4",
     "AEGIS_REMOVE_AFTER": "60",
 }
+# Two routers share leases (jetstream): unhealthy_after above 3 s plus the interval.
+SHARED_UNHEALTHY_AFTER = 4.0
+SHARED_TIMINGS = {
+    **TIMINGS,
+    "AEGIS_UNHEALTHY_AFTER": str(SHARED_UNHEALTHY_AFTER),
+    "AEGIS_OFFLINE_AFTER": "6",
+}
 
 
 @asynccontextmanager
@@ -178,7 +185,7 @@ async def test_with_two_routers_one_polls_and_hands_over_when_it_stops(
     nats_server: NatsServer, tmp_path: Path
 ) -> None:
     url = nats_server.url
-    env = {**TIMINGS, "AEGIS_LOG_LEVEL": "DEBUG"}
+    env = {**SHARED_TIMINGS, "AEGIS_LOG_LEVEL": "DEBUG"}
     ids = ["poll-a", "poll-b"]
     routers = {
         rid: router_process(tmp_path, nats_url=url, name=rid, AEGIS_ROUTER_ID=rid, **env)
@@ -199,7 +206,8 @@ async def test_with_two_routers_one_polls_and_hands_over_when_it_stops(
             await asyncio.to_thread(poller.stop)
             taken_over = polls(heir)
             await eventually(lambda: polls(heir) > taken_over + 2, "the heir polling", 10)
-            await asyncio.sleep(3)  # past unhealthy_after: its answers keep it ONLINE
+            # Past unhealthy_after: its answers keep it ONLINE.
+            await asyncio.sleep(SHARED_UNHEALTHY_AFTER + 1)
             after = await status_of(heir, "inventory")
     finally:
         for router in routers.values():

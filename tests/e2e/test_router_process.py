@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import socket
 import subprocess
@@ -226,6 +227,23 @@ def test_workers_need_a_shared_store() -> None:
 
     assert result.returncode == 2
     assert "jetstream" in result.stderr
+
+
+def test_timings_shared_leases_cannot_honour_are_refused_with_the_bound(tmp_path: Path) -> None:
+    # Refused before anything starts: no bundled nats-server, no data written.
+    result = subprocess.run(
+        [sys.executable, "-m", "aegis.router", "--unhealthy-after", "2"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "AEGIS_HEARTBEAT_INTERVAL": "1", "AEGIS_DATA_DIR": str(tmp_path)},
+        timeout=30,
+        check=False,
+    )
+
+    assert result.returncode == 2
+    assert "AEGIS_UNHEALTHY_AFTER is 2 s" in result.stderr
+    assert "must be above 4 s" in result.stderr  # 3 s of membership + the 1 s interval
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])

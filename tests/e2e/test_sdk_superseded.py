@@ -35,8 +35,9 @@ KEY = ("contested", "c-1")
 @pytest.fixture
 def router(nats_server: NatsServer, tmp_path: Path) -> Iterator[RouterProcess]:
     env = {f"AEGIS_{name}": str(value) for name, value in TIMINGS.items()}
+    # One router: the quick timings are shorter than shared leases (jetstream) honour.
     with router_process(
-        tmp_path, nats_url=nats_server.url, AEGIS_REMOVE_AFTER="60", **env
+        tmp_path, nats_url=nats_server.url, AEGIS_STORE="memory", AEGIS_REMOVE_AFTER="60", **env
     ) as process:
         yield process
 

@@ -27,6 +27,7 @@ def router(nats_server: NatsServer, tmp_path: Path) -> Iterator[RouterProcess]:
     with router_process(
         tmp_path,
         nats_url=nats_server.url,
+        AEGIS_STORE="memory",  # one router: these timings are too short for shared leases
         AEGIS_HEARTBEAT_INTERVAL=str(HEARTBEAT),
         AEGIS_UNHEALTHY_AFTER=str(UNHEALTHY),
     ) as process:

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 import nats
 import pytest
-from aegis.router import store_jetstream
+from aegis.router import kv_watch
 from aegis.router.domain import InstanceKey, InstanceRecord, MaintenanceMark
 from aegis.router.store import AlreadyExists, InstanceStore, MemoryStore, RevisionMismatch
 from aegis.router.store_jetstream import (
@@ -197,7 +197,7 @@ async def test_a_watch_whose_consumer_is_gone_is_restarted_within_seconds(
         for consumer in await js.consumers_info("KV_guarded"):
             await js.delete_consumer("KV_guarded", consumer.name)
         await store_a.create(record())
-        within = 2 * store_jetstream.WATCH_CHECK + 2.0  # two checks, and a new snapshot
+        within = 2 * kv_watch.WATCH_CHECK + 2.0  # two checks, and a new snapshot
         await eventually(lambda: store_b.peek(record().key), "b's cache has it", within)
     finally:
         await store_a.stop()
@@ -207,7 +207,7 @@ async def test_a_watch_whose_consumer_is_gone_is_restarted_within_seconds(
 
 
 def test_a_watch_is_stalled_when_behind_at_two_checks_without_moving() -> None:
-    lag = store_jetstream.WatchLag()
+    lag = kv_watch.WatchLag()
     assert not lag.stalled(delivered=10, last=10)
     assert not lag.stalled(delivered=10, last=12), "behind once: maybe in flight"
     assert not lag.stalled(delivered=11, last=14), "behind, but moving"

@@ -224,15 +224,18 @@ def router_process(
     return RouterProcess(log_path=directory / f"{name}.log", env=env, args=list(args))
 
 
-# Liveness timings in fractions of a second, for end-to-end tests of expiry.
+# Liveness timings in fractions of a second, for end-to-end tests of expiry. Shorter
+# than shared leases honour (the router refuses them with the jetstream store), so
+# they go with the memory store: one router, no membership.
 QUICK_HEARTBEAT, QUICK_UNHEALTHY, QUICK_OFFLINE, QUICK_REMOVE = 0.2, 1.0, 2.0, 3.0
 
 
 def quick_router_process(directory: Path, nats_url: str) -> RouterProcess:
-    """``router_process`` with the QUICK_* liveness timings."""
+    """``router_process`` on the memory store with the QUICK_* liveness timings."""
     return router_process(
         directory,
         nats_url=nats_url,
+        AEGIS_STORE="memory",
         AEGIS_HEARTBEAT_INTERVAL=str(QUICK_HEARTBEAT),
         AEGIS_UNHEALTHY_AFTER=str(QUICK_UNHEALTHY),
         AEGIS_OFFLINE_AFTER=str(QUICK_OFFLINE),

@@ -18,8 +18,8 @@ from sanic import Sanic
 from .app import build_app
 from .events import NatsEventSink, OwnEvents
 from .leases import Leases
-from .membership import Membership
-from .membership_kv import MEMBER_TTL, KvMembership, members_bucket
+from .membership import MEMBER_TTL, Membership
+from .membership_kv import KvMembership, members_bucket
 from .nats_connection import Connector, connect_router
 from .registry import EventSink, InstanceLimits, Registry, utc_now
 from .runtime import RouterRuntime

@@ -17,12 +17,29 @@ from dataclasses import dataclass
 from .domain import InstanceKey
 
 PARTITIONS = 1024
+MEMBER_REFRESH = 1.0  # seconds between a router's membership puts
+# Three missed refreshes: a router is gone. Well above any loop stall we allow
+# (50 ms), well below unhealthy_after, which a live instance must not reach
+# (see ``shortest_unhealthy_after``).
+MEMBER_TTL = 3.0
 # After a router hears itself again following a gap, its copy of the registry
 # bucket may still be behind (a watch on a frozen node catches up, or the store's
 # guard restarts it within two 2 s checks). For this long it answers nothing
 # from memory alone: contacts go through the store's compare-and-set, which
 # reads what is really there.
 SETTLE_AFTER_GAP = 4.0
+
+
+def shortest_unhealthy_after(heartbeat_interval: float) -> float:
+    """The bound ``unhealthy_after`` must exceed for shared leases to hold: ``MEMBER_TTL``
+    plus one heartbeat interval.
+
+    A lease holder silent for up to ``MEMBER_TTL`` (a pause, a frozen NATS
+    node) is neither counted gone by the others nor deaf by its own account,
+    so it keeps its leases; back, it may sweep before reading the heartbeats
+    queued for it, judging contacts up to that silence plus one interval old.
+    """
+    return MEMBER_TTL + heartbeat_interval
 
 
 def partition_of(key: InstanceKey) -> int:

@@ -16,18 +16,15 @@ from collections.abc import Callable
 import msgpack
 import structlog
 from nats.aio.client import Client as NatsClient
-from nats.js import errors as js_errors
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
 
-from .membership import Membership
+from .kv_watch import BucketWatch
+from .membership import MEMBER_REFRESH, MEMBER_TTL, Membership
+from .store_jetstream import STORE_TIMEOUT, open_bucket
 
 log = structlog.get_logger("aegis.router.membership")
 
-MEMBER_REFRESH = 1.0
-# Three missed refreshes: a router is gone. Well above any loop stall we allow
-# (50 ms), well below unhealthy_after, which a live instance must not reach.
-MEMBER_TTL = 3.0
 # Entries of routers that died stay this long (for operators); then they go.
 MEMBER_MAX_AGE = 3600.0
 
@@ -52,6 +49,7 @@ class KvMembership:
         self.replicas = replicas
         self._clock = clock
         self._kv: KeyValue | None = None
+        self._watch: BucketWatch | None = None
         self._tasks: list[asyncio.Task[None]] = []
         # When this router last heard its own put through the watch: while it
         # cannot hear itself (NATS away, the watch stalled) it cannot hear the
@@ -59,27 +57,28 @@ class KvMembership:
         self._heard_self: float | None = None
 
     async def start(self, nc: NatsClient) -> None:
-        """Join: open the bucket, announce this router, follow the others."""
-        js = nc.jetstream(timeout=2.0)
-        try:
-            self._kv = await js.key_value(self.bucket)
-        except js_errors.BucketNotFoundError:
-            self._kv = await js.create_key_value(
-                KeyValueConfig(
-                    bucket=self.bucket,
-                    history=1,
-                    ttl=MEMBER_MAX_AGE,
-                    replicas=self.replicas,
-                    storage=StorageType.FILE,
-                )
-            )
+        """Join: open the bucket, announce this router, follow the others.
+
+        Raises ``BucketMismatchError`` (logged) if the bucket exists with
+        another replica count than configured, as the registry's bucket does.
+        """
+        js = nc.jetstream(timeout=STORE_TIMEOUT)
+        self._kv = await open_bucket(
+            js,
+            KeyValueConfig(
+                bucket=self.bucket,
+                history=1,
+                ttl=MEMBER_MAX_AGE,
+                replicas=self.replicas,
+                storage=StorageType.FILE,
+            ),
+        )
         await self._announce(left=False)
-        ready = asyncio.Event()
-        self._tasks = [
-            asyncio.create_task(self._follow(ready), name="aegis-members-watch"),
-            asyncio.create_task(self._refresh(), name="aegis-members-refresh"),
-        ]
-        await asyncio.wait_for(ready.wait(), 30.0)
+        self._tasks = [asyncio.create_task(self._refresh(), name="aegis-members-refresh")]
+        # Guarded like the registry's: while the watch is stalled this router
+        # cannot hear itself, so it judges nobody and sweeps nothing.
+        self._watch = BucketWatch(self._kv, self.bucket, self._apply, name="aegis-members-watch")
+        await self._watch.start(30.0)
         log.info(
             "router_joined",
             router=self.membership.self_id,
@@ -89,6 +88,9 @@ class KvMembership:
 
     async def stop(self) -> None:
         """Leave: say goodbye, so the others take the leases over at once."""
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            await watch.stop()
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()
@@ -120,25 +122,9 @@ class KvMembership:
             for gone in self.membership.expire(now):
                 log.warning("router_lost", router=gone, routers=self.membership.member_ids)
 
-    async def _follow(self, ready: asyncio.Event) -> None:
-        assert self._kv is not None
-        watcher = await self._kv.watchall()
-        try:
-            async for entry in watcher:
-                if entry is None:
-                    ready.set()
-                    continue
-                try:
-                    self._apply(entry.key, entry.operation, entry.value, live=ready.is_set())
-                except Exception:
-                    log.exception("router_bad_entry", key=entry.key)
-        finally:
-            with contextlib.suppress(Exception):
-                await watcher.stop()  # type: ignore[no-untyped-call]
-
-    def _apply(
-        self, member_id: str, operation: str | None, value: bytes | None, *, live: bool
-    ) -> None:
+    def _apply(self, entry: KeyValue.Entry, live: bool) -> None:
+        """A router's put (or goodbye) seen through the watch."""
+        member_id, operation, value = entry.key, entry.operation, entry.value
         now = self._clock()
         if member_id == self.membership.self_id:
             deaf = self._heard_self is None or now - self._heard_self > MEMBER_TTL

@@ -12,6 +12,7 @@ from nats.aio.client import Client as NatsClient
 from pydantic import SecretStr, ValidationError
 
 from .logging_setup import ReportedError
+from .membership_kv import members_bucket
 from .settings import Settings
 from .store_jetstream import check_existing_bucket
 
@@ -142,7 +143,8 @@ async def check_nats(settings: Settings) -> None:
     nc = await connect_router(settings)
     try:
         if settings.store == "jetstream":
-            await check_existing_bucket(nc, settings.kv_bucket, settings.kv_replicas)
+            for bucket in (settings.kv_bucket, members_bucket(settings.kv_bucket)):
+                await check_existing_bucket(nc, bucket, settings.kv_replicas)
     finally:
         await nc.close()
 

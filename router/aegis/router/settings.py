@@ -19,6 +19,7 @@ from typing import Any, Literal
 from aegis.wire.messages import DEFAULT_MAX_METADATA_BYTES
 
 from .domain import LaneLimits, Timings
+from .membership import MEMBER_TTL, shortest_unhealthy_after
 
 LogFormat = Literal["json", "console"]
 StoreKind = Literal["memory", "jetstream"]
@@ -244,8 +245,9 @@ class Settings:
     kv_bucket: str = option("aegis_registry", "JetStream key-value bucket of the registry.", _name)
     kv_replicas: int = option(
         1,
-        "Replicas of the bucket (3 on a 3-node cluster). The router creates the bucket with "
-        "them, and refuses to start on an existing bucket that has another count.",
+        "Replicas of the bucket and of its _routers membership bucket (3 on a 3-node "
+        "cluster). The router creates them with this count, and refuses to start on an "
+        "existing one that has another.",
         _positive_int,
     )
     router_id: str | None = option(
@@ -260,7 +262,10 @@ class Settings:
         5.0, "Seconds between heartbeats; told to clients in every register reply.", _seconds
     )
     unhealthy_after: float = option(
-        15.0, "Seconds without contact before an instance is UNHEALTHY.", _seconds
+        15.0,
+        "Seconds without contact before an instance is UNHEALTHY; with the jetstream store, "
+        f"above {MEMBER_TTL:g} s plus the heartbeat interval.",
+        _seconds,
     )
     offline_after: float = option(
         30.0,
@@ -414,5 +419,17 @@ def load_settings(
             f"{exc} (set by --heartbeat-interval / AEGIS_HEARTBEAT_INTERVAL, "
             "--unhealthy-after / AEGIS_UNHEALTHY_AFTER, --offline-after / AEGIS_OFFLINE_AFTER, "
             "--remove-after / AEGIS_REMOVE_AFTER)"
+        )
+    bound = shortest_unhealthy_after(settings.heartbeat_interval)
+    if settings.store == "jetstream" and settings.unhealthy_after <= bound:
+        # Only shared leases (the jetstream store) need it: the memory store has no membership.
+        parser.error(
+            f"--unhealthy-after / AEGIS_UNHEALTHY_AFTER is {settings.unhealthy_after:g} s; with "
+            f"the jetstream store it must be above {bound:g} s: the {MEMBER_TTL:g} s a silent "
+            "router keeps its leases, plus one --heartbeat-interval / AEGIS_HEARTBEAT_INTERVAL "
+            f"({settings.heartbeat_interval:g} s). Shorter, a router back from a pause of up to "
+            f"{MEMBER_TTL:g} s may mark live instances UNHEALTHY before it reads their "
+            "heartbeats. Raise it, "
+            "shorten the heartbeat interval, or run one router with --store memory"
         )
     return settings

@@ -12,7 +12,6 @@ the bucket, never a wrong decision.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from types import MappingProxyType
@@ -28,9 +27,9 @@ from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
 
 from .domain import InstanceKey, InstanceRecord, MaintenanceMark
+from .kv_watch import BucketWatch
 from .logging_setup import ReportedError
 from .store import AlreadyExists, ChangeListener, RevisionMismatch, StoreError, Versioned
-from .tasks import cancel
 
 log = structlog.get_logger("aegis.router.store")
 # peek's default for an unknown service: a shared empty map, not a new one per call.
@@ -41,33 +40,6 @@ _NO_INSTANCES: Mapping[str, Versioned] = MappingProxyType({})
 _ESCAPES = {".": "=2E", ":": "=3A"}
 _WRONG_LAST_SEQUENCE = (10071, 10164)
 STORE_TIMEOUT = 2.0
-# How often the bucket watch is checked against the stream. A watch whose
-# consumer died with its NATS node (or was never recreated after a
-# reconnection) delivers nothing, and nats-py notices only after two missed
-# idle heartbeats (10 s), then retries once per 10 s.
-WATCH_CHECK = 2.0
-WATCH_RETRY = 0.5  # between two attempts to open the watch
-
-
-class WatchLag:
-    """Whether the bucket watch has stalled: behind the stream at two checks in a
-    row without delivering anything in between. A watch that is behind but
-    moving (a burst of writes) is left alone."""
-
-    def __init__(self) -> None:
-        self._stalled_at: int | None = None  # the watch's position when first seen behind
-
-    def stalled(self, delivered: int, last: int) -> bool:
-        """Judge one check: ``delivered`` is the last revision the watch gave,
-        ``last`` the stream's last sequence. True: restart the watch."""
-        if delivered >= last:
-            self._stalled_at = None
-            return False
-        if self._stalled_at == delivered:
-            self._stalled_at = None
-            return True
-        self._stalled_at = delivered
-        return False
 
 
 def encode_key(key: InstanceKey) -> str:
@@ -164,6 +136,18 @@ async def check_existing_bucket(nc: NatsClient, bucket: str, replicas: int) -> N
     await check_replicas(kv, bucket, replicas)
 
 
+async def open_bucket(js: JetStreamContext, config: KeyValueConfig) -> KeyValue:
+    """The bucket ``config`` names if it has the configured replicas (else
+    ``BucketMismatchError``, logged), or a new one made with ``config``."""
+    try:
+        kv = await js.key_value(config.bucket)
+    except js_errors.BucketNotFoundError:
+        # Two routers creating it at once is fine: the same config is idempotent.
+        return await js.create_key_value(config)
+    await check_replicas(kv, config.bucket, config.replicas)
+    return kv
+
+
 class JetStreamStore:
     """Instances in a JetStream KV bucket, with a watched local cache for lists."""
 
@@ -173,18 +157,19 @@ class JetStreamStore:
         self._kv: KeyValue | None = None
         self._cache: dict[str, dict[str, Versioned]] = {}
         self._listener: ChangeListener | None = None
-        self._watch_task: asyncio.Task[None] | None = None
-        self._guard_task: asyncio.Task[None] | None = None
-        self._delivered = 0  # the last revision the watch gave
+        self._watch: BucketWatch | None = None
 
     async def start(self, nc: NatsClient, within: float = 30.0) -> None:
         """Open (or create) the bucket and load the cache; wait for a JetStream cluster."""
         # Under the SDK's 5 s request timeout, so a stuck store still gets a 503 answer.
         js = nc.jetstream(timeout=STORE_TIMEOUT)
+        config = KeyValueConfig(
+            bucket=self.bucket, history=1, replicas=self.replicas, storage=StorageType.FILE
+        )
         deadline = asyncio.get_running_loop().time() + within
         while True:
             try:
-                self._kv = await self._open_or_create(js)
+                self._kv = await open_bucket(js, config)
                 break
             except BucketMismatchError:
                 raise
@@ -196,10 +181,10 @@ class JetStreamStore:
                         "Or run with AEGIS_STORE=memory."
                     ) from exc
                 await asyncio.sleep(0.5)  # a new cluster elects its JetStream leader
-        ready = asyncio.Event()
-        self._watch_task = asyncio.create_task(self._follow(ready), name="aegis-kv-watch")
-        await asyncio.wait_for(ready.wait(), within)
-        self._guard_task = asyncio.create_task(self._guard(), name="aegis-kv-watch-guard")
+        # Guarded: a stale cache would answer lists and steady heartbeats with
+        # what is no longer so.
+        self._watch = BucketWatch(self._kv, self.bucket, self._apply, name="aegis-kv-watch")
+        await self._watch.start(within)
         log.info(
             "store_ready",
             store="jetstream",
@@ -208,81 +193,20 @@ class JetStreamStore:
             instances=sum(len(i) for i in self._cache.values()),
         )
 
-    async def _open_or_create(self, js: JetStreamContext) -> KeyValue:
-        """The existing bucket if its replication is as configured, else a new one."""
-        try:
-            kv = await js.key_value(self.bucket)
-        except js_errors.BucketNotFoundError:
-            # Two routers creating it at once is fine: the same config is idempotent.
-            return await js.create_key_value(
-                KeyValueConfig(
-                    bucket=self.bucket, history=1, replicas=self.replicas, storage=StorageType.FILE
-                )
-            )
-        await check_replicas(kv, self.bucket, self.replicas)
-        return kv
-
     async def stop(self) -> None:
         """Stop following the bucket."""
-        guard, self._guard_task = self._guard_task, None
-        await cancel(guard)
-        task, self._watch_task = self._watch_task, None
-        await cancel(task)
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            await watch.stop()
 
-    async def _guard(self) -> None:
-        """Restart the bucket watch when it has stalled behind the stream (a stale
-        cache answers lists and steady heartbeats with what is no longer so)."""
-        lag = WatchLag()
-        while True:
-            await asyncio.sleep(WATCH_CHECK)
-            last = await self._stream_last()
-            if last is not None and lag.stalled(self._delivered, last):
-                log.warning("store_watch_restarted", delivered=self._delivered, last=last)
-                await cancel(self._watch_task)
-                self._watch_task = asyncio.create_task(
-                    self._follow(asyncio.Event()), name="aegis-kv-watch"
-                )
-
-    async def _stream_last(self) -> int | None:
-        """The bucket stream's last sequence; None when the stream cannot answer."""
-        try:
-            status = await self._bucket().status()
-        except Exception as exc:  # nothing to judge the watch by, this time
-            log.debug("store_status_failed", error=repr(exc))
-            return None
-        last: int = status.stream_info.state.last_seq
-        return last
-
-    async def _follow(self, ready: asyncio.Event) -> None:
-        """Apply every change in the bucket to the cache, whoever made it."""
-        assert self._kv is not None
-        while True:
-            try:
-                watcher = await self._kv.watchall()
-                break
-            except Exception as exc:  # the stream electing a leader, say
-                log.warning("store_watch_failed", error=repr(exc))
-                await asyncio.sleep(WATCH_RETRY)
-        try:
-            async for entry in watcher:
-                if entry is None:  # the initial snapshot is complete
-                    ready.set()
-                    continue
-                self._delivered = max(self._delivered, entry.revision or 0)
-                try:
-                    key = decode_key(entry.key)
-                    if entry.operation in ("DEL", "PURGE") or not entry.value:
-                        self._forget(key, entry.revision or 0)
-                    elif self._known(key, entry.revision or 0):
-                        continue  # our own write, seen again: no need to decode it
-                    else:
-                        record = decode_record(entry.value)
-                        self._remember(Versioned(record, entry.revision or 0))
-                except Exception:
-                    log.exception("store_bad_entry", key=entry.key)
-        finally:
-            with contextlib.suppress(Exception):
-                await watcher.stop()  # type: ignore[no-untyped-call]
+    def _apply(self, entry: KeyValue.Entry, live: bool) -> None:
+        """Apply a change in the bucket to the cache, whoever made it."""
+        key = decode_key(entry.key)
+        if entry.operation in ("DEL", "PURGE") or not entry.value:
+            self._forget(key, entry.revision or 0)
+        elif not self._known(key, entry.revision or 0):  # else: our own write, seen again
+            record = decode_record(entry.value)
+            self._remember(Versioned(record, entry.revision or 0))
 
     def _known(self, key: InstanceKey, revision: int) -> bool:
         """Whether the cache holds ``key`` at ``revision`` or later already."""

@@ -150,6 +150,7 @@ VARS = {
 }
 FLAGS = {attr: "--" + attr.replace("_", "-") for attr in VARS}
 # A valid, fractional set: every value parses as a float in (0, inf) and keeps the order.
+# (Too short for shared leases: loaded with the memory store.)
 FRACTIONAL = {
     "heartbeat_interval": 0.25,
     "unhealthy_after": 0.75,
@@ -171,7 +172,7 @@ def test_timing_defaults() -> None:
 
 def test_env_vars_parse_as_floats() -> None:
     env = {VARS[attr]: str(value) for attr, value in FRACTIONAL.items()}
-    settings = load_settings([], env)
+    settings = load_settings([], {**env, "AEGIS_STORE": "memory"})
     assert settings.timings == Timings(**FRACTIONAL)
     assert all(isinstance(getattr(settings, attr), float) for attr in VARS)
 
@@ -179,7 +180,7 @@ def test_env_vars_parse_as_floats() -> None:
 def test_flags_parse_as_floats_and_beat_env() -> None:
     argv = [part for attr, value in FRACTIONAL.items() for part in (FLAGS[attr], str(value))]
     env = {var: "bogus" for var in VARS.values()}  # never read: the flags win
-    assert load_settings(argv, env).timings == Timings(**FRACTIONAL)
+    assert load_settings([*argv, "--store", "memory"], env).timings == Timings(**FRACTIONAL)
 
 
 @pytest.mark.parametrize(("attr", "value"), [("unhealthy_after", "12.5"), ("remove_after", "1e3")])
@@ -235,6 +236,56 @@ def test_out_of_order_flags_refuse_to_start(capsys: pytest.CaptureFixture[str]) 
         load_settings(["--offline-after", "10"], {})
     assert info.value.code == 2
     assert "AEGIS_OFFLINE_AFTER" in error_line(capsys)
+
+
+# What shared leases honour: unhealthy_after above MEMBER_TTL (3 s) + heartbeat_interval.
+
+
+@pytest.mark.parametrize(
+    ("heartbeat", "unhealthy", "bound"),
+    [
+        ("0.2", "1", "3.2"),  # the quick timings e2e tests once ran on the jetstream store
+        ("0.5", "3.5", "3.5"),  # on the bound: not above it
+        ("5", "8", "8"),
+        ("10", "12", "13"),
+    ],
+)
+@pytest.mark.parametrize("store", [[], ["--store", "jetstream"]])
+def test_unhealthy_after_shared_leases_cannot_honour_refuses_to_start(
+    heartbeat: str,
+    unhealthy: str,
+    bound: str,
+    store: list[str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    env = {
+        "AEGIS_HEARTBEAT_INTERVAL": heartbeat,
+        "AEGIS_UNHEALTHY_AFTER": unhealthy,
+        "AEGIS_OFFLINE_AFTER": "60",
+    }
+    with pytest.raises(SystemExit) as info:
+        load_settings(store, env)
+    assert info.value.code == 2
+    line = error_line(capsys)
+    assert f"AEGIS_UNHEALTHY_AFTER is {unhealthy} s" in line
+    assert f"must be above {bound} s" in line  # the bound, worked out for these settings
+    assert f"AEGIS_HEARTBEAT_INTERVAL ({heartbeat} s)" in line
+    assert "--store memory" in line  # and the way out for a single router
+
+
+@pytest.mark.parametrize(
+    ("argv", "env"),
+    [
+        ([], {"AEGIS_HEARTBEAT_INTERVAL": "0.5", "AEGIS_UNHEALTHY_AFTER": "4"}),  # chaos runs
+        ([], {"AEGIS_HEARTBEAT_INTERVAL": "5", "AEGIS_UNHEALTHY_AFTER": "8.5"}),
+        (["--store", "memory"], {"AEGIS_UNHEALTHY_AFTER": "1", "AEGIS_HEARTBEAT_INTERVAL": "0.2"}),
+    ],
+)
+def test_timings_above_the_lease_bound_or_without_shared_leases_start(
+    argv: list[str], env: dict[str, str]
+) -> None:
+    settings = load_settings(argv, env)
+    assert settings.unhealthy_after == float(env["AEGIS_UNHEALTHY_AFTER"])
 
 
 # -- the admin API off loopback -------------------------------------------------------
