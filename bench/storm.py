@@ -388,8 +388,10 @@ def summarize(
     }
 
 
-def summary_lines(result: dict[str, Any], capacity: float) -> list[str]:
-    """The summary of one run, a line per figure."""
+def summary_lines(result: dict[str, Any], capacity: float | None = None) -> list[str]:
+    """The summary of one run, a line per figure (the rate as a multiple of ``capacity``,
+    if given)."""
+    multiple = "" if capacity is None else f" x{result['rate'] / capacity:.2f} of {capacity:,.0f}/s"
     c = result["counters"]
     hb, hz, left = result["hb_latency_s"], result["healthz_s"], result["left_online"]
     verdict = (
@@ -409,8 +411,8 @@ def summary_lines(result: dict[str, Any], capacity: float) -> list[str]:
         for g in result["generators"]
     )
     return [
-        f"storm x{result['rate'] / capacity:.2f} of {capacity:,.0f}/s: {result['instances']:,} "
-        f"instances at {result['rate']:,.0f}/s over {result['storm_s']:.1f} s — {verdict}",
+        f"storm{multiple}: {result['instances']:,} instances at {result['rate']:,.0f}/s over "
+        f"{result['storm_s']:.1f} s — {verdict}",
         f"  every instance registered, by its client: {online}; ONLINE by REST: {rest_online}",
         f"  left ONLINE with every heartbeat on time (within {ON_TIME:g} s): "
         f"{left['on_time']:,} (of which {left['on_time_with_registration_timeout']:,} had a "
