@@ -27,6 +27,7 @@ import random
 import time
 from array import array
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import IntEnum
 from multiprocessing.queues import Queue
@@ -209,7 +210,9 @@ class Book:
 
     def all_registered_at(self) -> float:
         """When the last instance first registered (NaN if some never did)."""
-        return max(self.first_ok, default=math.nan) if self.count else math.nan
+        if not self.count or self.never_registered():
+            return math.nan
+        return max(self.first_ok)
 
     def never_registered(self) -> int:
         """Instances that never registered."""
@@ -295,8 +298,11 @@ class Generator:
     the replies. ``run`` drives it; replies come in on one wildcard inbox, matched to
     their request by the last subject token, so no task or future is made per request."""
 
-    def __init__(self, plan: Plan, nc: Any, inbox: str) -> None:
+    def __init__(
+        self, plan: Plan, nc: Any, inbox: str, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.plan = plan
+        self.clock = clock
         self.nc = nc
         self.inbox = inbox
         self.indexes = plan.indexes
@@ -342,7 +348,7 @@ class Generator:
 
     async def send_due(self, now: float) -> None:
         """Send everything due by ``now``; each send's lag against a fresh clock."""
-        table, book, counters, clock = self.timetable, self.book, self.counters, time.monotonic
+        table, book, counters, clock = self.timetable, self.book, self.counters, self.clock
         while table and table[0][0] <= now:
             due, j, kind, epoch = heapq.heappop(table)
             if epoch != book.epoch[j]:
@@ -387,7 +393,7 @@ class Generator:
 
     async def on_reply(self, msg: Any) -> None:
         """A reply: match it to its request and act as the SDK would."""
-        now = time.monotonic()
+        now = self.clock()
         token = int(msg.subject.rpartition(".")[2])
         request = self.pending.pop(token, None)
         if request is None:
