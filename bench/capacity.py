@@ -62,8 +62,10 @@ def main() -> None:
     for text in summary_lines(result):
         print(text)
     c, latency, left = result["counters"], result["hb_latency_s"], result["left_online"]
+    # Checks after the load stopped would count the instances falling silent.
+    sending = [row for row in result["rows"] if row["t"] <= result["sending_s"]]
     worst = {
-        status: max((row["statuses"].get(status, 0) for row in result["rows"]), default=0)
+        status: max((row["statuses"].get(status, 0) for row in sending), default=0)
         for status in ("UNHEALTHY", "OFFLINE")
     }
     elapsed = result["elapsed_s"]

@@ -273,11 +273,10 @@ class Snapshot:
     since the previous snapshot, and at the end the per-instance findings."""
 
     worker: int
-    at: float
     counters: Counters
     latency: dict[str, Any]  # heartbeat round trip (Histogram.to_wire), this window
     lag: dict[str, Any]  # send time minus due time, every send, this window
-    cpu_s: float  # this process's CPU time so far
+    cpu_s: float  # this process's CPU time since the storm began
     final: bool = False
     all_registered_at: float = math.nan
     never_registered: int = 0
@@ -315,6 +314,7 @@ class Generator:
         self.pending: dict[int, _Pending] = {}
         self.in_order: deque[tuple[float, int]] = deque()  # (sent_at, token), by send time
         self.token = 0
+        self.cpu_base = time.process_time()
         names = [
             (service_name(plan.prefix, i, plan.services), instance_id(plan.prefix, i))
             for i in self.indexes
@@ -324,6 +324,7 @@ class Generator:
 
     def start(self, t0: float) -> None:
         """Put every first registration in the timetable, counted from ``t0``."""
+        self.cpu_base = time.process_time()  # not the start-up's imports and connect
         rate = self.plan.rate
         # Already in due order, so already a heap.
         self.timetable = [(t0 + i / rate, j, Kind.REGISTER, 0) for j, i in enumerate(self.indexes)]
@@ -436,11 +437,10 @@ class Generator:
         """The counters so far and this window's histograms (which start afresh)."""
         snap = Snapshot(
             worker,
-            time.monotonic(),
             Counters(**vars(self.counters)),
             self.latency.to_wire(),
             self.lag.to_wire(),
-            time.process_time(),
+            time.process_time() - self.cpu_base,
             final=final,
         )
         self.latency, self.lag = Histogram(), Histogram()

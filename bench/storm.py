@@ -207,6 +207,7 @@ async def storm(
     healthz_q: Any = spawn.Queue()
     go, stop = spawn.Event(), spawn.Event()
     t0 = spawn.Value("d", 0.0)
+    until = spawn.Value("d", 0.0)  # when sending stops
     plan = Plan(
         nats_url,
         prefix,
@@ -224,7 +225,9 @@ async def storm(
         for k, share in enumerate(shares)
     ]
     processes.append(
-        spawn.Process(target=watch_events, args=(nats_url, prefix, event_q, stop), daemon=True)
+        spawn.Process(
+            target=watch_events, args=(nats_url, prefix, until, event_q, stop), daemon=True
+        )
     )
     urls = [r.http_url for r in routers]
     processes.append(spawn.Process(target=poll_healthz, args=(urls, healthz_q, stop), daemon=True))
@@ -240,6 +243,7 @@ async def storm(
     cpu_before = [cpu_seconds(pid) for pid in router_pids]
     cpu_last, last = list(cpu_before), time.monotonic()
     t0.value = start = time.monotonic() + 0.2
+    until.value = start + stop_after
     go.set()
     print(
         f"\n## {n:,} instances at {rate:,.0f}/s (storm {window:,.1f} s), heartbeats every "
@@ -384,6 +388,7 @@ def summarize(
         },
         "router_cpu_pct": cpu_run,
         "elapsed_s": elapsed,
+        "sending_s": setup.instances / rate + setup.duration,  # then the instances fall silent
         "rows": rows,
     }
 

@@ -39,7 +39,9 @@ async def statuses(http: httpx.AsyncClient, prefix: str | None = None) -> dict[s
     return totals
 
 
-async def _watch_events(url: str, prefix: str, out: Queue[dict[str, Any]], stop: Event) -> None:
+async def _watch_events(
+    url: str, prefix: str, until: Any, out: Queue[dict[str, Any]], stop: Event
+) -> None:
     nc = await nats.connect(url, max_reconnect_attempts=3, connect_timeout=5)
     changes = dict.fromkeys(LEAVING, 0)
     left: set[int] = set()
@@ -51,6 +53,8 @@ async def _watch_events(url: str, prefix: str, out: Queue[dict[str, Any]], stop:
         # Registrations are most of the events: skip them before decoding.
         if b"status_changed" not in msg.data:
             return
+        if until.value and time.monotonic() > until.value:
+            return  # the load has stopped: instances fall silent now
         event = msgpack.unpackb(msg.data)
         instance = event.get("instance") or {}
         status = instance.get("status")
@@ -69,11 +73,14 @@ async def _watch_events(url: str, prefix: str, out: Queue[dict[str, Any]], stop:
     out.put({"events": events, "changes": changes, "left": len(left), "final": sorted(left)})
 
 
-def watch_events(url: str, prefix: str, out: Queue[dict[str, Any]], stop: Event) -> None:
+def watch_events(
+    url: str, prefix: str, until: Any, out: Queue[dict[str, Any]], stop: Event
+) -> None:
     """A process's body: count the change events that take ``prefix``'s instances out of
     ONLINE (``status_changed`` to UNHEALTHY or OFFLINE) until ``stop``; the last message
-    lists the indexes of the instances that left."""
-    asyncio.run(_watch_events(url, prefix, out, stop))
+    lists the indexes of the instances that left. Events after ``until.value`` (a shared
+    ``time.monotonic()`` value, 0: not yet known), when the load stops, are not counted."""
+    asyncio.run(_watch_events(url, prefix, until, out, stop))
 
 
 def poll_healthz(urls: list[str], out: Queue[dict[str, Any]], stop: Event) -> None:
