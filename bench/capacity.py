@@ -7,65 +7,31 @@ heartbeating every INTERVAL seconds for DURATION seconds.
 Reports whether any instance ever left ONLINE (from the change events, and
 from the REST counts checked every 10 s), heartbeat latency (p50/p99/max),
 the router's CPU and memory, and store writes per heartbeat read from the KV
-stream's own sequence. The load comes from separate processes, each keeping
-its own schedule; their worst lag behind it is reported too, since a loader
-that falls behind would make instances look silent.
+stream's own sequence. The load is storm.py's: open-loop generator processes
+(bench/open_loop.py) in which every instance registers at its turn (RATE per
+second over all) and then heartbeats on its own timer, never waiting for a
+reply; their worst lag behind that timetable is reported too, since a
+generator that falls behind would make instances look silent.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import sys
 import tempfile
-import time
 from pathlib import Path
-from typing import Any
 
-import httpx
-import msgpack
-import nats
-from run import BENCH, cpu_seconds, rss_kib
+from run import bucket_writes, rss_kib
+from storm import Setup, ms, pids, router_set, storm, summary_lines
 
-from tests.support.procs import NatsServer, router_process
+from tests.support.procs import NatsServer
 
 PREFIX = "cap"
-
-
-async def statuses(http: httpx.AsyncClient) -> dict[str, int]:
-    """Instances by status, over every service, from the REST API."""
-    totals: dict[str, int] = {}
-    for service in (await http.get("/api/v1/admin/services")).json()["services"]:
-        for status, n in service["statuses"].items():
-            totals[status] = totals.get(status, 0) + n
-    return totals
-
-
-async def kv_sequence(url: str) -> int:
-    nc = await nats.connect(url)
-    try:
-        info = await nc.jetstream().stream_info("KV_aegis_registry")
-        return int(info.state.last_seq)
-    finally:
-        await nc.close()
-
-
-async def watch_changes(url: str, seen: list[dict[str, Any]], stop: asyncio.Event) -> None:
-    """Keep every change event that is not a registration."""
-    nc = await nats.connect(url)
-
-    async def keep(msg: Any) -> None:
-        event = msgpack.unpackb(msg.data)
-        if event["event"] != "registered":
-            seen.append(event)
-
-    await nc.subscribe("ipc.events.service.*", cb=keep)
-    await stop.wait()
-    await nc.close()
+BUCKET = "capacity"
 
 
 def main() -> None:
+    """Run the load once and print its table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--instances", type=int, default=100_000)
     parser.add_argument("--interval", type=float, default=10.0)
@@ -74,84 +40,73 @@ def main() -> None:
     parser.add_argument(
         "--rate", type=float, default=4000.0, help="registrations per second, all loaders"
     )
+    parser.add_argument("--timeout", type=float, default=5.0, help="client request timeout, s")
     args = parser.parse_args()
-    asyncio.run(run(args))
-
-
-async def run(args: argparse.Namespace) -> None:
     n = args.instances
+    setup = Setup(
+        n, args.interval, args.duration, args.timeout, args.loaders, 1, "jetstream", 10.0, 0
+    )
     with tempfile.TemporaryDirectory(prefix="aegis-capacity-") as tmp_dir:
         tmp = Path(tmp_dir)
         nats_server = NatsServer(data_dir=tmp / "nats")
         nats_server.start()
         try:
-            with router_process(tmp, nats_url=nats_server.url, name="capacity") as router:
-                assert router.process is not None
-                pid = router.process.pid
-                began = time.monotonic()
-                changes: list[dict[str, Any]] = []
-                stop = asyncio.Event()
-                watcher = asyncio.create_task(watch_changes(nats_server.url, changes, stop))
-                sequence = await kv_sequence(nats_server.url)
-                cpu = cpu_seconds(pid)
-                k = args.loaders
-                loaders = [
-                    await asyncio.create_subprocess_exec(
-                        sys.executable,
-                        str(BENCH / "paced_heartbeats.py"),
-                        nats_server.url,
-                        PREFIX,
-                        str(i * n // k),
-                        str((i + 1) * n // k),
-                        str(args.interval),
-                        str(args.duration),
-                        str(args.rate / k),
-                        stdout=asyncio.subprocess.PIPE,
-                    )
-                    for i in range(k)
-                ]
-                outputs = [asyncio.create_task(p.communicate()) for p in loaders]
-                worst: dict[str, int] = {}
-                async with httpx.AsyncClient(base_url=router.http_url, timeout=30) as http:
-                    while not all(o.done() for o in outputs):
-                        await asyncio.sleep(10)
-                        counts = await statuses(http)
-                        for status in ("UNHEALTHY", "OFFLINE"):
-                            worst[status] = max(worst.get(status, 0), counts.get(status, 0))
-                        print(f"  {time.monotonic() - began:5.0f} s  {counts}", flush=True)
-                results = [json.loads((await o)[0].decode().splitlines()[-1]) for o in outputs]
-                elapsed = time.monotonic() - began
-                cpu_used = cpu_seconds(pid) - cpu
-                written = await kv_sequence(nats_server.url) - sequence
-                rss_mib = rss_kib(pid) / 1024
-                stop.set()
-                await watcher
+            with router_set(tmp, nats_server.url, setup, BUCKET) as routers:
+                sequence = bucket_writes(nats_server.url, BUCKET)
+                result = asyncio.run(storm(setup, nats_server.url, routers, args.rate, PREFIX))
+                written = bucket_writes(nats_server.url, BUCKET) - sequence
+                rss_mib = rss_kib(pids(routers)[0]) / 1024
         finally:
             nats_server.stop()
-    registered = sum(r["registered"] for r in results)
-    sent = sum(r["sent"] for r in results)
-    errors = sum(r["errors"] for r in results)
-    lag = max(r["max_lag_s"] for r in results)
-    latency = [max(r[key] for r in results) for key in ("p50_ms", "p99_ms", "max_ms")]
+    print()
+    for text in summary_lines(result):
+        print(text)
+    c, latency, left = result["counters"], result["hb_latency_s"], result["left_online"]
+    # Checks after the load stopped would count the instances falling silent.
+    sending = [row for row in result["rows"] if row["t"] <= result["sending_s"]]
+    worst = {
+        status: max((row["statuses"].get(status, 0) for row in sending), default=0)
+        for status in ("UNHEALTHY", "OFFLINE")
+    }
+    elapsed = result["elapsed_s"]
+    # Every successful registration is one store write; the rest are heartbeats' refreshes.
+    refreshes = written - c["reg_ok"]
     rows = [
-        ("instances registered (paced, then heartbeating)", f"{registered:,}"),
-        ("heartbeats answered", f"{sent - errors:,} of {sent:,} ({sent / elapsed:,.0f}/s)"),
-        ("left ONLINE (change events)", f"{len(changes)}"),
+        ("instances registered (paced, then heartbeating)", f"{c['reg_ok']:,} of {n:,}"),
         (
-            "most UNHEALTHY / OFFLINE at a check (every 10 s)",
-            f"{worst.get('UNHEALTHY', 0)} / {worst.get('OFFLINE', 0)}",
+            "heartbeats answered 200",
+            f"{c['hb_ok']:,} of {c['hb_sent']:,} ({c['hb_sent'] / elapsed:,.0f}/s); "
+            f"{c['hb_not_found']:,} 404, {c['hb_timeouts']:,} timed out, {c['hb_failed']:,} "
+            "other errors",
         ),
-        ("heartbeat latency p50 / p99 / max", " / ".join(f"{v:.1f}" for v in latency) + " ms"),
-        ("loaders' worst lag behind schedule", f"{lag:.2f} s"),
+        (
+            "registrations failed (timed out / refused / other)",
+            f"{c['reg_timeouts']:,} / {c['reg_refused']:,} / {c['reg_failed']:,}",
+        ),
+        ("left ONLINE (change events)", f"{left['by_events']:,}"),
+        (
+            f"most UNHEALTHY / OFFLINE at a check (every {setup.every:g} s)",
+            f"{worst['UNHEALTHY']:,} / {worst['OFFLINE']:,}",
+        ),
+        (
+            "heartbeat latency p50 / p99 / max",
+            " / ".join(ms(latency[k]) for k in ("p50", "p99", "max")) + " ms",
+        ),
+        (
+            "loaders' worst lag behind schedule",
+            f"{result['lag_max_s']:.2f} s (p99 "
+            + ", ".join(ms(g["lag_p99_s"]) for g in result["generators"])
+            + " ms)",
+        ),
         (
             "router CPU",
-            f"{cpu_used / elapsed * 100:.0f} % of a core over {elapsed:.0f} s (registrations "
+            f"{result['router_cpu_pct'][0]:.0f} % of a core over {elapsed:.0f} s (registrations "
             "included)",
         ),
         ("router RSS", f"{rss_mib:,.0f} MiB"),
         (
             "store writes per heartbeat (KV stream sequence, registrations taken out)",
-            f"{(written - registered) / max(sent, 1):.4f} ({written - registered:,} writes)",
+            f"{refreshes / max(c['hb_sent'], 1):.4f} ({refreshes:,} writes)",
         ),
     ]
     every = (

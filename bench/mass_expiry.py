@@ -32,7 +32,9 @@ def unhealthy_count(http: httpx.Client) -> int:
     return sum(s["statuses"]["UNHEALTHY"] for s in body["services"])
 
 
-def bench_mass_expiry(n: int, tmp: Path, nats_url: str, load: Load) -> list[tuple[str, ...]]:
+def bench_mass_expiry(
+    n: int, tmp: Path, nats_url: str, load: Load
+) -> list[tuple[str, str, str, str]]:
     """Register ``n``, heartbeat each once, go silent; measure the expiry."""
     with router_process(
         tmp, nats_url=nats_url, name="expiry", AEGIS_KV_BUCKET="expiry", **TIMINGS

@@ -65,12 +65,25 @@ class Sizes:
     rest_services: int
     rest_seconds: float  # each autocannon run
     scale_instances: int
+    storm: tuple[str, ...]  # bench/storm.py's arguments
 
 
 FULL = Sizes(
-    requests=30000, concurrency=64, rest_services=1000, rest_seconds=5, scale_instances=100_000
+    requests=30000,
+    concurrency=64,
+    rest_services=1000,
+    rest_seconds=5,
+    scale_instances=100_000,
+    storm=("--instances", "100000", "--multiples", "1,3", "--duration", "60"),
 )
-QUICK = Sizes(requests=300, concurrency=16, rest_services=20, rest_seconds=1, scale_instances=2000)
+QUICK = Sizes(
+    requests=300,
+    concurrency=16,
+    rest_services=20,
+    rest_seconds=1,
+    scale_instances=2000,
+    storm=("--quick",),
+)
 
 # The REST load generator: autocannon from npm, locked in bench/npm/ (its
 # package-lock.json), installed on first use into a cache folder outside the
@@ -462,6 +475,38 @@ def bench_console(quick: bool) -> list[Row]:
     ]
 
 
+def in_ms(seconds: float | None) -> str:
+    """Seconds (None: no sample) as whole milliseconds."""
+    return "-" if seconds is None else f"{seconds * 1000:,.0f}"
+
+
+def bench_storm(sizes: Sizes, tmp: Path) -> list[Row]:
+    """bench/storm.py (its own routers and nats-server): a row per storm; its summary
+    lines are printed as they come."""
+    figures = tmp / "storm.json"
+    command = [sys.executable, str(BENCH / "storm.py"), *sizes.storm, "--json", str(figures)]
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    print("# " + out.strip().rsplit("\n\n", 1)[-1].replace("\n", "\n# "), flush=True)
+    report = json.loads(figures.read_text())
+    capacity = report["capacity"]
+    rows: list[Row] = []
+    for run in report["runs"]:
+        online = run["all_online_after_s"]
+        hb, healthz = run["hb_latency_s"], run["healthz_s"]
+        rows.append(
+            (
+                f"registration storm, {run['instances']:,} at {run['rate']:,.0f}/s",
+                ("never all registered" if online is None else f"all registered in {online:.1f} s")
+                + f", {run['left_online']['on_time']:,} on time left ONLINE, heartbeat p99 "
+                f"{in_ms(hb['p99'])} ms, /healthz p99 {in_ms(healthz['p99'])} ms",
+                f"capacity {capacity:,.0f}/s (closed-loop burst)",
+                f"x{run['rate'] / capacity:.2f}"
+                + ("" if run["counts"] else f" (does not count: lag {run['lag_max_s']:.1f} s)"),
+            )
+        )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -493,6 +538,8 @@ def main() -> None:
         finally:
             nats.stop()
     rows += bench_console(args.quick)
+    with tempfile.TemporaryDirectory() as tmp_name:
+        rows += bench_storm(sizes, Path(tmp_name))
     widths = [
         max(len(r[i]) for r in [("what", "ours", "baseline", "ratio"), *rows]) for i in range(4)
     ]
