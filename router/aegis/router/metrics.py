@@ -92,6 +92,12 @@ SHED = Counter(
     "(answered 503 OVERLOADED at once) or dropped (waited past the caller's deadline).",
     ["kind", "how"],
 )
+LOOP_LAG = Gauge(
+    "aegis_event_loop_lag_seconds",
+    "How late the router's event loop last woke from a 100 ms sleep: how long a message "
+    "may wait in its socket unread.",
+    multiprocess_mode="livemax",
+)
 SWEEP_CHANGES = Counter(
     "aegis_sweep_transitions_total", "Instances the sweeper moved on (or removed)."
 )

@@ -14,6 +14,7 @@ from .event_feed import EventFeed
 from .events import OwnEvents
 from .forwarding import Forwarder
 from .handlers import endpoints
+from .loop_lag import LoopLag
 from .membership_kv import KvMembership
 from .metrics import RECONNECTS
 from .micro_control import MicroControl
@@ -51,6 +52,7 @@ class RouterRuntime:
         self._micro: MicroControl | None = None  # answers $SRV.PING / INFO / STATS
         self._discovery: MicroDiscovery | None = None  # lists the bus's micro services
         self._sweeper: Sweeper | None = None
+        self._loop_lag = LoopLag()  # the sweeper does not judge deadlines while behind
         self._stopping = False
         self.feed: EventFeed | None = None  # change events for the HTTP stream
 
@@ -113,7 +115,9 @@ class RouterRuntime:
             # gone, and cannot be sure it hears its instances either.
             hearing=(lambda: membership.hearing(time.time())) if self._members else None,
             hearing_grace=2 * registry.timings.heartbeat_interval,
+            lag=self._loop_lag.lag,
         )
+        self._loop_lag.start()
         self._sweeper.start()
         timings = registry.timings
         log.info(
@@ -155,6 +159,7 @@ class RouterRuntime:
             await self.feed.stop()
         if self._sweeper is not None:
             await self._sweeper.stop()
+        await self._loop_lag.stop()
         if self._discovery is not None:
             await self._discovery.stop()
         if self._members is not None:

@@ -14,6 +14,10 @@ log = structlog.get_logger("aegis.router.sweeper")
 
 MAX_TICK = 1.0
 NOT_HEARING = "not_hearing_itself"
+BEHIND = "router_behind"
+# Loop lag past which the router counts itself behind: unread heartbeats may be
+# this old, so no deadline is judged until it has caught up.
+BEHIND_LAG = 0.5
 
 
 def tick_for(unhealthy_after: float) -> float:
@@ -32,6 +36,12 @@ class Sweeper:
     ``hearing``, a tick on which the router cannot hear itself pauses the
     sweeps for the reason ``not_hearing_itself``, and the first tick on which
     it hears itself again resumes them after ``hearing_grace``.
+
+    The router can also fall behind its own socket (a storm of requests, a
+    long pause of the loop): with ``lag``, a tick on which the event loop runs
+    more than ``BEHIND_LAG`` late pauses the sweeps for the reason
+    ``router_behind`` (heartbeats may be waiting unread), and once it is back
+    under, they resume after the worst lag seen plus ``hearing_grace``.
     """
 
     def __init__(
@@ -41,11 +51,14 @@ class Sweeper:
         *,
         hearing: Callable[[], bool] | None = None,
         hearing_grace: float = 0.0,
+        lag: Callable[[], float] | None = None,
     ) -> None:
         self._registry = registry
         self._tick = tick
         self._hearing = hearing
         self._hearing_grace = hearing_grace
+        self._lag = lag
+        self._worst_lag = 0.0  # of the current episode of being behind
         self._task: asyncio.Task[None] | None = None
         self._paused: set[str] = set()  # the reasons, each said once
         self._resume_at = 0.0
@@ -73,6 +86,17 @@ class Sweeper:
         task, self._task = self._task, None
         await cancel(task)
 
+    def _judge_lag(self, lag: float) -> None:
+        """Pause while the loop lags past ``BEHIND_LAG``; resume once it caught up, after
+        the worst lag of the episode (every heartbeat then waiting has been read) plus
+        ``hearing_grace``."""
+        if lag > BEHIND_LAG:
+            self._worst_lag = max(self._worst_lag, lag)
+            self.pause(BEHIND)
+        elif BEHIND in self._paused:
+            self.resume(self._worst_lag + self._hearing_grace, BEHIND)
+            self._worst_lag = 0.0
+
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
@@ -85,6 +109,8 @@ class Sweeper:
                     self.resume(self._hearing_grace, NOT_HEARING)
                 else:
                     self.pause(NOT_HEARING)
+            if self._lag is not None:
+                self._judge_lag(self._lag())
             if self._paused or loop.time() < self._resume_at:
                 continue
             try:

@@ -175,3 +175,32 @@ async def test_each_reason_to_pause_must_end_before_sweeps_resume() -> None:
     sweeper.resume(grace=0.0, reason="nats_disconnected")
     await asyncio.wait_for(fake.reached.wait(), SAFETY_NET)
     await sweeper.stop()
+
+
+async def test_a_router_behind_its_socket_judges_no_deadline_until_caught_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Issue 22: in a registration storm the loop ran seconds late, heartbeats
+    # waited unread, and the sweep declared their instances dead.
+    clock = CountedTicks()
+    monkeypatch.setattr(sweeper_module, "asyncio", clock)
+    fake = FakeRegistry(target=1)
+    lag = 2.0
+    sweeper = Sweeper(cast(Registry, fake), TICK, hearing_grace=0.02, lag=lambda: lag)
+    with capture_logs() as logs:
+        sweeper.start()
+        await eventually(lambda: clock.ticks > 50, "50 ticks while behind", within=SAFETY_NET)
+        behind_calls = fake.calls
+        lag = 0.1  # under BEHIND_LAG, but the worst was 2 s: that long, plus the grace
+        caught_up = asyncio.get_running_loop().time()
+        await asyncio.wait_for(fake.reached.wait(), SAFETY_NET)
+        first_sweep = asyncio.get_running_loop().time()
+        await sweeper.stop()
+
+    assert behind_calls == 0
+    assert first_sweep - caught_up >= 2.02
+    assert [(e["event"], e["reason"]) for e in logs] == [
+        ("sweep_paused", "router_behind"),
+        ("sweep_resumed", "router_behind"),
+    ]
+    assert logs[1]["grace"] == pytest.approx(2.02)
