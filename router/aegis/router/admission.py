@@ -14,9 +14,9 @@ Library's "Using load shedding to avoid overload":
 - one that would wait longer than ``max_wait`` is refused at once, cheaply
   (no decoding, no validation), with 503 ``OVERLOADED`` and a ``retry_after``
   from the lane's measured pace; the SDK honours it with jitter;
-- one that waited past ``deadline`` (its caller has given up: the SDK's
-  timeout) is dropped unanswered instead of served, so no work is spent on
-  callers that are gone.
+- one whose caller will have given up (``deadline``, the SDK's timeout)
+  before it could be answered is dropped unanswered instead of served, so no
+  work is spent on callers that are gone.
 """
 
 from __future__ import annotations
@@ -44,8 +44,11 @@ Handler = Callable[[bytes], Awaitable[bytes]]
 # a refused fleet does not come straight back as the same storm.
 MIN_RETRY_AFTER = 0.5
 MAX_RETRY_AFTER = 30.0
-# The pace (requests served per second) is an average over about this many.
-PACE_WINDOW = 200
+# How often retry_after's advice is steered (Lane._steer).
+ADVICE_PERIOD = 1.0
+# The pace (seconds per request) is an average over about this many: short, so a
+# store that slows down under load shows within a fraction of a second.
+PACE_WINDOW = 32
 
 
 def overloaded_reply(retry_after: float, waiting: int) -> bytes:
@@ -87,6 +90,11 @@ class Lane:
         self._busy = 0
         # Seconds per request served, averaged (the lane's pace, for retry_after).
         self._cost = 0.01
+        # retry_after's advice, and the counts it is steered by (see _steer).
+        self._advice = MIN_RETRY_AFTER
+        self._window_start = clock()
+        self._served_n = 0
+        self._refused_n = 0
         self._refused = SHED.labels(kind, "refused")
         self._dropped = SHED.labels(kind, "dropped")
         self.shedding = False
@@ -118,17 +126,52 @@ class Lane:
         return self._clock() - self._queue[0][1] if self._queue else 0.0
 
     def retry_after(self) -> float:
-        """When the queue as it is would be served, bounded: the refusal's advice."""
-        ahead = (len(self._queue) + self._busy) * self._cost / self._limits.workers
+        """The refusal's advice: when the queue ahead is served and the callers refused
+        lately can come back at the pace the lane serves them, bounded."""
+        ahead = max(self.expected_wait(), self._advice)
         return round(min(MAX_RETRY_AFTER, max(MIN_RETRY_AFTER, ahead)), 3)
 
+    def _steer(self, now: float) -> None:
+        """Once a second, move the advice toward the time the lane needs to serve every
+        caller it refused lately.
+
+        Refused callers come back about once per advice each, so about
+        ``refused/s x advice`` of them are out there; served at ``served/s``, the
+        last of them gets in after ``advice x refused/served`` seconds. Refusing
+        more than it serves lengthens the advice, fewer shortens it, so the
+        retries settle at the pace the router can take instead of coming back as
+        the same storm every second (metastable: the retries were the sustaining
+        loop).
+        """
+        elapsed = now - self._window_start
+        if elapsed < ADVICE_PERIOD:
+            return
+        served, refused = self._served_n / elapsed, self._refused_n / elapsed
+        if refused == 0:
+            target = self.expected_wait()
+        elif served == 0:
+            target = 2 * self._advice
+        else:
+            target = self._advice * refused / served
+        target = min(MAX_RETRY_AFTER, max(MIN_RETRY_AFTER, target))
+        self._advice += (target - self._advice) / 2
+        self._window_start, self._served_n, self._refused_n = now, 0, 0
+
+    def expected_wait(self) -> float:
+        """How long a request queued now would wait, at the lane's measured pace."""
+        return (len(self._queue) + self._busy) * self._cost / self._limits.workers
+
     async def offer(self, msg: Msg) -> None:
-        """Queue ``msg``, or refuse it at once if it would wait past ``max_wait``."""
+        """Queue ``msg``, or refuse it at once if it would wait past ``max_wait``: the
+        oldest queued one has waited that long, or the queue ahead would take it."""
         now = self._clock()
         queue = self._queue
-        if queue and now - queue[0][1] >= self._limits.max_wait:
+        max_wait = self._limits.max_wait
+        self._steer(now)
+        if queue and (now - queue[0][1] >= max_wait or self.expected_wait() >= max_wait):
             self._say_shedding(True)
             self._refused.inc()
+            self._refused_n += 1
             if msg.reply:
                 await msg.respond(overloaded_reply(self.retry_after(), len(queue)))
             return
@@ -163,14 +206,17 @@ class Lane:
                 continue
             msg, queued_at = queue.popleft()
             started = self._clock()
-            if started - queued_at > limits.deadline:
-                self._dropped.inc()  # its caller has given up: serving it helps nobody
+            if started - queued_at + self._cost > limits.deadline:
+                # Its caller gives up before the answer could reach it: serving it
+                # would only take a turn from one that can still be answered.
+                self._dropped.inc()
                 continue
             self._busy += 1
             try:
                 await self._serve(msg)
             finally:
                 self._busy -= 1
+                self._served_n += 1
             spent = self._clock() - started
             self._cost += (spent - self._cost) / PACE_WINDOW
             # A handler that never waited (the memory store) must still let the

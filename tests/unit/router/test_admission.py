@@ -136,3 +136,52 @@ def test_limits_that_cannot_work_are_refused(
 ) -> None:
     with pytest.raises(ValueError, match="a lane needs"):
         LaneLimits(workers, max_wait, deadline)
+
+
+async def test_a_queue_that_would_take_too_long_refuses_before_anyone_waited_long() -> None:
+    gate, clock = Gate(), Clock()
+    registrations = lane(gate, clock, workers=1)
+    registrations._cost = 0.4  # the pace it measured: 0.4 s a registration
+    registrations.start()
+    await registrations.offer(FakeMsg(b"a"))
+    await eventually(lambda: gate.running == 1, "one served")
+    second, third, fourth = FakeMsg(b"b"), FakeMsg(b"c"), FakeMsg(b"d")
+    await registrations.offer(second)  # 0.4 s of work ahead of it
+    await registrations.offer(third)  # 0.8 s ahead: under max_wait
+    await registrations.offer(fourth)  # 1.2 s ahead: refused, though none waited yet
+
+    assert second.answers == third.answers == []
+    assert [a["status"] for a in fourth.answers] == [503]
+    assert fourth.answers[0]["retry_after"] == pytest.approx(1.2)
+    gate.open.set()
+    await registrations.stop()
+
+
+async def test_retry_after_grows_while_refusals_outpace_service_and_shrinks_after() -> None:
+    # A refused fleet coming back every second would be the same storm again: the
+    # advice must stretch until the returns match what the lane serves.
+    gate, clock = Gate(), Clock()
+    registrations = lane(gate, clock, workers=1)
+    registrations.start()
+    await registrations.offer(FakeMsg(b"held"))
+    await eventually(lambda: gate.running == 1, "one served")
+    await registrations.offer(FakeMsg(b"queued"))
+    advice = []
+    for _ in range(5):
+        clock.now += 1.0
+        refused = FakeMsg(b"x")
+        for _ in range(50):
+            await registrations.offer(refused)
+        advice.append(refused.answers[-1]["retry_after"])
+    gate.open.set()  # room again: the held one ends, the queued one is past its deadline
+    await eventually(lambda: registrations.waiting == gate.running == 0, "the queue gone")
+    for _ in range(8):  # a quiet lane: one registration a second, none refused
+        clock.now += 1.0
+        accepted = FakeMsg(b"y")
+        await registrations.offer(accepted)
+        await eventually(lambda: bool(accepted.answers), "served")
+    await registrations.stop()
+
+    assert advice == sorted(advice)
+    assert advice[-1] > 3 * advice[0]
+    assert registrations.retry_after() < advice[-1] / 3
