@@ -179,7 +179,7 @@ async def test_retry_after_grows_while_refusals_outpace_service_and_shrinks_afte
         clock.now += 1.0
         accepted = FakeMsg(b"y")
         await registrations.offer(accepted)
-        await eventually(lambda: bool(accepted.answers), "served")
+        await eventually(lambda msg=accepted: bool(msg.answers), "served")
     await registrations.stop()
 
     assert advice == sorted(advice)
