@@ -6,7 +6,7 @@ waits for a reply before the next send is due (a closed loop, which waits,
 hides overload: the router's slowness would slow the load down with it).
 Like the SDK, an instance registers again after a registration timed out
 (~1 s later, jittered) or was refused with ``503 retry_after`` (after
-``retry_after`` x uniform(1, 1.5)), and after a heartbeat answered 404.
+``retry_after`` x uniform(1, 1.1)), and after a heartbeat answered 404.
 
 The generator measures its own lag (when a send went out minus when it was
 due): a generator that falls behind makes instances look silent, so its
@@ -225,11 +225,13 @@ class Book:
 
 def retry_delay(reply: dict[str, Any] | None, rand: random.Random) -> float:
     """Seconds until a failed registration is sent again, as the SDK waits: after a
-    ``503`` naming ``retry_after``, that x uniform(1, 1.5); else (timeout, other error)
+    ``503`` naming ``retry_after``, that x uniform(1, 1.1) (the router's advice is an
+    appointment: little jitter keeps it); else (timeout, other error)
     ``TIMEOUT_RETRY`` x uniform(1, 1.5)."""
     after = reply.get("retry_after") if reply is not None else None
-    base = float(after) if isinstance(after, int | float) and after > 0 else TIMEOUT_RETRY
-    return base * rand.uniform(1.0, 1.5)
+    if isinstance(after, int | float) and after > 0:
+        return float(after) * rand.uniform(1.0, 1.1)
+    return TIMEOUT_RETRY * rand.uniform(1.0, 1.5)
 
 
 def is_refusal(reply: dict[str, Any]) -> bool:

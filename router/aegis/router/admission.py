@@ -44,8 +44,8 @@ Handler = Callable[[bytes], Awaitable[bytes]]
 # a refused fleet does not come straight back as the same storm.
 MIN_RETRY_AFTER = 0.5
 MAX_RETRY_AFTER = 30.0
-# How often retry_after's advice is steered (Lane._steer).
-ADVICE_PERIOD = 1.0
+# How often the rate served is measured (Lane._measure).
+RATE_PERIOD = 1.0
 # The pace (seconds per request) is an average over about this many: short, so a
 # store that slows down under load shows within a fraction of a second.
 PACE_WINDOW = 32
@@ -90,11 +90,12 @@ class Lane:
         self._busy = 0
         # Seconds per request served, averaged (the lane's pace, for retry_after).
         self._cost = 0.01
-        # retry_after's advice, and the counts it is steered by (see _steer).
-        self._advice = MIN_RETRY_AFTER
+        # The first moment of service not yet promised to a refused caller, and the
+        # rate served (see retry_after).
+        self._next_free = 0.0
+        self._rate: float | None = None
         self._window_start = clock()
         self._served_n = 0
-        self._refused_n = 0
         self._refused = SHED.labels(kind, "refused")
         self._dropped = SHED.labels(kind, "dropped")
         self.shedding = False
@@ -125,37 +126,37 @@ class Lane:
         """Seconds the oldest queued request has waited (0 with none)."""
         return self._clock() - self._queue[0][1] if self._queue else 0.0
 
-    def retry_after(self) -> float:
-        """The refusal's advice: when the queue ahead is served and the callers refused
-        lately can come back at the pace the lane serves them, bounded."""
-        ahead = max(self.expected_wait(), self._advice)
-        return round(min(MAX_RETRY_AFTER, max(MIN_RETRY_AFTER, ahead)), 3)
+    def retry_after(self, now: float | None = None) -> float:
+        """The refusal's advice: an appointment, the first moment of the lane's service
+        not promised to a caller refused before, bounded.
 
-    def _steer(self, now: float) -> None:
-        """Once a second, move the advice toward the time the lane needs to serve every
-        caller it refused lately.
-
-        Refused callers come back about once per advice each, so about
-        ``refused/s x advice`` of them are out there; served at ``served/s``, the
-        last of them gets in after ``advice x refused/served`` seconds. Refusing
-        more than it serves lengthens the advice, fewer shortens it, so the
-        retries settle at the pace the router can take instead of coming back as
-        the same storm every second (metastable: the retries were the sustaining
-        loop).
+        Each refused caller is given the next free slot at the pace the lane
+        serves (``rate``), so the callers it turned away come back one after
+        another as it can take them, not all at once (the same storm again)
+        nor all too late (an idle router). A caller that comes back on time
+        finds room; the slots promised lapse as time passes them.
         """
+        now = self._clock() if now is None else now
+        start = max(self._next_free, now + self.expected_wait())
+        wait = min(MAX_RETRY_AFTER, max(MIN_RETRY_AFTER, start - now))
+        self._next_free = min(now + MAX_RETRY_AFTER, start + 1.0 / self.rate())
+        return round(wait, 3)
+
+    def rate(self) -> float:
+        """Requests per second the lane serves: measured while it is busy, else what its
+        workers could do at the measured pace."""
+        return self._rate or self._limits.workers / self._cost
+
+    def _measure(self, now: float) -> None:
+        """Once a period, the rate served in it (kept only while the lane is full, when
+        it shows capacity rather than demand)."""
         elapsed = now - self._window_start
-        if elapsed < ADVICE_PERIOD:
+        if elapsed < RATE_PERIOD:
             return
-        served, refused = self._served_n / elapsed, self._refused_n / elapsed
-        if refused == 0:
-            target = self.expected_wait()
-        elif served == 0:
-            target = 2 * self._advice
-        else:
-            target = self._advice * refused / served
-        target = min(MAX_RETRY_AFTER, max(MIN_RETRY_AFTER, target))
-        self._advice += (target - self._advice) / 2
-        self._window_start, self._served_n, self._refused_n = now, 0, 0
+        if self._busy >= self._limits.workers or self._queue:
+            served = self._served_n / elapsed
+            self._rate = served if self._rate is None else (self._rate + served) / 2
+        self._window_start, self._served_n = now, 0
 
     def expected_wait(self) -> float:
         """How long a request queued now would wait, at the lane's measured pace."""
@@ -167,13 +168,12 @@ class Lane:
         now = self._clock()
         queue = self._queue
         max_wait = self._limits.max_wait
-        self._steer(now)
+        self._measure(now)
         if queue and (now - queue[0][1] >= max_wait or self.expected_wait() >= max_wait):
             self._say_shedding(True)
             self._refused.inc()
-            self._refused_n += 1
             if msg.reply:
-                await msg.respond(overloaded_reply(self.retry_after(), len(queue)))
+                await msg.respond(overloaded_reply(self.retry_after(now), len(queue)))
             return
         if not queue:
             self._say_shedding(False)
@@ -190,7 +190,7 @@ class Lane:
                     kind=self.kind,
                     waiting=len(self._queue),
                     oldest_wait=round(self.oldest_wait(), 3),
-                    retry_after=self.retry_after(),
+                    expected_wait=round(self.expected_wait(), 3),
                 )
             else:
                 log.info("overload_shedding_stopped", kind=self.kind)

@@ -98,6 +98,12 @@ LOOP_LAG = Gauge(
     "may wait in its socket unread.",
     multiprocess_mode="livemax",
 )
+EXPIRY_SLOWED = Gauge(
+    "aegis_expiry_slowed",
+    "1 while a mass transition is slowed to the expiry budget (more instances due at once "
+    "than max(500/s, 10 % of those held per second)), else 0.",
+    multiprocess_mode="livemax",
+)
 SWEEP_CHANGES = Counter(
     "aegis_sweep_transitions_total", "Instances the sweeper moved on (or removed)."
 )

@@ -29,8 +29,9 @@ from .domain import (
     take_offline,
     touch,
 )
+from .expiry_budget import ExpiryBudget
 from .leases import Leases
-from .metrics import SWEEP_CHANGES
+from .metrics import EXPIRY_SLOWED, SWEEP_CHANGES
 from .registry_engine import (
     KEEP,
     MAX_CAS_ATTEMPTS,
@@ -58,6 +59,8 @@ __all__ = [
 # Expiry writes in flight at once during a sweep: a mass expiry on the
 # JetStream store goes out concurrently, and the loop gets a turn between batches.
 SWEEP_BATCH = 64
+# A key past the expiry budget is looked at again this much later (next sweep).
+DEFERRED_FOR = 0.1
 # Expiry writes in flight at once: a sliding window, not batches in lockstep,
 # so a mass expiry runs at the store's throughput rather than its latency.
 SWEEP_IN_FLIGHT = 512
@@ -95,9 +98,12 @@ class Registry(RegistryEngine):
         clock: Callable[[], datetime] = utc_now,
         limits: InstanceLimits | None = None,
         leases: Leases | None = None,
+        expiry_budget: ExpiryBudget | None = None,
     ) -> None:
         super().__init__(store, timings, events, clock, leases)
         self.limits = limits or InstanceLimits()
+        self._budget = expiry_budget or ExpiryBudget()
+        self.expiry_slowed = False  # a mass transition is being slowed (expiry_budget)
 
     async def register(self, request: RegisterRequest) -> Decision:
         """Register one instance; the decision says created, renewed or duplicate.
@@ -341,8 +347,9 @@ class Registry(RegistryEngine):
 
         # Never more keys than the index holds: a key made due again in this
         # sweep waits for the next one.
-        left = len(self._deadlines)
+        left = held = len(self._deadlines)
         expiring = 0  # keys handed to _expire (not those only heard since)
+        deferred = 0  # keys past the expiry budget, left for the next sweep
         frozen = False
         at = now.timestamp()
         while left > 0 and (batch := self._deadlines.pop_due(at, SWEEP_BATCH)):
@@ -364,6 +371,10 @@ class Registry(RegistryEngine):
             for key in batch:
                 if self._heard_since(key, at):
                     continue
+                if not self._budget.take(at, held):
+                    self._deadlines.set(key, at + DEFERRED_FOR)
+                    deferred += 1
+                    continue
                 expiring += 1
                 await slots.acquire()
                 task = asyncio.create_task(expire(key))
@@ -372,7 +383,24 @@ class Registry(RegistryEngine):
             await asyncio.sleep(0)
         if running:
             await asyncio.wait(running)
+        self._say_slowed(deferred, held)
         return changed
+
+    def _say_slowed(self, deferred: int, held: int) -> None:
+        """Log and flag when a mass transition starts and stops being slowed."""
+        if deferred and not self.expiry_slowed:
+            self.expiry_slowed = True
+            EXPIRY_SLOWED.set(1)
+            log.warning(
+                "mass_expiry_slowed",
+                deferred=deferred,
+                held=held,
+                per_second=self._budget.rate(held),
+            )
+        elif not deferred and self.expiry_slowed:
+            self.expiry_slowed = False
+            EXPIRY_SLOWED.set(0)
+            log.info("mass_expiry_caught_up", held=held)
 
     def _heard_since(self, key: InstanceKey, at: float) -> bool:
         """Whether ``key``, due at ``at``, was heard from within ``unhealthy_after``

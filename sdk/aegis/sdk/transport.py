@@ -204,8 +204,8 @@ class Transport:
     async def _with_retries(self, subject: str, payload: bytes) -> Reply:
         """Retried with backoff when no reply could come or the router answered 503
         (safe: the client's session makes a repeated registration idempotent); after
-        a 503 with ``retry_after`` (OVERLOADED), that long times 1 to 1.5 instead, so a
-        refused fleet does not come back all at once."""
+        a 503 with ``retry_after`` (OVERLOADED), that long times 1 to 1.1 instead: the
+        router spaces the refused callers' returns at the pace it serves."""
         cfg = self.config
         request_id = uuid.uuid4().hex  # one id for every retry of this call
         failure: AegisError | None = None
@@ -213,7 +213,9 @@ class Transport:
         for attempt in range(cfg.retries + 1):
             if attempt:
                 if advised is not None:
-                    delay = advised * (1.0 + 0.5 * self._rand())
+                    # The router's advice is an appointment (its next free slot):
+                    # a little jitter, not the backoff's, keeps it.
+                    delay = advised * (1.0 + 0.1 * self._rand())
                 else:
                     delay = backoff_delay(
                         attempt - 1,

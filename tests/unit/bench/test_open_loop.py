@@ -124,7 +124,7 @@ def test_retry_delays_as_the_sdk_waits() -> None:
     refused = {"ok": False, "status": 503, "retry_after": 4.0}
     after = [retry_delay(refused, rand) for _ in range(200)]
     assert min(after) >= 4.0
-    assert max(after) <= 6.0
+    assert max(after) <= 4.4
 
 
 def test_a_late_heartbeat_marks_its_instance_and_only_it() -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import msgpack
 from aegis.router.domain import InstanceRecord, Timings
+from aegis.router.expiry_budget import ExpiryBudget
 from aegis.router.registry import Registry
 from aegis.router.store import MemoryStore
 from aegis.wire.messages import ChangeEvent, InstanceStatus, RegisterRequest
@@ -65,8 +66,9 @@ def stored(
 
 
 def make_registry(
-    store: MemoryStore | None = None,
+    store: MemoryStore | None = None, expiry_budget: ExpiryBudget | None = None
 ) -> tuple[Registry, FakeClock, ListSink, MemoryStore]:
     store = store if store is not None else MemoryStore()
     clock, sink = FakeClock(), ListSink()
-    return Registry(store, TIMINGS, sink, clock=clock), clock, sink, store
+    registry = Registry(store, TIMINGS, sink, clock=clock, expiry_budget=expiry_budget)
+    return registry, clock, sink, store

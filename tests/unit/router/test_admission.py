@@ -157,31 +157,28 @@ async def test_a_queue_that_would_take_too_long_refuses_before_anyone_waited_lon
     await registrations.stop()
 
 
-async def test_retry_after_grows_while_refusals_outpace_service_and_shrinks_after() -> None:
-    # A refused fleet coming back every second would be the same storm again: the
-    # advice must stretch until the returns match what the lane serves.
+async def test_refused_callers_get_appointments_one_service_slot_apart() -> None:
+    # A refused fleet told to come back all at the same moment would be the same
+    # storm again; told too late, it would leave the router idle.
     gate, clock = Gate(), Clock()
     registrations = lane(gate, clock, workers=1)
+    registrations._cost = 0.4  # 2.5 registrations a second
     registrations.start()
     await registrations.offer(FakeMsg(b"held"))
     await eventually(lambda: gate.running == 1, "one served")
     await registrations.offer(FakeMsg(b"queued"))
-    advice = []
-    for _ in range(5):
-        clock.now += 1.0
-        refused = FakeMsg(b"x")
-        for _ in range(50):
-            await registrations.offer(refused)
-        advice.append(refused.answers[-1]["retry_after"])
-    gate.open.set()  # room again: the held one ends, the queued one is past its deadline
-    await eventually(lambda: registrations.waiting == gate.running == 0, "the queue gone")
-    for _ in range(8):  # a quiet lane: one registration a second, none refused
-        clock.now += 1.0
-        accepted = FakeMsg(b"y")
-        await registrations.offer(accepted)
-        await eventually(lambda msg=accepted: bool(msg.answers), "served")
+    await registrations.offer(FakeMsg(b"queued too"))
+    refused = [FakeMsg(b"x%d" % n) for n in range(4)]
+    for msg in refused:
+        await registrations.offer(msg)
+    clock.now += 10.0  # the appointments lapse as time passes them
+    late = FakeMsg(b"late")
+    await registrations.offer(late)
+    gate.open.set()
     await registrations.stop()
 
-    assert advice == sorted(advice)
-    assert advice[-1] > 3 * advice[0]
-    assert registrations.retry_after() < advice[-1] / 3
+    waits = [msg.answers[0]["retry_after"] for msg in refused]
+    # The queue ahead first (3 x 0.4 s), then one slot (0.4 s) each.
+    assert waits == pytest.approx([1.2, 1.6, 2.0, 2.4])
+    # Ten seconds on, the slots promised have passed: the queue ahead again, not 2.8 s.
+    assert late.answers[0]["retry_after"] == pytest.approx(1.2)

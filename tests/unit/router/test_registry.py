@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from aegis.router.domain import InstanceKey, InstanceRecord, Outcome, OwnerCheck
+from aegis.router.expiry_budget import ExpiryBudget
 from aegis.router.registry import MAX_CAS_ATTEMPTS, SWEEP_BATCH, OwnerResult, Registry
 from aegis.router.store import AlreadyExists, MemoryStore, RevisionMismatch, StoreError, Versioned
 from aegis.wire.messages import InstanceStatus, RegisterRequest
@@ -663,7 +664,8 @@ async def test_store_writes_are_counted_by_cause() -> None:
 
 async def test_a_mass_expiry_writes_concurrently_and_lets_requests_in_between() -> None:
     store = RoundTrips()
-    registry, clock, _, _ = make_registry(store)
+    # No budget to speak of: the writes of one sweep are what is under test.
+    registry, clock, _, _ = make_registry(store, ExpiryBudget(floor=1e9))
     count = 10 * SWEEP_BATCH
     with capture_logs():
         for n in range(count):
@@ -687,6 +689,37 @@ async def test_a_mass_expiry_writes_concurrently_and_lets_requests_in_between() 
     assert {r.status for r in await registry.instances()} == {UNHEALTHY}
     assert 1 < store.most_in_flight <= SWEEP_BATCH, "concurrent, and bounded"
     assert turns >= count // SWEEP_BATCH, "the loop ran other work during the sweep"
+
+
+async def test_a_mass_transition_is_slowed_to_its_budget_loudly_and_then_completes() -> None:
+    registry, clock, sink, _ = make_registry(expiry_budget=ExpiryBudget(share=0.1, floor=50))
+    with capture_logs():
+        for n in range(200):
+            await registry.register(register_request(f"i-{n}"))
+    sink.events.clear()
+
+    with capture_logs() as logs:
+        first = await sweep_at(registry, clock, 10 + LATE)  # all 200 due: 50 a second
+        slowed = registry.expiry_slowed
+        later = [await sweep_at(registry, clock, 10 + LATE + s) for s in (1, 2, 3, 4)]
+
+    assert first == 50
+    assert slowed
+    assert later == [50, 50, 50, 0]
+    assert not registry.expiry_slowed
+    assert len(sink.events) == 200
+    said = [(e["event"], e.get("deferred")) for e in logs if "mass_expiry" in e["event"]]
+    assert said == [("mass_expiry_slowed", 150), ("mass_expiry_caught_up", None)]
+    assert REGISTRY.get_sample_value("aegis_expiry_slowed") == 0
+
+
+async def test_an_expiry_within_the_budget_is_not_slowed() -> None:
+    registry, clock, _, _ = make_registry(expiry_budget=ExpiryBudget(share=0.1, floor=50))
+    with capture_logs():
+        for n in range(50):
+            await registry.register(register_request(f"i-{n}"))
+        assert await sweep_at(registry, clock, 10 + LATE) == 50
+    assert not registry.expiry_slowed
 
 
 async def test_each_change_event_carries_the_next_version_of_its_instance() -> None:
