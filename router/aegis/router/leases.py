@@ -66,7 +66,8 @@ class Leases:
     def heard_at(self, record: InstanceRecord) -> float:
         """``record``'s last contact, heard here or stored (epoch seconds)."""
         at = record.last_heartbeat_at.timestamp()
-        if record.status is InstanceStatus.ONLINE:
+        # UNHEALTHY too: a recovery heard while its write waits (recoveries.py).
+        if record.status is not InstanceStatus.OFFLINE:
             heard = self._heard.get(record.key)
             if heard is not None and heard > at:
                 return heard

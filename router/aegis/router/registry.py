@@ -26,12 +26,14 @@ from .domain import (
     Timings,
     check_owner,
     decide_registration,
+    is_stale,
     take_offline,
     touch,
 )
 from .expiry_budget import ExpiryBudget
 from .leases import Leases
 from .metrics import EXPIRY_SLOWED, SWEEP_CHANGES
+from .recoveries import Recoveries
 from .registry_engine import (
     KEEP,
     MAX_CAS_ATTEMPTS,
@@ -104,6 +106,7 @@ class Registry(RegistryEngine):
         self.limits = limits or InstanceLimits()
         self._budget = expiry_budget or ExpiryBudget()
         self.expiry_slowed = False  # a mass transition is being slowed (expiry_budget)
+        self.recoveries = Recoveries(self._recover)
 
     async def register(self, request: RegisterRequest) -> Decision:
         """Register one instance; the decision says created, renewed or duplicate.
@@ -190,16 +193,54 @@ class Registry(RegistryEngine):
         with ``store``: when the router holding the lease may not hear of it.
         """
         now = self._clock()
-        steady = None if store else self.heard(key, session_id, now.timestamp(), seq=seq)
-        if steady is not None:
-            return OwnerResult(OwnerCheck.OK, replace(steady, last_heartbeat_at=now))
+        if not store:
+            steady = self.heard(key, session_id, now.timestamp(), seq=seq)
+            if steady is not None:
+                return OwnerResult(OwnerCheck.OK, replace(steady, last_heartbeat_at=now))
+            if self.recoveries.crowded:
+                deferred = self._defer_recovery(key, session_id, seq, now)
+                if deferred is not None:
+                    return deferred
 
         def act(record: InstanceRecord) -> InstanceRecord:
             return touch(record, now)
 
         change = self._owned(session_id, seq, act, recovering_cause=True)
-        result, _ = await self._apply(key, change, "heartbeat", now)
+        self.recoveries.inline += 1
+        try:
+            result, _ = await self._apply(key, change, "heartbeat", now)
+        finally:
+            self.recoveries.inline -= 1
         return result
+
+    def _defer_recovery(
+        self, key: InstanceKey, session_id: str, seq: int | None, now: datetime
+    ) -> OwnerResult | None:
+        """An UNHEALTHY instance of this session heard again while many heartbeat writes
+        are in flight: ONLINE in the reply now, in the store when ``recoveries`` writes
+        it; None when it is anything else (the full path answers)."""
+        current = self._store.peek(key)
+        if current is None:
+            return None
+        stored = current.record
+        if (
+            stored.status is not InstanceStatus.UNHEALTHY
+            or stored.session_id != session_id
+            or is_stale(stored, session_id, seq)
+        ):
+            return None
+        at = now.timestamp()
+        if at - self.leases.alive_at(stored) >= self.timings.offline_after:
+            return None  # OFFLINE by age already: the full path says 404
+        self.leases.heard(key, at)  # where the sweep looks: it cannot expire meanwhile
+        self.recoveries.defer(key, session_id)
+        return OwnerResult(OwnerCheck.OK, touch(stored, now))
+
+    async def _recover(self, key: InstanceKey, session_id: str) -> None:
+        """Write a deferred recovery: ONLINE again, if still this session's and live."""
+        now = self._clock()
+        change = self._owned(session_id, None, lambda r: touch(r, now), recovering_cause=True)
+        await self._apply(key, change, "heartbeat", now)
 
     def heard(
         self,

@@ -219,8 +219,8 @@ class RegistryEngine:
 
     def _as_heard(self, record: InstanceRecord) -> InstanceRecord:
         """``record`` with its last contact, heard here if not yet written."""
-        if record.status is not InstanceStatus.ONLINE:
-            return record  # contacts held in memory count only for ONLINE ones
+        if record.status is InstanceStatus.OFFLINE:
+            return record  # contacts held in memory count only for live ones
         heard = self.leases.contact(record.key)
         if heard is None or heard <= record.last_heartbeat_at.timestamp():
             return record
