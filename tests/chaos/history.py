@@ -38,7 +38,9 @@ ISO timestamps, fall on the same axis). Kinds of record:
     ``KV_<bucket>_routers``), asked of JetStream just before the fault;
     ``None`` (or absent, in older histories) when unknown. Partition faults
     and their ends carry ``links`` (the proxied links they changed); a fault
-    on one client's links alone carries ``client`` (its name).
+    on one client's links alone carries ``client`` (its name). The end of a
+    node fault (``node_resume``, ``node_start``, ``node_rejoin``) is written
+    once both streams have a leader again.
 ``view``
     one REST snapshot of a router, ``GET /api/v1/admin/instances``:
     ``router``, ``invoke``, ``complete``, ``instances`` (a list of
