@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .checker import INVARIANTS, Report, check
+from .checker import INVARIANTS, NO_FALSE_DEATH_REPORTS, Report, check
 from .cluster import RoutesError
 from .history import read_history
 from .nemesis import HarnessError
@@ -39,6 +39,7 @@ def line(seed: int, result: RunResult, report: Report) -> str:
     """One seed's line: violations, strict shares, faults."""
     found = ", ".join(f"{SHORT[i]} {report.count(i)}" for i in INVARIANTS if report.count(i))
     strict = " ".join(f"{SHORT[i]} {100 * report.strict_share(i):.0f}%" for i in INVARIANTS)
+    strict += f" (death events/logs {100 * report.strict_share(NO_FALSE_DEATH_REPORTS):.0f}%)"
     return (
         f"seed {seed}: violations {len(report.violations)}"
         + (f" ({found})" if found else "")
