@@ -234,7 +234,7 @@ class Nemesis:
     def clients(self) -> list[str]:
         """The clients with links of their own (not the routers, not the routes)."""
         others = {"route", *(r.name for r in self.cluster.routers)}
-        return sorted({link.owner for link in self.cluster.proxies.links.values()} - others)
+        return sorted({link.owner for link in self.cluster.proxies.all()} - others)
 
     async def _partition_node(self, kind: str, node: Node, hold: float) -> None:
         """Cut ``node``'s routes (both those dialled to it and those it dialled), and

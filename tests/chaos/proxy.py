@@ -158,7 +158,7 @@ class Pipe:
         except OSError:
             self.reset()
             return
-        if self.link.cut:
+        if self.link.cut or self._closing:  # cut, or the dialer left, meanwhile
             self.reset()
             return
         self.inbound.transport.resume_reading()
@@ -268,6 +268,7 @@ class ProxyHub:
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
         self.links: dict[str, Link] = {}
+        self._lock = threading.Lock()  # links are added from any thread, read on the loop
         self.blocked_dialers: set[str] = set()
         self.tasks: set[asyncio.Task[None]] = set()  # pipes opening (kept from the GC)
         self._thread = threading.Thread(target=self.loop.run_forever, name="proxies", daemon=True)
@@ -283,8 +284,9 @@ class ProxyHub:
 
     def add(self, name: str, *, node: str, owner: str, upstream: int, sniff: bool = False) -> Link:
         """The link called ``name``, listening from now on (made once; later calls return it)."""
-        if name in self.links:
-            return self.links[name]
+        with self._lock:
+            if name in self.links:
+                return self.links[name]
         link = Link(name, node, owner, upstream, sniff)
 
         async def listen() -> None:
@@ -297,14 +299,20 @@ class ProxyHub:
             link.port = int(link.server.sockets[0].getsockname()[1])
 
         asyncio.run_coroutine_threadsafe(listen(), self.loop).result(10.0)
-        self.links[name] = link
+        with self._lock:
+            self.links[name] = link
         return link
+
+    def all(self) -> list[Link]:
+        """Every link so far."""
+        with self._lock:
+            return list(self.links.values())
 
     def select(self, *, node: str | None = None, owner: str | None = None) -> list[Link]:
         """The links leading to ``node`` and/or used by ``owner``."""
         return [
             link
-            for link in self.links.values()
+            for link in self.all()
             if (node is None or link.node == node) and (owner is None or link.owner == owner)
         ]
 
@@ -345,7 +353,7 @@ class ProxyHub:
 
         def apply() -> None:
             self.blocked_dialers.add(node)
-            for link in self.links.values():
+            for link in self.all():
                 for pipe in list(link.pipes):
                     if pipe.peer == node:
                         pipe.reset()
@@ -361,8 +369,7 @@ class ProxyHub:
         return self._call(
             lambda: {
                 port
-                for link in self.links.values()
-                if link.node == node and link.owner == "route"
+                for link in self.select(node=node, owner="route")
                 for pipe in link.pipes
                 if (port := pipe.upstream_port()) is not None
             }
@@ -372,7 +379,7 @@ class ProxyHub:
         """Stop listening, reset every connection, stop the loop's thread."""
 
         async def shut() -> None:
-            for link in self.links.values():
+            for link in self.all():
                 if link.server is not None:
                     link.server.close()
                 for pipe in list(link.pipes):
