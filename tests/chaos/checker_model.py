@@ -25,7 +25,21 @@ FAULT_UP = {
     "router_pause": ("router_resume", "router_start"),
     "node_pause": ("node_resume", "node_start"),
     "node_kill": ("node_start",),
+    # Partitions (through the harness's proxies). A router cut from NATS, or with
+    # one direction of its links dropped, is away as a paused one is; a node whose
+    # routes are cut (split 2/1, or isolated from its clients too) is away as a
+    # paused node is, for the routers it may cut off.
+    "router_cut": ("router_rejoin", "router_start"),
+    "router_drop": ("router_rejoin", "router_start"),
+    "node_isolate": ("node_rejoin", "node_start"),
+    "node_split": ("node_rejoin", "node_start"),
+    # Slowed or half-dropped links: they explain unanswered requests only (those
+    # of their ``client`` alone, when the record names one), no report of death.
+    "link_latency": ("link_heal",),
+    "client_drop": ("link_heal",),
 }
+# The faults after which a router is away (alive, but neither heard nor hearing).
+ROUTER_AWAY = ("router_pause", "router_cut", "router_drop")
 # Each router log event that says "cut off", and those that end it (a restart too).
 LOG_UP = {
     "nats_disconnected": ("nats_reconnected", "router_ready"),
@@ -305,11 +319,18 @@ class History:
 
     @cached_property
     def node_names(self) -> dict[str, str] | None:
-        """Each node's name by its ``host:port``; None when the meta record lacks the URLs."""
+        """Each node's name by its ``host:port``; None when the meta record lacks the URLs.
+
+        A node may have several: its own, and each proxy's that leads to it.
+        """
         urls = self.meta.get("node_urls")
         if not isinstance(urls, dict):
             return None
-        return {host_port(str(url)): str(name) for name, url in urls.items()}
+        return {
+            host_port(str(url)): str(name)
+            for name, given in urls.items()
+            for url in (given if isinstance(given, list) else [given])
+        }
 
     @cached_property
     def connections(self) -> dict[str, list[tuple[float, str | None]]]:
@@ -373,23 +394,21 @@ class History:
             w
             for windows in self.fault_windows.values()
             for w in windows
-            if w.cause["kind"] == "router_pause"
+            if w.cause["kind"] in ROUTER_AWAY
         ]
         cut_off = [w for windows in self.log_windows.values() for w in windows]
         nodes = [w for w in self.node_windows if any(self.cuts_off(w, r) for r in self.routers)]
         return paused + cut_off + nodes
 
     def troubles(self, router: str) -> list[Window]:
-        """Where ``router`` was paused, its log says it was cut off, or a node fault may
-        have cut it off (a kill is not here)."""
-        paused = [
-            w for w in self.fault_windows.get(router, []) if w.cause["kind"] == "router_pause"
-        ]
+        """Where ``router`` was paused or partitioned away, its log says it was cut off,
+        or a node fault may have cut it off (a kill is not here)."""
+        paused = [w for w in self.fault_windows.get(router, []) if w.cause["kind"] in ROUTER_AWAY]
         return paused + self.log_windows.get(router, []) + self.node_faults(router)
 
     def stale(self, router: str) -> list[Window]:
-        """Where ``router``'s REST view may lag: paused, killed, cut off by its log, or
-        a node fault that may have cut it off.
+        """Where ``router``'s REST view may lag: paused, killed, partitioned away, cut
+        off by its log, or a node fault that may have cut it off.
 
         After a node fault or a reconnect its bucket watch may need a reset
         first, so those windows last ``watch_reset`` longer.

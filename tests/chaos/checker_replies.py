@@ -2,7 +2,9 @@
 
 A request may go unanswered (timeout, no responders, a client error) or be
 answered 5xx only while a fault could explain it: some nemesis window,
-widened by ``fault_lead`` before and ``fault_grace`` after, overlaps it.
+widened by ``fault_lead`` before and ``fault_grace`` after, overlaps it. A
+fault on one client's links (its ``client`` field) explains only that
+client's requests.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.chaos.checker_model import History, Verdict, Violation
-from tests.chaos.checker_time import first_overlap
+from tests.chaos.checker_time import Window, first_overlap
 from tests.chaos.history import Record
 
 # README "Wire contract v1": what each subject may answer. 400, 413, 500 and
@@ -59,10 +61,22 @@ def reply_problem(op: Record) -> str | None:
     return None
 
 
+def explaining(history: History, client: object) -> list[Window]:
+    """The fault windows that may explain ``client``'s unanswered requests: every one
+    but those of faults on another client's links alone."""
+    return [
+        window
+        for windows in history.fault_windows.values()
+        for window in windows
+        if window.cause.get("client") in (None, client)
+    ]
+
+
 def _explained(history: History, op: Record) -> bool:
-    """Whether some fault window, widened by the grace, overlaps the op."""
+    """Whether a fault window that may touch the op's client, widened by the grace,
+    overlaps the op."""
     bounds = history.bounds
-    windows = [w for ws in history.fault_windows.values() for w in ws]
+    windows = explaining(history, op.get("client"))
     return (
         first_overlap(
             windows,

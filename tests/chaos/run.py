@@ -2,6 +2,7 @@
 history, check it.
 
     python -m tests.chaos.run --seed 7 --duration 120 --out /tmp/chaos-7 [--routers 3]
+        [--no-partitions] [--quiet-gap LOW HIGH]
 
 Exit codes: 0 no violation, 1 violations (the checker's summary says which),
 2 the harness itself failed. ``DIR/history.jsonl`` is the history; the
@@ -27,9 +28,9 @@ import httpx
 from nats.aio.client import Client as NatsClient
 
 from .checker import check
-from .cluster import Cluster, Timings, connect_quietly
+from .cluster import Cluster, RoutesError, Timings, connect_quietly
 from .history import HistoryWriter, Record, read_history
-from .nemesis import HarnessError, Nemesis
+from .nemesis import QUIET, HarnessError, Nemesis
 from .observers import EventLog, poll_views, view
 from .recording import Recorder
 from .router_logs import router_log_records
@@ -37,6 +38,7 @@ from .workload import CLIENT_TIMEOUT, Phase, RawClient, SdkClient, rotated
 
 WARMUP = 3.0  # workload running before the first fault
 STOP_GRACE = 15.0  # for clients to finish their last requests
+CI_DURATION = 40.0  # seconds of faults in the CI test (test_chaos.py) and per seed (seeds.py)
 
 
 @dataclass
@@ -52,6 +54,8 @@ class RunConfig:
     sdk_clients: int = 2
     timings: Timings = field(default_factory=Timings)
     quiet: float | None = None  # after the last fault; default remove_after + 5 s
+    partitions: bool = True  # the nemesis's partition lane (links cut, slowed, halved)
+    quiet_gap: tuple[float, float] = QUIET  # seconds of quiet before each round of faults
 
     @property
     def quiet_period(self) -> float:
@@ -66,10 +70,12 @@ class RunResult:
 
     history: Path
     ops: Counter[str]
-    faults: Counter[str]
+    faults: Counter[str]  # every fault record, by kind (ends too)
+    injected: Counter[str]  # the faults injected, by kind
     events: int
     last_fault: float | None
     quiet_from: float
+    routes: int  # routes at the end, every one through a proxy
 
 
 async def run_chaos(config: RunConfig) -> RunResult:
@@ -90,7 +96,8 @@ async def run_chaos(config: RunConfig) -> RunResult:
             "timings": config.timings.as_meta(),
             "routers": [r.name for r in cluster.routers],
             "nodes": [n.name for n in cluster.nodes],
-            "node_urls": {n.name: n.url for n in cluster.nodes},
+            "node_urls": cluster.node_addresses(),
+            "partitions": config.partitions,
             "client_timeout": CLIENT_TIMEOUT,
         }
     )
@@ -101,9 +108,12 @@ async def run_chaos(config: RunConfig) -> RunResult:
     nemesis: Nemesis | None = None
     admin: NatsClient | None = None
     finished: Record | None = None
+    routes = 0
     try:
         print(f"chaos seed {config.seed}: 3 nodes, {config.routers} routers", flush=True)
         await asyncio.to_thread(cluster.start)
+        routes = await asyncio.to_thread(cluster.wait_for_routes)
+        print(f"routez: {routes} routes, every one through a proxy", flush=True)
         admin = await connect_quietly(cluster.urls, "chaos-admin")
         await events.start(cluster.nodes)
         background.append(asyncio.create_task(poll_views(cluster.routers, recorder)))
@@ -112,7 +122,14 @@ async def run_chaos(config: RunConfig) -> RunResult:
         await asyncio.sleep(WARMUP)
 
         print(f"faults for {config.duration:.0f}s", flush=True)
-        nemesis = Nemesis(cluster, recorder, config.seed, admin)
+        nemesis = Nemesis(
+            cluster,
+            recorder,
+            config.seed,
+            admin,
+            partitions=config.partitions,
+            quiet=config.quiet_gap,
+        )
         await race(nemesis.run(config.duration), workload)
         quiet_from = time.time()
         phase.steady = True
@@ -121,6 +138,8 @@ async def run_chaos(config: RunConfig) -> RunResult:
         async with httpx.AsyncClient() as http:
             for router in cluster.routers:
                 await view(http, router, recorder, final=True)
+        # The faults may have made nodes dial anew: every route must still be proxied.
+        routes = await asyncio.to_thread(cluster.wait_for_routes, 5.0)
 
         phase.stopping.set()
         await stop_workload(workload)
@@ -146,9 +165,11 @@ async def run_chaos(config: RunConfig) -> RunResult:
         path,
         Counter(recorder.counts),
         Counter(nemesis.counts),
+        nemesis.started,
         events.count,
         finished["last_fault"],
         finished["quiet_from"],
+        routes,
     )
 
 
@@ -166,7 +187,7 @@ async def start_workload(
             timings=config.timings,
             holder_subjects=c % 2 == 0,
         )
-        await client.connect(rotated(cluster.urls, c))
+        await client.connect(rotated(cluster.client_urls(client.name), c))
         raw.append(client)
         own = [(f"svc-{c % 2}", f"raw-{c}-{k}") for k in range(config.own_ids)]
         tasks.append(asyncio.create_task(client.run(own), name=client.name))
@@ -176,7 +197,7 @@ async def start_workload(
             recorder,
             phase,
             random.Random(f"{config.seed}/sdk-{c}"),
-            servers=rotated(cluster.urls, c + 1),
+            servers=rotated(cluster.client_urls(f"sdk-{c}"), c + 1),
         )
         tasks.append(asyncio.create_task(sdk.run(), name=sdk.name))
     return tasks
@@ -224,12 +245,35 @@ def check_history(path: Path) -> tuple[int, str]:
 def describe(result: RunResult) -> str:
     """The run's figures in a few lines."""
     ops = ", ".join(f"{k} {n}" for k, n in sorted(result.ops.items()))
-    faults = ", ".join(f"{k} {n}" for k, n in sorted(result.faults.items()))
     return (
         f"history: {result.history}\n"
         f"ops: {ops or 'none'}\n"
-        f"faults: {faults or 'none'}\n"
-        f"events: {result.events}"
+        f"faults injected: {by_kind(result.injected)}\n"
+        f"events: {result.events}\n"
+        f"routez at the end: {result.routes} routes, every one through a proxy"
+    )
+
+
+def by_kind(counts: Counter[str]) -> str:
+    """``kind n, kind n`` in kind order, or ``none``."""
+    return ", ".join(f"{k} {n}" for k, n in sorted(counts.items())) or "none"
+
+
+def add_schedule_options(parser: argparse.ArgumentParser) -> None:
+    """The nemesis's options, shared with ``tests.chaos.seeds``."""
+    parser.add_argument(
+        "--no-partitions",
+        dest="partitions",
+        action="store_false",
+        help="no partition lane (no links cut, slowed or halved; processes only)",
+    )
+    parser.add_argument(
+        "--quiet-gap",
+        type=float,
+        nargs=2,
+        default=list(QUIET),
+        metavar=("LOW", "HIGH"),
+        help="seconds of quiet before each round of faults (default %(default)s)",
     )
 
 
@@ -240,8 +284,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of faults")
     parser.add_argument("--out", type=Path, required=True, help="folder for history and logs")
     parser.add_argument("--routers", type=int, choices=(2, 3), default=3)
+    add_schedule_options(parser)
     args = parser.parse_args(argv)
-    config = RunConfig(seed=args.seed, duration=args.duration, out=args.out, routers=args.routers)
+    config = RunConfig(
+        seed=args.seed,
+        duration=args.duration,
+        out=args.out,
+        routers=args.routers,
+        partitions=args.partitions,
+        quiet_gap=(args.quiet_gap[0], args.quiet_gap[1]),
+    )
 
     async def run() -> RunResult:
         # SIGTERM cancels the run, so its clean-up stops every process it started.
@@ -252,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         result = asyncio.run(run())
-    except HarnessError as exc:
+    except (HarnessError, RoutesError) as exc:
         print(f"harness failed: {exc}", file=sys.stderr)
         return 2
     except (asyncio.CancelledError, KeyboardInterrupt):

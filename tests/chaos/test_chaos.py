@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 
 from tests.chaos.history import read_history
-from tests.chaos.run import RunConfig, check_history, run_chaos
+from tests.chaos.run import CI_DURATION, RunConfig, check_history, run_chaos
 
 pytestmark = [pytest.mark.chaos, pytest.mark.e2e]
 
 SEED = 14
-DURATION = 40.0  # seconds of faults; with start, warm-up and quiet, about 75 s
+DURATION = CI_DURATION  # seconds of faults; with start, warm-up and quiet, about 75 s
 
 
 @pytest.mark.timeout(300)
