@@ -41,6 +41,7 @@ from tests.support.procs import (
 )
 
 from .proxy import Link, ProxyHub
+from .storm import LANE as STORM_LANE
 
 BUCKET = "aegis_registry"
 STREAM = f"KV_{BUCKET}"
@@ -190,6 +191,7 @@ class Cluster:
                     AEGIS_ROUTER_ID=f"router-{i}",
                     AEGIS_LOG_LEVEL="INFO",
                     AEGIS_LOG_FORMAT="json",
+                    **STORM_LANE,  # small, so the storm is far past it
                     **timings.env(),
                 ),
             )

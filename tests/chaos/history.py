@@ -54,6 +54,10 @@ ISO timestamps, fall on the same axis). Kinds of record:
     ``router_ready``, ...): ``router``, ``event``, ``fields`` (the rest;
     ``router_ready`` and ``nats_reconnected`` carry ``server``, the
     ``host:port`` the router is connected to, which ``node_urls`` names).
+``storm``
+    a registration storm sent from its own process (``tests/chaos/storm.py``):
+    ``start``, and ``replies``, its replies by status (``none``: unanswered).
+    Load, not claims: the checker reads nothing of it, and it excuses nothing.
 ``end``
     once, last: ``last_fault`` (time of the last fault's end, or ``None``),
     ``quiet_from`` (when the nemesis stopped and every process was back).
@@ -67,7 +71,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 Record = dict[str, Any]
-KINDS = ("meta", "op", "event", "fault", "view", "router_log", "end")
+KINDS = ("meta", "op", "event", "fault", "view", "router_log", "storm", "end")
 
 
 class HistoryWriter:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import random
 import signal
 import sys
@@ -34,6 +35,8 @@ from .nemesis import QUIET, HarnessError, Nemesis
 from .observers import EventLog, poll_views, view
 from .recording import Recorder
 from .router_logs import router_log_records
+from .storm import COUNT as STORM_COUNT
+from .storm import SECONDS as STORM_SECONDS
 from .workload import CLIENT_TIMEOUT, Phase, RawClient, SdkClient, rotated
 
 WARMUP = 3.0  # workload running before the first fault
@@ -56,6 +59,7 @@ class RunConfig:
     quiet: float | None = None  # after the last fault; default remove_after + 5 s
     partitions: bool = True  # the nemesis's partition lane (links cut, slowed, halved)
     quiet_gap: tuple[float, float] = QUIET  # seconds of quiet before each round of faults
+    storm: bool = True  # a registration storm (tests/chaos/storm.py) halfway through
 
     @property
     def quiet_period(self) -> float:
@@ -76,6 +80,7 @@ class RunResult:
     last_fault: float | None
     quiet_from: float
     routes: int  # routes at the end, every one through a proxy
+    storm: Counter[str] = field(default_factory=Counter)  # its replies, by status
 
 
 async def run_chaos(config: RunConfig) -> RunResult:
@@ -120,6 +125,9 @@ async def run_chaos(config: RunConfig) -> RunResult:
         phase = Phase()
         workload = await start_workload(config, cluster, recorder, phase, raw)
         await asyncio.sleep(WARMUP)
+        if config.storm:
+            storm = asyncio.create_task(run_storm(cluster.urls, recorder, config.duration / 2))
+            background.append(storm)
 
         print(f"faults for {config.duration:.0f}s", flush=True)
         nemesis = Nemesis(
@@ -170,7 +178,29 @@ async def run_chaos(config: RunConfig) -> RunResult:
         finished["last_fault"],
         finished["quiet_from"],
         routes,
+        storm.result() if config.storm and storm.done() and not storm.cancelled() else Counter(),
     )
+
+
+async def run_storm(urls: list[str], recorder: Recorder, after: float) -> Counter[str]:
+    """After ``after`` seconds, a registration storm from its own process; its replies
+    by status, also written as a ``storm`` record (not a fault: it excuses nothing)."""
+    await asyncio.sleep(after)
+    start = time.time()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.chaos.storm",
+        ",".join(urls),
+        str(STORM_COUNT),
+        str(STORM_SECONDS),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await proc.communicate()
+    replies: Counter[str] = Counter(json.loads(out) if proc.returncode == 0 and out else {})
+    recorder.write({"type": "storm", "t": time.time(), "start": start, "replies": replies})
+    print(f"  storm of {STORM_COUNT} registrations: {by_kind(replies)}", flush=True)
+    return replies
 
 
 async def start_workload(
@@ -250,6 +280,7 @@ def describe(result: RunResult) -> str:
         f"ops: {ops or 'none'}\n"
         f"faults injected: {by_kind(result.injected)}\n"
         f"events: {result.events}\n"
+        f"storm replies: {by_kind(result.storm)}\n"
         f"routez at the end: {result.routes} routes, every one through a proxy"
     )
 
@@ -275,6 +306,12 @@ def add_schedule_options(parser: argparse.ArgumentParser) -> None:
         metavar=("LOW", "HIGH"),
         help="seconds of quiet before each round of faults (default %(default)s)",
     )
+    parser.add_argument(
+        "--no-storm",
+        dest="storm",
+        action="store_false",
+        help="no registration storm halfway through the faults",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -293,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
         routers=args.routers,
         partitions=args.partitions,
         quiet_gap=(args.quiet_gap[0], args.quiet_gap[1]),
+        storm=args.storm,
     )
 
     async def run() -> RunResult:

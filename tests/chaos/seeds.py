@@ -67,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             routers=args.routers,
             partitions=args.partitions,
             quiet_gap=(args.quiet_gap[0], args.quiet_gap[1]),
+            storm=args.storm,
         )
         try:
             result = asyncio.run(run_chaos(config))
