@@ -15,7 +15,7 @@ from tests.chaos.checker_model import History, Verdict, Violation
 from tests.chaos.checker_time import Window, first_overlap
 from tests.chaos.history import Record
 
-# README "Wire contract v1": what each subject may answer. 400, 413, 500 and
+# docs/wire-contract.md: what each subject may answer. 400, 413, 500 and
 # 503 come from the shared request path, so every subject may answer them.
 ANY_SUBJECT = frozenset({400, 413, 500, 503})
 ALLOWED = {

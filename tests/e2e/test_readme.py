@@ -1,19 +1,25 @@
-"""The README runs as written: every example, against a real router, with the output it shows.
+"""The docs run as written: every example of every page, against a real router, with its output.
 
-The README's fenced blocks are read in order and replayed as a user would:
-the router command of the first-five-minutes walk-through starts a real
+Each page (README.md, CONTRIBUTING.md, every docs/*.md) is replayed on its own,
+against its own router, its fenced blocks in order, as a user would: the
+router command of the README's first-five-minutes walk-through starts a real
 ``aegis-router`` (bundled nats-server), every ``python`` block runs as a
 complete program, every ``console`` block's ``$`` lines run in bash, and the
 ``text`` block after a program, or the lines after a ``$`` command, must match
 what it printed (``...`` matches anything; whitespace is not compared, so JSON
-may be wrapped). HTML comments steer the replay:
+may be wrapped). A page's first runnable block starts its router (on an empty
+registry), so a page with none, pure reference, costs no router. Blocks in
+``text``, ``json``, ``mermaid`` or no language are never run; any other block
+must run or say why not. HTML comments steer the replay:
 
 - ``<!-- readme-test: background NAME -->``: run the next program in the background;
-- ``<!-- readme-test: start NAME -->`` / ``interrupt NAME``: start it again / Ctrl-C it;
+- ``<!-- readme-test: start NAME -->`` / ``interrupt NAME``: start it again / Ctrl-C it
+  (a page may start a program another page defines: the REST page starts the
+  README's ``service.py``);
 - ``<!-- readme-test: fresh-router -->``: restart the router on an empty registry;
 - ``<!-- readme-test: skip (why) -->``: the next block is not run (say why).
 
-Addresses in the README are the defaults (4222, 8000); the test's own free
+Addresses in the pages are the defaults (4222, 8000); the test's own free
 ports replace them in code and are mapped back in output.
 """
 
@@ -36,13 +42,16 @@ from tests.support.procs import free_port, stop_process, wait_for_port
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
+README = REPO / "README.md"
+PAGES = [README, REPO / "CONTRIBUTING.md", *sorted((REPO / "docs").glob("*.md"))]
+NEVER_RUN = ("", "text", "json", "mermaid")  # shown, not run
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 DIRECTIVE = re.compile(r"<!--\s*readme-test:\s*(.+?)\s*-->")
 
 
 @dataclass
 class Block:
-    """One fenced block of the README and the directives written just before it."""
+    """One fenced block of a page and the directives written just before it."""
 
     lang: str
     code: str
@@ -110,12 +119,12 @@ class Replay:
         self.registries = 0
 
     def local(self, text: str) -> str:
-        """README addresses to the test's ports."""
+        """The pages' addresses to the test's ports."""
         text = text.replace("127.0.0.1:4222", f"127.0.0.1:{self.nats_port}")
         return text.replace("127.0.0.1:8000", f"127.0.0.1:{self.http_port}")
 
     def as_shown(self, text: str) -> str:
-        """The test's ports back to the README's addresses."""
+        """The test's ports back to the pages' addresses."""
         text = text.replace(f"127.0.0.1:{self.nats_port}", "127.0.0.1:4222")
         return text.replace(f"127.0.0.1:{self.http_port}", "127.0.0.1:8000")
 
@@ -128,6 +137,8 @@ class Replay:
             "AEGIS_HTTP_PORT": str(self.http_port),
             "AEGIS_DATA_DIR": str(self.workdir / f"data-{self.registries}"),
             "AEGIS_LOG_FORMAT": "console",
+            # The micro services example waits for the router's next poll: 1 s, not 5.
+            "AEGIS_MICRO_POLL": "1",
         }
         env.pop("AEGIS_NATS_URL", None)
         self.router_log.write_bytes(b"")
@@ -214,8 +225,28 @@ class Replay:
         self.stop_router()
 
 
+def directives_of(block: Block) -> dict[str, str]:
+    return dict(d.split(" ", 1) if " " in d else (d, "") for d in block.directives)
+
+
+def background_programs() -> tuple[dict[str, str], dict[str, str]]:
+    """Every page's background programs by name, and what each prints once it is up."""
+    programs: dict[str, str] = {}
+    first_words: dict[str, str] = {}
+    for page in PAGES:
+        blocks = readme_blocks(page.read_text())
+        for index, block in enumerate(blocks):
+            if name := directives_of(block).get("background"):
+                assert name not in programs, f"{page.name}: a second program named {name}"
+                programs[name] = block.code
+                after = blocks[index + 1] if index + 1 < len(blocks) else None
+                if after is not None and after.lang == "text":
+                    first_words[name] = after.code
+    return programs, first_words
+
+
 def test_readme_install_commands_are_the_ones_ci_runs() -> None:
-    shell_blocks = [b for b in readme_blocks((REPO / "README.md").read_text()) if b.lang == "sh"]
+    shell_blocks = [b for b in readme_blocks(README.read_text()) if b.lang == "sh"]
     first, second = shell_blocks[:2]
     ci = (REPO / ".ci" / "run").read_text()
 
@@ -226,16 +257,30 @@ def test_readme_install_commands_are_the_ones_ci_runs() -> None:
     assert test_command.replace("pip install", "python -m pip install", 1) in ci
 
 
-def test_every_readme_example_runs_and_prints_what_it_shows(tmp_path: Path) -> None:
-    blocks = readme_blocks((REPO / "README.md").read_text())
+def test_the_pages_hold_examples_that_run() -> None:
+    runnable = {
+        page.name: sum(
+            len(console_commands(b.code)) if b.lang == "console" else 1
+            for b in readme_blocks(page.read_text())
+            if b.lang in ("python", "console") and "skip" not in directives_of(b)
+        )
+        for page in PAGES
+    }
+    assert runnable["README.md"] >= 5, runnable
+    assert sum(runnable.values()) >= 20, runnable  # the parser did find the examples
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(REPO)) for p in PAGES])
+def test_every_example_runs_and_prints_what_it_shows(page: Path, tmp_path: Path) -> None:
+    blocks = readme_blocks(page.read_text())
     replay = Replay(tmp_path)
+    replay.programs, replay.first_words = background_programs()
     expect_output_of: str | None = None  # what the next text block describes
     printed = router_output = ""
-    ran = 0
     try:
         for index, block in enumerate(blocks):
-            where = f"README.md line {block.line}"
-            directives = dict(d.split(" ", 1) if " " in d else (d, "") for d in block.directives)
+            where = f"{page.relative_to(REPO)} line {block.line}"
+            directives = directives_of(block)
             if "fresh-router" in directives:
                 for name in list(replay.background):
                     replay.interrupt(name)
@@ -243,6 +288,8 @@ def test_every_readme_example_runs_and_prints_what_it_shows(tmp_path: Path) -> N
                 replay.start_router()
             if "start" in directives:
                 name = directives["start"]
+                if replay.router is None:
+                    replay.start_router()
                 replay.start_program(name)
                 replay.wait_for_output(name, replay.first_words[name])
             if "interrupt" in directives:
@@ -255,24 +302,23 @@ def test_every_readme_example_runs_and_prints_what_it_shows(tmp_path: Path) -> N
                     expect_output_of = "router"
                     router_output = replay.start_router()
                 continue
-            if block.lang == "sh" and index < 2:
+            if page == README and block.lang == "sh" and index < 2:
                 continue  # the install commands, checked against .ci/run above
             if block.lang == "text" and expect_output_of is not None:
                 if expect_output_of == "router":
                     assert matches(block.code, router_output), f"{where}:\n{router_output}"
                 elif expect_output_of in replay.background:
                     replay.wait_for_output(expect_output_of, block.code)
-                    replay.first_words[expect_output_of] = block.code
                 else:
                     assert matches(block.code, printed), f"{where}: printed\n{printed}"
                 expect_output_of = None
                 continue
             expect_output_of = None
+            if block.lang in ("python", "console") and replay.router is None:
+                replay.start_router()  # this page's own router, on an empty registry
             if block.lang == "python":
-                ran += 1
                 if "background" in directives:
                     name = directives["background"]
-                    replay.programs[name] = block.code
                     replay.start_program(name)
                     expect_output_of = name
                 else:
@@ -280,15 +326,12 @@ def test_every_readme_example_runs_and_prints_what_it_shows(tmp_path: Path) -> N
                     expect_output_of = "program"
             elif block.lang == "console":
                 for command, shown in console_commands(block.code):
-                    ran += 1
                     output = replay.shell(command)
                     assert matches(shown, output), f"{where}: {command}\n{output}"
             else:
-                assert block.lang in ("", "text"), f"{where}: a {block.lang} block that never runs"
+                assert block.lang in NEVER_RUN, f"{where}: a {block.lang} block that never runs"
         replay.close()
     except BaseException:
         with contextlib.suppress(AssertionError):
             replay.close()
         raise
-
-    assert ran >= 10  # the README's examples did run
