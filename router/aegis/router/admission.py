@@ -44,6 +44,10 @@ Handler = Callable[[bytes], Awaitable[bytes]]
 # a refused fleet does not come straight back as the same storm.
 MIN_RETRY_AFTER = 0.5
 MAX_RETRY_AFTER = 30.0
+# Appointments are given at this multiple of the rate measured, so the lane stays
+# full (and its measured rate can rise); a caller back too early is refused again,
+# cheaply, and given a new one.
+OVERBOOK = 1.25
 # How often the rate served is measured (Lane._measure).
 RATE_PERIOD = 1.0
 # The pace (seconds per request) is an average over about this many: short, so a
@@ -139,13 +143,14 @@ class Lane:
         now = self._clock() if now is None else now
         start = max(self._next_free, now + self.expected_wait())
         wait = min(MAX_RETRY_AFTER, max(MIN_RETRY_AFTER, start - now))
-        self._next_free = min(now + MAX_RETRY_AFTER, start + 1.0 / self.rate())
+        self._next_free = min(now + MAX_RETRY_AFTER, start + 1.0 / (OVERBOOK * self.rate()))
         return round(wait, 3)
 
     def rate(self) -> float:
-        """Requests per second the lane serves: measured while it is busy, else what its
-        workers could do at the measured pace."""
-        return self._rate or self._limits.workers / self._cost
+        """Requests per second the lane can serve: what it served while full, or what its
+        workers do at the measured pace per request, whichever is more (a rate measured
+        low must not keep the appointments, and so the load, low)."""
+        return max(self._rate or 0.0, self._limits.workers / self._cost)
 
     def _measure(self, now: float) -> None:
         """Once a period, the rate served in it (kept only while the lane is full, when
