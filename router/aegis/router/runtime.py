@@ -14,6 +14,7 @@ from .event_feed import EventFeed
 from .events import OwnEvents
 from .forwarding import Forwarder
 from .handlers import endpoints
+from .heap import HeapKeeper
 from .loop_lag import LoopLag
 from .membership_kv import KvMembership
 from .metrics import RECONNECTS
@@ -53,6 +54,7 @@ class RouterRuntime:
         self._discovery: MicroDiscovery | None = None  # lists the bus's micro services
         self._sweeper: Sweeper | None = None
         self._loop_lag = LoopLag()  # the sweeper does not judge deadlines while behind
+        self._heap = HeapKeeper()  # short collection pauses at 100,000 instances
         self._stopping = False
         self.feed: EventFeed | None = None  # change events for the HTTP stream
 
@@ -118,6 +120,7 @@ class RouterRuntime:
             lag=self._loop_lag.lag,
         )
         self._loop_lag.start()
+        self._heap.start()
         self._sweeper.start()
         timings = registry.timings
         log.info(
@@ -160,6 +163,7 @@ class RouterRuntime:
         if self._sweeper is not None:
             await self._sweeper.stop()
         await self._loop_lag.stop()
+        await self._heap.stop()
         if self._discovery is not None:
             await self._discovery.stop()
         if self._members is not None:
