@@ -31,8 +31,8 @@ import structlog
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from aegis.router.domain import InstanceKey, Timings
-from aegis.router.registry import Registry
-from aegis.router.store import MemoryStore
+from aegis.router.registry.operations import Registry
+from aegis.router.store.port import MemoryStore
 from aegis.wire.messages import RegisterRequest
 
 from tests.support import FakeClock

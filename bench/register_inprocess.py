@@ -33,10 +33,10 @@ import msgpack
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - the logs' destination
 
-from aegis.router.handlers import endpoints  # noqa: E402
+from aegis.router.bus.endpoints import endpoints  # noqa: E402
 from aegis.router.logging_setup import configure_logging  # noqa: E402
-from aegis.router.registry import Registry  # noqa: E402
-from aegis.router.store import MemoryStore  # noqa: E402
+from aegis.router.registry.operations import Registry  # noqa: E402
+from aegis.router.store.port import MemoryStore  # noqa: E402
 from aegis.wire.messages import HEARTBEAT_SUBJECT, REGISTER_SUBJECT  # noqa: E402
 
 

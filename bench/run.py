@@ -36,8 +36,8 @@ sys.path.insert(0, str(ROOT))
 
 import structlog  # noqa: E402
 from aegis.router.domain import InstanceRecord, Timings  # noqa: E402
-from aegis.router.registry import Registry  # noqa: E402
-from aegis.router.store import MemoryStore  # noqa: E402
+from aegis.router.registry.operations import Registry  # noqa: E402
+from aegis.router.store.port import MemoryStore  # noqa: E402
 from aegis.wire.messages import InstanceStatus  # noqa: E402
 from mass_expiry import bench_mass_expiry  # noqa: E402
 

@@ -38,7 +38,7 @@ from collections import Counter
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from aegis.router.membership_kv import members_bucket
+from aegis.router.leases.membership_kv import members_bucket
 from nats.aio.client import Client as NatsClient
 
 from .cluster import BUCKET, Cluster, Node, Router, stream_leader

@@ -20,7 +20,7 @@ from typing import Any
 import nats
 import nats.micro
 import pytest
-from aegis.router.membership import owner_table
+from aegis.router.leases.membership import owner_table
 from aegis.sdk import ServiceClient
 from nats.aio.client import Client as NatsClient
 from nats.micro.request import Request

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import nats
 import pytest
-from aegis.router import kv_watch
-from aegis.router.membership import MEMBER_TTL, Membership
-from aegis.router.membership_kv import KvMembership
-from aegis.router.nats_connection import check_nats
+from aegis.router.bus.connection import check_nats
+from aegis.router.leases.membership import MEMBER_TTL, Membership
+from aegis.router.leases.membership_kv import KvMembership
 from aegis.router.settings import Settings
-from aegis.router.store_jetstream import BucketMismatchError
+from aegis.router.store import kv_watch
+from aegis.router.store.jetstream import BucketMismatchError
 
 from tests.support import eventually
 from tests.support.procs import NatsServer

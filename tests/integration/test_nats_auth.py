@@ -25,7 +25,7 @@ from tests.support.procs import NatsServer, nats_cluster, router_process
 
 REPO = Path(__file__).resolve().parents[2]
 PERMISSIONS_CONF = REPO / "deploy" / "nats-permissions.conf"
-QUEUE = "aegis-router"  # the routers' queue group (aegis.router.nats_responder)
+QUEUE = "aegis-router"  # the routers' queue group (aegis.router.bus.responder)
 
 # One attempt, short waits: a refused client must fail within a second or two.
 QUICK = {"timeout": 2.0, "retries": 1, "connect_timeout": 1.0, "backoff_base": 0.01}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from aegis.router.nats_responder import NatsResponder
+from aegis.router.bus.responder import NatsResponder
 from nats import errors as nats_errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg

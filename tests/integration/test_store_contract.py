@@ -12,15 +12,20 @@ from datetime import UTC, datetime
 
 import nats
 import pytest
-from aegis.router import kv_watch
 from aegis.router.domain import InstanceKey, InstanceRecord, MaintenanceMark
-from aegis.router.store import AlreadyExists, InstanceStore, MemoryStore, RevisionMismatch
-from aegis.router.store_jetstream import (
+from aegis.router.store import kv_watch
+from aegis.router.store.jetstream import (
     BucketMismatchError,
     JetStreamStore,
     check_existing_bucket,
     decode_key,
     encode_key,
+)
+from aegis.router.store.port import (
+    AlreadyExists,
+    InstanceStore,
+    MemoryStore,
+    RevisionMismatch,
 )
 from aegis.wire.messages import InstanceStatus
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from aegis.router.embedded_nats import find_binary
+from aegis.router.bus.embedded import find_binary
 
 START_TIMEOUT = 20.0
 

@@ -22,7 +22,7 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from aegis.router.embedded_nats import find_binary
+from aegis.router.bus.embedded import find_binary
 from aegis.router.settings import build_parser, options
 
 REPO = Path(__file__).resolve().parents[2]

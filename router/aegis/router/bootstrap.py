@@ -12,20 +12,19 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 
+from aegis.router.bus.connection import Connector, connect_router
+from aegis.router.bus.event_sink import NatsEventSink, OwnEvents
+from aegis.router.leases.contacts import Leases
+from aegis.router.leases.membership import MEMBER_TTL, Membership
+from aegis.router.leases.membership_kv import KvMembership, members_bucket
+from aegis.router.registry.operations import EventSink, InstanceLimits, Registry, utc_now
+from aegis.router.rest.app import build_app
+from aegis.router.runtime import RouterRuntime
+from aegis.router.settings import Settings
+from aegis.router.store.jetstream import JetStreamStore
+from aegis.router.store.port import InstanceStore, MemoryStore
 from nats.aio.client import Client as NatsClient
 from sanic import Sanic
-
-from .app import build_app
-from .events import NatsEventSink, OwnEvents
-from .leases import Leases
-from .membership import MEMBER_TTL, Membership
-from .membership_kv import KvMembership, members_bucket
-from .nats_connection import Connector, connect_router
-from .registry import EventSink, InstanceLimits, Registry, utc_now
-from .runtime import RouterRuntime
-from .settings import Settings
-from .store import InstanceStore, MemoryStore
-from .store_jetstream import JetStreamStore
 
 
 def default_store(settings: Settings) -> InstanceStore:

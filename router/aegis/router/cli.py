@@ -10,15 +10,14 @@ from dataclasses import replace
 from functools import partial
 
 import structlog
+from aegis.router.bootstrap import bootstrap
+from aegis.router.bus.connection import check_nats
+from aegis.router.bus.embedded import EmbeddedNats, EmbeddedNatsError
+from aegis.router.logging_setup import ReportedError, configure_logging
+from aegis.router.metrics import shared_across_workers, worker_stopped
+from aegis.router.settings import Settings, is_loopback, load_settings
 from sanic import Sanic
 from sanic.worker.loader import AppLoader
-
-from .bootstrap import bootstrap
-from .embedded_nats import EmbeddedNats, EmbeddedNatsError
-from .logging_setup import ReportedError, configure_logging
-from .metrics import shared_across_workers, worker_stopped
-from .nats_connection import check_nats
-from .settings import Settings, is_loopback, load_settings
 
 log = structlog.get_logger("aegis.router")
 

@@ -23,8 +23,7 @@ import time
 from collections.abc import Callable
 
 import structlog
-
-from .tasks import cancel
+from aegis.router.tasks import cancel
 
 log = structlog.get_logger("aegis.router.heap")
 

@@ -18,6 +18,6 @@ def main() -> int:
             file=sys.stderr,
         )
         return 2
-    from .cli import main as run_router
+    from aegis.router.cli import main as run_router
 
     return run_router()

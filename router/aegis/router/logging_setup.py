@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Literal
 
 import orjson
 import structlog
-
-from .settings import LogFormat
 
 
 class _NamedWriteLogger(structlog.WriteLogger):
@@ -17,6 +16,9 @@ class _NamedWriteLogger(structlog.WriteLogger):
     def __init__(self, name: str) -> None:
         super().__init__(sys.stderr)
         self.name = name
+
+
+LogFormat = Literal["json", "console"]
 
 
 def _named_logger(*args: object) -> _NamedWriteLogger:

@@ -24,9 +24,8 @@ import functools
 from bisect import bisect_left
 
 import structlog
+from aegis.router.metrics import latency_histogram, requests_counter
 from prometheus_client import Counter, Histogram
-
-from .metrics import latency_histogram, requests_counter
 
 log = structlog.get_logger("aegis.router.metrics")
 

@@ -7,25 +7,24 @@ from collections.abc import Callable
 
 import msgpack
 import structlog
+from aegis.router.bus.connection import Connector, connected_server, shown_url
+from aegis.router.bus.endpoints import endpoints
+from aegis.router.bus.event_sink import OwnEvents
+from aegis.router.bus.responder import QUEUE_GROUP, NatsResponder
+from aegis.router.heap import HeapKeeper
+from aegis.router.leases.forwarding import Forwarder
+from aegis.router.leases.membership_kv import KvMembership
+from aegis.router.loop_lag import LoopLag
+from aegis.router.metrics import RECONNECTS
+from aegis.router.micro.control import MicroControl
+from aegis.router.micro.discovery import MicroDiscovery
+from aegis.router.registry.operations import EventSink, Registry
+from aegis.router.registry.sweeper import Sweeper, tick_for
+from aegis.router.rest.event_feed import EventFeed
+from aegis.router.settings import Settings
+from aegis.router.store.port import InstanceStore
 from aegis.wire.messages import REGISTER_SUBJECT, ROUTER_STARTED_SUBJECT
 from nats.aio.client import Client as NatsClient
-
-from .event_feed import EventFeed
-from .events import OwnEvents
-from .forwarding import Forwarder
-from .handlers import endpoints
-from .heap import HeapKeeper
-from .loop_lag import LoopLag
-from .membership_kv import KvMembership
-from .metrics import RECONNECTS
-from .micro_control import MicroControl
-from .micro_discovery import MicroDiscovery
-from .nats_connection import Connector, connected_server, shown_url
-from .nats_responder import QUEUE_GROUP, NatsResponder
-from .registry import EventSink, Registry
-from .settings import Settings
-from .store import InstanceStore
-from .sweeper import Sweeper, tick_for
 
 log = structlog.get_logger("aegis.router")
 

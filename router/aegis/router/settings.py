@@ -16,12 +16,11 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
+from aegis.router.domain import LaneLimits, Timings
+from aegis.router.leases.membership import MEMBER_TTL, shortest_unhealthy_after
+from aegis.router.logging_setup import LogFormat
 from aegis.wire.messages import DEFAULT_MAX_METADATA_BYTES
 
-from .domain import LaneLimits, Timings
-from .membership import MEMBER_TTL, shortest_unhealthy_after
-
-LogFormat = Literal["json", "console"]
 StoreKind = Literal["memory", "jetstream"]
 
 

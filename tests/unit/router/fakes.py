@@ -8,9 +8,9 @@ from typing import Any
 
 import msgpack
 from aegis.router.domain import InstanceRecord, Timings
-from aegis.router.expiry_budget import ExpiryBudget
-from aegis.router.registry import Registry
-from aegis.router.store import MemoryStore
+from aegis.router.registry.expiry_budget import ExpiryBudget
+from aegis.router.registry.operations import Registry
+from aegis.router.store.port import MemoryStore
 from aegis.wire.messages import ChangeEvent, InstanceStatus, RegisterRequest
 
 from tests.support import T0, FakeClock

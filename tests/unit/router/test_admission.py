@@ -1,4 +1,4 @@
-"""aegis.router.admission: a bounded lane refuses early, drops what its callers gave up
+"""aegis.router.bus.admission: a bounded lane refuses early, drops what its callers gave up
 on, and never serves more at once than it has workers."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from typing import Any
 
 import msgpack
 import pytest
-from aegis.router.admission import MAX_RETRY_AFTER, MIN_RETRY_AFTER, Lane
+from aegis.router.bus.admission import MAX_RETRY_AFTER, MIN_RETRY_AFTER, Lane
+from aegis.router.bus.endpoint_stats import EndpointStats
 from aegis.router.domain import LaneLimits
-from aegis.router.endpoint_stats import EndpointStats
 from prometheus_client import REGISTRY
 
 from tests.support import eventually

@@ -9,12 +9,12 @@ from __future__ import annotations
 from typing import Any
 
 import msgpack
+from aegis.router.bus.endpoints import Endpoint, endpoints
 from aegis.router.domain import InstanceKey
-from aegis.router.handlers import Endpoint, endpoints
-from aegis.router.leases import Leases
-from aegis.router.membership import Membership
-from aegis.router.registry import Registry
-from aegis.router.store import MemoryStore
+from aegis.router.leases.contacts import Leases
+from aegis.router.leases.membership import Membership
+from aegis.router.registry.operations import Registry
+from aegis.router.store.port import MemoryStore
 from aegis.wire.messages import HEARTBEAT_SUBJECT, REGISTER_SUBJECT, router_forward_subject
 from structlog.testing import capture_logs
 

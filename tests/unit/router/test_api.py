@@ -1,4 +1,4 @@
-"""aegis.router.api: the admin REST API over an injected registry (no NATS)."""
+"""aegis.router.rest.routes: the admin REST API over an injected registry (no NATS)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from aegis.router.bootstrap import bootstrap
 from aegis.router.domain import InstanceRecord
-from aegis.router.registry import Registry
+from aegis.router.registry.operations import Registry
 from aegis.router.settings import Settings
-from aegis.router.store import MemoryStore
+from aegis.router.store.port import MemoryStore
 from aegis.wire.messages import InstanceStatus, RegisterRequest
 from sanic import Sanic
 from structlog.testing import capture_logs

@@ -1,4 +1,4 @@
-"""aegis.router.auth: the admin API's bearer token, and which routes stay open."""
+"""aegis.router.rest.auth: the admin API's bearer token, and which routes stay open."""
 
 from __future__ import annotations
 

@@ -29,12 +29,12 @@ import asyncio
 from datetime import timedelta
 
 import msgpack
+from aegis.router.bus.endpoints import RegistryActions
 from aegis.router.domain import InstanceKey, Outcome
-from aegis.router.handlers import RegistryActions
-from aegis.router.leases import Leases
-from aegis.router.membership import Membership
-from aegis.router.registry import Registry
-from aegis.router.store import MemoryStore
+from aegis.router.leases.contacts import Leases
+from aegis.router.leases.membership import Membership
+from aegis.router.registry.operations import Registry
+from aegis.router.store.port import MemoryStore
 from aegis.wire.messages import InstanceRequest, InstanceStatus, Reply
 
 from tests.support import T0, FakeClock

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from aegis.router.deadlines import DeadlineIndex
+from aegis.router.leases.deadlines import DeadlineIndex
 
 
 def test_keys_come_due_at_their_deadline_not_before() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 
-from aegis.router.embedded_nats import port_is_free
+from aegis.router.bus.embedded import port_is_free
 
 
 def test_a_listening_port_is_taken() -> None:

@@ -1,4 +1,4 @@
-"""aegis.router.event_feed: numbering, retention, resuming, resets, and the bounds on streams."""
+"""aegis.router.rest.event_feed: numbering, retention, resuming, resets, bounds on streams."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 
 import pytest
-from aegis.router.event_feed import (
+from aegis.router.rest.event_feed import (
     Entry,
     EventFeed,
     Reset,

@@ -1,4 +1,4 @@
-"""aegis.router.event_stream: what a client reads on the wire, without waiting 15 s for it."""
+"""aegis.router.rest.event_stream: what a client reads on the wire, without waiting 15 s for it."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import asyncio
 import json
 
 import pytest
-from aegis.router import event_stream
-from aegis.router.event_feed import EventFeed
+from aegis.router.rest import event_stream
+from aegis.router.rest.event_feed import EventFeed
 from aegis.wire.messages import ChangeEvent, EventKind, Instance, InstanceStatus
 
 

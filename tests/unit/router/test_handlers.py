@@ -1,4 +1,4 @@
-"""aegis.router.handlers: raw bytes in, one MessagePack reply out, one log line.
+"""aegis.router.bus.endpoints: raw bytes in, one MessagePack reply out, one log line.
 
 Every subject (register, heartbeat, deregister, discover) over a registry on a
 fake clock, and the instance limits a registration can run into.
@@ -12,12 +12,12 @@ from typing import Any
 
 import msgpack
 import pytest
+from aegis.router.bus.endpoints import Endpoint, endpoints
 from aegis.router.domain import iso
-from aegis.router.handlers import Endpoint, endpoints
-from aegis.router.leases import Leases
-from aegis.router.membership import Membership
-from aegis.router.registry import InstanceLimits, Registry
-from aegis.router.store import MemoryStore, StoreError
+from aegis.router.leases.contacts import Leases
+from aegis.router.leases.membership import Membership
+from aegis.router.registry.operations import InstanceLimits, Registry
+from aegis.router.store.port import MemoryStore, StoreError
 from aegis.sdk import LimitExceededError
 from aegis.wire.messages import (
     DEREGISTER_SUBJECT,

@@ -12,9 +12,9 @@ import asyncio
 from typing import Any
 
 import msgpack
-from aegis.router.handlers import endpoints
-from aegis.router.registry import Registry
-from aegis.router.store import MemoryStore
+from aegis.router.bus.endpoints import endpoints
+from aegis.router.registry.operations import Registry
+from aegis.router.store.port import MemoryStore
 from aegis.wire.messages import RegisterRequest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

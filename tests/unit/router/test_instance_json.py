@@ -1,4 +1,4 @@
-"""aegis.router.instance_json: the REST listings' bytes are the models' bytes, and a
+"""aegis.router.rest.instance_json: the REST listings' bytes are the models' bytes, and a
 kept text never shows an instance as it was."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from aegis.router.bootstrap import bootstrap
 from aegis.router.domain import InstanceKey, InstanceRecord, MaintenanceMark, iso
-from aegis.router.instance_json import InstanceTexts
-from aegis.router.registry import Registry
+from aegis.router.registry.operations import Registry
+from aegis.router.rest.instance_json import InstanceTexts
 from aegis.router.settings import Settings
-from aegis.router.store import MemoryStore
+from aegis.router.store.port import MemoryStore
 from aegis.wire.messages import InstanceStatus, RegisterRequest
 from aegis.wire.rest import InstancesResponse, ServiceDetail
 from hypothesis import given, settings

@@ -8,10 +8,10 @@ import gc
 
 import pytest
 from aegis.router.domain import InstanceKey, Outcome, OwnerCheck
-from aegis.router.leases import Leases
-from aegis.router.membership import Membership
-from aegis.router.registry import SWEEP_BATCH, Registry
-from aegis.router.store import MemoryStore
+from aegis.router.leases.contacts import Leases
+from aegis.router.leases.membership import Membership
+from aegis.router.registry.operations import SWEEP_BATCH, Registry
+from aegis.router.store.port import MemoryStore
 from aegis.wire.messages import InstanceStatus
 
 from tests.support import T0, FakeClock

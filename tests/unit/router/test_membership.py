@@ -5,7 +5,13 @@ from __future__ import annotations
 from collections import Counter
 
 from aegis.router.domain import InstanceKey
-from aegis.router.membership import PARTITIONS, Handover, Membership, owner_table, partition_of
+from aegis.router.leases.membership import (
+    PARTITIONS,
+    Handover,
+    Membership,
+    owner_table,
+    partition_of,
+)
 
 
 def test_partition_is_stable_and_spread() -> None:

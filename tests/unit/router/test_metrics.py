@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from aegis.router.bootstrap import bootstrap
-from aegis.router.handlers import endpoints
-from aegis.router.registry import Registry
+from aegis.router.bus.endpoints import endpoints
+from aegis.router.registry.operations import Registry
 from aegis.router.request_tally import fold_all
 from aegis.router.settings import Settings
 from prometheus_client import REGISTRY

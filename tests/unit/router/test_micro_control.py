@@ -1,4 +1,4 @@
-"""aegis.router.micro_control: the ADR-32 JSON a router gives ``$SRV.PING`` / INFO / STATS.
+"""aegis.router.micro.control: the ADR-32 JSON a router gives ``$SRV.PING`` / INFO / STATS.
 
 Each answer is also read back with nats-py's own ``nats.micro`` parsers, which
 other tools' shapes were written against.
@@ -12,10 +12,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aegis.router.bootstrap import bootstrap
-from aegis.router.endpoint_stats import EndpointStats
-from aegis.router.handlers import endpoints
-from aegis.router.micro_control import MicroControl, control_subjects, endpoint_name
-from aegis.router.nats_responder import QUEUE_GROUP, NatsResponder
+from aegis.router.bus.endpoint_stats import EndpointStats
+from aegis.router.bus.endpoints import endpoints
+from aegis.router.bus.responder import QUEUE_GROUP, NatsResponder
+from aegis.router.micro.control import MicroControl, control_subjects, endpoint_name
 from aegis.router.settings import Settings
 from nats.micro.service import ServiceInfo, ServicePing, ServiceStats
 

@@ -1,4 +1,4 @@
-"""aegis.router.micro_discovery and Registry.micro_seen: NATS micro services as instances.
+"""aegis.router.micro.discovery and Registry.micro_seen: NATS micro services as instances.
 
 How an ``$SRV.INFO`` answer maps to an instance, which router polls, and how
 such an instance lives in the registry (on a fake clock): listed, kept alive
@@ -11,10 +11,10 @@ from typing import Any
 
 import msgpack
 import pytest
+from aegis.router.bus.endpoints import endpoints
 from aegis.router.domain import InstanceKey, Outcome, OwnerCheck
-from aegis.router.handlers import endpoints
-from aegis.router.membership import Membership, owner_table
-from aegis.router.micro_discovery import (
+from aegis.router.leases.membership import Membership, owner_table
+from aegis.router.micro.discovery import (
     UnlistableError,
     instance_from_info,
     is_poller,

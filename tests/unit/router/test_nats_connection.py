@@ -1,4 +1,4 @@
-"""aegis.router.nats_connection: the router's NATS sign-in settings become one NatsAuth."""
+"""aegis.router.bus.connection: the router's NATS sign-in settings become one NatsAuth."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any, cast
 from urllib.parse import urlparse
 
 import pytest
-from aegis.router.nats_connection import connected_server, nats_auth
+from aegis.router.bus.connection import connected_server, nats_auth
 from aegis.router.settings import Settings, load_settings
 
 from tests.support.pki import Pki

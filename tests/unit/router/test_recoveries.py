@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from aegis.router.domain import InstanceKey, OwnerCheck
-from aegis.router.recoveries import INLINE_MAX
+from aegis.router.registry.recoveries import INLINE_MAX
 from aegis.wire.messages import InstanceStatus
 from structlog.testing import capture_logs
 

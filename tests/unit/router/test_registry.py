@@ -1,4 +1,4 @@
-"""aegis.router.registry over the in-memory store, on a fake clock: no real time passes.
+"""aegis.router.registry.operations over the in-memory store, on a fake clock: no real time passes.
 
 Registration with compare-and-set under races, the services and instances views,
 and liveness: heartbeats, deregistration, sweeps, events and log lines.
@@ -13,9 +13,15 @@ from typing import Any
 
 import pytest
 from aegis.router.domain import InstanceKey, InstanceRecord, Outcome, OwnerCheck
-from aegis.router.expiry_budget import ExpiryBudget
-from aegis.router.registry import MAX_CAS_ATTEMPTS, SWEEP_BATCH, OwnerResult, Registry
-from aegis.router.store import AlreadyExists, MemoryStore, RevisionMismatch, StoreError, Versioned
+from aegis.router.registry.expiry_budget import ExpiryBudget
+from aegis.router.registry.operations import MAX_CAS_ATTEMPTS, SWEEP_BATCH, OwnerResult, Registry
+from aegis.router.store.port import (
+    AlreadyExists,
+    MemoryStore,
+    RevisionMismatch,
+    StoreError,
+    Versioned,
+)
 from aegis.wire.messages import InstanceStatus, RegisterRequest
 from prometheus_client import REGISTRY
 from structlog.testing import capture_logs

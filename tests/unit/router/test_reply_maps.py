@@ -12,11 +12,11 @@ from typing import Any
 
 import msgpack
 import pytest
+from aegis.router.bus.endpoints import endpoints, steady_heartbeat_reply
 from aegis.router.domain import InstanceKey, InstanceRecord, MaintenanceMark, iso
-from aegis.router.events import event_map
-from aegis.router.handlers import endpoints, steady_heartbeat_reply
-from aegis.router.registry import Registry
-from aegis.router.store import MemoryStore
+from aegis.router.registry.events import event_map
+from aegis.router.registry.operations import Registry
+from aegis.router.store.port import MemoryStore
 from aegis.wire.codec import pack, pack_map
 from aegis.wire.messages import (
     DEREGISTER_SUBJECT,

@@ -13,9 +13,9 @@ from __future__ import annotations
 from typing import Any
 
 import msgpack
+from aegis.router.bus.endpoints import Endpoint, endpoints
 from aegis.router.domain import InstanceKey, Outcome, OwnerCheck
-from aegis.router.handlers import Endpoint, endpoints
-from aegis.router.registry import Registry
+from aegis.router.registry.operations import Registry
 from aegis.wire.messages import (
     DEREGISTER_SUBJECT,
     HEARTBEAT_SUBJECT,

@@ -10,7 +10,7 @@ import asyncio
 
 import pytest
 from aegis.router.bootstrap import bootstrap
-from aegis.router.handlers import endpoints
+from aegis.router.bus.endpoints import endpoints
 from aegis.router.request_tally import RequestTally
 from aegis.router.settings import Settings
 from aegis.wire.messages import HEARTBEAT_SUBJECT, REGISTER_SUBJECT

@@ -1,11 +1,11 @@
-"""aegis.router.status_counts: counts by status follow every change; the version only a change."""
+"""aegis.router.registry.status_counts: counts follow every change; the version only a change."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
 from aegis.router.domain import InstanceKey, InstanceRecord
-from aegis.router.status_counts import StatusCounts
+from aegis.router.registry.status_counts import StatusCounts
 from aegis.wire.messages import InstanceStatus
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

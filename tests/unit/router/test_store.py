@@ -1,4 +1,4 @@
-"""aegis.router.store: the in-memory adapter's create and compare-and-set.
+"""aegis.router.store.port: the in-memory adapter's create and compare-and-set.
 
 Both adapters are held to the same contract against a real nats-server in
 tests/integration/test_store_contract.py.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 from aegis.router.domain import InstanceKey
-from aegis.router.store import AlreadyExists, MemoryStore, RevisionMismatch, Versioned
+from aegis.router.store.port import AlreadyExists, MemoryStore, RevisionMismatch, Versioned
 from aegis.wire.messages import InstanceStatus
 
 from tests.unit.router.fakes import stored

@@ -6,9 +6,9 @@ import asyncio
 from typing import cast
 
 import pytest
-from aegis.router import sweeper as sweeper_module
-from aegis.router.registry import Registry
-from aegis.router.sweeper import MAX_TICK, Sweeper, tick_for
+from aegis.router.registry import sweeper as sweeper_module
+from aegis.router.registry.operations import Registry
+from aegis.router.registry.sweeper import MAX_TICK, Sweeper, tick_for
 from structlog.testing import capture_logs
 
 from tests.support import eventually

@@ -1,0 +1,1 @@
+"""The NATS door: connection, bundled server, responder, endpoints and admission."""

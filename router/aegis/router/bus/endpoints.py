@@ -1,0 +1,519 @@
+"""NATS request handlers: raw bytes in, one MessagePack reply out, one log event.
+
+Pure of NATS (the responder moves the bytes) and never raising, so every
+request gets an answer whatever it holds.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Generic, TypeVar
+
+import structlog
+from aegis.router.domain import InstanceKey, InstanceRecord, Outcome, OwnerCheck, iso
+from aegis.router.leases.membership import partition_of
+from aegis.router.logging_setup import debug_enabled
+from aegis.router.registry.operations import LimitExceededError, OwnerResult, Registry
+from aegis.router.request_tally import request_tally
+from aegis.router.store.port import StoreError
+from aegis.wire.codec import pack, pack_map, pack_map_around, pack_value, unpack
+from aegis.wire.messages import (
+    DEREGISTER_SUBJECT,
+    DISCOVER_SUBJECT,
+    HEARTBEAT_SUBJECT,
+    REGISTER_SUBJECT,
+    DiscoverRequest,
+    ErrorBody,
+    ErrorCode,
+    ErrorDetail,
+    InstanceRequest,
+    InstanceStatus,
+    RegisterRequest,
+    Reply,
+    error_details,
+    router_forward_subject,
+    router_heartbeat_subject,
+)
+from pydantic import BaseModel, ValidationError
+
+log = structlog.get_logger("aegis.router.bus.endpoints")
+
+M = TypeVar("M", bound=BaseModel)
+
+_STATUS_BY_OUTCOME = {
+    Outcome.CREATED: 201,
+    Outcome.RENEWED: 200,
+    Outcome.DUPLICATE: 409,
+    Outcome.STALE: 409,
+}
+
+
+ReplyMap = dict[str, Any]
+"""A reply already in wire form, as ``pack`` would see it after ``model_dump``.
+
+The hot successes (heartbeat, register, deregister) are built as
+such maps: building and dumping the ``Reply`` model cost more than the rest
+of a steady heartbeat. Keys follow ``Reply``'s field order and None members
+are left out, so the bytes are those of the model (tests/unit/router/
+test_reply_maps.py checks it).
+"""
+
+
+AtOnce = Callable[[Mapping[str, Any]], bytes | None]
+"""An endpoint's fast lane: the reply to a decoded body, if it needs no wait."""
+
+
+def encode(reply: Reply | ReplyMap | bytes) -> bytes:
+    """MessagePack bytes of a reply (as is, if it is bytes already); absent members
+    are left out."""
+    if isinstance(reply, bytes):
+        return reply
+    return pack_map(reply) if isinstance(reply, dict) else pack(reply)
+
+
+# A steady heartbeat's reply, {ok, status, instance, heartbeat_subject}, cut
+# around the instance: the record packs itself (InstanceRecord.packed_with_contact).
+_STEADY_HEAD, _ = pack_map_around(
+    {"ok": True, "status": 200, "instance": None, "heartbeat_subject": ""}, "instance"
+)
+
+
+@functools.lru_cache(maxsize=64)
+def _steady_tail(subject: str) -> bytes:
+    return pack_value("heartbeat_subject") + pack_value(subject)
+
+
+def steady_heartbeat_reply(record: InstanceRecord, contact: datetime, subject: str) -> bytes:
+    """The bytes of ``_owner_reply``'s 200 for ``record`` heard at ``contact``, cheaper."""
+    return record.packed_with_contact(contact, _STEADY_HEAD, _steady_tail(subject))
+
+
+def error_reply(
+    status: int,
+    code: ErrorCode,
+    message: str,
+    details: list[ErrorDetail] | None = None,
+    **extra: Any,
+) -> Reply:
+    """A failed reply with the standard error body."""
+    error = ErrorBody(code=code, message=message, details=details)
+    return Reply(ok=False, status=status, error=error, **extra)
+
+
+def decode_request(data: bytes, max_request_bytes: int) -> dict[str, Any] | Reply:
+    """The request's map, or the error reply that explains why there is none."""
+    if len(data) > max_request_bytes:
+        return error_reply(
+            413,
+            ErrorCode.PAYLOAD_TOO_LARGE,
+            f"request is {len(data)} bytes; the limit is {max_request_bytes}",
+        )
+    try:
+        body = unpack(data)
+    except Exception as exc:  # msgpack raises many types for bad input
+        # Some carry no message (FormatError: a byte no MessagePack type starts with).
+        reason = str(exc) or (type(exc).__doc__ or type(exc).__name__).strip()
+        return error_reply(
+            400, ErrorCode.MALFORMED_PAYLOAD, f"body is not valid MessagePack: {reason:.200}"
+        )
+    if not isinstance(body, dict):
+        return error_reply(
+            400,
+            ErrorCode.MALFORMED_PAYLOAD,
+            f"body must be a MessagePack map, got {type(body).__name__}",
+        )
+    return body
+
+
+# Not frozen: a frozen dataclass sets each field through object.__setattr__,
+# a cost on every request for no safety gained (each is built and used once).
+@dataclass(slots=True)
+class Handled:
+    """A reply and how to log it: ``result`` names the outcome."""
+
+    reply: Reply | ReplyMap | bytes
+    result: str
+    fields: Mapping[str, Any] = field(default_factory=dict)
+    quiet: bool = False  # hot-path successes (heartbeats) log at debug
+    request: BaseModel | None = None  # its service and instance join the log line
+
+
+class Endpoint(Generic[M]):
+    """One subject: decode, validate into ``model``, run ``action``, encode."""
+
+    def __init__(
+        self,
+        event: str,
+        model: type[M],
+        action: Callable[[M], Awaitable[Handled]],
+        *,
+        max_request_bytes: int,
+        context: Mapping[str, Any] | None = None,
+        at_once: AtOnce | None = None,
+    ) -> None:
+        self.event = event
+        self._at_once = at_once
+        self._model = model
+        self._action = action
+        self._max_request_bytes = max_request_bytes
+        self._context = dict(context or {})
+        self._validate = model.model_validate
+        self._answered = request_tally(event, "ok")
+
+    async def __call__(self, data: bytes) -> bytes:
+        """The reply to one request body. Never raises."""
+        started = time.perf_counter()
+        request: M | None = None
+        # One coroutine for the whole request: decoding and validating are
+        # plain calls, and only the action is awaited (each coroutine level
+        # costs a fraction of a microsecond, on a path of a few).
+        try:
+            parsed = self._parse(data)
+            if isinstance(parsed, Handled):
+                handled = parsed
+            else:
+                request = parsed
+                handled = await self._action(request)
+                handled.request = request
+        except Exception as exc:
+            handled = self._failed(exc, request)
+        return self._finish(handled, started)
+
+    def answer_now(self, data: bytes, request_id: str | None = None) -> bytes | None:
+        """The reply, if the request can be answered without waiting for anything (a
+        steady heartbeat); None: await the endpoint for it.
+
+        Lets the responder answer in its callback with no task of its own. The
+        body is decoded but not validated here: ``at_once`` answers only a
+        request naming what the registry already holds, whose values passed the
+        same checks when they were registered (see
+        ``RegistryActions.steady_reply``). Anything else (a refusal, an error, a
+        request that must wait) is left whole to ``__call__``, which decodes it
+        again and validates it: only the common case is made cheaper.
+        """
+        at_once = self._at_once
+        if at_once is None or len(data) > self._max_request_bytes:
+            return None
+        started = time.perf_counter()
+        try:
+            body = unpack(data)
+            reply = at_once(body) if type(body) is dict else None
+        except Exception:
+            return None  # __call__ meets it again, and answers and reports it
+        if reply is None:
+            return None
+        if debug_enabled():  # no task of its own: no bound request id
+            fields = {"service": body["service_name"], "instance": body["instance_id"]}
+            if request_id is not None:
+                fields["request_id"] = request_id
+            log.debug(self.event, result="ok", **fields)
+        self._answered.add(time.perf_counter() - started)
+        return reply
+
+    def _finish(self, handled: Handled, started: float) -> bytes:
+        """Log, count and encode a handled request."""
+        # A quiet success at INFO logs nothing: skip building its fields too.
+        if not handled.quiet or debug_enabled():
+            emit = log.debug if handled.quiet else log.info
+            emit(self.event, result=handled.result, **_log_fields(handled))
+        request_tally(self.event, handled.result).add(time.perf_counter() - started)
+        return encode(handled.reply)
+
+    def _parse(self, data: bytes) -> M | Handled:
+        """The validated request, or the reply refusing it."""
+        body = decode_request(data, self._max_request_bytes)
+        if isinstance(body, Reply):
+            return Handled(body, "too_large" if body.status == 413 else "malformed")
+        try:
+            return self._validate(body, context=self._context)
+        except ValidationError as exc:
+            details = error_details(exc)
+            fields = {
+                "service": _loggable(body.get("service_name")),
+                "instance": _loggable(body.get("instance_id")),
+                "errors": [{"loc": d.loc, "type": d.type} for d in details],
+            }
+            reply = error_reply(
+                400, ErrorCode.VALIDATION_ERROR, "request failed validation", details
+            )
+            return Handled(reply, "invalid", fields)
+
+    def _failed(self, exc: Exception, request: M | None) -> Handled:
+        """The reply to a request whose handling raised ``exc``."""
+        if request is None:  # decoding or validating itself failed: a bug
+            log.exception(self.event, result="error")
+            return Handled(_internal_error(), "error")
+        where = _where(request)
+        if isinstance(exc, StoreError):
+            reply = error_reply(503, ErrorCode.STORE_UNAVAILABLE, "registry store unavailable")
+            return Handled(reply, "store_unavailable", {**where, "reason": str(exc)})
+        if isinstance(exc, LimitExceededError):
+            reply = error_reply(429, ErrorCode.LIMIT_EXCEEDED, str(exc))
+            return Handled(reply, "limit_exceeded", where)
+        log.exception(f"{self.event}_failed", **where)
+        return Handled(_internal_error(), "error", where)
+
+
+def _where(request: BaseModel) -> dict[str, Any]:
+    """The service and instance a request names, for its log line."""
+    return {
+        "service": getattr(request, "service_name", None),
+        "instance": getattr(request, "instance_id", None),
+    }
+
+
+def _log_fields(handled: Handled) -> Mapping[str, Any]:
+    if handled.request is None:
+        return handled.fields
+    return {**_where(handled.request), **handled.fields}
+
+
+def _internal_error() -> Reply:
+    return error_reply(500, ErrorCode.INTERNAL_ERROR, "internal router error")
+
+
+def _loggable(value: object) -> str | None:
+    """A request field as it may appear in a log line: short strings only."""
+    return value[:128] if isinstance(value, str) else None
+
+
+Forward = Callable[[str, InstanceRequest], Awaitable[Reply | None]]
+"""Passes a heartbeat to the router holding its lease; None if that router did not answer."""
+
+
+class RegistryActions:
+    """What each subject does with a validated request.
+
+    With ``forward``, a heartbeat whose lease another router holds goes there;
+    without, every heartbeat is answered here (the forward subject's actions).
+    """
+
+    def __init__(self, registry: Registry, forward: Forward | None = None) -> None:
+        self._registry = registry
+        self._membership = registry.leases.membership
+        self._own_subject = router_heartbeat_subject(self._membership.self_id)
+        self._forward = forward
+
+    def _holder_subject(self, key: InstanceKey) -> str:
+        return router_heartbeat_subject(self._membership.owner(key))
+
+    async def register(self, request: RegisterRequest) -> Handled:
+        """201 new / 200 renewed / 409 taken, with the router's liveness timings."""
+        decision = await self._registry.register(request)
+        status = _STATUS_BY_OUTCOME[decision.outcome]
+        timings = self._registry.timings
+        reply: Reply | ReplyMap
+        if decision.outcome is Outcome.STALE:
+            reply = stale_reply(request, decision.record)
+        elif decision.outcome is Outcome.DUPLICATE:
+            instance = decision.record.to_public()
+            free_at = self._registry.offline_at(decision.record)
+            wait = max(0.0, (free_at - self._registry.now()) / timedelta(seconds=1))
+            reply = error_reply(
+                409,
+                ErrorCode.DUPLICATE_INSTANCE,
+                f"instance {request.instance_id!r} of {request.service_name!r} is registered "
+                f"by another session; unless its owner keeps heartbeating it goes OFFLINE "
+                f"and can be taken over at {iso(free_at)} (in {wait:.1f}s)",
+                existing=instance,
+                retry_after=round(wait, 3),
+            )
+        else:
+            # Reply's float fields: an int setting must still go out as a float.
+            reply = {
+                "ok": True,
+                "status": status,
+                "instance": decision.record.to_public_map(),
+                "heartbeat_interval": float(timings.heartbeat_interval),
+                "ttl": float(timings.unhealthy_after),
+                "heartbeat_subject": self._holder_subject(decision.record.key),
+            }
+        # A new instance is logged once, by the registry's instance_registered
+        # event (with the same request id); the request's own line is detail.
+        created = decision.outcome is Outcome.CREATED
+        return Handled(reply, decision.outcome.value, {"status": status}, quiet=created)
+
+    def steady_heartbeat(self, request: InstanceRequest) -> Handled | None:
+        """A steady heartbeat's 200, from memory with nothing to wait for; None when the
+        heartbeat must be forwarded or written (``heartbeat`` answers it then)."""
+        reply = self._steady(_key(request), request.session_id, request.seq)
+        return None if reply is None else Handled(reply, "ok", quiet=True)
+
+    def steady_reply(self, body: Mapping[str, Any]) -> bytes | None:
+        """``steady_heartbeat``'s reply to a heartbeat's decoded, unvalidated ``body``.
+
+        Validation by identity: the reply comes only for an instance the
+        registry holds ONLINE under exactly this session, so the three strings
+        equal ones that passed ``InstanceRequest``'s checks at registration,
+        and validating them again could not refuse them (it transforms
+        nothing). A body that is anything else gets None and is validated in
+        full by the endpoint. Saves the model, a third of a steady heartbeat's
+        own cost. It trusts the store: routers only write what they validated
+        (micro-discovered instances have no session, so never match), and a
+        record put in the bucket by hand with names outside the contract would
+        be answered here where the full path refuses the request.
+        """
+        service = body.get("service_name")
+        instance = body.get("instance_id")
+        session = body.get("session_id")
+        if type(service) is not str or type(instance) is not str or type(session) is not str:
+            return None
+        seq = body.get("seq")
+        if seq is not None and (type(seq) is not int or seq < 0):
+            return None  # the full path says why
+        return self._steady(InstanceKey(service, instance), session, seq)
+
+    def _steady(self, key: InstanceKey, session_id: str, seq: int | None) -> bytes | None:
+        partition = partition_of(key)
+        membership = self._membership
+        holder = membership.holder_of(partition)
+        if holder != membership.self_id:
+            return None
+        now = self._registry.now()
+        at = now.timestamp()
+        # Only the holder that hears itself keeps contacts in memory (see heartbeat()).
+        if not membership.trusts_memory(at):
+            return None
+        stored = self._registry.heard(key, session_id, at, partition, seq=seq)
+        if stored is None:
+            return None
+        return steady_heartbeat_reply(stored, now, self._own_subject)
+
+    async def heartbeat(self, request: InstanceRequest) -> Handled:
+        """200 with the instance (ONLINE again), or 404 / 403; from the lease holder."""
+        steady = self.steady_heartbeat(request)
+        if steady is not None:
+            return steady
+        key = _key(request)
+        membership = self._membership
+        holder = membership.owner(key)
+        if self._forward is not None and holder != membership.self_id:
+            forwarded = await self._forward(holder, request)
+            if forwarded is not None:
+                return Handled(forwarded, "forwarded", {"router": holder}, quiet=True)
+        # Kept in memory only where the lease's holder will see it: here, when this
+        # router holds it and hears itself (else the others may have counted it
+        # gone and taken its leases), never when the holder did not answer (it
+        # may be dead, and the lease with someone else by now). Otherwise the
+        # contact goes to the store, which every router reads. Just after a gap its
+        # copy of the store may lag too (Membership.trusts_memory).
+        now = self._registry.now().timestamp()
+        sure = holder == membership.self_id and membership.trusts_memory(now)
+        result = await self._registry.heartbeat(
+            key, request.session_id, store=not sure, seq=request.seq
+        )
+        ok = result.check is OwnerCheck.OK
+        return _owner_reply(result, request, quiet=ok, subject=self._holder_subject(key))
+
+    async def deregister(self, request: InstanceRequest) -> Handled:
+        """200 with the instance (OFFLINE now), or 404 / 403."""
+        result = await self._registry.deregister(_key(request), request.session_id, request.seq)
+        return _owner_reply(result, request, quiet=False)
+
+    async def discover(self, request: DiscoverRequest) -> Handled:
+        """200 with the instances of one service in one status (or ANY)."""
+        status = None if request.status == "ANY" else InstanceStatus(request.status)
+        records = await self._registry.instances(request.service_name, status, request.metadata)
+        if not request.include_maintenance:
+            records = [r for r in records if r.maintenance is None]
+        reply = Reply(ok=True, status=200, instances=[r.to_public() for r in records])
+        return Handled(reply, "ok", {"count": len(records)}, quiet=True)
+
+
+def _key(request: InstanceRequest) -> InstanceKey:
+    return InstanceKey(request.service_name, request.instance_id)
+
+
+def _owner_reply(
+    result: OwnerResult, request: InstanceRequest, *, quiet: bool, subject: str | None = None
+) -> Handled:
+    if result.check is OwnerCheck.NOT_FOUND:
+        reply = error_reply(
+            404,
+            ErrorCode.INSTANCE_NOT_FOUND,
+            f"instance {request.instance_id!r} of {request.service_name!r} is not registered "
+            "(or is OFFLINE); register it again",
+        )
+        return Handled(reply, "not_found")
+    if result.check is OwnerCheck.SESSION_MISMATCH:
+        reply = error_reply(403, ErrorCode.SESSION_MISMATCH, _mismatch_message(result, request))
+        return Handled(reply, "session_mismatch")
+    if result.check is OwnerCheck.STALE:
+        assert result.record is not None
+        return Handled(stale_reply(request, result.record), "stale")
+    assert result.record is not None
+    done: ReplyMap = {"ok": True, "status": 200, "instance": result.record.to_public_map()}
+    if subject is not None:
+        done["heartbeat_subject"] = subject
+    return Handled(done, "ok", quiet=quiet)
+
+
+def stale_reply(request: RegisterRequest | InstanceRequest, record: InstanceRecord) -> Reply:
+    """409: a later registration or deregistration of the same session overtook this
+    request; nothing changed."""
+    return error_reply(
+        409,
+        ErrorCode.STALE_REQUEST,
+        f"request seq {request.seq} for instance {request.instance_id!r} of "
+        f"{request.service_name!r} was overtaken by this session's own request seq "
+        f"{record.seq}; nothing changed",
+        instance=record.to_public(),
+    )
+
+
+def _mismatch_message(result: OwnerResult, request: InstanceRequest) -> str:
+    instance = f"instance {request.instance_id!r} of {request.service_name!r}"
+    if result.record is not None and result.record.metadata.get("source") == "micro":
+        return (
+            f"{instance} is a NATS micro service the router found on the bus and tracks by "
+            "polling $SRV.INFO; it cannot be heartbeated or deregistered over the registry "
+            "subjects (it goes UNHEALTHY, then OFFLINE, when it stops answering)"
+        )
+    return f"{instance} belongs to another session"
+
+
+def endpoints(
+    registry: Registry,
+    *,
+    max_request_bytes: int,
+    max_metadata_bytes: int,
+    forward: Forward | None = None,
+) -> dict[str, Endpoint[Any]]:
+    """Every NATS subject the router answers, with its endpoint.
+
+    Besides the shared subjects, this router's own heartbeat subject (which
+    its replies name to SDKs) and forward subject (for other routers).
+    """
+    actions = RegistryActions(registry, forward)
+    local = RegistryActions(registry)
+    limits: dict[str, Any] = {"max_request_bytes": max_request_bytes}
+    self_id = registry.leases.membership.self_id
+    heartbeat = Endpoint(
+        "heartbeat",
+        InstanceRequest,
+        actions.heartbeat,
+        at_once=actions.steady_reply,
+        **limits,
+    )
+    return {
+        router_heartbeat_subject(self_id): heartbeat,
+        router_forward_subject(self_id): Endpoint(
+            "heartbeat", InstanceRequest, local.heartbeat, **limits
+        ),
+        REGISTER_SUBJECT: Endpoint(
+            "registration",
+            RegisterRequest,
+            actions.register,
+            context={"max_metadata_bytes": max_metadata_bytes},
+            **limits,
+        ),
+        HEARTBEAT_SUBJECT: heartbeat,
+        DEREGISTER_SUBJECT: Endpoint(
+            "deregistration", InstanceRequest, actions.deregister, **limits
+        ),
+        DISCOVER_SUBJECT: Endpoint("discovery", DiscoverRequest, actions.discover, **limits),
+    }

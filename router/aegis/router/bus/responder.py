@@ -1,0 +1,175 @@
+"""Serves NATS request-reply subjects with bounded concurrency.
+
+nats-py runs one subscription's callbacks one at a time; the callback here
+only takes a slot and starts a task, so slow requests do not queue up behind
+each other. When every slot is busy the callback waits, and further messages
+wait in nats-py's bounded pending queue.
+
+On Python 3.12+ the task starts eagerly: the handler runs inside the callback
+until it first has to wait (a store write), and a request that never waits
+(a steady heartbeat) is answered there and then, with no event-loop turn of
+its own. Its reply joins the others in nats-py's write buffer, so a burst of
+heartbeats goes out in few socket writes, as the bare responder's do. Only a
+request still running after that holds one of the ``max_in_flight`` slots (a
+count of tasks, not a semaphore: acquiring and releasing one per request cost
+more than a steady heartbeat's validation).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from time import perf_counter_ns
+from typing import Any
+
+import structlog
+from aegis.router.bus.admission import Lane
+from aegis.router.bus.endpoint_stats import EndpointStats
+from aegis.router.domain import LaneLimits
+from aegis.wire.messages import REQUEST_ID_HEADER
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+log = structlog.get_logger("aegis.router.nats")
+
+Handler = Callable[[bytes], Awaitable[bytes]]
+AnswerNow = Callable[[bytes, str | None], bytes | None]
+"""A handler's ``answer_now``: the reply to a body and request id, if it needs no wait."""
+
+QUEUE_GROUP = "aegis-router"
+PENDING_BYTES = 64 * 1024 * 1024
+
+
+def _start_task(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+    """A task for ``coro``, run at once until it first waits where Python allows it.
+
+    A real task even for the part run at once: code under the handler (nats-py's
+    ``wait_for``, ``asyncio.timeout``) finds it with ``current_task()``.
+    """
+    if sys.version_info >= (3, 12):
+        return asyncio.eager_task_factory(asyncio.get_running_loop(), coro)
+    return asyncio.create_task(coro)  # pragma: no cover - Python 3.11
+
+
+class NatsResponder:
+    """Answers every request on each subject with its handler; slots shared by all."""
+
+    def __init__(
+        self,
+        handlers: Mapping[str, Handler],
+        *,
+        max_in_flight: int,
+        max_pending: int = 10_000,
+        lanes: Mapping[str, tuple[str, LaneLimits]] | None = None,
+    ) -> None:
+        self._handlers = dict(handlers)
+        self._max_pending = max_pending
+        self._max_in_flight = max_in_flight
+        self._tasks: set[asyncio.Task[None]] = set()  # requests that had to wait
+        self._room: asyncio.Future[None] | None = None  # set when a task ends
+        self._subs: list[Subscription] = []
+        # Per subject, for $SRV.STATS (micro_control); updated in _serve.
+        self.stats: dict[str, EndpointStats] = {
+            subject: EndpointStats() for subject in self._handlers
+        }
+        # Subjects served through a bounded lane of their own (registrations), by
+        # subject; the rest share the max_in_flight slots.
+        self.lanes: dict[str, Lane] = {
+            subject: Lane(kind, self._handlers[subject], limits, self.stats[subject])
+            for subject, (kind, limits) in (lanes or {}).items()
+        }
+
+    async def start(self, nc: NatsClient) -> None:
+        """Subscribe in the routers' queue group, so several routers share the load."""
+        for each in self.lanes.values():
+            each.start()
+        for subject, handler in self._handlers.items():
+            lane = self.lanes.get(subject)
+            # Bounded: past max_pending waiting requests NATS drops (clients time out
+            # and retry) rather than the router's memory growing without end.
+            sub = await nc.subscribe(
+                subject,
+                queue=QUEUE_GROUP,
+                cb=lane.offer if lane else self._callback(handler, self.stats[subject]),
+                pending_msgs_limit=self._max_pending,
+                pending_bytes_limit=PENDING_BYTES,
+            )
+            self._subs.append(sub)
+            log.debug("nats_subscribed", subject=subject, queue=QUEUE_GROUP)
+        # A round trip to the server: once it returns the subscriptions are live,
+        # so nobody who saw us "ready" gets "no responders".
+        await nc.flush()
+
+    async def stop(self) -> None:
+        """Stop taking requests, then let those in flight finish."""
+        subs, self._subs = self._subs, []
+        for sub in subs:
+            await sub.unsubscribe()
+        for lane in self.lanes.values():
+            await lane.stop()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _callback(self, handler: Handler, stats: EndpointStats) -> Callable[[Msg], Awaitable[None]]:
+        at_once: AnswerNow | None = getattr(handler, "answer_now", None)
+
+        async def on_message(msg: Msg) -> None:
+            if at_once is not None:
+                # Inline, not a coroutine of its own: this runs for every heartbeat.
+                started = perf_counter_ns()
+                headers = msg.headers
+                request_id = headers.get(REQUEST_ID_HEADER) if headers else None
+                reply = at_once(msg.data, request_id)
+                if reply is not None:
+                    if msg.reply:
+                        try:
+                            # A publish, buffered by nats-py: it does not wait for the socket.
+                            await msg.respond(reply)
+                        except Exception as exc:
+                            stats.failed(exc)
+                            log.exception("nats_reply_failed", subject=msg.subject)
+                    stats.num_requests += 1
+                    stats.processing_time += perf_counter_ns() - started
+                    return
+            # Every slot taken: wait here, so the next message waits in nats-py's
+            # bounded queue rather than starting.
+            while len(self._tasks) >= self._max_in_flight:
+                # One future for every subject's waiting callback, woken together.
+                if self._room is None or self._room.done():
+                    self._room = asyncio.get_running_loop().create_future()
+                await self._room
+            task = _start_task(self._serve(handler, msg, stats))
+            if not task.done():  # answered already: it never held a slot
+                self._tasks.add(task)
+                task.add_done_callback(self._ended)
+
+        return on_message
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        room = self._room
+        if room is not None and not room.done():
+            room.set_result(None)
+
+    async def _serve(self, handler: Handler, msg: Msg, stats: EndpointStats) -> None:
+        started = perf_counter_ns()
+        headers = msg.headers
+        request_id = headers.get(REQUEST_ID_HEADER) if headers else None
+        try:
+            # The client's request id joins every log event of this request. The
+            # task runs in its own copy of the context, so nothing needs undoing
+            # (bound_contextvars' reset cost more than the rest of this function).
+            if request_id is not None:
+                structlog.contextvars.bind_contextvars(request_id=request_id)
+            reply = await handler(msg.data)
+            if msg.reply:
+                await msg.respond(reply)
+        except Exception as exc:
+            # Handlers never raise; this is the connection failing under us.
+            stats.failed(exc)
+            log.exception("nats_reply_failed", subject=msg.subject)
+        finally:
+            stats.num_requests += 1
+            stats.processing_time += perf_counter_ns() - started

@@ -1,0 +1,1 @@
+"""The lease model: membership of routers, partitions, contacts held in memory, forwarding."""

@@ -1,0 +1,1 @@
+"""The registry service: operations and liveness over the store, under the leases."""

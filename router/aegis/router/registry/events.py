@@ -1,0 +1,22 @@
+"""Change events in wire form, as the registry announces them (bus.event_sink publishes)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aegis.wire.messages import EventKind, InstanceStatus
+
+
+def event_map(
+    kind: EventKind, instance: dict[str, Any], previous: InstanceStatus | None
+) -> dict[str, Any]:
+    """A ``ChangeEvent`` in wire form, as ``pack`` would see it after ``model_dump``.
+
+    Built as a map, like the hot replies: validating and dumping the model cost
+    more than the rest of announcing a change (tests/unit/router/
+    test_reply_maps.py checks the bytes are the model's).
+    """
+    event: dict[str, Any] = {"event": kind.value, "instance": instance}
+    if previous is not None:
+        event["previous_status"] = previous.value
+    return event

@@ -1,0 +1,50 @@
+"""The Sanic app: REST routes, token check and JSON errors over a registry.
+
+``bootstrap`` builds it; the NATS side (``runtime``), when there is one, runs
+from the serving process's listeners, since a connection made in Sanic's main
+process would never be serviced.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+from aegis.router.registry.operations import Registry
+from aegis.router.rest.auth import require_token
+from aegis.router.rest.errors import json_error
+from aegis.router.rest.event_stream import event_stream_blueprint
+from aegis.router.rest.ports import NatsSide
+from aegis.router.rest.routes import blueprints
+from aegis.router.settings import Settings
+from sanic import Sanic
+
+_app_numbers = itertools.count()
+
+
+def build_app(settings: Settings, registry: Registry, runtime: NatsSide | None) -> Sanic:  # type: ignore[type-arg]
+    """The app serving ``registry``; ``runtime`` (None: REST only) starts and stops with it."""
+    # Sanic keeps a process-wide registry of app names; tests build many apps.
+    number = next(_app_numbers)
+    app: Sanic = Sanic(  # type: ignore[type-arg]
+        "aegis-router" if number == 0 else f"aegis-router-{number}",
+        configure_logging=False,
+    )
+    app.config.FALLBACK_ERROR_FORMAT = "json"
+    app.ext.openapi.describe(
+        "AegisIPC admin API",
+        version="1.0.0",
+        description="Read the AegisIPC service registry. Every error is "
+        '`{"error": {"code", "message", "details?"}}`.',
+    )
+    app.ctx.registry = registry
+    app.ctx.runtime = runtime
+    app.ctx.settings = settings
+    if settings.admin_token:
+        app.on_request(require_token(settings.admin_token))
+    for blueprint in [*blueprints(), event_stream_blueprint()]:
+        app.blueprint(blueprint)
+    app.error_handler.add(Exception, json_error)
+    if runtime is not None:
+        app.before_server_start(lambda _app: runtime.start())
+        app.before_server_stop(lambda _app: runtime.stop())
+    return app

@@ -1,0 +1,1 @@
+"""The registry's storage port and its adapters (memory, JetStream KV)."""

@@ -1,0 +1,311 @@
+"""The storage port over a NATS JetStream key-value bucket, replicated by NATS itself.
+
+One key per instance, ``<service_name>.<escaped instance_id>``; values are
+MessagePack. Writes use the bucket's atomic create and compare-and-set
+update (by revision), so the registry's duplicate rules hold across routers.
+A local cache kept current by a bucket watch serves lists (REST reads stay
+fast on every router) and ``peek``: the registry decides on it and writes by
+compare-and-set, so a stale cache costs a failed write and one ``get`` from
+the bucket, never a wrong decision.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import Any
+
+import msgpack
+import structlog
+from aegis.router.domain import InstanceKey, InstanceRecord, MaintenanceMark
+from aegis.router.logging_setup import ReportedError
+from aegis.router.store.kv_watch import BucketWatch
+from aegis.router.store.port import (
+    AlreadyExists,
+    ChangeListener,
+    RevisionMismatch,
+    StoreError,
+    Versioned,
+)
+from aegis.wire.messages import InstanceStatus
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
+from nats.js import errors as js_errors
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.kv import KeyValue
+
+log = structlog.get_logger("aegis.router.store.port")
+# peek's default for an unknown service: a shared empty map, not a new one per call.
+_NO_INSTANCES: Mapping[str, Versioned] = MappingProxyType({})
+
+# KV keys allow [-/_=.A-Za-z0-9]; instance ids may hold ':' and '.', which
+# would make extra subject tokens. '=' never occurs in an id, so it escapes.
+_ESCAPES = {".": "=2E", ":": "=3A"}
+_WRONG_LAST_SEQUENCE = (10071, 10164)
+STORE_TIMEOUT = 2.0
+
+
+def encode_key(key: InstanceKey) -> str:
+    """``service.instance`` with the instance id escaped to one subject token."""
+    instance = key.instance_id
+    for raw, escaped in _ESCAPES.items():
+        instance = instance.replace(raw, escaped)
+    return f"{key.service_name}.{instance}"
+
+
+def decode_key(text: str) -> InstanceKey:
+    """The inverse of ``encode_key``."""
+    service, _, instance = text.partition(".")
+    for raw, escaped in _ESCAPES.items():
+        instance = instance.replace(escaped, raw)
+    return InstanceKey(service, instance)
+
+
+def encode_record(record: InstanceRecord) -> bytes:
+    """MessagePack of a record, session included (ownership must survive a restart)."""
+    packed: bytes = msgpack.packb(
+        {
+            "service_name": record.service_name,
+            "instance_id": record.instance_id,
+            "status": record.status.value,
+            "metadata": record.metadata,
+            "registered_at": record.registered_at.timestamp(),
+            "last_heartbeat_at": record.last_heartbeat_at.timestamp(),
+            "session_id": record.session_id,
+            "version": record.version,
+            "maintenance": None
+            if record.maintenance is None
+            else [record.maintenance.reason, record.maintenance.since.timestamp()],
+            "seq": record.seq,
+        }
+    )
+    return packed
+
+
+def decode_record(data: bytes) -> InstanceRecord:
+    """The inverse of ``encode_record``."""
+    body: dict[str, Any] = msgpack.unpackb(data, raw=False)
+    return InstanceRecord(
+        service_name=body["service_name"],
+        instance_id=body["instance_id"],
+        status=InstanceStatus(body["status"]),
+        metadata=body["metadata"],
+        registered_at=datetime.fromtimestamp(body["registered_at"], UTC),
+        last_heartbeat_at=datetime.fromtimestamp(body["last_heartbeat_at"], UTC),
+        session_id=body["session_id"],
+        version=body.get("version", 0),  # absent from records stored by older routers
+        maintenance=_maintenance(body.get("maintenance")),
+        seq=body.get("seq"),  # absent from records stored by older routers
+    )
+
+
+def _maintenance(value: Any) -> MaintenanceMark | None:
+    if not value:
+        return None
+    reason, since = value
+    return MaintenanceMark(reason, datetime.fromtimestamp(since, UTC))
+
+
+class BucketMismatchError(ReportedError):
+    """The bucket exists with another replica count than configured (logged already)."""
+
+    exit_code = 2
+
+
+async def check_replicas(kv: KeyValue, bucket: str, replicas: int) -> None:
+    """Raise ``BucketMismatchError`` (logged) unless the bucket has ``replicas`` replicas."""
+    status = await kv.status()
+    actual = status.stream_info.config.num_replicas or 1
+    if actual == replicas:
+        return
+    hint = (
+        f"set AEGIS_KV_REPLICAS={actual} to use the bucket as it is, or change the "
+        f"bucket's replicas yourself (nats stream edit KV_{bucket} --replicas {replicas}); "
+        "the router never changes an existing bucket's replication"
+    )
+    log.error("kv_replicas_mismatch", bucket=bucket, replicas=actual, wanted=replicas, hint=hint)
+    raise BucketMismatchError(
+        f"bucket {bucket!r} has {actual} replicas, AEGIS_KV_REPLICAS is {replicas}: {hint}"
+    )
+
+
+async def check_existing_bucket(nc: NatsClient, bucket: str, replicas: int) -> None:
+    """``check_replicas`` on the bucket if it exists (a new one is created as configured)."""
+    js = nc.jetstream(timeout=STORE_TIMEOUT)
+    try:
+        kv = await js.key_value(bucket)
+    except js_errors.BucketNotFoundError:
+        return
+    await check_replicas(kv, bucket, replicas)
+
+
+async def open_bucket(js: JetStreamContext, config: KeyValueConfig) -> KeyValue:
+    """The bucket ``config`` names if it has the configured replicas (else
+    ``BucketMismatchError``, logged), or a new one made with ``config``."""
+    try:
+        kv = await js.key_value(config.bucket)
+    except js_errors.BucketNotFoundError:
+        # Two routers creating it at once is fine: the same config is idempotent.
+        return await js.create_key_value(config)
+    await check_replicas(kv, config.bucket, config.replicas)
+    return kv
+
+
+class JetStreamStore:
+    """Instances in a JetStream KV bucket, with a watched local cache for lists."""
+
+    def __init__(self, bucket: str = "aegis_registry", replicas: int = 1) -> None:
+        self.bucket = bucket
+        self.replicas = replicas
+        self._kv: KeyValue | None = None
+        self._cache: dict[str, dict[str, Versioned]] = {}
+        self._listener: ChangeListener | None = None
+        self._watch: BucketWatch | None = None
+
+    async def start(self, nc: NatsClient, within: float = 30.0) -> None:
+        """Open (or create) the bucket and load the cache; wait for a JetStream cluster."""
+        # Under the SDK's 5 s request timeout, so a stuck store still gets a 503 answer.
+        js = nc.jetstream(timeout=STORE_TIMEOUT)
+        config = KeyValueConfig(
+            bucket=self.bucket, history=1, replicas=self.replicas, storage=StorageType.FILE
+        )
+        deadline = asyncio.get_running_loop().time() + within
+        while True:
+            try:
+                self._kv = await open_bucket(js, config)
+                break
+            except BucketMismatchError:
+                raise
+            except Exception as exc:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise StoreError(
+                        f"JetStream key-value bucket {self.bucket!r} unavailable: {exc!r}. "
+                        "Is JetStream enabled on the NATS server (nats-server -js)? "
+                        "Or run with AEGIS_STORE=memory."
+                    ) from exc
+                await asyncio.sleep(0.5)  # a new cluster elects its JetStream leader
+        # Guarded: a stale cache would answer lists and steady heartbeats with
+        # what is no longer so.
+        self._watch = BucketWatch(self._kv, self.bucket, self._apply, name="aegis-kv-watch")
+        await self._watch.start(within)
+        log.info(
+            "store_ready",
+            store="jetstream",
+            bucket=self.bucket,
+            replicas=self.replicas,
+            instances=sum(len(i) for i in self._cache.values()),
+        )
+
+    async def stop(self) -> None:
+        """Stop following the bucket."""
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            await watch.stop()
+
+    def _apply(self, entry: KeyValue.Entry, live: bool) -> None:
+        """Apply a change in the bucket to the cache, whoever made it."""
+        key = decode_key(entry.key)
+        if entry.operation in ("DEL", "PURGE") or not entry.value:
+            self._forget(key, entry.revision or 0)
+        elif not self._known(key, entry.revision or 0):  # else: our own write, seen again
+            record = decode_record(entry.value)
+            self._remember(Versioned(record, entry.revision or 0))
+
+    def _known(self, key: InstanceKey, revision: int) -> bool:
+        """Whether the cache holds ``key`` at ``revision`` or later already."""
+        known = self._cache.get(key.service_name, {}).get(key.instance_id)
+        return known is not None and known.revision >= revision
+
+    def _remember(self, versioned: Versioned) -> None:
+        record = versioned.record
+        instances = self._cache.setdefault(record.service_name, {})
+        known = instances.get(record.instance_id)
+        if known is not None and known.revision >= versioned.revision:
+            return  # our own write, seen again through the watch
+        instances[record.instance_id] = versioned
+        if self._listener is not None:
+            self._listener(record.key, record)
+
+    def _forget(self, key: InstanceKey, revision: int) -> None:
+        instances = self._cache.get(key.service_name, {})
+        known = instances.get(key.instance_id)
+        if known is None or known.revision > revision:
+            return
+        del instances[key.instance_id]
+        if not instances:
+            self._cache.pop(key.service_name, None)
+        if self._listener is not None:
+            self._listener(key, None)
+
+    def set_listener(self, listener: ChangeListener | None) -> None:
+        """See ``InstanceStore.set_listener``."""
+        self._listener = listener
+
+    def _bucket(self) -> KeyValue:
+        if self._kv is None:
+            raise StoreError("JetStream store used before start()")
+        return self._kv
+
+    def peek(self, key: InstanceKey) -> Versioned | None:
+        """See ``InstanceStore.peek``: from the cache the bucket watch keeps."""
+        return self._cache.get(key.service_name, _NO_INSTANCES).get(key.instance_id)
+
+    async def get(self, key: InstanceKey) -> Versioned | None:
+        """See ``InstanceStore.get``: read from the bucket, not the cache."""
+        try:
+            entry = await self._bucket().get(encode_key(key))
+        except js_errors.KeyNotFoundError:
+            return None
+        except Exception as exc:
+            raise StoreError(f"reading {key}: {exc!r}") from exc
+        if not entry.value:
+            return None
+        return Versioned(decode_record(entry.value), entry.revision or 0)
+
+    async def create(self, record: InstanceRecord) -> int:
+        """See ``InstanceStore.create``."""
+        try:
+            revision = await self._bucket().create(encode_key(record.key), encode_record(record))
+        except (js_errors.KeyWrongLastSequenceError, js_errors.KeyNotFoundError) as exc:
+            # KeyNotFound: nats-py re-reads after losing the race, and a replica
+            # that has not caught up yet says "not found". Either way: taken.
+            raise AlreadyExists(record.key) from exc
+        except Exception as exc:
+            raise StoreError(f"creating {record.key}: {exc!r}") from exc
+        self._remember(Versioned(record, revision))
+        return revision
+
+    async def update(self, record: InstanceRecord, expected_revision: int) -> int:
+        """See ``InstanceStore.update``."""
+        try:
+            revision = await self._bucket().update(
+                encode_key(record.key), encode_record(record), last=expected_revision
+            )
+        except js_errors.KeyWrongLastSequenceError as exc:
+            raise RevisionMismatch(record.key) from exc
+        except Exception as exc:
+            raise StoreError(f"updating {record.key}: {exc!r}") from exc
+        self._remember(Versioned(record, revision))
+        return revision
+
+    async def delete(self, key: InstanceKey, expected_revision: int) -> None:
+        """See ``InstanceStore.delete``."""
+        try:
+            await self._bucket().delete(encode_key(key), last=expected_revision)
+        except js_errors.APIError as exc:
+            if exc.err_code in _WRONG_LAST_SEQUENCE:
+                raise RevisionMismatch(key) from exc
+            raise StoreError(f"deleting {key}: {exc!r}") from exc
+        except Exception as exc:
+            raise StoreError(f"deleting {key}: {exc!r}") from exc
+        self._forget(key, expected_revision + 1)
+
+    async def list_service(self, service_name: str) -> list[InstanceRecord]:
+        """See ``InstanceStore.list_service`` (from the cache)."""
+        return [v.record for v in self._cache.get(service_name, {}).values()]
+
+    async def list_all(self) -> list[InstanceRecord]:
+        """See ``InstanceStore.list_all`` (from the cache)."""
+        return [v.record for inst in self._cache.values() for v in inst.values()]

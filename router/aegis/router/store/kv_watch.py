@@ -1,0 +1,126 @@
+"""A watch over every key of a JetStream key-value bucket, restarted when it stalls.
+
+The registry's bucket and the routers' membership bucket are both followed
+this way. A watch whose consumer died with its NATS node (or was never
+recreated after a reconnection) delivers nothing, and nats-py notices only
+after two missed idle heartbeats (10 s), then retries once per 10 s: so the
+watch is compared with its stream every ``WATCH_CHECK`` seconds, and one
+that is behind at two checks in a row without moving is started afresh.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+
+import structlog
+from aegis.router.tasks import cancel
+from nats.js.kv import KeyValue
+
+log = structlog.get_logger("aegis.router.kv")
+
+WATCH_CHECK = 2.0  # how often the watch is compared with its stream
+WATCH_RETRY = 0.5  # between two attempts to open the watch
+
+# Called with each entry, and whether the watch's initial snapshot was complete
+# before it (False for the entries of a snapshot, a restart's included).
+EntryHandler = Callable[[KeyValue.Entry, bool], None]
+
+
+class WatchLag:
+    """Whether a bucket watch has stalled: behind the stream at two checks in a
+    row without delivering anything in between. A watch that is behind but
+    moving (a burst of writes) is left alone."""
+
+    def __init__(self) -> None:
+        self._stalled_at: int | None = None  # the watch's position when first seen behind
+
+    def stalled(self, delivered: int, last: int) -> bool:
+        """Judge one check: ``delivered`` is the last revision the watch gave,
+        ``last`` the stream's last sequence. True: restart the watch."""
+        if delivered >= last:
+            self._stalled_at = None
+            return False
+        if self._stalled_at == delivered:
+            self._stalled_at = None
+            return True
+        self._stalled_at = delivered
+        return False
+
+
+class BucketWatch:
+    """Hands every change in a bucket to ``apply``, whoever made it, and restarts
+    itself when it stalls behind the bucket's stream."""
+
+    def __init__(self, kv: KeyValue, bucket: str, apply: EntryHandler, *, name: str) -> None:
+        self._kv = kv
+        self._apply = apply
+        self._name = name  # of the watch's task
+        self._log = log.bind(bucket=bucket)
+        self._watch_task: asyncio.Task[None] | None = None
+        self._guard_task: asyncio.Task[None] | None = None
+        self.delivered = 0  # the last revision the watch gave
+
+    async def start(self, within: float = 30.0) -> None:
+        """Follow the bucket; return once its current content has been applied."""
+        ready = asyncio.Event()
+        self._watch_task = asyncio.create_task(self._follow(ready), name=self._name)
+        try:
+            await asyncio.wait_for(ready.wait(), within)
+        except BaseException:
+            await self.stop()
+            raise
+        self._guard_task = asyncio.create_task(self._guard(), name=f"{self._name}-guard")
+
+    async def stop(self) -> None:
+        """Stop following the bucket."""
+        guard, self._guard_task = self._guard_task, None
+        await cancel(guard)
+        task, self._watch_task = self._watch_task, None
+        await cancel(task)
+
+    async def _guard(self) -> None:
+        """Restart the watch when it has stalled behind the stream."""
+        lag = WatchLag()
+        while True:
+            await asyncio.sleep(WATCH_CHECK)
+            last = await self._stream_last()
+            if last is not None and lag.stalled(self.delivered, last):
+                self._log.warning("kv_watch_restarted", delivered=self.delivered, last=last)
+                await cancel(self._watch_task)
+                self._watch_task = asyncio.create_task(
+                    self._follow(asyncio.Event()), name=self._name
+                )
+
+    async def _stream_last(self) -> int | None:
+        """The bucket stream's last sequence; None when the stream cannot answer."""
+        try:
+            status = await self._kv.status()
+        except Exception as exc:  # nothing to judge the watch by, this time
+            self._log.debug("kv_status_failed", error=repr(exc))
+            return None
+        last: int = status.stream_info.state.last_seq
+        return last
+
+    async def _follow(self, ready: asyncio.Event) -> None:
+        while True:
+            try:
+                watcher = await self._kv.watchall()
+                break
+            except Exception as exc:  # the stream electing a leader, say
+                self._log.warning("kv_watch_failed", error=repr(exc))
+                await asyncio.sleep(WATCH_RETRY)
+        try:
+            async for entry in watcher:
+                if entry is None:  # the initial snapshot is complete
+                    ready.set()
+                    continue
+                self.delivered = max(self.delivered, entry.revision or 0)
+                try:
+                    self._apply(entry, ready.is_set())
+                except Exception:  # one bad entry must not end the watch
+                    self._log.exception("kv_bad_entry", key=entry.key)
+        finally:
+            with contextlib.suppress(Exception):
+                await watcher.stop()  # type: ignore[no-untyped-call]
