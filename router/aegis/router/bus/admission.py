@@ -22,7 +22,6 @@ Library's "Using load shedding to avoid overload":
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -228,26 +227,31 @@ class Lane:
             await asyncio.sleep(0)
 
     async def _serve(self, msg: Msg) -> None:
-        started = time.perf_counter_ns()
-        stats = self._stats
-        headers = msg.headers
-        request_id = headers.get(REQUEST_ID_HEADER) if headers else None
-        # A worker serves many requests in one context: the id is bound and unbound
-        # around each (the responder's per-request tasks need no unbinding).
-        bound = (
-            structlog.contextvars.bound_contextvars(request_id=request_id)
-            if request_id is not None
-            else contextlib.nullcontext()
-        )
-        try:
-            with bound:
-                reply = await self._handler(msg.data)
-            if msg.reply:
-                await msg.respond(reply)
-        except Exception as exc:
-            # Handlers never raise; this is the connection failing under us.
-            stats.failed(exc)
-            log.exception("nats_reply_failed", subject=msg.subject)
-        finally:
-            stats.num_requests += 1
-            stats.processing_time += time.perf_counter_ns() - started
+        # A task of its own: its own copy of the context, so the request id it binds
+        # leaves nothing behind in the worker's.
+        await asyncio.create_task(serve(self._handler, msg, self._stats))
+
+
+async def serve(handler: Handler, msg: Msg, stats: EndpointStats) -> None:
+    """Answer one request with ``handler``, counted in ``stats``; never raises.
+
+    Run it as a task of its own: the client's request id is bound into the
+    task's context (a copy), so it joins every log event of this request and
+    needs no undoing (``bound_contextvars``' reset cost more than the rest).
+    """
+    started = time.perf_counter_ns()
+    headers = msg.headers
+    request_id = headers.get(REQUEST_ID_HEADER) if headers else None
+    try:
+        if request_id is not None:
+            structlog.contextvars.bind_contextvars(request_id=request_id)
+        reply = await handler(msg.data)
+        if msg.reply:
+            await msg.respond(reply)
+    except Exception as exc:
+        # Handlers never raise; this is the connection failing under us.
+        stats.failed(exc)
+        log.exception("nats_reply_failed", subject=msg.subject)
+    finally:
+        stats.num_requests += 1
+        stats.processing_time += time.perf_counter_ns() - started

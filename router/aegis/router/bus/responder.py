@@ -24,7 +24,7 @@ from time import perf_counter_ns
 from typing import Any
 
 import structlog
-from aegis.router.bus.admission import Lane
+from aegis.router.bus.admission import Lane, serve
 from aegis.router.bus.endpoint_stats import EndpointStats
 from aegis.router.domain import LaneLimits
 from aegis.wire.messages import REQUEST_ID_HEADER
@@ -140,7 +140,7 @@ class NatsResponder:
                 if self._room is None or self._room.done():
                     self._room = asyncio.get_running_loop().create_future()
                 await self._room
-            task = _start_task(self._serve(handler, msg, stats))
+            task = _start_task(serve(handler, msg, stats))
             if not task.done():  # answered already: it never held a slot
                 self._tasks.add(task)
                 task.add_done_callback(self._ended)
@@ -152,24 +152,3 @@ class NatsResponder:
         room = self._room
         if room is not None and not room.done():
             room.set_result(None)
-
-    async def _serve(self, handler: Handler, msg: Msg, stats: EndpointStats) -> None:
-        started = perf_counter_ns()
-        headers = msg.headers
-        request_id = headers.get(REQUEST_ID_HEADER) if headers else None
-        try:
-            # The client's request id joins every log event of this request. The
-            # task runs in its own copy of the context, so nothing needs undoing
-            # (bound_contextvars' reset cost more than the rest of this function).
-            if request_id is not None:
-                structlog.contextvars.bind_contextvars(request_id=request_id)
-            reply = await handler(msg.data)
-            if msg.reply:
-                await msg.respond(reply)
-        except Exception as exc:
-            # Handlers never raise; this is the connection failing under us.
-            stats.failed(exc)
-            log.exception("nats_reply_failed", subject=msg.subject)
-        finally:
-            stats.num_requests += 1
-            stats.processing_time += perf_counter_ns() - started
