@@ -234,6 +234,7 @@ class History:
     faults: list[Record] = field(default_factory=list)
     views: list[Record] = field(default_factory=list)
     logs: list[Record] = field(default_factory=list)
+    storms: list[Record] = field(default_factory=list)
     last_t: float = 0.0  # the latest time of any record
     _node_faults: dict[str, list[Window]] = field(default_factory=dict, repr=False)
 
@@ -255,6 +256,7 @@ class History:
             "fault": history.faults,
             "view": history.views,
             "router_log": history.logs,
+            "storm": history.storms,
         }
         for record in records:
             if record["type"] in lists:

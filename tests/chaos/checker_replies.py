@@ -89,6 +89,23 @@ def _explained(history: History, op: Record) -> bool:
     )
 
 
+def _shed_in_a_storm(history: History, op: Record) -> bool:
+    """A registration refused 503 ``OVERLOADED`` while a registration storm ran (or
+    within the grace after it): the router shedding what it cannot take, as it must.
+    Nothing else is excused by a storm."""
+    error = op["reply"].get("error")
+    if op["kind"] != "register" or not isinstance(error, dict):
+        return False
+    if error.get("code") != "OVERLOADED":
+        return False
+    grace = history.bounds.fault_grace
+    return any(
+        float(storm["start"]) <= float(op["complete"])
+        and float(op["invoke"]) <= float(storm["t"]) + grace
+        for storm in history.storms
+    )
+
+
 def well_formed(history: History) -> Verdict:
     """Replies keep the contract; unanswered requests and 5xx answers have a fault nearby.
 
@@ -104,7 +121,7 @@ def well_formed(history: History) -> Verdict:
             problem = reply_problem(op)
             status = op["reply"].get("status") if problem is None else None
             if problem is None and isinstance(status, int) and status >= 500:
-                if _explained(history, op):
+                if _explained(history, op) or _shed_in_a_storm(history, op):
                     excused += 1
                 else:
                     problem = f"answered {status} with no fault to explain it"

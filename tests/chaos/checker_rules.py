@@ -35,15 +35,22 @@ def ack_duty(history: History, ops: InstanceOps, ack: Record) -> Span | None:
     owner = owner_of(ack)
     start = at(ack, "invoke")
     leave = ops.first_leave(owner, start)
-    contacts = [
+    contacts = sorted(
         at(op, "invoke")
         for op in ops.ops
         if owner_of(op) == owner and is_contact(op) and start <= at(op, "invoke") < leave
-    ]
-    last = max([start, *contacts])
+    )
+    removable_after = bounds.remove_after - bounds.takeover_slack
+    last = start
+    for contact in contacts:
+        if contact - last >= removable_after:
+            # Silent that long, it may have been removed: a later contact of the same
+            # session comes from a registration of its own (an ack with its own duty).
+            break
+        last = contact
     span = Span(
         at(ack, "complete") + bounds.propagation,
-        min(leave, last + bounds.remove_after - bounds.takeover_slack),
+        min(leave, last + removable_after),
         (ack,),
     )
     return span if span.hi > span.lo else None

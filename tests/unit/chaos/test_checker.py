@@ -141,6 +141,20 @@ def test_an_instance_deregistered_or_expired_may_leave_the_views() -> None:
     assert check(run.records).violations == []
 
 
+def test_a_session_silent_past_remove_after_owes_nothing_until_it_registers_again() -> None:
+    # A CI run (issue 22's storm round): a raw actor abandoned its instance, which
+    # was removed 10 s after its last contact; the same session registered it
+    # again later. Its later heartbeats must not stretch the first ack's duty.
+    run = Run()
+    run.live(1.0, 3.0)  # last contact at 2.6: removable from 11.35
+    run.view("r0", 12.0)  # removed: not listed
+    run.live(13.0, 16.0)  # the same session, a new registration
+    run.views(13.5, 16.0, i1="ONLINE")
+    run.end(16.0, quiet_from=15.0)
+
+    assert check(run.records).violations == []
+
+
 def test_an_instance_taken_over_is_still_listed_and_still_owed() -> None:
     run = Run()
     run.live(1.0, 3.0)
@@ -410,6 +424,21 @@ def test_a_reply_that_breaks_the_contract_is_malformed(
     assert broken(report) == ["well_formed"]
     assert problem in report.violations[0].message
     assert report.violations[0].records == [op]
+
+
+def test_a_registration_shed_during_a_storm_keeps_the_contract_and_only_then() -> None:
+    run = clean_run()
+    busy = {"code": "OVERLOADED", "message": "at capacity"}
+    refused = {"ok": False, "status": 503, "error": busy, "retry_after": 1.0}
+    run.op("register", 12.0, 503, session="C", instance="i2", reply=refused)
+    run.records.append({"type": "storm", "t": 12.5, "start": 11.5, "replies": {"503": 9}})
+    run.op("register", 40.0, 503, session="D", instance="i3", reply=refused)  # no storm
+
+    report = check(run.records)
+
+    assert broken(report) == ["well_formed"]
+    assert "op" in report.violations[0].message
+    assert report.violations[0].records[0]["invoke"] == 40.0
 
 
 def test_a_reply_about_another_instance_is_malformed() -> None:
