@@ -28,7 +28,7 @@ from tests.support.procs import NatsServer, RouterProcess, router_process
 from tests.support.prometheus import sample_value
 from tests.support.wire import raw_request
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.one_python]
 
 HEARTBEAT, UNHEALTHY, OFFLINE, REMOVE = 0.5, 4.0, 8.0, 60.0
 TIMINGS = {

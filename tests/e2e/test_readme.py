@@ -226,6 +226,7 @@ def test_readme_install_commands_are_the_ones_ci_runs() -> None:
     assert test_command.replace("pip install", "python -m pip install", 1) in ci
 
 
+@pytest.mark.one_python
 def test_every_readme_example_runs_and_prints_what_it_shows(tmp_path: Path) -> None:
     blocks = readme_blocks((REPO / "README.md").read_text())
     replay = Replay(tmp_path)
