@@ -5,7 +5,9 @@ Helpers that are not fixtures live in tests/support.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+import fcntl
+import tempfile
+from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
 
 import nats
@@ -14,6 +16,37 @@ from nats.aio.client import Client as NatsClient
 
 from tests.support.pki import Pki, make_pki
 from tests.support.procs import NatsServer, RouterProcess, router_process
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, object, object]:
+    """Under pytest-xdist, a test marked ``exclusive`` runs with no other test beside it.
+
+    Such a test holds its timings to bounds a machine shared with other tests cannot
+    keep (the chaos run counts a request that times out with no fault injected as a
+    fault of the system). Each worker takes the run's lock shared around every other
+    test and exclusively around an ``exclusive`` one, after a turnstile, so a worker
+    waiting to go alone is not kept out by the others taking turns.
+    """
+    workerinput = getattr(item.config, "workerinput", None)
+    if workerinput is None:  # one process: nothing runs beside anything
+        return (yield)
+    locks = Path(tempfile.gettempdir()) / f"aegis-xdist-{workerinput['testrunuid']}"
+    locks.mkdir(exist_ok=True)
+    exclusive = item.get_closest_marker("exclusive") is not None
+    with (
+        (locks / "exclusive.turnstile").open("a") as turnstile,
+        (locks / "exclusive.lock").open("a") as lock,
+    ):
+        fcntl.flock(turnstile, fcntl.LOCK_EX)
+        if not exclusive:
+            fcntl.flock(turnstile, fcntl.LOCK_UN)
+        fcntl.flock(lock, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            return (yield)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+            fcntl.flock(turnstile, fcntl.LOCK_UN)
 
 
 @pytest.fixture

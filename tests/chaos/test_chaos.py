@@ -17,7 +17,7 @@ import pytest
 from tests.chaos.history import read_history
 from tests.chaos.run import CI_DURATION, RunConfig, check_history, run_chaos
 
-pytestmark = [pytest.mark.chaos, pytest.mark.e2e]
+pytestmark = [pytest.mark.chaos, pytest.mark.e2e, pytest.mark.exclusive, pytest.mark.one_python]
 
 SEED = 14
 DURATION = CI_DURATION  # seconds of faults; with start, warm-up and quiet, about 75 s

@@ -19,7 +19,7 @@ from tests.support import eventually
 from tests.support.procs import NatsServer, RouterProcess, nats_cluster, router_process
 from tests.support.wire import raw_request
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.one_python]
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ second, gone after 3 s) is the product's.
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -27,7 +28,7 @@ from tests.support.procs import NatsServer, RouterProcess, router_process
 from tests.support.prometheus import sample_value
 from tests.support.wire import raw_request
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.one_python]
 
 HEARTBEAT, UNHEALTHY, OFFLINE, REMOVE = 0.5, 4.0, 8.0, 60.0
 TIMINGS = {
@@ -92,8 +93,12 @@ async def register_fleet(client: ServiceClient, service: str, count: int) -> Non
 
 
 async def test_two_routers_split_the_leases_and_the_heartbeat_work(
-    pair: tuple[RouterProcess, RouterProcess], nats_server: NatsServer, raw_nats: NatsClient
+    pair: tuple[RouterProcess, RouterProcess],
+    nats_server: NatsServer,
+    raw_nats: NatsClient,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, "aegis.sdk.heartbeats")
     alpha, beta = pair
     await eventually(lambda: both_see_two(alpha, beta), "both routers see two routers")
     async with ServiceClient(nats_server.url, FAST) as client:
@@ -125,10 +130,17 @@ async def test_two_routers_split_the_leases_and_the_heartbeat_work(
             reg.heartbeat_subject in ("ipc.router.alpha.heartbeat", "ipc.router.beta.heartbeat")
             for reg in client.instances.values()
         )
+        # Straight to the holder: a heartbeat reaches a router that passes it on only
+        # when the SDK's direct try got no reply within half its time (a loaded machine)
+        # and it fell back to the shared subject; those are few.
         forwarded = [
             await metric(r, "aegis_heartbeats_forwarded_total", result="ok") for r in (alpha, beta)
         ]
-        assert sum(forwarded) == 0, "SDK heartbeats go straight to the holder"
+        fallbacks = [
+            r for r in caplog.records if getattr(r, "aegis_event", "") == "heartbeat_fallback"
+        ]
+        assert sum(forwarded) <= len(fallbacks), "SDK heartbeats go straight to the holder"
+        assert len(fallbacks) * 20 <= sum(await answered()), f"{len(fallbacks)} fell back"
 
     # A wire v1 client knows only the shared subjects; whichever router it
     # reaches, the reply is right (the holder's, passed on when needed).

@@ -14,7 +14,7 @@ from aegis.sdk import ClientConfig, ServiceClient
 from tests.support import eventually
 from tests.support.procs import NatsServer, router_process
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.one_python]
 
 FAST = ClientConfig(timeout=1.0, retries=5, backoff_base=0.05, backoff_max=0.5)
 # The jetstream store (the mark must survive a restart) needs unhealthy_after above

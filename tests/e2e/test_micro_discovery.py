@@ -32,6 +32,7 @@ from tests.support.wire import raw_request
 
 pytestmark = [
     pytest.mark.e2e,
+    pytest.mark.one_python,
     pytest.mark.filterwarnings("ignore:datetime.datetime.utcnow:DeprecationWarning"),  # nats.micro
 ]
 

@@ -27,7 +27,7 @@ from nats.micro.service import ServiceInfo, ServiceStats
 from tests.support import eventually
 from tests.support.procs import NatsServer, router_process
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.one_python]
 
 REPO = Path(__file__).resolve().parents[2]
 PROBE = Path(__file__).with_name("svcm_probe.cjs")

@@ -13,7 +13,7 @@ from hypothesis import settings
 
 from tests.support.procs import NatsServer, RouterProcess, router_process
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.one_python]
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ from nats.aio.msg import Msg
 
 from tests.support.procs import NatsServer, RouterProcess, router_process
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.one_python]
 
 STEADY = 40  # instances heartbeating on time through the storm
 STORM = 6000  # registrations sent in about two seconds

@@ -1,21 +1,27 @@
 """Real processes for integration and end-to-end tests: nats-server and aegis-router.
 
 Everything listens on free loopback ports, so tests never touch a developer's
-own NATS on 4222 or router on 8000.
+own NATS on 4222 or router on 8000. ``free_port`` reserves each port for the
+process that asked (see there), so pytest-xdist workers side by side, or two
+test runs on one machine, never hand the same port to two servers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import pty
+import random
 import select
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,18 +32,77 @@ from aegis.router.bus.embedded import find_binary
 START_TIMEOUT = 20.0
 
 
+def _port_range() -> range:
+    """Where ``free_port`` looks: below the kernel's ephemeral range (the local ports it
+    gives ``connect()`` and ``bind(0)``), so no client connection of any test takes a
+    port between its reservation and the server binding it, or while a server restarts
+    on it."""
+    try:
+        text = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text()
+        low, high = (int(part) for part in text.split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999  # Linux's default
+    if low - 10000 >= 2000:
+        return range(10000, low)
+    return range(high + 1, 65536)
+
+
+_PORTS = _port_range()
+_LOCKS = Path(tempfile.gettempdir()) / f"aegis-test-ports-{os.getuid()}"
+_next_port = random.randrange(len(_PORTS))  # each process starts somewhere else
+# The lock files of the ports this process holds, newest last. A few hundred ports
+# back are long done with (a test's servers go with it), so the oldest is let go.
+_held: deque[int] = deque()
+_HOLD = 256
+
+
+def _reserve(port: int) -> bool:
+    """Lock ``port``'s file for this process; False if another process holds it."""
+    fd = os.open(_LOCKS / f"{port}.lock", os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return False
+    _held.append(fd)
+    if len(_held) > _HOLD:
+        os.close(_held.popleft())  # closing it releases the lock
+    return True
+
+
 def free_port() -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A loopback TCP port nothing listens on, reserved for this process.
+
+    The kernel's ``bind(0)`` answer is free only until the socket closes: before the
+    server (another process) binds it, a parallel worker can be given the same port,
+    or a client connection can take it as its local port. So ports come from outside
+    the ephemeral range, one after another (a port comes back only after the whole
+    range), each locked with ``flock`` on a file per port: processes running these
+    helpers never share one, and the lock goes when its process does, however it ends.
+    """
+    global _next_port
+    _LOCKS.mkdir(exist_ok=True)
+    for _ in range(len(_PORTS)):
+        port = _PORTS[_next_port]
+        _next_port = (_next_port + 1) % len(_PORTS)
+        if _reserve(port):
+            if port_is_free(port):
+                return port
+            os.close(_held.pop())  # something else listens there: not ours to hand out
+    raise RuntimeError(f"no free port in {_PORTS}")
 
 
-def wait_for_port(port: int, timeout: float = START_TIMEOUT) -> None:
-    """Block until something accepts connections on 127.0.0.1:port."""
+def wait_for_port(
+    port: int,
+    timeout: float = START_TIMEOUT,
+    process: subprocess.Popen[bytes] | None = None,
+) -> None:
+    """Block until something accepts connections on 127.0.0.1:port; with ``process``
+    (the server meant to listen there), fail as soon as it exits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"exited {process.returncode} before listening on {port}")
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
             return
         time.sleep(0.05)
@@ -88,7 +153,7 @@ class NatsServer:
         self.process = subprocess.Popen(
             command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
-        wait_for_port(self.port)
+        wait_for_port(self.port, process=self.process)
 
     def stop(self) -> None:
         """Stop it."""
