@@ -257,7 +257,6 @@ def test_readme_install_commands_are_the_ones_ci_runs() -> None:
     assert test_command.replace("pip install", "python -m pip install", 1) in ci
 
 
-<<<<<<< HEAD
 def test_the_pages_hold_examples_that_run() -> None:
     runnable = {
         page.name: sum(
@@ -271,14 +270,10 @@ def test_the_pages_hold_examples_that_run() -> None:
     assert sum(runnable.values()) >= 20, runnable  # the parser did find the examples
 
 
+@pytest.mark.one_python
 @pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(REPO)) for p in PAGES])
 def test_every_example_runs_and_prints_what_it_shows(page: Path, tmp_path: Path) -> None:
     blocks = readme_blocks(page.read_text())
-=======
-@pytest.mark.one_python
-def test_every_readme_example_runs_and_prints_what_it_shows(tmp_path: Path) -> None:
-    blocks = readme_blocks((REPO / "README.md").read_text())
->>>>>>> h-ci
     replay = Replay(tmp_path)
     replay.programs, replay.first_words = background_programs()
     expect_output_of: str | None = None  # what the next text block describes
