@@ -197,7 +197,7 @@ class Registry(RegistryEngine):
             if steady is not None:
                 return OwnerResult(OwnerCheck.OK, replace(steady, last_heartbeat_at=now))
             if self.recoveries.crowded:
-                deferred = self._defer_recovery(key, session_id, seq, now)
+                deferred = self._defer_write(key, session_id, seq, now)
                 if deferred is not None:
                     return deferred
 
@@ -212,18 +212,27 @@ class Registry(RegistryEngine):
             self.recoveries.inline -= 1
         return result
 
-    def _defer_recovery(
+    def _defer_write(
         self, key: InstanceKey, session_id: str, seq: int | None, now: datetime
     ) -> OwnerResult | None:
-        """An UNHEALTHY instance of this session heard again while many heartbeat writes
-        are in flight: ONLINE in the reply now, in the store when ``recoveries`` writes
-        it; None when it is anything else (the full path answers)."""
+        """A live instance of this session heard while many heartbeat writes are in
+        flight, whose contact needs a write (a recovery from UNHEALTHY, or the periodic
+        refresh of an ONLINE one): ONLINE in the reply now, the contact in memory, in
+        the store when ``recoveries`` writes it; None when it is anything else (the
+        full path answers).
+
+        The refresh matters as much as the recovery: a registration storm makes the
+        refreshes of its instances fall due together every ``refresh_after``, and with
+        each write on the request path a slow store held their replies past the
+        clients' timeouts while the sweep, not seeing the contacts, declared them
+        dead (bench/capacity.py, 250 s into the run).
+        """
         current = self._store.peek(key)
         if current is None:
             return None
         stored = current.record
         if (
-            stored.status is not InstanceStatus.UNHEALTHY
+            stored.status is InstanceStatus.OFFLINE
             or stored.session_id != session_id
             or is_stale(stored, session_id, seq)
         ):

@@ -1,11 +1,14 @@
-"""UNHEALTHY instances heard again: ONLINE at once in the reply, in the store soon after.
+"""Heartbeats whose contact needs a store write, when many do at once: answered at once,
+written soon after.
 
 An UNHEALTHY instance whose heartbeat arrives is ONLINE again, and that is a
 store write (others read the status there). One at a time the write is made
 on the request path, as always. But when many recover at once (a router that
 was behind, a network healed), a write per heartbeat on the request path
 would hold the replies to the store's pace: heartbeats would time out, more
-instances would fall, and the writes would keep the router behind. So while
+instances would fall, and the writes would keep the router behind. The same
+holds for the periodic refresh of a steady instance's stored contact, which a
+registration storm makes fall due for all its instances together. So while
 ``crowded`` (that many heartbeat writes already in flight), a recovery is
 answered from memory (the contact is kept where the sweep looks, so the
 instance cannot expire meanwhile) and its write joins a queue that a

@@ -4,9 +4,11 @@ and in the store soon after, with one write however often it beats meanwhile."""
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 
-from aegis.router.domain import InstanceKey, OwnerCheck
+from aegis.router.domain import InstanceKey, InstanceRecord, OwnerCheck
 from aegis.router.registry.recoveries import INLINE_MAX
+from aegis.router.store.port import MemoryStore
 from aegis.wire.messages import InstanceStatus
 from structlog.testing import capture_logs
 
@@ -96,3 +98,57 @@ async def test_an_instance_offline_by_age_is_not_recovered_from_memory() -> None
 
     assert result.check is OwnerCheck.NOT_FOUND
     assert registry.recoveries.pending == 0
+
+
+class SlowStore(MemoryStore):
+    """A store whose updates wait until ``free`` is set (a JetStream under load)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.free = asyncio.Event()
+        self.free.set()
+
+    async def update(self, rec: InstanceRecord, expected_revision: int) -> int:
+        await self.free.wait()
+        return await super().update(rec, expected_revision)
+
+
+async def test_a_refresh_due_while_crowded_is_answered_now_with_the_contact_kept() -> None:
+    # bench/capacity.py: the refreshes of a storm's instances fell due together;
+    # written on the request path, a slow store held the replies past the clients'
+    # timeouts and the sweep, not seeing the contacts, declared the instances dead.
+    store = SlowStore()
+    registry, clock, sink, _ = make_registry(store)
+    with capture_logs():
+        await registry.register(register_request())
+    refresh_after = registry.timings.refresh_after
+    for t in range(5, int(refresh_after), 5):  # steady: in memory only
+        clock.at(t)
+        assert (await registry.heartbeat(KEY, SESSION)).check is OwnerCheck.OK
+    store.free.clear()  # the store is slow from now on
+    registry.recoveries.inline = INLINE_MAX
+    clock.at(refresh_after + 1)  # the refresh is due
+    result = await asyncio.wait_for(registry.heartbeat(KEY, SESSION), 1.0)
+    stored_at = status_and_contact(store)[1]
+    clock.at(refresh_after + 6)  # 11 s after the contact before it: UNHEALTHY without
+    with capture_logs():
+        sweep = asyncio.create_task(registry.sweep())
+        await asyncio.sleep(0.05)
+        swept = status_and_contact(store)[0]
+        registry.recoveries.inline = 0
+        store.free.set()
+        await sweep
+        await eventually(lambda: registry.recoveries.pending == 0, "written")
+        await eventually(lambda: status_and_contact(store)[1] > stored_at, "refresh written")
+
+    assert result.check is OwnerCheck.OK
+    assert result.record is not None
+    assert result.record.status is ONLINE
+    assert swept is ONLINE, "the contact kept in memory counted"
+    assert [e.event.value for e in sink.events] == ["registered"], "a refresh is no news"
+
+
+def status_and_contact(store: MemoryStore) -> tuple[InstanceStatus, datetime]:
+    current = store.peek(KEY)
+    assert current is not None
+    return current.record.status, current.record.last_heartbeat_at
