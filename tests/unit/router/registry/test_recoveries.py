@@ -7,13 +7,14 @@ import asyncio
 from datetime import datetime
 
 from aegis.router.domain import InstanceKey, InstanceRecord, OwnerCheck
+from aegis.router.registry.operations import Registry
 from aegis.router.registry.recoveries import INLINE_MAX
 from aegis.router.store.port import MemoryStore
 from aegis.wire.messages import InstanceStatus
 from structlog.testing import capture_logs
 
-from tests.support import eventually
-from tests.unit.router.fakes import LATE, SESSION, make_registry, register_request
+from tests.support import FakeClock, eventually
+from tests.unit.router.fakes import LATE, SESSION, ListSink, make_registry, register_request
 
 KEY = InstanceKey("billing", "b-1")
 ONLINE, UNHEALTHY, OFFLINE = InstanceStatus.ONLINE, InstanceStatus.UNHEALTHY, InstanceStatus.OFFLINE
@@ -26,17 +27,39 @@ def status_in_store(store: object, key: InstanceKey = KEY) -> InstanceStatus:
     return status
 
 
-async def test_while_many_writes_are_in_flight_a_recovery_is_answered_now_and_written_once() -> (
-    None
-):
-    registry, clock, sink, store = make_registry()
+class SlowStore(MemoryStore):
+    """A store whose updates wait until ``free`` is set (a JetStream under load)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.free = asyncio.Event()
+        self.free.set()
+
+    async def update(self, rec: InstanceRecord, expected_revision: int) -> int:
+        await self.free.wait()
+        return await super().update(rec, expected_revision)
+
+
+async def unhealthy_and_crowded(
+    store: MemoryStore | None = None,
+) -> tuple[Registry, FakeClock, ListSink, MemoryStore]:
+    """A registry holding KEY UNHEALTHY (silent past unhealthy_after), with as many
+    heartbeat writes in flight as make the next one deferred."""
+    registry, clock, sink, store = make_registry(store)
     with capture_logs():
         await registry.register(register_request())
         clock.at(10 + LATE)
         await registry.sweep()
+    registry.recoveries.inline = INLINE_MAX
+    return registry, clock, sink, store
+
+
+async def test_while_many_writes_are_in_flight_a_recovery_is_answered_now_and_written_once() -> (
+    None
+):
+    registry, clock, sink, store = await unhealthy_and_crowded()
     assert status_in_store(store) is UNHEALTHY
     sink.events.clear()
-    registry.recoveries.inline = INLINE_MAX  # as if that many heartbeat writes were waiting
 
     replies = []
     for beat in range(3):
@@ -58,39 +81,23 @@ async def test_while_many_writes_are_in_flight_a_recovery_is_answered_now_and_wr
 
 
 async def test_a_deferred_recovery_keeps_the_instance_from_expiring_until_written() -> None:
-    registry, clock, _, store = make_registry()
-    with capture_logs():
-        await registry.register(register_request())
-        clock.at(10 + LATE)
-        await registry.sweep()
-    registry.recoveries.inline = INLINE_MAX
-    store_free = asyncio.Event()
-    write = registry.recoveries._write
-
-    async def slow_store(key: InstanceKey, session: str) -> None:
-        await store_free.wait()  # the store is slow: the sweep comes first
-        await write(key, session)
-
-    registry.recoveries._write = slow_store
+    registry, clock, _, store = await unhealthy_and_crowded(SlowStore())
+    assert isinstance(store, SlowStore)
+    store.free.clear()  # the store is slow: the sweep comes first
     clock.at(19)
     await registry.heartbeat(KEY, SESSION)
     clock.at(20 + LATE)  # offline_after past the stored contact, 1.1 s past the heard one
     with capture_logs():
         await registry.sweep()
     swept = status_in_store(store)
-    store_free.set()
+    store.free.set()
     await eventually(lambda: status_in_store(store) is ONLINE, "ONLINE in the store")
 
     assert swept is UNHEALTHY, "the contact heard counted, not the stored one"
 
 
 async def test_an_instance_offline_by_age_is_not_recovered_from_memory() -> None:
-    registry, clock, _, _ = make_registry()
-    with capture_logs():
-        await registry.register(register_request())
-        clock.at(10 + LATE)
-        await registry.sweep()
-    registry.recoveries.inline = INLINE_MAX
+    registry, clock, _, _ = await unhealthy_and_crowded()
     clock.at(20 + LATE)  # past offline_after, before any sweep wrote it
 
     result = await registry.heartbeat(KEY, SESSION)
@@ -98,19 +105,6 @@ async def test_an_instance_offline_by_age_is_not_recovered_from_memory() -> None
 
     assert result.check is OwnerCheck.NOT_FOUND
     assert registry.recoveries.pending == 0
-
-
-class SlowStore(MemoryStore):
-    """A store whose updates wait until ``free`` is set (a JetStream under load)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.free = asyncio.Event()
-        self.free.set()
-
-    async def update(self, rec: InstanceRecord, expected_revision: int) -> int:
-        await self.free.wait()
-        return await super().update(rec, expected_revision)
 
 
 async def test_a_refresh_due_while_crowded_is_answered_now_with_the_contact_kept() -> None:
