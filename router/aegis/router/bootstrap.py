@@ -13,16 +13,26 @@ from collections.abc import Callable
 from datetime import datetime
 
 from aegis.router.bus.connection import Connector, connect_router
+from aegis.router.bus.endpoints import endpoints
 from aegis.router.bus.event_sink import NatsEventSink, OwnEvents
+from aegis.router.bus.responder import QUEUE_GROUP, NatsResponder
+from aegis.router.heap import HeapKeeper
 from aegis.router.leases.contacts import Leases
+from aegis.router.leases.forwarding import Forwarder
 from aegis.router.leases.membership import MEMBER_TTL, Membership
 from aegis.router.leases.membership_kv import KvMembership, members_bucket
+from aegis.router.loop_lag import LoopLag
+from aegis.router.micro.control import MicroControl
+from aegis.router.micro.discovery import MicroDiscovery
 from aegis.router.registry.operations import EventSink, InstanceLimits, Registry, utc_now
+from aegis.router.registry.sweeper import Sweeper, tick_for
 from aegis.router.rest.app import build_app
-from aegis.router.runtime import RouterRuntime
+from aegis.router.rest.event_feed import EventFeed
+from aegis.router.runtime import NatsParts, RouterRuntime
 from aegis.router.settings import Settings
 from aegis.router.store.jetstream import JetStreamStore
 from aegis.router.store.port import InstanceStore, MemoryStore
+from aegis.wire.messages import REGISTER_SUBJECT
 from nats.aio.client import Client as NatsClient
 from sanic import Sanic
 
@@ -68,9 +78,68 @@ def bootstrap(
     registry = Registry(store, settings.timings, clock=clock, limits=limits, leases=leases)
     runtime = None
     if nats is not None:
-        members = None
-        if isinstance(store, JetStreamStore):  # shared: routers split the leases
-            bucket = members_bucket(settings.kv_bucket)
-            members = KvMembership(membership, bucket, settings.kv_replicas)
-        runtime = RouterRuntime(settings, registry, store, nats, events, members)
+        runtime = RouterRuntime(settings, nats, nats_parts(settings, registry, store, events))
     return build_app(settings, registry, runtime)
+
+
+def nats_parts(
+    settings: Settings,
+    registry: Registry,
+    store: InstanceStore,
+    events: Callable[[NatsClient, OwnEvents], EventSink],
+) -> NatsParts:
+    """Everything that runs on the router's NATS connection, wired to ``registry``."""
+    membership = registry.leases.membership
+    members, forwarder = None, None
+    if isinstance(store, JetStreamStore):  # shared: routers split the leases
+        bucket = members_bucket(settings.kv_bucket)
+        members = KvMembership(membership, bucket, settings.kv_replicas)
+        forwarder = Forwarder()
+    handlers = endpoints(
+        registry,
+        max_request_bytes=settings.max_request_bytes,
+        max_metadata_bytes=settings.max_metadata_bytes,
+        forward=forwarder.heartbeat if forwarder is not None else None,
+    )
+    responder = NatsResponder(
+        handlers,
+        max_in_flight=settings.max_in_flight,
+        max_pending=settings.max_pending,
+        lanes={REGISTER_SUBJECT: ("registration", settings.register_lane)},
+    )
+    micro = MicroControl(
+        membership.self_id,
+        responder.stats,
+        queue_group=QUEUE_GROUP,
+        metadata={"store": settings.store},
+    )
+    discovery = None
+    if settings.micro_discovery:
+        discovery = MicroDiscovery(
+            registry, period=settings.micro_poll, max_metadata_bytes=settings.max_metadata_bytes
+        )
+    timings, loop_lag = registry.timings, LoopLag()
+    sweeper = Sweeper(
+        registry,
+        tick_for(timings.unhealthy_after),
+        # Shared leases: a router that cannot hear itself may have been counted
+        # gone, and cannot be sure it hears its instances either.
+        hearing=(lambda: membership.hearing(time.time())) if members is not None else None,
+        hearing_grace=2 * timings.heartbeat_interval,
+        lag=loop_lag.lag,
+    )
+    feed = EventFeed(membership.self_id, max_streams=settings.max_event_streams)
+    return NatsParts(
+        registry=registry,
+        store=store,
+        feed=feed,
+        events=events,
+        responder=responder,
+        micro=micro,
+        sweeper=sweeper,
+        loop_lag=loop_lag,
+        heap=HeapKeeper(),
+        members=members,
+        forwarder=forwarder,
+        discovery=discovery,
+    )

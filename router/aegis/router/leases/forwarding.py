@@ -24,14 +24,19 @@ FORWARD_TIMEOUT = 1.0
 
 
 class Forwarder:
-    """Passes heartbeats to another router over NATS request-reply."""
+    """Passes heartbeats to another router over NATS request-reply, once started."""
 
-    def __init__(self, nc: NatsClient, timeout: float = FORWARD_TIMEOUT) -> None:
-        self._nc = nc
+    def __init__(self, timeout: float = FORWARD_TIMEOUT) -> None:
+        self._nc: NatsClient | None = None
         self._timeout = timeout
+
+    def start(self, nc: NatsClient) -> None:
+        """Forward over ``nc`` (the router's connection, made in the serving process)."""
+        self._nc = nc
 
     async def heartbeat(self, router_id: str, request: InstanceRequest) -> Reply | None:
         """The holder's reply, or None if it did not give one (answer locally then)."""
+        assert self._nc is not None, "started before the responder that calls it"
         request_id = structlog.contextvars.get_contextvars().get("request_id")
         headers = {REQUEST_ID_HEADER: request_id} if request_id else None
         try:
