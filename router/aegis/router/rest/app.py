@@ -10,11 +10,11 @@ from __future__ import annotations
 import itertools
 
 from aegis.router.registry.operations import Registry
+from aegis.router.rest import event_stream, maintenance, routes
 from aegis.router.rest.auth import require_token
 from aegis.router.rest.errors import json_error
-from aegis.router.rest.event_stream import event_stream_blueprint
+from aegis.router.rest.instance_json import InstanceTexts
 from aegis.router.rest.ports import NatsSide
-from aegis.router.rest.routes import blueprints
 from aegis.router.settings import Settings
 from sanic import Sanic
 
@@ -36,12 +36,15 @@ def build_app(settings: Settings, registry: Registry, runtime: NatsSide | None) 
         description="Read the AegisIPC service registry. Every error is "
         '`{"error": {"code", "message", "details?"}}`.',
     )
+    # What the routes reach through request.app.ctx: they are declared once, at
+    # module level, and serve every app built here.
     app.ctx.registry = registry
     app.ctx.runtime = runtime
     app.ctx.settings = settings
+    app.ctx.texts = InstanceTexts()  # the instance listings' texts, kept between requests
     if settings.admin_token:
         app.on_request(require_token(settings.admin_token))
-    for blueprint in [*blueprints(), event_stream_blueprint()]:
+    for blueprint in (routes.admin, routes.ops, maintenance.bp, event_stream.bp):
         app.blueprint(blueprint)
     app.error_handler.add(Exception, json_error)
     if runtime is not None:

@@ -22,6 +22,9 @@ from sanic_ext import openapi
 
 log = structlog.get_logger("aegis.router.rest.event_stream")
 
+# Shared by every app (tests build many); the feed is ``request.app.ctx``'s runtime's.
+bp = Blueprint("admin_events", url_prefix=ADMIN_PREFIX)
+
 KEEP_ALIVE_SECONDS = 15.0  # proxies close connections that stay quiet for long (often 60 s)
 RETRY_AFTER_SECONDS = 5
 SSE_HEADERS = {
@@ -105,55 +108,49 @@ async def _pump(response: BaseHTTPResponse, feed: EventFeed, stream: Stream) -> 
             await response.send(item.frame)
 
 
-def event_stream_blueprint() -> Blueprint:
-    """A fresh blueprint (a Sanic blueprint belongs to one app) with the events route."""
-    events = Blueprint("admin_events", url_prefix=ADMIN_PREFIX)
-
-    @events.get("/events")
-    @openapi.summary("Follow change events")
-    @openapi.description(DESCRIPTION)
-    @openapi.parameter("service", str, "query", description="Only this service's events.")
-    @openapi.parameter(
-        "last_event_id", str, "query", description="Resume after this id (as Last-Event-ID)."
+@bp.get("/events")
+@openapi.summary("Follow change events")
+@openapi.description(DESCRIPTION)
+@openapi.parameter("service", str, "query", description="Only this service's events.")
+@openapi.parameter(
+    "last_event_id", str, "query", description="Resume after this id (as Last-Event-ID)."
+)
+@openapi.parameter(
+    "Last-Event-ID", str, "header", description="Resume after this id (wins over the query)."
+)
+@openapi.response(200, {"text/event-stream": str}, "The stream; it stays open.")
+@openapi.response(400, ref(ErrorResponse), "INVALID_SERVICE: not a service name.")
+@openapi.response(401, ref(ErrorResponse), UNAUTHORIZED)
+@openapi.response(
+    503,
+    ref(ErrorResponse),
+    "TOO_MANY_STREAMS: AEGIS_MAX_EVENT_STREAMS are open (see Retry-After); "
+    "NOT_READY: starting or shutting down.",
+)
+async def follow_events(request: Request) -> None:
+    """Stream change events until the client leaves, falls behind, or the router stops."""
+    feed = _feed(request)
+    last_event_id = _last_event_id(request)
+    stream = _open(request, feed, last_event_id)
+    reason = "client_gone"  # a client hanging up cancels this handler
+    log.info(
+        "event_stream_opened",
+        service=stream.service,
+        last_event_id=last_event_id,
+        replayed=len(stream.backlog),
+        reset=stream.reset.reason if stream.reset else None,
+        streams=feed.open_streams,
+        origin=request.remote_addr or request.ip,
     )
-    @openapi.parameter(
-        "Last-Event-ID", str, "header", description="Resume after this id (wins over the query)."
-    )
-    @openapi.response(200, {"text/event-stream": str}, "The stream; it stays open.")
-    @openapi.response(400, ref(ErrorResponse), "INVALID_SERVICE: not a service name.")
-    @openapi.response(401, ref(ErrorResponse), UNAUTHORIZED)
-    @openapi.response(
-        503,
-        ref(ErrorResponse),
-        "TOO_MANY_STREAMS: AEGIS_MAX_EVENT_STREAMS are open (see Retry-After); "
-        "NOT_READY: starting or shutting down.",
-    )
-    async def follow_events(request: Request) -> None:
-        """Stream change events until the client leaves, falls behind, or the router stops."""
-        feed = _feed(request)
-        last_event_id = _last_event_id(request)
-        stream = _open(request, feed, last_event_id)
-        reason = "client_gone"  # a client hanging up cancels this handler
+    try:
+        response = await request.respond(content_type="text/event-stream", headers=SSE_HEADERS)
+        reason = await _pump(response, feed, stream)
+        await response.eof()
+    finally:
+        stream.close()
         log.info(
-            "event_stream_opened",
+            "event_stream_closed",
             service=stream.service,
-            last_event_id=last_event_id,
-            replayed=len(stream.backlog),
-            reset=stream.reset.reason if stream.reset else None,
+            reason=reason,
             streams=feed.open_streams,
-            origin=request.remote_addr or request.ip,
         )
-        try:
-            response = await request.respond(content_type="text/event-stream", headers=SSE_HEADERS)
-            reason = await _pump(response, feed, stream)
-            await response.eof()
-        finally:
-            stream.close()
-            log.info(
-                "event_stream_closed",
-                service=stream.service,
-                reason=reason,
-                streams=feed.open_streams,
-            )
-
-    return events

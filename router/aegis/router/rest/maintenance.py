@@ -22,6 +22,9 @@ from sanic_ext import openapi
 
 log = structlog.get_logger("aegis.router.rest.routes")
 
+# Shared by every app (tests build many); the registry is ``request.app.ctx``'s.
+bp = Blueprint("maintenance", url_prefix=ADMIN_PREFIX)
+
 PUT_HELP = (
     "Puts it in maintenance with a reason: it keeps its liveness status (and its "
     "heartbeats keep it alive) but discovery, resolvers and filtered REST listings leave "
@@ -60,82 +63,81 @@ def _logged(request: Request, scope: str, name: str, reason: str | None, found: 
     )
 
 
-def maintenance_blueprint() -> Blueprint:
-    """A fresh blueprint (one belongs to one app) with the four maintenance routes."""
-    bp = Blueprint("maintenance", url_prefix=ADMIN_PREFIX)
+async def _on_instance(
+    request: Request, name: str, instance_id: str, reason: str | None
+) -> HTTPResponse:
+    registry: Registry = request.app.ctx.registry
+    record = None
+    # A name no registration could have cannot be in the store (nor be a store key).
+    if SERVICE_NAME.fullmatch(name) and INSTANCE_ID.fullmatch(instance_id):
+        record = await registry.set_maintenance(InstanceKey(name, instance_id), reason)
+    _logged(request, f"instance {instance_id}", name, reason, int(record is not None))
+    if record is None:
+        raise ApiException(
+            404,
+            "INSTANCE_NOT_FOUND",
+            f"no live instance {instance_id!r} of service {name!r} is registered",
+        )
+    return _dump(record.to_public())
 
-    async def on_instance(
-        request: Request, name: str, instance_id: str, reason: str | None
-    ) -> HTTPResponse:
-        registry: Registry = request.app.ctx.registry
-        record = None
-        # A name no registration could have cannot be in the store (nor be a store key).
-        if SERVICE_NAME.fullmatch(name) and INSTANCE_ID.fullmatch(instance_id):
-            record = await registry.set_maintenance(InstanceKey(name, instance_id), reason)
-        _logged(request, f"instance {instance_id}", name, reason, int(record is not None))
-        if record is None:
-            raise ApiException(
-                404,
-                "INSTANCE_NOT_FOUND",
-                f"no live instance {instance_id!r} of service {name!r} is registered",
-            )
-        return _dump(record.to_public())
 
-    async def on_service(request: Request, name: str, reason: str | None) -> HTTPResponse:
-        registry: Registry = request.app.ctx.registry
-        records = None
-        if SERVICE_NAME.fullmatch(name):
-            records = await registry.set_service_maintenance(name, reason)
-        _logged(request, "service", name, reason, len(records or []))
-        if records is None:
-            raise ApiException(404, "SERVICE_NOT_FOUND", f"service {name!r} has no live instance")
-        instances = [r.to_public() for r in records]
-        return _dump(InstancesResponse(instances=instances, total=len(instances)))
+async def _on_service(request: Request, name: str, reason: str | None) -> HTTPResponse:
+    registry: Registry = request.app.ctx.registry
+    records = None
+    if SERVICE_NAME.fullmatch(name):
+        records = await registry.set_service_maintenance(name, reason)
+    _logged(request, "service", name, reason, len(records or []))
+    if records is None:
+        raise ApiException(404, "SERVICE_NOT_FOUND", f"service {name!r} has no live instance")
+    instances = [r.to_public() for r in records]
+    return _dump(InstancesResponse(instances=instances, total=len(instances)))
 
-    @bp.put("/services/<name:str>/instances/<instance_id:str>/maintenance")
-    @openapi.summary("Put an instance in maintenance")
-    @openapi.description(PUT_HELP)
-    @openapi.body(ref(MaintenanceRequest), required=True)
-    @openapi.response(200, ref(Instance), "The instance, marked.")
-    @openapi.response(400, ref(ErrorResponse), "VALIDATION_ERROR: no reason given.")
-    @openapi.response(401, ref(ErrorResponse), UNAUTHORIZED)
-    @openapi.response(404, ref(ErrorResponse), "INSTANCE_NOT_FOUND: no such live instance.")
-    @openapi.response(500, ref(ErrorResponse), INTERNAL)
-    async def put_instance(request: Request, name: str, instance_id: str) -> HTTPResponse:
-        """Mark one live instance."""
-        return await on_instance(request, name, instance_id, _reason(request))
 
-    @bp.delete("/services/<name:str>/instances/<instance_id:str>/maintenance")
-    @openapi.summary("Take an instance out of maintenance")
-    @openapi.response(200, ref(Instance), "The instance, unmarked.")
-    @openapi.response(401, ref(ErrorResponse), UNAUTHORIZED)
-    @openapi.response(404, ref(ErrorResponse), "INSTANCE_NOT_FOUND: no such live instance.")
-    @openapi.response(500, ref(ErrorResponse), INTERNAL)
-    async def delete_instance(request: Request, name: str, instance_id: str) -> HTTPResponse:
-        """Unmark one live instance (a no-op if it was not marked)."""
-        return await on_instance(request, name, instance_id, None)
+@bp.put("/services/<name:str>/instances/<instance_id:str>/maintenance")
+@openapi.summary("Put an instance in maintenance")
+@openapi.description(PUT_HELP)
+@openapi.body(ref(MaintenanceRequest), required=True)
+@openapi.response(200, ref(Instance), "The instance, marked.")
+@openapi.response(400, ref(ErrorResponse), "VALIDATION_ERROR: no reason given.")
+@openapi.response(401, ref(ErrorResponse), UNAUTHORIZED)
+@openapi.response(404, ref(ErrorResponse), "INSTANCE_NOT_FOUND: no such live instance.")
+@openapi.response(500, ref(ErrorResponse), INTERNAL)
+async def put_instance(request: Request, name: str, instance_id: str) -> HTTPResponse:
+    """Mark one live instance."""
+    return await _on_instance(request, name, instance_id, _reason(request))
 
-    @bp.put("/services/<name:str>/maintenance")
-    @openapi.summary("Put every live instance of a service in maintenance")
-    @openapi.description(PUT_HELP)
-    @openapi.body(ref(MaintenanceRequest), required=True)
-    @openapi.response(200, ref(InstancesResponse), "The instances, marked.")
-    @openapi.response(400, ref(ErrorResponse), "VALIDATION_ERROR: no reason given.")
-    @openapi.response(401, ref(ErrorResponse), UNAUTHORIZED)
-    @openapi.response(404, ref(ErrorResponse), "SERVICE_NOT_FOUND: no live instance.")
-    @openapi.response(500, ref(ErrorResponse), INTERNAL)
-    async def put_service(request: Request, name: str) -> HTTPResponse:
-        """Mark every live instance of one service."""
-        return await on_service(request, name, _reason(request))
 
-    @bp.delete("/services/<name:str>/maintenance")
-    @openapi.summary("Take every instance of a service out of maintenance")
-    @openapi.response(200, ref(InstancesResponse), "The instances, unmarked.")
-    @openapi.response(401, ref(ErrorResponse), UNAUTHORIZED)
-    @openapi.response(404, ref(ErrorResponse), "SERVICE_NOT_FOUND: no live instance.")
-    @openapi.response(500, ref(ErrorResponse), INTERNAL)
-    async def delete_service(request: Request, name: str) -> HTTPResponse:
-        """Unmark every live instance of one service."""
-        return await on_service(request, name, None)
+@bp.delete("/services/<name:str>/instances/<instance_id:str>/maintenance")
+@openapi.summary("Take an instance out of maintenance")
+@openapi.response(200, ref(Instance), "The instance, unmarked.")
+@openapi.response(401, ref(ErrorResponse), UNAUTHORIZED)
+@openapi.response(404, ref(ErrorResponse), "INSTANCE_NOT_FOUND: no such live instance.")
+@openapi.response(500, ref(ErrorResponse), INTERNAL)
+async def delete_instance(request: Request, name: str, instance_id: str) -> HTTPResponse:
+    """Unmark one live instance (a no-op if it was not marked)."""
+    return await _on_instance(request, name, instance_id, None)
 
-    return bp
+
+@bp.put("/services/<name:str>/maintenance")
+@openapi.summary("Put every live instance of a service in maintenance")
+@openapi.description(PUT_HELP)
+@openapi.body(ref(MaintenanceRequest), required=True)
+@openapi.response(200, ref(InstancesResponse), "The instances, marked.")
+@openapi.response(400, ref(ErrorResponse), "VALIDATION_ERROR: no reason given.")
+@openapi.response(401, ref(ErrorResponse), UNAUTHORIZED)
+@openapi.response(404, ref(ErrorResponse), "SERVICE_NOT_FOUND: no live instance.")
+@openapi.response(500, ref(ErrorResponse), INTERNAL)
+async def put_service(request: Request, name: str) -> HTTPResponse:
+    """Mark every live instance of one service."""
+    return await _on_service(request, name, _reason(request))
+
+
+@bp.delete("/services/<name:str>/maintenance")
+@openapi.summary("Take every instance of a service out of maintenance")
+@openapi.response(200, ref(InstancesResponse), "The instances, unmarked.")
+@openapi.response(401, ref(ErrorResponse), UNAUTHORIZED)
+@openapi.response(404, ref(ErrorResponse), "SERVICE_NOT_FOUND: no live instance.")
+@openapi.response(500, ref(ErrorResponse), INTERNAL)
+async def delete_service(request: Request, name: str) -> HTTPResponse:
+    """Unmark every live instance of one service."""
+    return await _on_service(request, name, None)

@@ -12,7 +12,6 @@ from aegis.router.request_tally import fold_all
 from aegis.router.rest.contract import ADMIN_PREFIX, INSTANCE_ID, SERVICE_NAME, ref
 from aegis.router.rest.errors import INTERNAL, UNAUTHORIZED, ApiException
 from aegis.router.rest.instance_json import InstanceTexts
-from aegis.router.rest.maintenance import maintenance_blueprint
 from aegis.router.rest.ports import NatsSide
 from aegis.wire.messages import (
     MAX_FILTER_KEYS,
@@ -45,10 +44,22 @@ META_HELP = (
 )
 META_PREFIX = "meta."
 
+# The admin API and the operator's endpoints (health, readiness, metrics). A
+# blueprint may serve many apps (tests build many): what belongs to one app or
+# one registry is reached through ``request.app.ctx``, set by ``app.build_app``.
+admin = Blueprint("admin", url_prefix=ADMIN_PREFIX)
+ops = Blueprint("ops")
+
 
 def _registry(request: Request) -> Registry:
     registry: Registry = request.app.ctx.registry
     return registry
+
+
+def _texts(request: Request) -> InstanceTexts:
+    """The instance listings' texts, kept between requests (one app, one registry)."""
+    texts: InstanceTexts = request.app.ctx.texts
+    return texts
 
 
 def _status_filter(request: Request) -> InstanceStatus | None:
@@ -133,161 +144,157 @@ def _json_body(body: bytes) -> HTTPResponse:
     return HTTPResponse(body, content_type="application/json")
 
 
-def blueprints() -> list[Blueprint]:
-    """Fresh blueprints (a Sanic blueprint belongs to one app): admin API and health."""
-    admin = Blueprint("admin", url_prefix=ADMIN_PREFIX)
-    ops = Blueprint("ops")
-    # The instance listings' texts, kept between requests (one app, one registry).
-    texts = InstanceTexts()
+@admin.get("/services")
+@openapi.response(401, ref(ErrorResponse), UNAUTHORIZED)
+@openapi.summary("List services")
+@openapi.description("Every registered service with its instance counts by status.")
+@openapi.response(200, ref(ServicesResponse), "The services, sorted by name.")
+@openapi.response(500, ref(ErrorResponse), INTERNAL)
+async def list_services(request: Request) -> HTTPResponse:
+    """Every service with instance counts by status.
 
-    @admin.get("/services")
-    @openapi.response(401, ref(ErrorResponse), UNAUTHORIZED)
-    @openapi.summary("List services")
-    @openapi.description("Every registered service with its instance counts by status.")
-    @openapi.response(200, ref(ServicesResponse), "The services, sorted by name.")
-    @openapi.response(500, ref(ErrorResponse), INTERNAL)
-    async def list_services(request: Request) -> HTTPResponse:
-        """Every service with instance counts by status.
-
-        The body is rebuilt only when a count changed since the last request:
-        consoles poll this far more often than the fleet changes.
-        """
-        registry = _registry(request)
-        cached: tuple[Registry, int, bytes] | None = getattr(request.app.ctx, "services", None)
-        if cached is None or cached[0] is not registry or cached[1] != registry.version:
-            version = registry.version
-            summaries = await registry.services()
-            services = [
-                ServiceSummary(
-                    name=s.name,
-                    instance_count=s.instance_count,
-                    statuses=StatusCounts(**{st.value: n for st, n in s.statuses.items()}),
-                )
-                for s in summaries
-            ]
-            body = ServicesResponse(services=services, total=len(services)).model_dump_json()
-            cached = (registry, version, body.encode())
-            request.app.ctx.services = cached
-        return _json_body(cached[2])
-
-    @admin.get("/services/<name:str>")
-    @openapi.response(401, ref(ErrorResponse), UNAUTHORIZED)
-    @openapi.summary("Show one service")
-    @openapi.description(
-        "The service's instances, sorted by instance id; `status` keeps only those in it."
-        + META_HELP
-    )
-    @openapi.parameter("status", InstanceStatus, "query", description=STATUS_HELP)
-    @openapi.response(200, ref(ServiceDetail), "The service and its instances.")
-    @openapi.response(400, ref(ErrorResponse), "INVALID_STATUS or INVALID_FILTER.")
-    @openapi.response(404, ref(ErrorResponse), "SERVICE_NOT_FOUND: no such service is registered.")
-    @openapi.response(500, ref(ErrorResponse), INTERNAL)
-    async def get_service(request: Request, name: str) -> HTTPResponse:
-        """One service and its instances; 404 ``SERVICE_NOT_FOUND`` if none is registered."""
-        shown = await _service_instances(request, name)
-        return _json_body(texts.service_detail(name, shown))
-
-    @admin.get("/services/<name:str>/instances")
-    @openapi.response(401, ref(ErrorResponse), UNAUTHORIZED)
-    @openapi.summary("List one service's instances")
-    @openapi.description(
-        "The service's instances, sorted by instance id, with their count; `status` keeps "
-        "only those in it." + META_HELP
-    )
-    @openapi.parameter("status", InstanceStatus, "query", description=STATUS_HELP)
-    @openapi.response(200, ref(InstancesResponse), "The matching instances.")
-    @openapi.response(400, ref(ErrorResponse), "INVALID_STATUS or INVALID_FILTER.")
-    @openapi.response(404, ref(ErrorResponse), "SERVICE_NOT_FOUND: no such service is registered.")
-    @openapi.response(500, ref(ErrorResponse), INTERNAL)
-    async def service_instances(request: Request, name: str) -> HTTPResponse:
-        """One service's instances, filtered; 404 ``SERVICE_NOT_FOUND`` if none is registered."""
-        shown = await _service_instances(request, name)
-        return _json_body(texts.instances_response(shown))
-
-    @admin.delete("/services/<name:str>/instances/<instance_id:str>")
-    @openapi.response(401, ref(ErrorResponse), UNAUTHORIZED)
-    @openapi.summary("Force-deregister an instance")
-    @openapi.description(
-        "An operator action: the instance goes OFFLINE at once whatever its session, "
-        "and is removed after the removal deadline. Its owner's next heartbeat gets 404 "
-        "and re-registers it, so stop the service first to keep it out."
-    )
-    @openapi.response(200, ref(Instance), "The instance, now OFFLINE.")
-    @openapi.response(404, ref(ErrorResponse), "INSTANCE_NOT_FOUND: no such instance.")
-    @openapi.response(500, ref(ErrorResponse), INTERNAL)
-    async def force_deregister(request: Request, name: str, instance_id: str) -> HTTPResponse:
-        """Take one instance OFFLINE as an operator; logged with who asked."""
-        record = None
-        # A name no registration could have cannot be in the store (nor be a store key).
-        if SERVICE_NAME.fullmatch(name) and INSTANCE_ID.fullmatch(instance_id):
-            record = await _registry(request).force_deregister(InstanceKey(name, instance_id))
-        log.info(
-            "operator_deregistration",
-            service=name,
-            instance=instance_id,
-            found=record is not None,
-            origin=request.remote_addr or request.ip,
-            user_agent=request.headers.get("user-agent"),
-        )
-        if record is None:
-            raise ApiException(
-                404,
-                "INSTANCE_NOT_FOUND",
-                f"no instance {instance_id!r} of service {name!r} is registered",
+    The body is rebuilt only when a count changed since the last request:
+    consoles poll this far more often than the fleet changes.
+    """
+    registry = _registry(request)
+    cached: tuple[Registry, int, bytes] | None = getattr(request.app.ctx, "services", None)
+    if cached is None or cached[0] is not registry or cached[1] != registry.version:
+        version = registry.version
+        summaries = await registry.services()
+        services = [
+            ServiceSummary(
+                name=s.name,
+                instance_count=s.instance_count,
+                statuses=StatusCounts(**{st.value: n for st, n in s.statuses.items()}),
             )
-        return _json(record.to_public())
+            for s in summaries
+        ]
+        body = ServicesResponse(services=services, total=len(services)).model_dump_json()
+        cached = (registry, version, body.encode())
+        request.app.ctx.services = cached
+    return _json_body(cached[2])
 
-    @admin.get("/instances")
-    @openapi.response(401, ref(ErrorResponse), UNAUTHORIZED)
-    @openapi.summary("List instances")
-    @openapi.description(
-        "Instances of every service in one request, sorted by service then instance id. "
-        "Filter with `service` (exact name) and `status` (ONLINE, UNHEALTHY or OFFLINE)."
-        + META_HELP
+
+@admin.get("/services/<name:str>")
+@openapi.response(401, ref(ErrorResponse), UNAUTHORIZED)
+@openapi.summary("Show one service")
+@openapi.description(
+    "The service's instances, sorted by instance id; `status` keeps only those in it." + META_HELP
+)
+@openapi.parameter("status", InstanceStatus, "query", description=STATUS_HELP)
+@openapi.response(200, ref(ServiceDetail), "The service and its instances.")
+@openapi.response(400, ref(ErrorResponse), "INVALID_STATUS or INVALID_FILTER.")
+@openapi.response(404, ref(ErrorResponse), "SERVICE_NOT_FOUND: no such service is registered.")
+@openapi.response(500, ref(ErrorResponse), INTERNAL)
+async def get_service(request: Request, name: str) -> HTTPResponse:
+    """One service and its instances; 404 ``SERVICE_NOT_FOUND`` if none is registered."""
+    shown = await _service_instances(request, name)
+    return _json_body(_texts(request).service_detail(name, shown))
+
+
+@admin.get("/services/<name:str>/instances")
+@openapi.response(401, ref(ErrorResponse), UNAUTHORIZED)
+@openapi.summary("List one service's instances")
+@openapi.description(
+    "The service's instances, sorted by instance id, with their count; `status` keeps "
+    "only those in it." + META_HELP
+)
+@openapi.parameter("status", InstanceStatus, "query", description=STATUS_HELP)
+@openapi.response(200, ref(InstancesResponse), "The matching instances.")
+@openapi.response(400, ref(ErrorResponse), "INVALID_STATUS or INVALID_FILTER.")
+@openapi.response(404, ref(ErrorResponse), "SERVICE_NOT_FOUND: no such service is registered.")
+@openapi.response(500, ref(ErrorResponse), INTERNAL)
+async def service_instances(request: Request, name: str) -> HTTPResponse:
+    """One service's instances, filtered; 404 ``SERVICE_NOT_FOUND`` if none is registered."""
+    shown = await _service_instances(request, name)
+    return _json_body(_texts(request).instances_response(shown))
+
+
+@admin.delete("/services/<name:str>/instances/<instance_id:str>")
+@openapi.response(401, ref(ErrorResponse), UNAUTHORIZED)
+@openapi.summary("Force-deregister an instance")
+@openapi.description(
+    "An operator action: the instance goes OFFLINE at once whatever its session, "
+    "and is removed after the removal deadline. Its owner's next heartbeat gets 404 "
+    "and re-registers it, so stop the service first to keep it out."
+)
+@openapi.response(200, ref(Instance), "The instance, now OFFLINE.")
+@openapi.response(404, ref(ErrorResponse), "INSTANCE_NOT_FOUND: no such instance.")
+@openapi.response(500, ref(ErrorResponse), INTERNAL)
+async def force_deregister(request: Request, name: str, instance_id: str) -> HTTPResponse:
+    """Take one instance OFFLINE as an operator; logged with who asked."""
+    record = None
+    # A name no registration could have cannot be in the store (nor be a store key).
+    if SERVICE_NAME.fullmatch(name) and INSTANCE_ID.fullmatch(instance_id):
+        record = await _registry(request).force_deregister(InstanceKey(name, instance_id))
+    log.info(
+        "operator_deregistration",
+        service=name,
+        instance=instance_id,
+        found=record is not None,
+        origin=request.remote_addr or request.ip,
+        user_agent=request.headers.get("user-agent"),
     )
-    @openapi.parameter("service", str, "query", description="Only this service.")
-    @openapi.parameter("status", InstanceStatus, "query", description=STATUS_HELP)
-    @openapi.response(200, ref(InstancesResponse), "The matching instances.")
-    @openapi.response(400, ref(ErrorResponse), "INVALID_STATUS or INVALID_FILTER.")
-    @openapi.response(500, ref(ErrorResponse), INTERNAL)
-    async def list_instances(request: Request) -> HTTPResponse:
-        """All instances, or those of one service and/or one status and metadata."""
-        records = await _registry(request).instances(request.args.get("service") or None)
-        return _json_body(texts.instances_response(_filtered(request, records)))
+    if record is None:
+        raise ApiException(
+            404,
+            "INSTANCE_NOT_FOUND",
+            f"no instance {instance_id!r} of service {name!r} is registered",
+        )
+    return _json(record.to_public())
 
-    @ops.get("/healthz")
-    @openapi.summary("Liveness")
-    @openapi.response(200, ref(Health), "The process is up.")
-    async def healthz(request: Request) -> HTTPResponse:
-        """200 while the process serves HTTP."""
-        return _json(Health(status="ok"))
 
-    @ops.get("/metrics")
-    @openapi.summary("Prometheus metrics")
-    @openapi.response(200, {"text/plain": str}, "Prometheus text exposition format.")
-    async def metrics(request: Request) -> HTTPResponse:
-        """Requests by kind and result, latencies, instances by status, reconnects."""
-        registry = _registry(request)
-        counts: dict[InstanceStatus, int] = {}
-        for summary in await registry.services():
-            for status, n in summary.statuses.items():
-                counts[status] = counts.get(status, 0) + n
-        routers = len(registry.leases.membership.member_ids)
-        fold_all()  # the requests counted without locks since the last fold
-        body, content_type = render(counts, registry.held, routers)
-        return HTTPResponse(body, content_type=content_type)
+@admin.get("/instances")
+@openapi.response(401, ref(ErrorResponse), UNAUTHORIZED)
+@openapi.summary("List instances")
+@openapi.description(
+    "Instances of every service in one request, sorted by service then instance id. "
+    "Filter with `service` (exact name) and `status` (ONLINE, UNHEALTHY or OFFLINE)." + META_HELP
+)
+@openapi.parameter("service", str, "query", description="Only this service.")
+@openapi.parameter("status", InstanceStatus, "query", description=STATUS_HELP)
+@openapi.response(200, ref(InstancesResponse), "The matching instances.")
+@openapi.response(400, ref(ErrorResponse), "INVALID_STATUS or INVALID_FILTER.")
+@openapi.response(500, ref(ErrorResponse), INTERNAL)
+async def list_instances(request: Request) -> HTTPResponse:
+    """All instances, or those of one service and/or one status and metadata."""
+    records = await _registry(request).instances(request.args.get("service") or None)
+    return _json_body(_texts(request).instances_response(_filtered(request, records)))
 
-    @ops.get("/readyz")
-    @openapi.summary("Readiness")
-    @openapi.response(200, ref(Health), "Connected to NATS, store ready: send traffic.")
-    @openapi.response(503, ref(ErrorResponse), "NOT_READY: starting, or NATS is unreachable.")
-    async def readyz(request: Request) -> HTTPResponse:
-        """200 when this router can serve registrations, else 503 ``NOT_READY``."""
-        runtime: NatsSide | None = request.app.ctx.runtime
-        if runtime is None:
-            raise ApiException(503, "NOT_READY", "this router has no NATS side")
-        if not runtime.ready:
-            raise ApiException(503, "NOT_READY", runtime.not_ready_reason())
-        return _json(Health(status="ready"))
 
-    return [admin, ops, maintenance_blueprint()]
+@ops.get("/healthz")
+@openapi.summary("Liveness")
+@openapi.response(200, ref(Health), "The process is up.")
+async def healthz(request: Request) -> HTTPResponse:
+    """200 while the process serves HTTP."""
+    return _json(Health(status="ok"))
+
+
+@ops.get("/metrics")
+@openapi.summary("Prometheus metrics")
+@openapi.response(200, {"text/plain": str}, "Prometheus text exposition format.")
+async def metrics(request: Request) -> HTTPResponse:
+    """Requests by kind and result, latencies, instances by status, reconnects."""
+    registry = _registry(request)
+    counts: dict[InstanceStatus, int] = {}
+    for summary in await registry.services():
+        for status, n in summary.statuses.items():
+            counts[status] = counts.get(status, 0) + n
+    routers = len(registry.leases.membership.member_ids)
+    fold_all()  # the requests counted without locks since the last fold
+    body, content_type = render(counts, registry.held, routers)
+    return HTTPResponse(body, content_type=content_type)
+
+
+@ops.get("/readyz")
+@openapi.summary("Readiness")
+@openapi.response(200, ref(Health), "Connected to NATS, store ready: send traffic.")
+@openapi.response(503, ref(ErrorResponse), "NOT_READY: starting, or NATS is unreachable.")
+async def readyz(request: Request) -> HTTPResponse:
+    """200 when this router can serve registrations, else 503 ``NOT_READY``."""
+    runtime: NatsSide | None = request.app.ctx.runtime
+    if runtime is None:
+        raise ApiException(503, "NOT_READY", "this router has no NATS side")
+    if not runtime.ready:
+        raise ApiException(503, "NOT_READY", runtime.not_ready_reason())
+    return _json(Health(status="ready"))
