@@ -42,7 +42,7 @@ CONTEXT = {"max_metadata_bytes": 16384}
 
 async def main(url: str, store: str, bucket: str) -> None:
     configure_logging("INFO", "json")
-    log = structlog.get_logger("aegis.router.registry.operations")
+    log = structlog.get_logger("aegis.router.registry.engine")  # where instance_registered is said
     loop = asyncio.get_running_loop()
     if sys.version_info >= (3, 12):
         loop.set_task_factory(asyncio.eager_task_factory)

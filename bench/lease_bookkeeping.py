@@ -4,7 +4,7 @@
 
 In process, over a memory store holding INSTANCES (default 100,000):
 
-- ``heard``: ``Registry.heard`` for every instance, what a steady heartbeat
+- ``heard``: ``Liveness.heard`` for every instance, what a steady heartbeat
   does to the lease (records the contact; moves no deadline);
 - ``heard + deadline move``: the same plus moving the key in the deadline
   index, what it did before (the baseline);
@@ -31,6 +31,7 @@ import structlog
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from aegis.router.domain import InstanceKey, Timings
+from aegis.router.leases.deadlines import DeadlineIndex
 from aegis.router.registry.operations import Registry
 from aegis.router.store.port import MemoryStore
 from aegis.wire.messages import RegisterRequest
@@ -58,23 +59,26 @@ async def main(count: int) -> None:
     at = clock.now.timestamp()
     started = time.perf_counter()
     for key in keys:
-        registry.heard(key, "s", at)
+        registry.liveness.heard(key, "s", at)
     heard = (time.perf_counter() - started) / count * 1e6
 
     # The sweep's look: every registration deadline due, every instance heard since.
     clock.at(timings.unhealthy_after + 0.5)
     started = time.perf_counter()
-    changed = await registry.sweep()
+    changed = await registry.liveness.sweep()
     look = (time.perf_counter() - started) / count * 1e6
     assert changed == 0, "every instance was heard: nothing may change"
 
     baseline, clock, keys = await registered(count)
     clock.at(timings.heartbeat_interval)
     at = clock.now.timestamp()
-    index = baseline._deadlines
+    # An index like the registry's, every key at its registration's deadline.
+    index: DeadlineIndex[InstanceKey] = DeadlineIndex(0.05)
+    for key in keys:
+        index.set(key, clock.start.timestamp() + timings.unhealthy_after)
     started = time.perf_counter()
     for key in keys:
-        baseline.heard(key, "s", at)
+        baseline.liveness.heard(key, "s", at)
         index.set(key, at + timings.unhealthy_after)
     moved = (time.perf_counter() - started) / count * 1e6
 

@@ -417,7 +417,7 @@ async def in_process_scale(n: int) -> list[Row]:
     base = await timed(store.list_all)
     listing = await timed(registry.services)
     now[0] = t0 + timedelta(seconds=1)
-    idle_sweep = await timed(registry.sweep)
+    idle_sweep = await timed(registry.liveness.sweep)
     now[0] = t0 + timedelta(seconds=16)
     stalls: list[float] = []
 
@@ -431,7 +431,7 @@ async def in_process_scale(n: int) -> list[Row]:
 
     watcher = asyncio.create_task(loop_watch())
     await asyncio.sleep(0)
-    full_sweep = await timed(registry.sweep)
+    full_sweep = await timed(registry.liveness.sweep)
     watcher.cancel()
     return [
         (

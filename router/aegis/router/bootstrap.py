@@ -120,7 +120,7 @@ def nats_parts(
         )
     timings, loop_lag = registry.timings, LoopLag()
     sweeper = Sweeper(
-        registry,
+        registry.liveness,
         tick_for(timings.unhealthy_after),
         # Shared leases: a router that cannot hear itself may have been counted
         # gone, and cannot be sure it hears its instances either.

@@ -378,7 +378,7 @@ class RegistryActions:
         # Only the holder that hears itself keeps contacts in memory (see heartbeat()).
         if not membership.trusts_memory(at):
             return None
-        stored = self._registry.heard(key, session_id, at, partition, seq=seq)
+        stored = self._registry.liveness.heard(key, session_id, at, partition, seq=seq)
         if stored is None:
             return None
         return steady_heartbeat_reply(stored, now, self._own_subject)

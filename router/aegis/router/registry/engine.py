@@ -1,9 +1,10 @@
 """The registry's write engine: one compare-and-set loop over the storage port.
 
-Every change goes through ``_apply``, which decides on the record as time and
+Every change goes through ``apply``, which decides on the record as time and
 the leases leave it, writes by compare-and-set, keeps the liveness deadlines
-of the leases this router holds, and announces the change. ``Registry``
-(registry.py) builds its operations on it.
+of the leases this router holds, and announces the change. Both ``Registry``
+(operations.py) and ``Liveness`` (liveness.py) hold one and change records
+only through it.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from aegis.router.registry.status_counts import StatusCounts
 from aegis.router.store.port import AlreadyExists, InstanceStore, RevisionMismatch, StoreError
 from aegis.wire.messages import EventKind, InstanceStatus
 
-log = structlog.get_logger("aegis.router.registry.operations")
+log = structlog.get_logger("aegis.router.registry.engine")
 
 # Each retry means another writer changed the key between our read and write;
 # after this many in a row something is wrong with the store, not contention.
@@ -101,7 +102,12 @@ def _as_written(result: T, decided: object, written: InstanceRecord | None) -> T
 
 
 class RegistryEngine:
-    """State and the compare-and-set loop every registry operation goes through."""
+    """The registry's state and the compare-and-set loop every change goes through.
+
+    ``store``, ``timings``, ``leases``, ``deadlines`` (the liveness deadlines of
+    the leases held) and ``counts`` are shared with the operations and the
+    liveness that hold the engine; only the engine writes records.
+    """
 
     def __init__(
         self,
@@ -112,8 +118,7 @@ class RegistryEngine:
         leases: Leases | None = None,
     ) -> None:
         self.timings = timings or Timings()
-        self._refresh_after = self.timings.refresh_after  # read on every heartbeat
-        self._store = store
+        self.store = store
         self._events = events
         self._clock = clock
         # Alone, a router holds every lease.
@@ -122,10 +127,10 @@ class RegistryEngine:
         self._rebalancing: set[asyncio.Task[None]] = set()
         # Fine enough that rounding adds at most 1 % to the shortest deadline.
         resolution = min(0.05, self.timings.unhealthy_after / 100)
-        self._deadlines: DeadlineIndex[InstanceKey] = DeadlineIndex(resolution)
-        self._counts = StatusCounts()
+        self.deadlines: DeadlineIndex[InstanceKey] = DeadlineIndex(resolution)
+        self.counts = StatusCounts()
         # The last (key, record) tracked: our own writes reach _track through the
-        # store's listener, and _apply need not track them a second time.
+        # store's listener, and apply need not track them a second time.
         self._tracked: tuple[InstanceKey, InstanceRecord | None] | None = None
         store.set_listener(self._track)
 
@@ -135,7 +140,7 @@ class RegistryEngine:
         The store may have outlived a restart. Later changes, other routers'
         included, reach the registry through the store's listener.
         """
-        records = await self._store.list_all()
+        records = await self.store.list_all()
         for record in records:
             self._track(record.key, record)
         return len(records)
@@ -148,7 +153,7 @@ class RegistryEngine:
         """Start (or stop) announcing changes, e.g. once NATS is connected."""
         self._events = events
 
-    async def _apply(
+    async def apply(
         self,
         key: InstanceKey,
         change: Callable[[InstanceRecord | None], Change[T]],
@@ -166,12 +171,12 @@ class RegistryEngine:
         # router last saw it and write by compare-and-set on its revision. The
         # store is read only when that write loses (someone wrote first), or
         # before deciding to write nothing: no compare-and-set checks that.
-        current, confirmed = self._store.peek(key), False
+        current, confirmed = self.store.peek(key), False
         for _ in range(MAX_CAS_ATTEMPTS):
             stored = current.record if current else None
             seen = None
             if stored is not None:
-                seen = expire(self._as_heard(stored), now, self.timings, self._alive_at(stored))
+                seen = expire(self.as_heard(stored), now, self.timings, self._alive_at(stored))
             decided = change(seen)
             after = decided.after
             if (
@@ -186,7 +191,7 @@ class RegistryEngine:
                 return decided.result, False
             if isinstance(after, Keep) or after is stored:
                 if not confirmed:
-                    current, confirmed = await self._store.get(key), True
+                    current, confirmed = await self.store.get(key), True
                     continue
                 if stored is not None:
                     self._track(key, stored)
@@ -199,13 +204,13 @@ class RegistryEngine:
             try:
                 if current is None:
                     assert after is not None  # None with nothing stored is "after is stored"
-                    await self._store.create(after)
+                    await self.store.create(after)
                 elif after is None:
-                    await self._store.delete(key, current.revision)
+                    await self.store.delete(key, current.revision)
                 else:
-                    await self._store.update(after, current.revision)
+                    await self.store.update(after, current.revision)
             except (AlreadyExists, RevisionMismatch):
-                current, confirmed = await self._store.get(key), True
+                current, confirmed = await self.store.get(key), True
                 continue
             store_writes_counter(decided.cause or cause).inc()
             tracked = self._tracked
@@ -216,7 +221,7 @@ class RegistryEngine:
             return _as_written(decided.result, decided.after, after), True
         raise StoreError(f"gave up after {MAX_CAS_ATTEMPTS} conflicting writes on {key}")
 
-    def _as_heard(self, record: InstanceRecord) -> InstanceRecord:
+    def as_heard(self, record: InstanceRecord) -> InstanceRecord:
         """``record`` with its last contact, heard here if not yet written."""
         if record.status is InstanceStatus.OFFLINE:
             return record  # contacts held in memory count only for live ones
@@ -236,7 +241,7 @@ class RegistryEngine:
 
     def _track(self, key: InstanceKey, record: InstanceRecord | None) -> None:
         self._tracked = (key, record)
-        self._counts.apply(key, record)
+        self.counts.apply(key, record)
         if record is None or not record.is_live:
             self.leases.forget(key)
         self._schedule(key, record)
@@ -244,9 +249,9 @@ class RegistryEngine:
     def _schedule(self, key: InstanceKey, record: InstanceRecord | None) -> None:
         """Keep a deadline for ``key`` if this router holds its lease, and only then."""
         if record is None or not self.leases.holds(key):
-            self._deadlines.discard(key)
+            self.deadlines.discard(key)
         else:
-            self._deadlines.set(
+            self.deadlines.set(
                 key, next_deadline(record, self.timings, self._alive_at(record)).timestamp()
             )
 
@@ -260,18 +265,18 @@ class RegistryEngine:
 
     async def _rebalance(self, partitions: set[int]) -> None:
         """Re-schedule every key of ``partitions``, a batch per turn of the loop."""
-        keys = [r.key for r in await self._store.list_all()]
+        keys = [r.key for r in await self.store.list_all()]
         for start in range(0, len(keys), REBALANCE_BATCH):
             for key in keys[start : start + REBALANCE_BATCH]:
                 if partition_of(key) in partitions:
-                    current = self._store.peek(key)
+                    current = self.store.peek(key)
                     self._schedule(key, current.record if current else None)
             await asyncio.sleep(0)
 
     @property
     def held(self) -> int:
         """How many instances this router sweeps (the leases it holds)."""
-        return len(self._deadlines)
+        return len(self.deadlines)
 
     async def _announce(
         self,
@@ -305,4 +310,4 @@ class RegistryEngine:
     @property
     def version(self) -> int:
         """Changes with every change of an instance's status or existence."""
-        return self._counts.version
+        return self.counts.version

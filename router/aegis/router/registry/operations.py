@@ -1,14 +1,14 @@
-"""The registry service: registration, liveness and queries, over the write engine.
+"""The registry service: registration, heartbeats, operator actions and queries.
 
-Each operation is a small ``change`` function beside the compare-and-set loop
-that applies it (``RegistryEngine._apply``, registry_engine.py), so which rule
-runs under which compare-and-set stays in view.
+Each operation is a small ``change`` function handed to the engine's
+compare-and-set loop (``RegistryEngine.apply``, engine.py), so which rule runs
+under which compare-and-set stays in view. Steady heartbeats and the sweep are
+``Liveness``'s (liveness.py); the registry holds both collaborators.
 """
 
 from __future__ import annotations
 
 import asyncio
-import gc
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -29,7 +29,6 @@ from aegis.router.domain import (
     touch,
 )
 from aegis.router.leases.contacts import Leases
-from aegis.router.metrics import EXPIRY_SLOWED, SWEEP_CHANGES
 from aegis.router.registry.engine import (
     KEEP,
     MAX_CAS_ATTEMPTS,
@@ -37,17 +36,16 @@ from aegis.router.registry.engine import (
     EventSink,
     OwnerResult,
     RegistryEngine,
-    log,
     utc_now,
 )
 from aegis.router.registry.expiry_budget import ExpiryBudget
+from aegis.router.registry.liveness import Liveness
 from aegis.router.registry.recoveries import Recoveries
 from aegis.router.store.port import InstanceStore
 from aegis.wire.messages import FilterValue, InstanceStatus, RegisterRequest, matches
 
 __all__ = [
     "MAX_CAS_ATTEMPTS",
-    "SWEEP_BATCH",
     "EventSink",
     "InstanceLimits",
     "LimitExceededError",
@@ -57,14 +55,8 @@ __all__ = [
     "utc_now",
 ]
 
-# Expiry writes in flight at once during a sweep: a mass expiry on the
-# JetStream store goes out concurrently, and the loop gets a turn between batches.
-SWEEP_BATCH = 64
-# A key past the expiry budget is looked at again this much later (next sweep).
-DEFERRED_FOR = 0.1
-# Expiry writes in flight at once: a sliding window, not batches in lockstep,
-# so a mass expiry runs at the store's throughput rather than its latency.
-SWEEP_IN_FLIGHT = 512
+# Maintenance marks of one service written at once.
+SERVICE_BATCH = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +80,12 @@ class ServiceSummary:
     statuses: dict[InstanceStatus, int]
 
 
-class Registry(RegistryEngine):
-    """Registers instances, tracks their liveness, answers queries about them."""
+class Registry:
+    """Registers instances, takes their heartbeats, answers queries about them.
+
+    Holds the write engine (``RegistryEngine``) and the liveness over it
+    (``liveness``: steady heartbeats in memory, the sweep).
+    """
 
     def __init__(
         self,
@@ -101,11 +97,49 @@ class Registry(RegistryEngine):
         leases: Leases | None = None,
         expiry_budget: ExpiryBudget | None = None,
     ) -> None:
-        super().__init__(store, timings, events, clock, leases)
+        self._engine = engine = RegistryEngine(store, timings, events, clock, leases)
+        self.liveness = Liveness(engine, expiry_budget)
+        self._store = store
+        self._clock = clock
         self.limits = limits or InstanceLimits()
-        self._budget = expiry_budget or ExpiryBudget()
-        self.expiry_slowed = False  # a mass transition is being slowed (expiry_budget)
         self.recoveries = Recoveries(self._recover)
+
+    @property
+    def timings(self) -> Timings:
+        """The liveness timings every deadline counts by."""
+        return self._engine.timings
+
+    @property
+    def leases(self) -> Leases:
+        """The leases: which this router holds, and the contacts it heard."""
+        return self._engine.leases
+
+    @property
+    def held(self) -> int:
+        """How many instances this router sweeps (the leases it holds)."""
+        return self._engine.held
+
+    @property
+    def version(self) -> int:
+        """Changes with every change of an instance's status or existence."""
+        return self._engine.version
+
+    def now(self) -> datetime:
+        """The registry's clock."""
+        return self._clock()
+
+    async def load(self) -> int:
+        """Track every record already stored; call once before serving."""
+        return await self._engine.load()
+
+    def set_event_sink(self, events: EventSink | None) -> None:
+        """Start (or stop) announcing changes, e.g. once NATS is connected."""
+        self._engine.set_event_sink(events)
+
+    def offline_at(self, record: InstanceRecord) -> datetime:
+        """When a live ``record`` goes OFFLINE (and may be taken over) if nothing more is
+        heard, counted from its lease's liveness."""
+        return self._engine.offline_at(record)
 
     async def register(self, request: RegisterRequest) -> Decision:
         """Register one instance; the decision says created, renewed or duplicate.
@@ -133,7 +167,7 @@ class Registry(RegistryEngine):
             return Change(decision, decision.record, registered=created)
 
         key = InstanceKey(request.service_name, request.instance_id)
-        decision, _ = await self._apply(key, change, "register", now)
+        decision, _ = await self._engine.apply(key, change, "register", now)
         return decision
 
     async def micro_seen(self, key: InstanceKey, metadata: dict[str, Any]) -> Decision:
@@ -165,17 +199,17 @@ class Registry(RegistryEngine):
             after = replace(touch(before, now), metadata=metadata)
             return Change(Decision(Outcome.RENEWED, after), after)
 
-        decision, _ = await self._apply(key, change, "micro", now)
+        decision, _ = await self._engine.apply(key, change, "micro", now)
         return decision
 
     def _check_room(self, service_name: str) -> None:
         """Refuse a new key past a limit (concurrent creates may pass it by a few)."""
-        if self._counts.total >= self.limits.total:
+        counts = self._engine.counts
+        if counts.total >= self.limits.total:
             raise LimitExceededError(
-                f"the registry holds {self._counts.total} instances, its limit "
-                "(AEGIS_MAX_INSTANCES)"
+                f"the registry holds {counts.total} instances, its limit (AEGIS_MAX_INSTANCES)"
             )
-        if self._counts.of_service(service_name) >= self.limits.per_service:
+        if counts.of_service(service_name) >= self.limits.per_service:
             raise LimitExceededError(
                 f"service {service_name!r} has {self.limits.per_service} instances, its "
                 "limit (AEGIS_MAX_INSTANCES_PER_SERVICE)"
@@ -193,7 +227,7 @@ class Registry(RegistryEngine):
         """
         now = self._clock()
         if not store:
-            steady = self.heard(key, session_id, now.timestamp(), seq=seq)
+            steady = self.liveness.heard(key, session_id, now.timestamp(), seq=seq)
             if steady is not None:
                 return OwnerResult(OwnerCheck.OK, replace(steady, last_heartbeat_at=now))
             if self.recoveries.crowded:
@@ -207,7 +241,7 @@ class Registry(RegistryEngine):
         change = self._owned(session_id, seq, act, recovering_cause=True)
         self.recoveries.inline += 1
         try:
-            result, _ = await self._apply(key, change, "heartbeat", now)
+            result, _ = await self._engine.apply(key, change, "heartbeat", now)
         finally:
             self.recoveries.inline -= 1
         return result
@@ -248,49 +282,7 @@ class Registry(RegistryEngine):
         """Write a deferred recovery: ONLINE again, if still this session's and live."""
         now = self._clock()
         change = self._owned(session_id, None, lambda r: touch(r, now), recovering_cause=True)
-        await self._apply(key, change, "heartbeat", now)
-
-    def heard(
-        self,
-        key: InstanceKey,
-        session_id: str,
-        at: float,
-        partition: int | None = None,
-        *,
-        seq: int | None = None,
-    ) -> InstanceRecord | None:
-        """Take a steady heartbeat at ``at`` (epoch seconds) in memory only: the stored
-        record (whose contact is now ``at``), or None, having changed nothing, when
-        it must go to the store.
-
-        ``partition`` is ``key``'s, if the caller has it already (the hot path
-        hashes it once a request). A ``seq`` the record's own overtook is answered
-        by ``heartbeat()`` (409).
-        """
-        current = self._store.peek(key)
-        if current is None:
-            return None
-        stored = current.record
-        if stored.status is not InstanceStatus.ONLINE or stored.session_id != session_id:
-            return None
-        if seq is not None and stored.seq is not None and seq < stored.seq:
-            return None
-        timings = self.timings
-        stored_at = stored.last_heartbeat_at.timestamp()
-        if at - stored_at >= self._refresh_after:
-            return None  # the refresh is due: written by heartbeat()
-        leases = self.leases
-        # alive_at is never before the last contact: a contact within
-        # unhealthy_after settles it without the partition's floors (the common case).
-        if (
-            at - leases.last_contact(key, stored_at) >= timings.unhealthy_after
-            and at - leases.alive_at(stored, partition) >= timings.unhealthy_after
-        ):
-            return None  # UNHEALTHY by age already: the recovery is news
-        # No deadline moves: the sweep finds the contact when the old one comes
-        # due (_heard_since), once per unhealthy_after instead of on every beat.
-        leases.heard(key, at)
-        return stored
+        await self._engine.apply(key, change, "heartbeat", now)
 
     async def deregister(
         self, key: InstanceKey, session_id: str, seq: int | None = None
@@ -300,7 +292,7 @@ class Registry(RegistryEngine):
         change = self._owned(
             session_id, seq, lambda r: take_offline(r, now, seq), deregistering=True
         )
-        result, _ = await self._apply(key, change, "deregister", now)
+        result, _ = await self._engine.apply(key, change, "deregister", now)
         return result
 
     async def force_deregister(self, key: InstanceKey) -> InstanceRecord | None:
@@ -313,7 +305,7 @@ class Registry(RegistryEngine):
             after = take_offline(before, now)
             return Change(after, after, deregistered=True)
 
-        record, _ = await self._apply(key, change, "operator", now)
+        record, _ = await self._engine.apply(key, change, "operator", now)
         return record
 
     async def set_maintenance(self, key: InstanceKey, reason: str | None) -> InstanceRecord | None:
@@ -333,7 +325,7 @@ class Registry(RegistryEngine):
             after = replace(before, maintenance=mark)
             return Change(after, after)
 
-        record, _ = await self._apply(key, change, "operator", now)
+        record, _ = await self._engine.apply(key, change, "operator", now)
         return record
 
     async def set_service_maintenance(
@@ -344,8 +336,8 @@ class Registry(RegistryEngine):
         if not keys:
             return None
         done: list[InstanceRecord] = []
-        for start in range(0, len(keys), SWEEP_BATCH):
-            batch = keys[start : start + SWEEP_BATCH]
+        for start in range(0, len(keys), SERVICE_BATCH):
+            batch = keys[start : start + SERVICE_BATCH]
             results = await asyncio.gather(*(self.set_maintenance(k, reason) for k in batch))
             done += [r for r in results if r is not None]
         return sorted(done, key=lambda r: r.instance_id)
@@ -370,134 +362,11 @@ class Registry(RegistryEngine):
 
         return change
 
-    async def sweep(self) -> int:
-        """Apply the liveness deadlines that have passed; returns how many changed.
-
-        Costs time in proportion to the instances due, not to the registry. A
-        mass expiry keeps up to ``SWEEP_IN_FLIGHT`` writes going at once, and
-        yields to the event loop every ``SWEEP_BATCH`` keys, so requests keep
-        being served.
-        """
-        now = self._clock()
-        slots = asyncio.Semaphore(SWEEP_IN_FLIGHT)
-        running: set[asyncio.Task[bool]] = set()
-        changed = 0
-
-        async def expire(key: InstanceKey) -> bool:
-            try:
-                return await self._expire(key, now)
-            finally:
-                slots.release()
-
-        def done(task: asyncio.Task[bool]) -> None:
-            nonlocal changed
-            running.discard(task)
-            changed += not task.cancelled() and task.exception() is None and task.result()
-
-        # Never more keys than the index holds: a key made due again in this
-        # sweep waits for the next one.
-        left = held = len(self._deadlines)
-        expiring = 0  # keys handed to _expire (not those only heard since)
-        deferred = 0  # keys past the expiry budget, left for the next sweep
-        frozen = False
-        at = now.timestamp()
-        while left > 0 and (batch := self._deadlines.pop_due(at, SWEEP_BATCH)):
-            left -= len(batch)
-            if expiring >= SWEEP_BATCH:
-                # A mass expiry replaces many records at once, and CPython's full
-                # collection would then scan them all in one go (~150 ms at
-                # 100,000). Records hold no reference cycles: exempt what lives
-                # now from cyclic-GC scans (O(1)) instead of pausing the loop.
-                # The price: a cycle alive at this moment and dropped later is
-                # never collected (rare: only sweeps that expire more than a
-                # batch do it, not the steady ones that find contacts).
-                if not frozen:
-                    # Young cycles are collected first (cheap: the young
-                    # generations are small), since a frozen cycle never is.
-                    gc.collect(1)
-                    frozen = True
-                gc.freeze()
-            for key in batch:
-                if self._heard_since(key, at):
-                    continue
-                if not self._budget.take(at, held):
-                    self._deadlines.set(key, at + DEFERRED_FOR)
-                    deferred += 1
-                    continue
-                expiring += 1
-                await slots.acquire()
-                task = asyncio.create_task(expire(key))
-                running.add(task)
-                task.add_done_callback(done)
-            await asyncio.sleep(0)
-        if running:
-            await asyncio.wait(running)
-        self._say_slowed(deferred, held)
-        return changed
-
-    def _say_slowed(self, deferred: int, held: int) -> None:
-        """Log and flag when a mass transition starts and stops being slowed."""
-        if deferred and not self.expiry_slowed:
-            self.expiry_slowed = True
-            EXPIRY_SLOWED.set(1)
-            log.warning(
-                "mass_expiry_slowed",
-                deferred=deferred,
-                held=held,
-                per_second=self._budget.rate(held),
-            )
-        elif not deferred and self.expiry_slowed:
-            self.expiry_slowed = False
-            EXPIRY_SLOWED.set(0)
-            log.info("mass_expiry_caught_up", held=held)
-
-    def _heard_since(self, key: InstanceKey, at: float) -> bool:
-        """Whether ``key``, due at ``at``, was heard from within ``unhealthy_after``
-        after all; if so its deadline moves to that contact's.
-
-        Steady heartbeats leave deadlines where they were (``heard``), so most
-        keys a sweep pops need only this look, not an ``_expire``. A contact is
-        heard only while the instance is ONLINE and forgotten when it leaves
-        the live statuses, so a fresh one means an instance that is alive;
-        should another router have marked it UNHEALTHY meanwhile, its real
-        deadline (``offline_after``) is later still. The new deadline counts
-        from that contact, never later than ``alive_at`` would put it: at worst
-        the key is looked at again early, where ``_expire`` decides.
-        """
-        # Not asking whether the lease is still ours (a hash, a third of this
-        # look): a key whose partition moved away is re-added at most once,
-        # and its next look finds the contacts gone to the new holder, so
-        # _expire drops it from the index (writing nothing: the holder's floors).
-        heard = self.leases.contact(key)
-        if heard is None:
-            return False
-        due = heard + self.timings.unhealthy_after
-        if due <= at:
-            return False
-        self._deadlines.set(key, due)
-        return True
-
-    async def _expire(self, key: InstanceKey, now: datetime) -> bool:
-        """Write what age did to one instance (nothing, if it did nothing)."""
-
-        def change(seen: InstanceRecord | None) -> Change[None]:
-            return Change(None, seen)
-
-        try:
-            _, wrote = await self._apply(key, change, "expired", now)
-        except Exception:
-            # Not lost: try this key again on a later tick.
-            log.exception("sweep_failed", service=key.service_name, instance=key.instance_id)
-            self._deadlines.set(key, now.timestamp() + 1.0)
-            return False
-        SWEEP_CHANGES.inc(wrote)
-        return wrote
-
     async def services(self) -> list[ServiceSummary]:
         """Every service with its instance counts by status, sorted by name."""
         return [
             ServiceSummary(name=name, instance_count=sum(counts.values()), statuses=counts)
-            for name, counts in self._counts.by_service()
+            for name, counts in self._engine.counts.by_service()
         ]
 
     async def instances(
@@ -520,5 +389,5 @@ class Registry(RegistryEngine):
         if where:
             records = [r for r in records if matches(r.metadata, where)]
         # Contacts this router heard but has not written yet show, too.
-        records = [self._as_heard(r) for r in records]
+        records = [self._engine.as_heard(r) for r in records]
         return sorted(records, key=lambda r: (r.service_name, r.instance_id))

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Callable
 
 import structlog
-from aegis.router.registry.operations import Registry
+from aegis.router.registry.liveness import Liveness
 from aegis.router.tasks import cancel
 
 log = structlog.get_logger("aegis.router.registry.sweeper")
@@ -25,7 +25,7 @@ def tick_for(unhealthy_after: float) -> float:
 
 
 class Sweeper:
-    """A background task calling ``registry.sweep()`` every ``tick`` seconds.
+    """A background task calling ``liveness.sweep()`` every ``tick`` seconds.
 
     While the router is cut off from NATS it cannot hear any heartbeat, so it
     must not expire anyone: ``pause`` stops the sweeps (and says so), ``resume``
@@ -45,14 +45,14 @@ class Sweeper:
 
     def __init__(
         self,
-        registry: Registry,
+        liveness: Liveness,
         tick: float,
         *,
         hearing: Callable[[], bool] | None = None,
         hearing_grace: float = 0.0,
         lag: Callable[[], float] | None = None,
     ) -> None:
-        self._registry = registry
+        self._liveness = liveness
         self._tick = tick
         self._hearing = hearing
         self._hearing_grace = hearing_grace
@@ -113,6 +113,6 @@ class Sweeper:
             if self._paused or loop.time() < self._resume_at:
                 continue
             try:
-                await self._registry.sweep()
+                await self._liveness.sweep()
             except Exception:  # a bad tick must not end liveness tracking
                 log.exception("sweep_crashed")

@@ -286,7 +286,7 @@ async def test_duplicate_says_when_the_stale_one_goes_offline(
 ) -> None:
     await router.send(REGISTER_SUBJECT)
     router.clock.at(at)
-    await router.registry.sweep()  # may make it UNHEALTHY: still taken until OFFLINE
+    await router.registry.liveness.sweep()  # may make it UNHEALTHY: still taken until OFFLINE
 
     reply = await router.send(REGISTER_SUBJECT, session_id=OTHER_SESSION)
 
@@ -299,7 +299,7 @@ async def test_duplicate_says_when_the_stale_one_goes_offline(
 async def test_heartbeat_returns_the_instance_online_again(router: Router) -> None:
     await router.send(REGISTER_SUBJECT)
     router.clock.at(10 + LATE)
-    await router.registry.sweep()
+    await router.registry.liveness.sweep()
     router.clock.at(12)
 
     reply = await router.send(HEARTBEAT_SUBJECT)

@@ -88,7 +88,7 @@ async def keep_alive_for(
         clock.at(n * step)
         assert await heartbeat(actions, key) == 200
         clock.at(n * step + LATE)
-        assert await holder.sweep() == 0, f"swept at {n * step + LATE} s"
+        assert await holder.liveness.sweep() == 0, f"swept at {n * step + LATE} s"
         await asyncio.sleep(0)
 
 

@@ -10,7 +10,8 @@ import pytest
 from aegis.router.domain import InstanceKey, Outcome, OwnerCheck
 from aegis.router.leases.contacts import Leases
 from aegis.router.leases.membership import Membership
-from aegis.router.registry.operations import SWEEP_BATCH, Registry
+from aegis.router.registry.liveness import SWEEP_BATCH
+from aegis.router.registry.operations import Registry
 from aegis.router.store.port import MemoryStore
 from aegis.wire.messages import InstanceStatus
 
@@ -55,7 +56,7 @@ async def test_only_the_holder_sweeps_an_instance() -> None:
     await settle()
 
     clock.at(TIMINGS.unhealthy_after + LATE)
-    assert await ra.sweep() == 1
+    assert await ra.liveness.sweep() == 1
     assert store.peek(mine).record.status is UNHEALTHY  # type: ignore[union-attr]
     assert store.peek(theirs).record.status is ONLINE  # type: ignore[union-attr]
     assert ra.held == 1
@@ -69,7 +70,7 @@ async def test_a_steady_heartbeat_keeps_the_instance_online_without_a_write() ->
     for n in range(1, 20):  # 47.5 s of heartbeats every 2.5 s: well past unhealthy_after
         clock.at(2.5 * n)
         assert (await registry.heartbeat(key, SESSION)).check is OwnerCheck.OK
-        await registry.sweep()
+        await registry.liveness.sweep()
     (record,) = await registry.instances()
     assert record.status is ONLINE
     assert record.last_heartbeat_at == clock.now
@@ -85,13 +86,13 @@ async def test_a_silence_after_steady_heartbeats_counts_from_the_last_one() -> N
     key = InstanceKey("billing", "b-1")
     for at in (2.5, 5.0, 7.5):
         clock.at(at)
-        assert registry.heard(key, SESSION, clock.now.timestamp()) is not None
+        assert registry.liveness.heard(key, SESSION, clock.now.timestamp()) is not None
     silent_until = 7.5 + TIMINGS.unhealthy_after
     for at in (TIMINGS.unhealthy_after + LATE, silent_until - LATE):
         clock.at(at)
-        assert await registry.sweep() == 0  # heard since: nothing due yet
+        assert await registry.liveness.sweep() == 0  # heard since: nothing due yet
     clock.at(silent_until + LATE)
-    assert await registry.sweep() == 1
+    assert await registry.liveness.sweep() == 1
     (record,) = await registry.instances()
     assert record.status is UNHEALTHY
 
@@ -111,11 +112,11 @@ async def test_only_a_mass_expiry_freezes_the_heap(monkeypatch: pytest.MonkeyPat
         clock.at(float(second))
         if second % 2 == 0:
             for key in keys:
-                assert registry.heard(key, SESSION, clock.now.timestamp()) is not None
-        assert await registry.sweep() == 0
+                assert registry.liveness.heard(key, SESSION, clock.now.timestamp()) is not None
+        assert await registry.liveness.sweep() == 0
     assert freezes == []
     clock.at(39 + TIMINGS.unhealthy_after + LATE)  # all silent since t=38
-    assert await registry.sweep() == len(keys)
+    assert await registry.liveness.sweep() == len(keys)
     assert freezes  # the mass expiry did
 
 
@@ -134,25 +135,25 @@ async def test_a_handover_from_a_dead_router_counts_from_its_last_sighting() -> 
     assert ra.held == 1
 
     clock.at(40 + TIMINGS.unhealthy_after - 1)
-    assert await ra.sweep() == 0, "alive as of b's last sighting: not UNHEALTHY yet"
+    assert await ra.liveness.sweep() == 0, "alive as of b's last sighting: not UNHEALTHY yet"
     clock.at(40 + TIMINGS.unhealthy_after + LATE)
-    assert await ra.sweep() == 1
+    assert await ra.liveness.sweep() == 1
     record = store.peek(theirs)
     assert record is not None
     assert record.record.status is UNHEALTHY
     # The store keeps the last contact anyone knows of; the floor only delayed the verdict.
     assert record.record.last_heartbeat_at == T0
     clock.at(40 + TIMINGS.offline_after - 1)
-    assert await ra.sweep() == 0, "OFFLINE counts from the floor too"
+    assert await ra.liveness.sweep() == 0, "OFFLINE counts from the floor too"
     clock.at(40 + TIMINGS.offline_after + LATE)
-    assert await ra.sweep() == 1
+    assert await ra.liveness.sweep() == 1
     # Found by the chaos run (seed 14, CI): once OFFLINE, the removal counted from
     # the stored contact (T0) and came on the very next sweep, 4 s early here.
     clock.at(40 + TIMINGS.remove_after - 1)
-    assert await ra.sweep() == 0, "and so does the removal"
+    assert await ra.liveness.sweep() == 0, "and so does the removal"
     assert store.peek(theirs) is not None
     clock.at(40 + TIMINGS.remove_after + LATE)
-    assert await ra.sweep() == 1
+    assert await ra.liveness.sweep() == 1
     assert store.peek(theirs) is None
 
 
@@ -171,9 +172,9 @@ async def test_a_router_starting_late_gives_every_instance_a_full_unhealthy_afte
     )
     await later.load()
     clock.at(100 + TIMINGS.unhealthy_after - 1)
-    assert await later.sweep() == 0
+    assert await later.liveness.sweep() == 0
     clock.at(100 + TIMINGS.unhealthy_after + LATE)
-    assert await later.sweep() == 1
+    assert await later.liveness.sweep() == 1
 
 
 async def test_a_heartbeat_answered_by_a_non_holder_is_remembered_for_a_takeover() -> None:
@@ -190,7 +191,7 @@ async def test_a_heartbeat_answered_by_a_non_holder_is_remembered_for_a_takeover
     ma.left("b", last_seen=T0.timestamp() + 1.0)
     await settle()
     clock.at(30 + TIMINGS.unhealthy_after - 1)
-    assert await ra.sweep() == 0, "the contact a heard counts, not b's old sighting"
+    assert await ra.liveness.sweep() == 0, "the contact a heard counts, not b's old sighting"
 
 
 async def test_a_router_slow_to_start_counts_from_when_it_hears_not_its_process_start() -> None:
@@ -211,9 +212,9 @@ async def test_a_router_slow_to_start_counts_from_when_it_hears_not_its_process_
     leases.hearing_from(clock.now.timestamp())
 
     clock.at(TIMINGS.unhealthy_after + 5 + TIMINGS.unhealthy_after - 1)
-    assert await late.sweep() == 0
+    assert await late.liveness.sweep() == 0
     clock.at(TIMINGS.unhealthy_after + 5 + TIMINGS.unhealthy_after + LATE)
-    assert await late.sweep() == 1
+    assert await late.liveness.sweep() == 1
 
 
 async def test_a_router_hearing_again_counts_its_own_partitions_from_then() -> None:

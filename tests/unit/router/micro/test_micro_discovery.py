@@ -147,7 +147,7 @@ async def test_a_micro_service_is_listed_without_a_session_and_kept_online() -> 
     clock.advance(8)
     second = await registry.micro_seen(KEY, {**METADATA, "version": "2.0.1"})
     clock.advance(8)  # 16 s after the first answer, 8 after the last: still ONLINE
-    await registry.sweep()
+    await registry.liveness.sweep()
 
     assert (first.outcome, second.outcome) == (Outcome.CREATED, Outcome.RENEWED)
     [record] = await registry.instances("inventory")
@@ -161,9 +161,9 @@ async def test_a_silent_micro_service_ages_and_is_listed_again_when_it_answers()
     registry, clock, sink, _ = make_registry()
     await registry.micro_seen(KEY, METADATA)
     clock.advance(10 + LATE)
-    await registry.sweep()
+    await registry.liveness.sweep()
     clock.advance(10)
-    await registry.sweep()
+    await registry.liveness.sweep()
     again = await registry.micro_seen(KEY, METADATA)
 
     assert again.outcome is Outcome.CREATED

@@ -49,7 +49,7 @@ async def unhealthy_and_crowded(
     with capture_logs():
         await registry.register(register_request())
         clock.at(10 + LATE)
-        await registry.sweep()
+        await registry.liveness.sweep()
     registry.recoveries.inline = INLINE_MAX
     return registry, clock, sink, store
 
@@ -88,7 +88,7 @@ async def test_a_deferred_recovery_keeps_the_instance_from_expiring_until_writte
     await registry.heartbeat(KEY, SESSION)
     clock.at(20 + LATE)  # offline_after past the stored contact, 1.1 s past the heard one
     with capture_logs():
-        await registry.sweep()
+        await registry.liveness.sweep()
     swept = status_in_store(store)
     store.free.set()
     await eventually(lambda: status_in_store(store) is ONLINE, "ONLINE in the store")
@@ -126,7 +126,7 @@ async def test_a_refresh_due_while_crowded_is_answered_now_with_the_contact_kept
     stored_at = status_and_contact(store)[1]
     clock.at(refresh_after + 6)  # 11 s after the contact before it: UNHEALTHY without
     with capture_logs():
-        sweep = asyncio.create_task(registry.sweep())
+        sweep = asyncio.create_task(registry.liveness.sweep())
         await asyncio.sleep(0.05)
         swept = status_and_contact(store)[0]
         registry.recoveries.inline = 0

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 from aegis.router.domain import InstanceKey, InstanceRecord, Outcome, OwnerCheck
 from aegis.router.registry.expiry_budget import ExpiryBudget
-from aegis.router.registry.operations import MAX_CAS_ATTEMPTS, SWEEP_BATCH, OwnerResult, Registry
+from aegis.router.registry.liveness import SWEEP_BATCH
+from aegis.router.registry.operations import MAX_CAS_ATTEMPTS, OwnerResult, Registry
 from aegis.router.store.port import (
     AlreadyExists,
     MemoryStore,
@@ -215,7 +216,7 @@ async def status_of(store: MemoryStore, key: InstanceKey = KEY) -> InstanceStatu
 
 async def sweep_at(registry: Registry, clock: FakeClock, seconds: float) -> int:
     clock.at(seconds)
-    return await registry.sweep()
+    return await registry.liveness.sweep()
 
 
 async def test_heartbeat_restarts_the_deadlines_without_news() -> None:
@@ -706,13 +707,13 @@ async def test_a_mass_transition_is_slowed_to_its_budget_loudly_and_then_complet
 
     with capture_logs() as logs:
         first = await sweep_at(registry, clock, 10 + LATE)  # all 200 due: 50 a second
-        slowed = registry.expiry_slowed
+        slowed = registry.liveness.expiry_slowed
         later = [await sweep_at(registry, clock, 10 + LATE + s) for s in (1, 2, 3, 4)]
 
     assert first == 50
     assert slowed
     assert later == [50, 50, 50, 0]
-    assert not registry.expiry_slowed
+    assert not registry.liveness.expiry_slowed
     assert len(sink.events) == 200
     said = [(e["event"], e.get("deferred")) for e in logs if "mass_expiry" in e["event"]]
     assert said == [("mass_expiry_slowed", 150), ("mass_expiry_caught_up", None)]
@@ -725,7 +726,7 @@ async def test_an_expiry_within_the_budget_is_not_slowed() -> None:
         for n in range(50):
             await registry.register(register_request(f"i-{n}"))
         assert await sweep_at(registry, clock, 10 + LATE) == 50
-    assert not registry.expiry_slowed
+    assert not registry.liveness.expiry_slowed
 
 
 async def test_each_change_event_carries_the_next_version_of_its_instance() -> None:

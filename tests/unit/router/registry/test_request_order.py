@@ -93,7 +93,7 @@ async def test_order_is_per_session_and_requests_without_seq_are_not_ordered() -
 async def test_a_stale_heartbeat_is_refused_even_where_the_fast_lane_would_answer() -> None:
     registry, _, _, _ = make_registry()
     await registry.register(register(4))
-    assert registry.heard(KEY, SESSION, 0.0, seq=3) is None
+    assert registry.liveness.heard(KEY, SESSION, 0.0, seq=3) is None
     result = await registry.heartbeat(KEY, SESSION, seq=3)
     assert result.check is OwnerCheck.STALE
 

@@ -7,7 +7,7 @@ from typing import cast
 
 import pytest
 from aegis.router.registry import sweeper as sweeper_module
-from aegis.router.registry.operations import Registry
+from aegis.router.registry.liveness import Liveness
 from aegis.router.registry.sweeper import MAX_TICK, Sweeper, tick_for
 from structlog.testing import capture_logs
 
@@ -17,7 +17,7 @@ SAFETY_NET = 10.0  # seconds; only stops a broken sweeper from hanging the suite
 TICK = 0.001
 
 
-class FakeRegistry:
+class FakeLiveness:
     """Counts sweeps; the first ``failures`` raise; sets ``reached`` at ``target`` calls."""
 
     def __init__(self, target: int, failures: int = 0) -> None:
@@ -39,15 +39,15 @@ def sweeper_tasks() -> list[asyncio.Task[object]]:
     return [t for t in asyncio.all_tasks() if t.get_name() == "aegis-sweeper" and not t.done()]
 
 
-async def run_until_reached(fake: FakeRegistry) -> Sweeper:
-    sweeper = Sweeper(cast(Registry, fake), TICK)
+async def run_until_reached(fake: FakeLiveness) -> Sweeper:
+    sweeper = Sweeper(cast(Liveness, fake), TICK)
     sweeper.start()
     await asyncio.wait_for(fake.reached.wait(), SAFETY_NET)
     return sweeper
 
 
 async def test_sweeps_repeatedly_until_stopped() -> None:
-    fake = FakeRegistry(target=5)
+    fake = FakeLiveness(target=5)
     sweeper = await run_until_reached(fake)
     await sweeper.stop()
 
@@ -60,7 +60,7 @@ async def test_sweeps_repeatedly_until_stopped() -> None:
 
 
 async def test_keeps_sweeping_after_a_sweep_raises() -> None:
-    fake = FakeRegistry(target=5, failures=2)
+    fake = FakeLiveness(target=5, failures=2)
     with capture_logs() as logs:
         sweeper = await run_until_reached(fake)
         await sweeper.stop()
@@ -72,7 +72,7 @@ async def test_keeps_sweeping_after_a_sweep_raises() -> None:
 
 
 async def test_stop_is_safe_before_start_and_twice() -> None:
-    sweeper = Sweeper(cast(Registry, FakeRegistry(target=1)), TICK)
+    sweeper = Sweeper(cast(Liveness, FakeLiveness(target=1)), TICK)
     await sweeper.stop()
     sweeper.start()
     await sweeper.stop()
@@ -110,8 +110,8 @@ async def test_pause_stops_sweeps_and_resume_waits_out_the_grace(
 ) -> None:
     clock = CountedTicks()
     monkeypatch.setattr(sweeper_module, "asyncio", clock)
-    fake = FakeRegistry(target=1)
-    sweeper = Sweeper(cast(Registry, fake), TICK)
+    fake = FakeLiveness(target=1)
+    sweeper = Sweeper(cast(Liveness, fake), TICK)
     with capture_logs() as logs:
         sweeper.pause("nats_disconnected")
         sweeper.pause("nats_disconnected")  # said once
@@ -139,9 +139,9 @@ async def test_a_router_that_cannot_hear_itself_sweeps_only_after_hearing_again_
     # its socket, and marked live instances UNHEALTHY.
     clock = CountedTicks()
     monkeypatch.setattr(sweeper_module, "asyncio", clock)
-    fake = FakeRegistry(target=1)
+    fake = FakeLiveness(target=1)
     hears = False
-    sweeper = Sweeper(cast(Registry, fake), TICK, hearing=lambda: hears, hearing_grace=0.05)
+    sweeper = Sweeper(cast(Liveness, fake), TICK, hearing=lambda: hears, hearing_grace=0.05)
     with capture_logs() as logs:
         sweeper.start()
         await eventually(lambda: clock.ticks > 50, "50 ticks while deaf", within=SAFETY_NET)
@@ -161,9 +161,9 @@ async def test_a_router_that_cannot_hear_itself_sweeps_only_after_hearing_again_
 
 
 async def test_each_reason_to_pause_must_end_before_sweeps_resume() -> None:
-    fake = FakeRegistry(target=1)
+    fake = FakeLiveness(target=1)
     hears = False
-    sweeper = Sweeper(cast(Registry, fake), TICK, hearing=lambda: hears)
+    sweeper = Sweeper(cast(Liveness, fake), TICK, hearing=lambda: hears)
     sweeper.pause("nats_disconnected")
     sweeper.start()
     for _ in range(20):
@@ -184,9 +184,9 @@ async def test_a_router_behind_its_socket_judges_no_deadline_until_caught_up(
     # waited unread, and the sweep declared their instances dead.
     clock = CountedTicks()
     monkeypatch.setattr(sweeper_module, "asyncio", clock)
-    fake = FakeRegistry(target=1)
+    fake = FakeLiveness(target=1)
     lag = 2.0
-    sweeper = Sweeper(cast(Registry, fake), TICK, hearing_grace=0.02, lag=lambda: lag)
+    sweeper = Sweeper(cast(Liveness, fake), TICK, hearing_grace=0.02, lag=lambda: lag)
     with capture_logs() as logs:
         sweeper.start()
         await eventually(lambda: clock.ticks > 50, "50 ticks while behind", within=SAFETY_NET)
