@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from aegis.router.bus.responder import NatsResponder
+from aegis.router.bus.responder import Handler, NatsResponder
 from nats import errors as nats_errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
@@ -170,21 +170,63 @@ async def test_a_request_its_handler_answers_at_once_needs_no_task(
 ) -> None:
     awaited: list[bytes] = []
 
-    class Handler:
+    class Mixed:
         async def __call__(self, data: bytes) -> bytes:
             awaited.append(data)
             return b"awaited " + data
 
-        def answer_now(self, data: bytes, request_id: str | None) -> bytes | None:
-            return b"now " + data if data.startswith(b"steady") else None
+        async def go_on(self, data: bytes) -> bytes:
+            return b"went on " + data
 
-    responder = NatsResponder({"t.mixed": Handler()}, max_in_flight=4)
+        def answer_now(self, data: bytes, request_id: str | None) -> bytes | Handler:
+            if data.startswith(b"steady"):
+                return b"now " + data
+            return self.go_on if data.startswith(b"begun") else self
+
+    responder = NatsResponder({"t.mixed": Mixed()}, max_in_flight=4)
     server_side = NatsClient()
     await server_side.connect(nats_server.url)
     await responder.start(server_side)
     assert (await request(raw_nats, "t.mixed", b"steady-1")).data == b"now steady-1"
     assert (await request(raw_nats, "t.mixed", b"other")).data == b"awaited other"
+    assert (await request(raw_nats, "t.mixed", b"begun-1")).data == b"went on begun-1"
     await responder.stop()
     await server_side.close()
     assert awaited == [b"other"]
-    assert responder.stats["t.mixed"].num_requests == 2
+    assert responder.stats["t.mixed"].num_requests == 3
+
+
+async def test_a_request_that_waited_for_a_slot_starts_over(
+    nats_server: NatsServer, raw_nats: NatsClient
+) -> None:
+    # What answer_now found out may not hold after the wait (the lease may have
+    # moved): the handler takes the request from the start.
+    holding, release = asyncio.Event(), asyncio.Event()
+
+    class Begun:
+        async def __call__(self, data: bytes) -> bytes:
+            if data == b"hold":
+                holding.set()
+                await release.wait()
+            return b"from the start " + data
+
+        async def go_on(self, data: bytes) -> bytes:
+            return b"went on " + data
+
+        def answer_now(self, data: bytes, request_id: str | None) -> Handler:
+            return self if data == b"hold" else self.go_on
+
+    responder = NatsResponder({"t.wait": Begun()}, max_in_flight=1)
+    server_side = NatsClient()
+    await server_side.connect(nats_server.url)
+    await responder.start(server_side)
+    assert (await request(raw_nats, "t.wait", b"warm-up")).data == b"went on warm-up"
+    held = asyncio.create_task(request(raw_nats, "t.wait", b"hold"))
+    await asyncio.wait_for(holding.wait(), 10)  # the one slot is taken
+    waiting = asyncio.create_task(request(raw_nats, "t.wait", b"later"))
+    await asyncio.sleep(0.2)
+    release.set()
+    assert (await waiting).data == b"from the start later"
+    assert (await held).data == b"from the start hold"
+    await responder.stop()
+    await server_side.close()

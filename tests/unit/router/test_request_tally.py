@@ -90,7 +90,7 @@ async def test_a_scrape_shows_every_steady_heartbeat_answered_so_far() -> None:
     _, before = await app.asgi_client.get("/metrics")
     beat = register_body("tally", "t-1")  # the same three fields: a heartbeat
     for _ in range(5):
-        assert handlers[HEARTBEAT_SUBJECT].answer_now(beat) is not None
+        assert isinstance(handlers[HEARTBEAT_SUBJECT].answer_now(beat), bytes)
     _, after = await app.asgi_client.get("/metrics")
     counted = sample_value(after.text, "aegis_requests_total", **labels)
     assert counted == (sample_value(before.text, "aegis_requests_total", **labels) or 0) + 5

@@ -63,10 +63,6 @@ test_reply_maps.py checks it).
 """
 
 
-AtOnce = Callable[[Mapping[str, Any]], bytes | None]
-"""An endpoint's fast lane: the reply to a decoded body, if it needs no wait."""
-
-
 def encode(reply: Reply | ReplyMap | bytes) -> bytes:
     """MessagePack bytes of a reply (as is, if it is bytes already); absent members
     are left out."""
@@ -142,6 +138,17 @@ class Handled:
     request: BaseModel | None = None  # its service and instance join the log line
 
 
+Action = Callable[[M], Awaitable[Handled]]
+"""What an endpoint does with a validated request."""
+
+AtOnce = Callable[[Mapping[str, Any]], bytes | Action[Any] | None]
+"""An endpoint's fast lane, on a decoded, unvalidated body: the reply, if it needs no
+wait; else the action that goes on from what it found out (None: the endpoint's own)."""
+
+Handler = Callable[[bytes], Awaitable[bytes]]
+"""The reply to a request's bytes, when it is ready."""
+
+
 class Endpoint(Generic[M]):
     """One subject: decode, validate into ``model``, run ``action``, encode."""
 
@@ -149,7 +156,7 @@ class Endpoint(Generic[M]):
         self,
         event: str,
         model: type[M],
-        action: Callable[[M], Awaitable[Handled]],
+        action: Action[M],
         *,
         max_request_bytes: int,
         context: Mapping[str, Any] | None = None,
@@ -164,48 +171,61 @@ class Endpoint(Generic[M]):
         self._validate = model.model_validate
         self._answered = request_tally(event, "ok")
 
-    async def __call__(self, data: bytes) -> bytes:
-        """The reply to one request body. Never raises."""
+    async def __call__(
+        self,
+        data: bytes,
+        *,
+        body: dict[str, Any] | None = None,
+        action: Action[M] | None = None,
+    ) -> bytes:
+        """The reply to one request body. Never raises.
+
+        ``body`` (``data`` decoded) and ``action`` come from ``answer_now``, when
+        its fast lane went part of the way: the request goes on from there.
+        """
         started = time.perf_counter()
         request: M | None = None
         # One coroutine for the whole request: decoding and validating are
-        # plain calls, and only the action is awaited (each coroutine level
-        # costs a fraction of a microsecond, on a path of a few).
+        # plain calls, and only the action is awaited.
         try:
-            parsed = self._parse(data)
+            parsed = self._parse(data, body)
             if isinstance(parsed, Handled):
                 handled = parsed
             else:
                 request = parsed
-                handled = await self._action(request)
+                handled = await (action or self._action)(request)
                 handled.request = request
         except Exception as exc:
             handled = self._failed(exc, request)
         return self._finish(handled, started)
 
-    def answer_now(self, data: bytes, request_id: str | None = None) -> bytes | None:
+    def answer_now(self, data: bytes, request_id: str | None = None) -> bytes | Handler:
         """The reply, if the request can be answered without waiting for anything (a
-        steady heartbeat); None: await the endpoint for it.
+        steady heartbeat); else what to await for it.
 
         Lets the responder answer in its callback with no task of its own. The
         body is decoded but not validated here: ``at_once`` answers only a
         request naming what the registry already holds, whose values passed the
         same checks when they were registered (see
-        ``RegistryActions.steady_reply``). Anything else (a refusal, an error, a
-        request that must wait) is left whole to ``__call__``, which decodes it
-        again and validates it: only the common case is made cheaper.
+        ``RegistryActions.heartbeat_at_once``). Anything else (a refusal, an
+        error, a request that must wait) is validated in full by ``__call__``,
+        which goes on from the decoded body and what ``at_once`` found out, so
+        nothing is done twice. A body that did not decode to a map is left whole
+        to ``__call__``, which says why.
         """
         at_once = self._at_once
         if at_once is None or len(data) > self._max_request_bytes:
-            return None
+            return self
         started = time.perf_counter()
         try:
             body = unpack(data)
-            reply = at_once(body) if type(body) is dict else None
+            if type(body) is not dict:
+                return self
+            reply = at_once(body)
         except Exception:
-            return None  # __call__ meets it again, and answers and reports it
-        if reply is None:
-            return None
+            return self  # __call__ meets it again, and answers and reports it
+        if not isinstance(reply, bytes):
+            return functools.partial(self.__call__, body=body, action=reply)
         if debug_enabled():  # no task of its own: no bound request id
             fields = {"service": body["service_name"], "instance": body["instance_id"]}
             if request_id is not None:
@@ -223,11 +243,14 @@ class Endpoint(Generic[M]):
         request_tally(self.event, handled.result).add(time.perf_counter() - started)
         return encode(handled.reply)
 
-    def _parse(self, data: bytes) -> M | Handled:
-        """The validated request, or the reply refusing it."""
-        body = decode_request(data, self._max_request_bytes)
-        if isinstance(body, Reply):
-            return Handled(body, "too_large" if body.status == 413 else "malformed")
+    def _parse(self, data: bytes, body: dict[str, Any] | None = None) -> M | Handled:
+        """The validated request, or the reply refusing it; ``body``: ``data`` decoded
+        already."""
+        if body is None:
+            decoded = decode_request(data, self._max_request_bytes)
+            if isinstance(decoded, Reply):
+                return Handled(decoded, "too_large" if decoded.status == 413 else "malformed")
+            body = decoded
         try:
             return self._validate(body, context=self._context)
         except ValidationError as exc:
@@ -285,6 +308,16 @@ Forward = Callable[[str, InstanceRequest], Awaitable[Reply | None]]
 """Passes a heartbeat to the router holding its lease; None if that router did not answer."""
 
 
+# Not frozen, as Handled: built once per heartbeat that misses the fast lane.
+@dataclass(slots=True)
+class Asked:
+    """What was asked of a heartbeat as it arrived (``RegistryActions._ask``), so the rest
+    of its way asks none of it again."""
+
+    partition: int  # its key's, hashed once
+    from_memory: bool  # Leases.may_answer_from_memory said yes (and it was not steady)
+
+
 class RegistryActions:
     """What each subject does with a validated request.
 
@@ -294,8 +327,12 @@ class RegistryActions:
 
     def __init__(self, registry: Registry, forward: Forward | None = None) -> None:
         self._registry = registry
+        self._now = registry.now
+        self._leases = registry.leases
+        self._heard = registry.liveness.heard
         self._membership = registry.leases.membership
-        self._own_subject = router_heartbeat_subject(self._membership.self_id)
+        self._self_id = self._membership.self_id
+        self._own_subject = router_heartbeat_subject(self._self_id)
         self._forward = forward
 
     def _holder_subject(self, key: InstanceKey) -> str:
@@ -337,25 +374,21 @@ class RegistryActions:
         created = decision.outcome is Outcome.CREATED
         return Handled(reply, decision.outcome.value, {"status": status}, quiet=created)
 
-    def steady_heartbeat(self, request: InstanceRequest) -> Handled | None:
-        """A steady heartbeat's 200, from memory with nothing to wait for; None when the
-        heartbeat must be forwarded or written (``heartbeat`` answers it then)."""
-        reply = self._steady(_key(request), request.session_id, request.seq)
-        return None if reply is None else Handled(reply, "ok", quiet=True)
-
-    def steady_reply(self, body: Mapping[str, Any]) -> bytes | None:
-        """``steady_heartbeat``'s reply to a heartbeat's decoded, unvalidated ``body``.
+    def heartbeat_at_once(self, body: Mapping[str, Any]) -> bytes | Action[InstanceRequest] | None:
+        """A steady heartbeat's 200 from its decoded, unvalidated ``body``, from memory with
+        nothing to wait for; else how its validated request goes on (``heartbeat`` with
+        what was asked here), or None when ``body`` names no instance.
 
         Validation by identity: the reply comes only for an instance the
         registry holds ONLINE under exactly this session, so the three strings
         equal ones that passed ``InstanceRequest``'s checks at registration,
         and validating them again could not refuse them (it transforms
-        nothing). A body that is anything else gets None and is validated in
-        full by the endpoint. Saves the model, a third of a steady heartbeat's
-        own cost. It trusts the store: routers only write what they validated
-        (micro-discovered instances have no session, so never match), and a
-        record put in the bucket by hand with names outside the contract would
-        be answered here where the full path refuses the request.
+        nothing). Anything else is validated in full by the endpoint. Saves
+        the model, most of a steady heartbeat's own cost. It trusts the store:
+        routers only write what they validated (micro-discovered instances have
+        no session, so never match), and a record put in the bucket by hand with
+        names outside the contract would be answered here where the full path
+        refuses the request.
         """
         service = body.get("service_name")
         instance = body.get("instance_id")
@@ -365,49 +398,50 @@ class RegistryActions:
         seq = body.get("seq")
         if seq is not None and (type(seq) is not int or seq < 0):
             return None  # the full path says why
-        return self._steady(InstanceKey(service, instance), session, seq)
+        asked = self._ask(InstanceKey(service, instance), session, seq)
+        if isinstance(asked, bytes):
+            return asked
+        return functools.partial(self.heartbeat, asked=asked)
 
-    def _steady(self, key: InstanceKey, session_id: str, seq: int | None) -> bytes | None:
+    def _ask(self, key: InstanceKey, session_id: str, seq: int | None) -> bytes | Asked:
+        """What a heartbeat's way depends on, asked once: whether this router may answer it
+        from memory (the leases' question) and, if so, whether it is steady; the reply
+        then, else what was asked."""
         partition = partition_of(key)
-        membership = self._membership
-        holder = membership.holder_of(partition)
-        if holder != membership.self_id:
-            return None
-        now = self._registry.now()
+        now = self._now()
         at = now.timestamp()
-        # Only the holder that hears itself keeps contacts in memory (see heartbeat()).
-        if not membership.trusts_memory(at):
-            return None
-        stored = self._registry.liveness.heard(key, session_id, at, partition, seq=seq)
+        if not self._leases.may_answer_from_memory(partition, at):
+            return Asked(partition, from_memory=False)
+        stored = self._heard(key, session_id, at, partition, seq=seq)
         if stored is None:
-            return None
+            return Asked(partition, from_memory=True)
         return steady_heartbeat_reply(stored, now, self._own_subject)
 
-    async def heartbeat(self, request: InstanceRequest) -> Handled:
-        """200 with the instance (ONLINE again), or 404 / 403; from the lease holder."""
-        steady = self.steady_heartbeat(request)
-        if steady is not None:
-            return steady
+    async def heartbeat(self, request: InstanceRequest, asked: Asked | None = None) -> Handled:
+        """200 with the instance (ONLINE again), or 404 / 403 / 409; from the lease holder.
+
+        ``asked``: what the fast lane asked of it already (``heartbeat_at_once``).
+        """
         key = _key(request)
-        membership = self._membership
-        holder = membership.owner(key)
-        if self._forward is not None and holder != membership.self_id:
+        if asked is None:
+            first = self._ask(key, request.session_id, request.seq)
+            if isinstance(first, bytes):
+                return Handled(first, "ok", quiet=True)
+            asked = first
+        holder = self._membership.holder_of(asked.partition)
+        if self._forward is not None and holder != self._self_id:
             forwarded = await self._forward(holder, request)
             if forwarded is not None:
                 return Handled(forwarded, "forwarded", {"router": holder}, quiet=True)
-        # Kept in memory only where the lease's holder will see it: here, when this
-        # router holds it and hears itself (else the others may have counted it
-        # gone and taken its leases), never when the holder did not answer (it
-        # may be dead, and the lease with someone else by now). Otherwise the
-        # contact goes to the store, which every router reads. Just after a gap its
-        # copy of the store may lag too (Membership.trusts_memory).
-        now = self._registry.now().timestamp()
-        sure = holder == membership.self_id and membership.trusts_memory(now)
-        result = await self._registry.heartbeat(
-            key, request.session_id, store=not sure, seq=request.seq
+        # Not steady, or not this router's to keep in memory (a holder that did not
+        # answer the forward may be dead, and the lease with someone else by now).
+        result = await self._registry.write_heartbeat(
+            key, request.session_id, store=not asked.from_memory, seq=request.seq
         )
         ok = result.check is OwnerCheck.OK
-        return _owner_reply(result, request, quiet=ok, subject=self._holder_subject(key))
+        # The holder as it is now: the lease may have moved meanwhile.
+        subject = router_heartbeat_subject(self._membership.holder_of(asked.partition))
+        return _owner_reply(result, request, quiet=ok, subject=subject)
 
     async def deregister(self, request: InstanceRequest) -> Handled:
         """200 with the instance (OFFLINE now), or 404 / 403."""
@@ -496,7 +530,7 @@ def endpoints(
         "heartbeat",
         InstanceRequest,
         actions.heartbeat,
-        at_once=actions.steady_reply,
+        at_once=actions.heartbeat_at_once,
         **limits,
     )
     return {

@@ -35,8 +35,9 @@ from nats.aio.subscription import Subscription
 log = structlog.get_logger("aegis.router.nats")
 
 Handler = Callable[[bytes], Awaitable[bytes]]
-AnswerNow = Callable[[bytes, str | None], bytes | None]
-"""A handler's ``answer_now``: the reply to a body and request id, if it needs no wait."""
+AnswerNow = Callable[[bytes, str | None], bytes | Handler]
+"""A handler's ``answer_now``: the reply to a body and request id, if it needs no wait;
+else the handler to await for it (one that goes on from what was done already)."""
 
 QUEUE_GROUP = "aegis-router"
 PENDING_BYTES = 64 * 1024 * 1024
@@ -116,13 +117,14 @@ class NatsResponder:
         at_once: AnswerNow | None = getattr(handler, "answer_now", None)
 
         async def on_message(msg: Msg) -> None:
+            rest = handler
             if at_once is not None:
                 # Inline, not a coroutine of its own: this runs for every heartbeat.
                 started = perf_counter_ns()
                 headers = msg.headers
                 request_id = headers.get(REQUEST_ID_HEADER) if headers else None
                 reply = at_once(msg.data, request_id)
-                if reply is not None:
+                if isinstance(reply, bytes):
                     if msg.reply:
                         try:
                             # A publish, buffered by nats-py: it does not wait for the socket.
@@ -133,14 +135,18 @@ class NatsResponder:
                     stats.num_requests += 1
                     stats.processing_time += perf_counter_ns() - started
                     return
+                rest = reply  # goes on from what at_once did
             # Every slot taken: wait here, so the next message waits in nats-py's
             # bounded queue rather than starting.
             while len(self._tasks) >= self._max_in_flight:
+                # What was found out before the wait may not hold after it: the
+                # request starts over.
+                rest = handler
                 # One future for every subject's waiting callback, woken together.
                 if self._room is None or self._room.done():
                     self._room = asyncio.get_running_loop().create_future()
                 await self._room
-            task = _start_task(serve(handler, msg, stats))
+            task = _start_task(serve(rest, msg, stats))
             if not task.done():  # answered already: it never held a slot
                 self._tasks.add(task)
                 task.add_done_callback(self._ended)

@@ -221,19 +221,32 @@ class Registry:
         """Contact from the owner: ONLINE again and deadlines restart.
 
         A steady heartbeat (ONLINE, stored contact fresher than
-        ``timings.refresh_after``) is only remembered here; the store is written
-        when the status changes or the stored contact needs its refresh, or
-        with ``store``: when the router holding the lease may not hear of it.
+        ``timings.refresh_after``) is only remembered here (``liveness.heard``);
+        the store is written when the status changes or the stored contact needs
+        its refresh, or with ``store``: when the router holding the lease may not
+        hear of it.
         """
         now = self._clock()
         if not store:
             steady = self.liveness.heard(key, session_id, now.timestamp(), seq=seq)
             if steady is not None:
                 return OwnerResult(OwnerCheck.OK, replace(steady, last_heartbeat_at=now))
-            if self.recoveries.crowded:
-                deferred = self._defer_write(key, session_id, seq, now)
-                if deferred is not None:
-                    return deferred
+        return await self._write_heartbeat(key, session_id, now, store=store, seq=seq)
+
+    async def write_heartbeat(
+        self, key: InstanceKey, session_id: str, *, store: bool, seq: int | None = None
+    ) -> OwnerResult:
+        """``heartbeat`` for one already found not steady (``liveness.heard`` said so,
+        or ``store``): its contact goes to the store."""
+        return await self._write_heartbeat(key, session_id, self._clock(), store=store, seq=seq)
+
+    async def _write_heartbeat(
+        self, key: InstanceKey, session_id: str, now: datetime, *, store: bool, seq: int | None
+    ) -> OwnerResult:
+        if not store and self.recoveries.crowded:
+            deferred = self._defer_write(key, session_id, seq, now)
+            if deferred is not None:
+                return deferred
 
         def act(record: InstanceRecord) -> InstanceRecord:
             return touch(record, now)

@@ -1,7 +1,8 @@
 """A steady heartbeat is answered in the responder's callback (``Endpoint.answer_now``).
 
 The fast lane must answer exactly as the endpoint itself would, and leave
-every other request whole to the endpoint.
+every other request to the endpoint, which goes on from what the fast lane
+did: nothing is decoded or asked twice.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 import msgpack
+import pytest
+from aegis.router.bus import endpoints as endpoints_module
 from aegis.router.bus.endpoints import Endpoint, endpoints
 from aegis.router.domain import InstanceKey
 from aegis.router.leases.contacts import Leases
@@ -46,9 +49,15 @@ def body(instance: str = "b-1", session: str = SESSION) -> bytes:
     return msgpack.packb(fields)
 
 
+def at_once(endpoint: Endpoint[Any], data: bytes, request_id: str | None = None) -> bool:
+    """Whether ``endpoint`` answers ``data`` in the callback, without a wait."""
+    return isinstance(endpoint.answer_now(data, request_id), bytes)
+
+
 async def test_a_steady_heartbeat_is_answered_at_once_with_the_endpoints_bytes() -> None:
     _, beat = await registered()
     now = beat.answer_now(body())
+    assert isinstance(now, bytes)
     assert now == await beat(body())  # same instant on the fake clock: same reply
     reply = msgpack.unpackb(now)
     assert (reply["status"], reply["instance"]["status"]) == (200, "ONLINE")
@@ -71,15 +80,57 @@ async def test_anything_but_a_steady_heartbeat_is_left_to_the_endpoint() -> None
     for instance in (mine, theirs):
         await handlers[REGISTER_SUBJECT](body(instance))
     clock.at(1.0)
-    assert beat.answer_now(body(mine)) is not None
-    assert beat.answer_now(b"\xc1") is None  # garbage: the endpoint's 400
-    assert beat.answer_now(body("unknown")) is None  # 404
-    assert beat.answer_now(body(mine, OTHER_SESSION)) is None  # 403
-    assert beat.answer_now(body(theirs)) is None  # another router's lease: forwarded
-    assert handlers[REGISTER_SUBJECT].answer_now(body()) is None  # only heartbeats
-    assert handlers[router_forward_subject("me")].answer_now(body(mine)) is None
+    assert at_once(beat, body(mine))
+    assert not at_once(beat, b"\xc1")  # garbage: the endpoint's 400
+    assert not at_once(beat, body("unknown"))  # 404
+    assert not at_once(beat, body(mine, OTHER_SESSION))  # 403
+    assert not at_once(beat, body(theirs))  # another router's lease: forwarded
+    assert not at_once(handlers[REGISTER_SUBJECT], body())  # only heartbeats
+    assert not at_once(handlers[router_forward_subject("me")], body(mine))
     membership.heard_self_at = T0.timestamp() - 60  # deaf to itself
-    assert beat.answer_now(body(mine)) is None  # the contact must go to the store
+    assert not at_once(beat, body(mine))  # the contact must go to the store
+
+
+async def test_what_misses_the_fast_lane_goes_on_from_there_and_answers_as_the_endpoint() -> None:
+    _, beat = await registered()
+    for data in (body("unknown"), body("b-1", OTHER_SESSION), b"\xc1"):
+        later = beat.answer_now(data)
+        assert not isinstance(later, bytes)
+        assert await later(data) == await beat(data)
+
+
+async def test_a_heartbeat_that_misses_the_fast_lane_is_decoded_and_asked_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    registry, clock = router()
+    counts = {"decoded": 0, "hashed": 0, "leases asked": 0, "steadiness asked": 0}
+
+    def counting(name: str, real: Any) -> Any:
+        def count(*args: Any, **kwargs: Any) -> Any:
+            counts[name] += 1
+            return real(*args, **kwargs)
+
+        return count
+
+    monkeypatch.setattr(endpoints_module, "unpack", counting("decoded", endpoints_module.unpack))
+    monkeypatch.setattr(
+        endpoints_module, "partition_of", counting("hashed", endpoints_module.partition_of)
+    )
+    leases, liveness = registry.leases, registry.liveness
+    asked = counting("leases asked", leases.may_answer_from_memory)
+    monkeypatch.setattr(leases, "may_answer_from_memory", asked)
+    monkeypatch.setattr(liveness, "heard", counting("steadiness asked", liveness.heard))
+    handlers = endpoints(registry, max_request_bytes=65536, max_metadata_bytes=1024)
+    await handlers[REGISTER_SUBJECT](body())
+    beat = handlers[HEARTBEAT_SUBJECT]
+    clock.at(TIMINGS.unhealthy_after + 1)  # UNHEALTHY by age: its recovery is a write
+    leases.membership.heard_self_at = clock.now.timestamp()  # hearing itself all along
+    counts.update(dict.fromkeys(counts, 0))
+    later = beat.answer_now(body())
+    assert not isinstance(later, bytes)
+    reply = msgpack.unpackb(await later(body()))
+    assert (reply["status"], reply["instance"]["status"]) == (200, "ONLINE")
+    assert counts == {"decoded": 1, "hashed": 1, "leases asked": 1, "steadiness asked": 1}
 
 
 async def test_the_request_id_joins_the_debug_line() -> None:
@@ -87,7 +138,7 @@ async def test_the_request_id_joins_the_debug_line() -> None:
     handlers = endpoints(registry, max_request_bytes=65536, max_metadata_bytes=1024)
     await handlers[REGISTER_SUBJECT](body())
     with capture_logs() as logs:
-        assert handlers[HEARTBEAT_SUBJECT].answer_now(body(), "req-7") is not None
+        assert at_once(handlers[HEARTBEAT_SUBJECT], body(), "req-7")
     assert [(e["event"], e.get("request_id"), e["instance"]) for e in logs] == [
         ("heartbeat", "req-7", "b-1")
     ]
@@ -104,12 +155,12 @@ async def test_just_after_hearing_itself_again_a_router_answers_through_the_stor
     membership = registry.leases.membership
     clock.at(1.0)
     membership.seen_all(clock.now.timestamp())  # hearing again after a gap
-    assert beat.answer_now(body()) is None  # not from memory: through the store
+    assert not at_once(beat, body())  # not from memory: through the store
     reply = msgpack.unpackb(await beat(body()))
     assert reply["status"] == 200  # still answered, by the store's compare-and-set
     clock.at(1.0 + 4.0)
     membership.heard_self_at = clock.now.timestamp()
-    assert beat.answer_now(body()) is not None  # settled: from memory again
+    assert at_once(beat, body())  # settled: from memory again
 
 
 async def test_a_steady_heartbeat_is_checked_against_what_was_registered() -> None:
@@ -125,6 +176,6 @@ async def test_a_steady_heartbeat_is_checked_against_what_was_registered() -> No
         {"service_name": "billing", "instance_id": "b-1"},
         [fields["service_name"], fields["instance_id"], SESSION],
     ):
-        assert beat.answer_now(msgpack.packb(wrong, use_bin_type=True)) is None
+        assert not at_once(beat, msgpack.packb(wrong, use_bin_type=True))
     small = endpoints(registry, max_request_bytes=16, max_metadata_bytes=1024)
-    assert small[HEARTBEAT_SUBJECT].answer_now(body()) is None  # the endpoint's 413
+    assert not at_once(small[HEARTBEAT_SUBJECT], body())  # the endpoint's 413

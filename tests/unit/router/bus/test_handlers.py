@@ -16,7 +16,7 @@ from aegis.router.bus.endpoints import Endpoint, endpoints
 from aegis.router.domain import iso
 from aegis.router.leases.contacts import Leases
 from aegis.router.leases.membership import Membership
-from aegis.router.registry.operations import InstanceLimits, Registry
+from aegis.router.registry.operations import InstanceLimits, Registry, utc_now
 from aegis.router.store.port import MemoryStore, StoreError
 from aegis.sdk import LimitExceededError
 from aegis.wire.messages import (
@@ -69,9 +69,13 @@ async def call(h: Endpoint[Any], data: dict[str, Any] | bytes) -> tuple[dict[str
 
 
 class FailingRegistry:
+    """A registry whose registrations raise ``exc``; it holds nothing."""
+
     def __init__(self, exc: Exception) -> None:
         self.exc = exc
         self.leases = Leases(Membership("solo", ttl=1.0, now=0.0))
+        self.liveness = Registry(MemoryStore()).liveness
+        self.now = utc_now
 
     async def register(self, request: Any) -> Any:
         raise self.exc

@@ -109,7 +109,7 @@ async def send(endpoint: Endpoint[Any], seq: int, session: str = SESSION) -> dic
     body = {"service_name": "billing", "instance_id": "b-1", "session_id": session, "seq": seq}
     data = msgpack.packb(body)
     fast = endpoint.answer_now(data)
-    reply: dict[str, Any] = msgpack.unpackb(fast if fast is not None else await endpoint(data))
+    reply: dict[str, Any] = msgpack.unpackb(fast if isinstance(fast, bytes) else await fast(data))
     return reply
 
 
