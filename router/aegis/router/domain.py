@@ -42,7 +42,7 @@ class InstanceKey(NamedTuple):
     """Identity of an instance: unique per service.
 
     A named tuple, not a dataclass: it keys several dicts on every heartbeat,
-    and a tuple hashes and compares in C (a third of the cost).
+    and a tuple hashes and compares in C.
     """
 
     service_name: str
@@ -96,7 +96,7 @@ class InstanceRecord:
         return self.status in LIVE_STATUSES
 
     def with_version(self, version: int) -> InstanceRecord:
-        """This record at ``version`` (what ``replace`` does, in a third of the time)."""
+        """This record at ``version`` (what ``replace`` does, faster: see ``_copy``)."""
         return self._copy(self.last_heartbeat_at, version)
 
     def with_contact(self, contact: datetime) -> InstanceRecord:
@@ -105,8 +105,8 @@ class InstanceRecord:
         return self._copy(contact, self.version)
 
     def _copy(self, contact: datetime, version: int) -> InstanceRecord:
-        # Positional, every field: dataclasses.replace costs three to four times as
-        # much (tests/unit/router/test_reply_maps.py lists the fields).
+        # Positional, every field: dataclasses.replace is several times slower, on
+        # every write (tests/unit/router/bus/test_reply_maps.py lists the fields).
         return InstanceRecord(
             self.service_name,
             self.instance_id,
@@ -169,7 +169,7 @@ class InstanceRecord:
         A steady heartbeat's reply is the stored record with a new contact
         time, framed by the same head and tail each time: the rest is packed
         once per record and frame (about 250 bytes kept with it), and each reply
-        only joins the contact's stamp in, a fifth of the cost of packing.
+        only joins the contact's stamp in, far cheaper than packing it all.
         """
         packed = self._packed
         if packed is None or packed[0] is not head or packed[1] is not tail:

@@ -1,9 +1,9 @@
 """Keeps the event loop's garbage-collection pauses short with a large registry.
 
 CPython's full collection scans every tracked object; at 100,000 instances
-the records alone take about 65 ms, and a router's caches several times
-that, all while no request is answered (the storm runs showed ``/healthz``
-stalls of 330-890 ms). The records hold no reference cycles: reference
+the records and a router's caches take long enough that ``/healthz`` stalls
+for hundreds of milliseconds while no request is answered (docs/performance.md,
+"Registration storms"). The records hold no reference cycles: reference
 counting frees them, and the cyclic collector only has to look at what is
 young. So every minute the long-lived heap is frozen (``gc.freeze``: moved
 out of the collector's view, at no cost) after a collection of the young

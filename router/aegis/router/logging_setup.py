@@ -60,8 +60,8 @@ def _drop_reported_startup_failure(record: logging.LogRecord) -> bool:
 
 
 # Whether debug events are logged: structlog's default logs every level, and
-# configure_logging sets it. Read on every request (debug_enabled), where asking
-# a logger proxy costs 0.2 us of a steady heartbeat's 4.
+# configure_logging sets it. Read on every request (debug_enabled): a flag,
+# where asking a logger proxy would be a noticeable share of a steady heartbeat.
 _debug = True
 
 
@@ -82,7 +82,7 @@ def configure_logging(level: str, fmt: LogFormat) -> None:
     """One event per line: JSON in production, coloured key=value on a terminal.
 
     Our own events go straight from structlog to stderr: routing them through
-    stdlib logging cost more than half of a registration's CPU time. Sanic's
+    stdlib logging was most of a registration's CPU time (docs/performance.md). Sanic's
     stdlib records go through the same renderer by a ProcessorFormatter.
     """
     global _debug

@@ -4,7 +4,7 @@ NATS messages are read from the socket once per turn of the event loop. A
 turn that starts ``lag`` seconds late means a heartbeat that reached the
 router's socket may wait up to about that long before the router reads it.
 So an instance's deadline may be judged only once it passed more than that
-long ago: the router must not blame the fleet for its own lag (issue 22).
+long ago: the router must not blame the fleet for its own lag.
 
 The monitor sleeps ``period`` and measures how late it wakes; ``lag()`` is
 the worst lateness of the last ``window`` seconds, so one quick turn after a

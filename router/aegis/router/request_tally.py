@@ -1,9 +1,9 @@
 """Counts requests in plain numbers, and adds them to Prometheus once per loop turn.
 
 prometheus-client takes a lock on every update, and a request makes three
-(the request counter, the latency histogram's sum and bucket): 2 us of a
-steady heartbeat's 17 us in a real router process, measured with and without
-them (docs/performance.md). A tally counts the same requests with no lock,
+(the request counter, the latency histogram's sum and bucket): a sizeable
+share of a steady heartbeat (docs/performance.md). A tally counts the same
+requests with no lock,
 since the router's event loop is one thread, and adds what it counted to the
 same series in one go, from a callback the first request of a burst
 schedules for the loop's next turn. That callback usually runs before the

@@ -1,12 +1,12 @@
 """Registrations wait in a lane of their own, bounded by time, so heartbeats go first.
 
-A registration costs the router ten to thirty times what a steady heartbeat
-does (validation and a store write against a reply from memory). When a fleet
+A registration costs the router many times what a steady heartbeat does
+(validation and a store write against a reply from memory). When a fleet
 registers all at once, an unbounded queue of registrations would hold the
 event loop, heartbeats would wait behind them, instances would miss their
-deadlines, and every miss would add a store write: the loop that kept the
-router down in the storm of issue 22. So, after the Amazon Builders'
-Library's "Using load shedding to avoid overload":
+deadlines, and every miss would add a store write: a loop that keeps a router
+down once it starts. So, after the Amazon Builders' Library's "Using load
+shedding to avoid overload":
 
 - registrations are served by a fixed number of workers, never more at once,
   so each turn of the event loop stays short and the heartbeat subscriptions

@@ -108,8 +108,8 @@ async def connect_router(
             reconnected_cb=reconnected_cb,
             auth=nats_auth(settings),
             # Its own change events would come back to its event feed, a whole
-            # message each (8 us of a 70 us registration): the feed takes them
-            # from the sink instead (runtime.py). Nothing else here listens for
+            # inbound message per registration: the feed takes them from the
+            # sink instead (bootstrap.py, runtime.py). Nothing else here listens for
             # what this connection sends (requests go to other routers and
             # services; JetStream's deliveries come from the server).
             no_echo=True,

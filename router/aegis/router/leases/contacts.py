@@ -93,7 +93,7 @@ class Leases:
         The floors hold for an OFFLINE record too: one that went OFFLINE by age
         counted from a floor (its contacts died with another router), and its
         removal must count from the same moment, not from the older contact in
-        the store (the chaos run found it removed on the next sweep).
+        the store, which could remove it on the very next sweep.
         """
         at = self.heard_at(record)
         now = self._clock()

@@ -93,7 +93,7 @@ def _as_written(result: T, decided: object, written: InstanceRecord | None) -> T
         return result
     if result is decided:
         return written  # type: ignore[return-value]  # T is the record type here
-    # Built directly: dataclasses.replace costs a microsecond or two a call.
+    # Built directly: dataclasses.replace is slow for a per-write copy.
     if isinstance(result, Decision) and result.record is decided:
         return Decision(result.outcome, written)  # type: ignore[return-value]
     if isinstance(result, OwnerResult) and result.record is decided:

@@ -182,8 +182,8 @@ class Liveness:
         from that contact, never later than ``alive_at`` would put it: at worst
         the key is looked at again early, where ``_expire`` decides.
         """
-        # Not asking whether the lease is still ours (a hash, a third of this
-        # look): a key whose partition moved away is re-added at most once,
+        # Not asking whether the lease is still ours (a hash, much of this
+        # look's cost): a key whose partition moved away is re-added at most once,
         # and its next look finds the contacts gone to the new holder, so
         # _expire drops it from the index (writing nothing: the holder's floors).
         heard = self._leases.contact(key)

@@ -270,9 +270,9 @@ class Registry:
 
         The refresh matters as much as the recovery: a registration storm makes the
         refreshes of its instances fall due together every ``refresh_after``, and with
-        each write on the request path a slow store held their replies past the
-        clients' timeouts while the sweep, not seeing the contacts, declared them
-        dead (bench/capacity.py, 250 s into the run).
+        each write on the request path a slow store would hold their replies past
+        the clients' timeouts while the sweep, not seeing the contacts, declared
+        them dead (bench/capacity.py; docs/performance.md).
         """
         current = self._store.peek(key)
         if current is None:

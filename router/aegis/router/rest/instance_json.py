@@ -1,7 +1,7 @@
 """The REST API's instance listings as JSON text, without building a model per instance.
 
 Building ``Instance`` models, the response model around them and dumping it
-all cost about 5 us an instance, most of a detail request's time. The same
+all was most of a detail request's time (docs/performance.md). The same
 bytes come from ``InstanceRecord.to_public_map`` through the dumps Sanic's
 ``json()`` uses; and an instance's text is kept between requests while nothing
 it shows changes. A steady heartbeat changes only ``last_heartbeat_at`` (a
