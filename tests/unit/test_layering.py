@@ -4,6 +4,8 @@ the SDK's client but services; the contract needs no framework."""
 from __future__ import annotations
 
 import ast
+import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -66,6 +68,32 @@ def test_shared_parts_need_nothing_but_their_libraries(package: str) -> None:
         for path, names in imported(package).items()
     }
     assert {path: names for path, names in offenders.items() if names} == {}
+
+
+# The SDK ships alone to services: importing it may load only nats-py, msgpack and pydantic.
+SDK_NEVER_LOADS = {
+    "structlog",
+    "sanic",
+    "sanic_ext",
+    "textual",
+    "httpx",
+    "orjson",
+    "prometheus_client",
+}
+
+
+def test_importing_the_sdk_pulls_in_nothing_else() -> None:
+    code = (
+        "import sys, json, aegis.sdk, aegis.sdk.client, aegis.sdk.transport, "
+        "aegis.sdk.heartbeats, aegis.sdk.watch;"
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} "
+        "| {m for m in sys.modules if m.startswith('aegis.')})))"
+    )
+    loaded = set(json.loads(subprocess.check_output([sys.executable, "-c", code], text=True)))
+
+    assert not loaded & SDK_NEVER_LOADS
+    assert not {m for m in loaded if m.startswith(("aegis.router", "aegis.console"))}
+    assert {"nats", "msgpack", "pydantic"} <= loaded
 
 
 # -- inside the router: packages by concern, each importing only what lies below it ----

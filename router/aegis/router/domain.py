@@ -106,7 +106,7 @@ class InstanceRecord:
 
     def _copy(self, contact: datetime, version: int) -> InstanceRecord:
         # Positional, every field: dataclasses.replace is several times slower, on
-        # every write (tests/unit/router/bus/test_reply_maps.py lists the fields).
+        # every write (tests/unit/router/bus/test_endpoints_reply_maps.py lists the fields).
         return InstanceRecord(
             self.service_name,
             self.instance_id,

@@ -1,16 +1,18 @@
-"""Fakes the router's unit tests share: an event sink that keeps events, and the
-requests, records and registry (on a FakeClock) they start from."""
+"""Fakes the router's unit tests share: an event sink that keeps events, the
+requests, records and registry (on a FakeClock) they start from, and what they
+read back."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Any
 
 import msgpack
-from aegis.router.domain import InstanceRecord, Timings
+from aegis.router.domain import InstanceKey, InstanceRecord, Timings
 from aegis.router.registry.expiry_budget import ExpiryBudget
 from aegis.router.registry.operations import Registry
-from aegis.router.store.port import MemoryStore
+from aegis.router.store.port import MemoryStore, Versioned
 from aegis.wire.messages import ChangeEvent, InstanceStatus, RegisterRequest
 
 from tests.support import T0, FakeClock
@@ -21,6 +23,8 @@ OTHER_SESSION = "sess-Intruder-7kP2"
 TIMINGS = Timings(heartbeat_interval=2.5, unhealthy_after=10, offline_after=20, remove_after=100)
 # The deadline index hands a key out at most one resolution (0.05 s) after its deadline.
 LATE = 0.1
+KEY = InstanceKey("billing", "b-1")  # register_request()'s
+ONLINE, UNHEALTHY, OFFLINE = InstanceStatus.ONLINE, InstanceStatus.UNHEALTHY, InstanceStatus.OFFLINE
 
 
 class ListSink:
@@ -72,3 +76,54 @@ def make_registry(
     clock, sink = FakeClock(), ListSink()
     registry = Registry(store, TIMINGS, sink, clock=clock, expiry_budget=expiry_budget)
     return registry, clock, sink, store
+
+
+async def current(store: MemoryStore, key: InstanceKey = KEY) -> InstanceRecord | None:
+    """The record ``store`` holds for ``key``, if any."""
+    found = await store.get(key)
+    return found.record if found else None
+
+
+async def status_of(store: MemoryStore, key: InstanceKey = KEY) -> InstanceStatus:
+    """The status of the record ``store`` holds for ``key`` (there must be one)."""
+    record = await current(store, key)
+    assert record is not None
+    return record.status
+
+
+async def sweep_at(registry: Registry, clock: FakeClock, seconds: float) -> int:
+    """Sweep with the clock ``seconds`` past its start; how many changed."""
+    clock.at(seconds)
+    return await registry.liveness.sweep()
+
+
+class RoundTrips(MemoryStore):
+    """Records each call a networked store would make a round trip for.
+
+    ``stale`` makes ``peek`` answer as a router whose cache lags behind would.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+        self.stale: dict[InstanceKey, Versioned | None] = {}
+        self.in_flight = self.most_in_flight = 0
+
+    def peek(self, key: InstanceKey) -> Versioned | None:
+        return self.stale[key] if key in self.stale else super().peek(key)
+
+    async def get(self, key: InstanceKey) -> Versioned | None:
+        self.calls.append("get")
+        return super().peek(key)
+
+    async def create(self, rec: InstanceRecord) -> int:
+        self.calls.append("create")
+        return await super().create(rec)
+
+    async def update(self, rec: InstanceRecord, expected_revision: int) -> int:
+        self.calls.append("update")
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        await asyncio.sleep(0)  # a round trip: others run meanwhile
+        self.in_flight -= 1
+        return await super().update(rec, expected_revision)

@@ -58,8 +58,8 @@ ReplyMap = dict[str, Any]
 The hot successes (heartbeat, register, deregister) are built as
 such maps: building and dumping the ``Reply`` model cost more than the rest
 of a steady heartbeat. Keys follow ``Reply``'s field order and None members
-are left out, so the bytes are those of the model (tests/unit/router/
-test_reply_maps.py checks it).
+are left out, so the bytes are those of the model (tests/unit/router/bus/
+test_endpoints_reply_maps.py checks it).
 """
 
 

@@ -13,8 +13,8 @@ def event_map(
     """A ``ChangeEvent`` in wire form, as ``pack`` would see it after ``model_dump``.
 
     Built as a map, like the hot replies: validating and dumping the model cost
-    more than the rest of announcing a change (tests/unit/router/
-    test_reply_maps.py checks the bytes are the model's).
+    more than the rest of announcing a change (tests/unit/router/bus/
+    test_endpoints_reply_maps.py checks the bytes are the model's).
     """
     event: dict[str, Any] = {"event": kind.value, "instance": instance}
     if previous is not None:
