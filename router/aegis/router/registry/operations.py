@@ -186,10 +186,11 @@ class Registry(RegistryEngine):
     ) -> OwnerResult:
         """Contact from the owner: ONLINE again and deadlines restart.
 
-        A steady heartbeat (ONLINE, stored contact fresher than
-        ``timings.refresh_after``) is only remembered here; the store is written
-        when the status changes or the stored contact needs its refresh, or
-        with ``store``: when the router holding the lease may not hear of it.
+        A steady heartbeat (ONLINE, not UNHEALTHY by age) is only remembered
+        here, and a stored contact older than ``timings.refresh_after`` is
+        rewritten in the background (``recoveries``); the store is written on the
+        request path when the status changes, or with ``store``: when the router
+        holding the lease may not hear of it.
         """
         now = self._clock()
         if not store:
@@ -277,8 +278,6 @@ class Registry(RegistryEngine):
             return None
         timings = self.timings
         stored_at = stored.last_heartbeat_at.timestamp()
-        if at - stored_at >= self._refresh_after:
-            return None  # the refresh is due: written by heartbeat()
         leases = self.leases
         # alive_at is never before the last contact: a contact within
         # unhealthy_after settles it without the partition's floors (the common case).
@@ -290,6 +289,11 @@ class Registry(RegistryEngine):
         # No deadline moves: the sweep finds the contact when the old one comes
         # due (_heard_since), once per unhealthy_after instead of on every beat.
         leases.heard(key, at)
+        if at - stored_at >= self._refresh_after:
+            # The stored contact's refresh is news to no one waiting: written in the
+            # background at the store's pace, so a wave of them (every instance of a
+            # storm falls due together) never holds replies or takes the slow path.
+            self.recoveries.defer(key, session_id)
         return stored
 
     async def deregister(
