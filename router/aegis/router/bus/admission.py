@@ -37,6 +37,8 @@ from nats.aio.msg import Msg
 log = structlog.get_logger("aegis.router.bus.admission")
 
 Handler = Callable[[bytes], Awaitable[bytes]]
+# A handler's ``answer_now``: the reply when it needs no turn in the lane, else None.
+AnswerNow = Callable[[bytes, str | None], bytes | None]
 
 # retry_after bounds: soon enough that capacity freed is used, late enough that
 # a refused fleet does not come straight back as the same storm.
@@ -82,6 +84,7 @@ class Lane:
     ) -> None:
         self.kind = kind
         self._handler = handler
+        self._answer_now: AnswerNow | None = getattr(handler, "answer_now", None)
         self._limits = limits
         self._stats = stats
         self._clock = clock
@@ -167,7 +170,20 @@ class Lane:
 
     async def offer(self, msg: Msg) -> None:
         """Queue ``msg``, or refuse it at once if it would wait past ``max_wait``: the
-        oldest queued one has waited that long, or the queue ahead would take it."""
+        oldest queued one has waited that long, or the queue ahead would take it. One
+        the handler can answer at once (``answer_now``) takes no turn at all."""
+        answer_now = self._answer_now
+        if answer_now is not None:
+            # A registration already applied (its client's retry after a timeout) costs
+            # no write: answered before the queue, so its instance need not fall silent
+            # until an appointment while the lane is refusing.
+            headers = msg.headers
+            reply = answer_now(msg.data, headers.get(REQUEST_ID_HEADER) if headers else None)
+            if reply is not None:
+                if msg.reply:
+                    await msg.respond(reply)
+                self._stats.num_requests += 1
+                return
         now = self._clock()
         queue = self._queue
         max_wait = self._limits.max_wait
