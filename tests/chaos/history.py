@@ -54,6 +54,12 @@ ISO timestamps, fall on the same axis). Kinds of record:
     ``router_ready``, ...): ``router``, ``event``, ``fields`` (the rest;
     ``router_ready`` and ``nats_reconnected`` carry ``server``, the
     ``host:port`` the router is connected to, which ``node_urls`` names).
+``stall``
+    a moment the harness itself ran late (``tests/chaos/stalls.py``): ``loop``
+    (``harness``: the clients' own event loop; ``proxies``: the loop relaying
+    every link), ``start`` (when a wake-up of that loop was due) and ``end``
+    (when it came: the loop ran nothing in between), ``late`` (seconds).
+    Written once the run is over.
 ``storm``
     a registration storm sent from its own process (``tests/chaos/storm.py``):
     ``start``, and ``replies``, its replies by status (``none``: unanswered).
@@ -71,7 +77,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 Record = dict[str, Any]
-KINDS = ("meta", "op", "event", "fault", "view", "router_log", "storm", "end")
+KINDS = ("meta", "op", "event", "fault", "view", "router_log", "stall", "storm", "end")
 
 
 class HistoryWriter:

@@ -35,6 +35,7 @@ from .nemesis import QUIET, HarnessError, Nemesis
 from .observers import EventLog, poll_views, view
 from .recording import Recorder
 from .router_logs import router_log_records
+from .stalls import LoopStalls
 from .storm import COUNT as STORM_COUNT
 from .storm import SECONDS as STORM_SECONDS
 from .workload import CLIENT_TIMEOUT, Phase, RawClient, SdkClient, rotated
@@ -106,7 +107,9 @@ async def run_chaos(config: RunConfig) -> RunResult:
             "client_timeout": CLIENT_TIMEOUT,
         }
     )
-    background: list[asyncio.Task[Any]] = []
+    # The harness's own loop: when it runs late, its clients' requests wait too.
+    stalls = LoopStalls("harness")
+    background: list[asyncio.Task[Any]] = [asyncio.create_task(stalls.run())]
     workload: list[asyncio.Task[Any]] = []
     raw: list[RawClient] = []
     events = EventLog(recorder)
@@ -162,6 +165,8 @@ async def run_chaos(config: RunConfig) -> RunResult:
             await admin.close()
         await events.stop()
         cluster.stop()  # blocking on purpose: it must run even while being cancelled
+        for stall in [*stalls.records(), *cluster.proxies.stalls.records()]:
+            recorder.write(stall)
         for router in cluster.routers:
             for record in router_log_records(router.name, router.process.log_path):
                 recorder.write(record)
