@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from urllib.parse import urlparse
 
-from tests.chaos.checker_time import Window, pair_windows
+from tests.chaos.checker_time import Span, Window, merge, pair_windows
 from tests.chaos.history import Record
 
 INVARIANTS = ("no_lost_ack", "one_owner", "no_false_death", "well_formed", "convergence")
@@ -235,6 +235,7 @@ class History:
     views: list[Record] = field(default_factory=list)
     logs: list[Record] = field(default_factory=list)
     storms: list[Record] = field(default_factory=list)
+    stalls: list[Record] = field(default_factory=list)  # the harness's own
     last_t: float = 0.0  # the latest time of any record
     _node_faults: dict[str, list[Window]] = field(default_factory=dict, repr=False)
 
@@ -257,12 +258,18 @@ class History:
             "view": history.views,
             "router_log": history.logs,
             "storm": history.storms,
+            "stall": history.stalls,
         }
         for record in records:
             if record["type"] in lists:
                 lists[record["type"]].append(record)
         history.last_t = max(float(r["t"]) for r in records)
         return history
+
+    @cached_property
+    def harness_stalls(self) -> list[Span]:
+        """When the harness itself ran nothing (either of its loops), joined."""
+        return merge([Span(at(s, "start"), at(s, "end"), (s,)) for s in self.stalls])
 
     @property
     def routers(self) -> list[str]:

@@ -66,8 +66,10 @@ class Run:
         took: float = 0.02,
         version: int = 1,
         reply: Any = None,
+        budget: float | None = None,
     ) -> Record:
-        """One client request; the reply follows ``status`` unless given."""
+        """One client request; the reply follows ``status`` unless given; ``budget``: how
+        long the client would wait (its ``timeout``), if recorded."""
         if reply is None and outcome == "ok":
             reply = reply_for(kind, status or 200, instance, version)
         record: Record = {
@@ -85,6 +87,8 @@ class Run:
             "outcome": outcome,
             "reply": reply,
         }
+        if budget is not None:
+            record["timeout"] = budget
         self.records.append(record)
         return record
 
@@ -112,6 +116,12 @@ class Run:
         """A nemesis action, done at ``t`` (``fields``: more, such as ``leaders``)."""
         record: Record = {"type": "fault", "t": t, "kind": kind, "target": target, "detail": ""}
         self.records.append(record | fields)
+        return self.records[-1]
+
+    def stall(self, start: float, end: float, loop: str = "harness") -> Record:
+        """The harness's own ``loop`` ran nothing from ``start`` to ``end``."""
+        record: Record = {"type": "stall", "t": end, "loop": loop, "start": start, "end": end}
+        self.records.append(record | {"late": end - start})
         return self.records[-1]
 
     def name_nodes(self) -> None:

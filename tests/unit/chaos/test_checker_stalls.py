@@ -1,0 +1,132 @@
+"""The harness's own stalls: a timeout they explain is not the registry's, and only then.
+
+Under load from other processes the harness's event loops (its clients' own,
+and the proxies' that relay every link) can run late by tenths of a second.
+A request whose budget such a stall ate times out in the harness: the checker
+excuses a timeout when the stalls at the ends of its wait (holding the request
+back, or holding the deadline) left the registry less than half its budget.
+
+In ``clean_run`` nothing is faulted after r1's pause (5 to 6 s, grace until
+11 s); every op here comes later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from tests.chaos.checker import check
+from tests.chaos.stalls import LoopStalls
+from tests.unit.chaos.histories import clean_run
+
+# The SDK's heartbeat to the holder's own subject waits 0.25 s, then tries the shared one.
+HOLDER_BUDGET = 0.25
+
+
+def sdk_timeout(invoke: float, late: float = 0.0) -> dict[str, object]:
+    """A holder-subject heartbeat that timed out, its end recorded ``late`` after its budget."""
+    run_op = {"outcome": "timeout", "took": HOLDER_BUDGET + late, "budget": HOLDER_BUDGET}
+    return {"kind": "heartbeat", "invoke": invoke, **run_op}
+
+
+def test_a_timeout_whose_deadline_fell_in_a_harness_stall_is_not_the_registrys() -> None:
+    run = clean_run()
+    run.op(session="B", instance="i2", **sdk_timeout(12.0, late=0.05))  # type: ignore[arg-type]
+    run.stall(12.1, 12.3)  # from 0.1 s into the wait: the registry had 0.1 s of 0.25
+
+    report = check(run.records)
+
+    assert report.violations == []
+    assert report.excused["well_formed"] == 1
+    assert report.counts["stalls"] == {"harness": 1}
+
+
+def test_a_stall_of_the_proxies_holding_the_request_back_explains_it_too() -> None:
+    run = clean_run()
+    run.op(session="B", instance="i2", **sdk_timeout(12.0))  # type: ignore[arg-type]
+    run.stall(11.95, 12.2, loop="proxies")  # the request left at 12.2: 0.05 s of 0.25
+
+    assert check(run.records).violations == []
+
+
+def test_a_timeout_without_a_stall_is_still_a_violation() -> None:
+    run = clean_run()
+    op = run.op(session="B", instance="i2", **sdk_timeout(12.0))  # type: ignore[arg-type]
+    run.stall(14.0, 14.3)  # elsewhere
+
+    report = check(run.records)
+
+    assert [v.invariant for v in report.violations] == ["well_formed"]
+    assert report.violations[0].records == [op]
+    assert "timeout with no fault" in report.violations[0].message
+
+
+@pytest.mark.parametrize(
+    ("budget", "stall"),
+    [
+        (2.0, (13.7, 14.2)),  # holds a 2 s deadline (at 14), but the registry had 1.7 s
+        (HOLDER_BUDGET, (12.05, 12.2)),  # inside the wait: a reply then was read at 12.2
+    ],
+    ids=["too-short-for-the-budget", "inside-the-wait"],
+)
+def test_a_stall_that_could_not_have_eaten_the_budget_explains_nothing(
+    budget: float, stall: tuple[float, float]
+) -> None:
+    run = clean_run()
+    op = run.op(
+        "heartbeat",
+        12.0,
+        session="B",
+        instance="i2",
+        outcome="timeout",
+        took=budget,
+        budget=budget,
+    )
+    run.stall(*stall)
+
+    report = check(run.records)
+
+    assert [v.invariant for v in report.violations] == ["well_formed"]
+    assert report.violations[0].records == [op]
+    assert "the harness stalled" in report.violations[0].message
+
+
+@pytest.mark.parametrize("answer", [{"outcome": "no_responders"}, {"status": 503}])
+def test_a_stall_explains_a_timeout_only_not_an_answer(answer: dict[str, object]) -> None:
+    run = clean_run()
+    run.op("heartbeat", 12.0, session="B", instance="i2", budget=HOLDER_BUDGET, **answer)  # type: ignore[arg-type]
+    run.stall(12.0, 12.5)
+
+    assert [v.invariant for v in check(run.records).violations] == ["well_formed"]
+
+
+def test_a_stall_counts_against_well_formeds_strict_share_only() -> None:
+    plain = check(clean_run().records)
+    run = clean_run()
+    run.stall(14.0, 14.3)
+
+    report = check(run.records)
+
+    # From half a client timeout (1 s) before the stall to its end.
+    assert report.excusable_s["well_formed"] == pytest.approx(
+        plain.excusable_s["well_formed"] + 1.3
+    )
+    assert report.excusable_s["no_false_death"] == plain.excusable_s["no_false_death"]
+
+
+async def test_the_loop_watch_records_a_stall_with_when_it_began_and_ended() -> None:
+    stalls = LoopStalls("harness", tick=0.02, threshold=0.1)
+    task = asyncio.create_task(stalls.run())
+    await asyncio.sleep(0.05)
+    before = time.time()
+    time.sleep(0.3)  # noqa: ASYNC251 (the stall measured: the loop runs nothing meanwhile)
+    await asyncio.sleep(0.05)
+    task.cancel()
+
+    (stall,) = [s for s in stalls.records() if s["late"] >= 0.2]
+    assert stall["type"] == "stall"
+    assert stall["loop"] == "harness"
+    assert before - 0.05 <= stall["start"] <= before + 0.03
+    assert stall["end"] == pytest.approx(stall["start"] + stall["late"])
