@@ -102,6 +102,7 @@ async def test_a_cut_resets_the_connections_and_refuses_new_ones(
 
 
 async def test_the_hubs_own_stalls_are_recorded(proxies: ProxyHub) -> None:
+    await asyncio.sleep(0.1)  # its watch started
     proxies.loop.call_soon_threadsafe(time.sleep, 0.3)  # the hub's loop relays nothing
     await asyncio.sleep(0.5)
 
