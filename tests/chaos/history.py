@@ -46,7 +46,14 @@ ISO timestamps, fall on the same axis). Kinds of record:
     ``router``, ``invoke``, ``complete``, ``instances`` (a list of
     ``{service, instance, status}``), or ``error`` when it could not be read;
     ``final`` (optional, true) on the round read at the end of the quiet
-    period: the checker's convergence compares no view read after it.
+    period: the checker's convergence compares no view read after it;
+    ``revision`` (optional): the router's ``aegis_store_watch_revision`` for
+    the registry bucket, read just before (the view lists every change up to
+    it), or ``None``.
+``stream``
+    a sample of the registry's stream: ``stream`` (its name), ``invoke`` and
+    ``complete`` of the request, ``last_seq``: every write committed before
+    ``invoke`` has a sequence (a revision) at or below it.
 ``router_log``
     one line of a router's own structlog output, copied after the run for
     the facts the checker needs (``nats_disconnected``, ``nats_reconnected``,
@@ -77,7 +84,18 @@ from pathlib import Path
 from typing import Any, TextIO
 
 Record = dict[str, Any]
-KINDS = ("meta", "op", "event", "fault", "view", "router_log", "stall", "storm", "end")
+KINDS = (
+    "meta",
+    "op",
+    "event",
+    "fault",
+    "view",
+    "router_log",
+    "stall",
+    "stream",
+    "storm",
+    "end",
+)
 
 
 class HistoryWriter:

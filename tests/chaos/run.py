@@ -32,7 +32,7 @@ from .checker import check
 from .cluster import Cluster, RoutesError, Timings, connect_quietly
 from .history import HistoryWriter, Record, read_history
 from .nemesis import QUIET, HarnessError, Nemesis
-from .observers import EventLog, poll_views, view
+from .observers import EventLog, poll_views, sample_stream, view
 from .recording import Recorder
 from .router_logs import router_log_records
 from .stalls import LoopStalls
@@ -125,6 +125,7 @@ async def run_chaos(config: RunConfig) -> RunResult:
         admin = await connect_quietly(cluster.urls, "chaos-admin")
         await events.start(cluster.nodes)
         background.append(asyncio.create_task(poll_views(cluster.routers, recorder)))
+        background.append(asyncio.create_task(sample_stream(admin, recorder)))
         phase = Phase()
         workload = await start_workload(config, cluster, recorder, phase, raw)
         await asyncio.sleep(WARMUP)
