@@ -37,6 +37,8 @@ class DeathReport:
     lo: float
     hi: float
     record: Record
+    # A view's: every write committed before this moment is in it (None: unknown).
+    fresh: float | None = None
 
     @property
     def reporter(self) -> str:
@@ -87,9 +89,10 @@ def death_reports(history: History) -> list[DeathReport]:
     for router, shots in history.shots.items():
         for shot in shots:
             lo = shot.lo - history.bounds.propagation
+            fresh = history.fresh_since(shot)
             for key, status in shot.listing.items():
                 if status in BAD_STATUSES:
-                    reports.append(DeathReport(key, "view", router, lo, shot.hi, shot.view))
+                    reports.append(DeathReport(key, "view", router, lo, shot.hi, shot.view, fresh))
     return reports
 
 
@@ -116,7 +119,9 @@ def decided_by(report: DeathReport, span: Span, lag: float) -> DeathReport:
         return report
     seen = [at(c, "complete") for c in span.records if (_version(c) or -1) >= version]
     hi = min([report.hi, *seen])
-    return DeathReport(report.key, report.source, report.router, hi - lag, hi, report.record)
+    return DeathReport(
+        report.key, report.source, report.router, hi - lag, hi, report.record, report.fresh
+    )
 
 
 def excuse(history: History, report: DeathReport) -> Window | None:
@@ -132,8 +137,11 @@ def excuse(history: History, report: DeathReport) -> Window | None:
     elif report.source == "log":
         windows = history.troubles(report.router)
     else:
-        # A view shows a decision of whichever router holds the lease.
-        windows = history.all_troubles + history.stale(report.router)
+        # A view shows a decision of whichever router holds the lease; its own router's
+        # staleness may make it show an older one, unless it is proven fresh enough.
+        windows = history.all_troubles
+        if report.fresh is None or report.fresh < report.lo:
+            windows = windows + history.stale(report.router)
         after += bounds.propagation
     return first_overlap(windows, report.lo, report.hi, before=bounds.fault_lead, after=after)
 

@@ -63,12 +63,27 @@ Verdict = tuple[list[Violation], int]
 
 @dataclass(frozen=True, slots=True)
 class Shot:
-    """One readable REST view: taken within [lo, hi], listing each instance's status."""
+    """One readable REST view: taken within [lo, hi], listing each instance's status.
+
+    ``revision``: the router's watch revision read just before (the view lists
+    every change up to it), if known.
+    """
 
     lo: float
     hi: float
     view: Record
     listing: dict[Key, str]
+    revision: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """The registry stream's last sequence, asked at ``invoke``: every write committed
+    before ``invoke`` is at or below ``last_seq``, and none above it was stored before
+    the answer (at ``invoke`` or later)."""
+
+    invoke: float
+    last_seq: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,8 +251,10 @@ class History:
     logs: list[Record] = field(default_factory=list)
     storms: list[Record] = field(default_factory=list)
     stalls: list[Record] = field(default_factory=list)  # the harness's own
+    streams: list[Record] = field(default_factory=list)  # samples of the registry's stream
     last_t: float = 0.0  # the latest time of any record
     _node_faults: dict[str, list[Window]] = field(default_factory=dict, repr=False)
+    _stale: dict[str, list[Window]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def of(cls, records: list[Record], *, convergence_bound: float | None = None) -> History:
@@ -259,6 +276,7 @@ class History:
             "router_log": history.logs,
             "storm": history.storms,
             "stall": history.stalls,
+            "stream": history.streams,
         }
         for record in records:
             if record["type"] in lists:
@@ -322,9 +340,49 @@ class History:
         for view in sorted(self.views, key=lambda v: float(v["invoke"])):
             if view.get("error") is None and isinstance(view.get("instances"), list):
                 listing = {key_of(e): str(e.get("status")) for e in view["instances"]}
-                shot = Shot(float(view["invoke"]), float(view["complete"]), view, listing)
+                revision = view.get("revision")
+                revision = revision if type(revision) is int else None
+                shot = Shot(float(view["invoke"]), float(view["complete"]), view, listing, revision)
                 shots[str(view["router"])].append(shot)
         return shots
+
+    @cached_property
+    def samples(self) -> list[Sample]:
+        """The registry stream's samples, by the time they were asked."""
+        found = [
+            Sample(at(r, "invoke"), int(r["last_seq"]))
+            for r in self.streams
+            if type(r.get("last_seq")) is int
+        ]
+        return sorted(found, key=lambda s: s.invoke)
+
+    def fresh_since(self, shot: Shot) -> float | None:
+        """A moment before which every committed write is in ``shot``: the latest sample,
+        asked no later than the view ended, at or below its watch revision. None if none
+        is (or the revision is unknown)."""
+        if shot.revision is None:
+            return None
+        proven = [
+            s.invoke for s in self.samples if s.invoke <= shot.hi and s.last_seq <= shot.revision
+        ]
+        return max(proven, default=None)
+
+    def watch_back(self, router: str, since: float) -> float | None:
+        """The first of ``router``'s views (its start) showing its bucket watch alive and
+        caught up after ``since``: it has every write committed before some moment after
+        ``since``, and a revision above a sample asked after ``since`` (so a write stored
+        after ``since`` reached it). None if no view shows that."""
+        after = [s.last_seq for s in self.samples if s.invoke >= since]
+        if not after:
+            return None
+        stored_after = min(after)  # any revision above it was stored after ``since``
+        for shot in self.shots.get(router, []):
+            if shot.lo < since or shot.revision is None or shot.revision <= stored_after:
+                continue
+            fresh = self.fresh_since(shot)
+            if fresh is not None and fresh >= since:
+                return shot.lo
+        return None
 
     @cached_property
     def node_names(self) -> dict[str, str] | None:
@@ -420,14 +478,18 @@ class History:
         off by its log, or a node fault that may have cut it off.
 
         After a node fault or a reconnect its bucket watch may need a reset
-        first, so those windows last ``watch_reset`` longer.
+        first, so those windows last ``watch_reset`` longer: until one of its
+        views shows the watch alive and caught up after the window (``watch_back``).
         """
-        reset = self.bounds.watch_reset
-        lagging = [
-            Window(w.start, w.end + reset, w.cause)
-            for w in self.log_windows.get(router, []) + self.node_faults(router)
-        ]
-        return self.fault_windows.get(router, []) + lagging
+        if router not in self._stale:  # asked once per report: worked out once
+            reset = self.bounds.watch_reset
+            lagging = []
+            for w in self.log_windows.get(router, []) + self.node_faults(router):
+                back = self.watch_back(router, w.end)
+                end = w.end + reset if back is None else min(w.end + reset, back)
+                lagging.append(Window(w.start, end, w.cause))
+            self._stale[router] = self.fault_windows.get(router, []) + lagging
+        return self._stale[router]
 
 
 def host_port(url: str) -> str:
