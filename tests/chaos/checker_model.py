@@ -328,10 +328,37 @@ class History:
 
     @cached_property
     def log_windows(self) -> dict[str, list[Window]]:
-        """Per router, where its own log says it was cut off from NATS or not sweeping."""
+        """Per router, where its own log says it was cut off from NATS or not sweeping.
+
+        The sweeper pauses for each reason apart (``reason``: ``nats_disconnected``,
+        ``not_hearing_itself``, ...) and resumes for each apart: a resume ends the
+        pause of its own reason only. A restart (``router_ready``) ends them all.
+        """
         named = {*LOG_UP, *(up for ups in LOG_UP.values() for up in ups)}
-        logs = [r for r in self.logs if r.get("event") in named]
-        return pair_windows(logs, LOG_UP, kind="event", target="router", end_t=self.end_t)
+        logs = sorted((r for r in self.logs if r.get("event") in named), key=lambda r: at(r, "t"))
+        windows: dict[str, list[Window]] = defaultdict(list)
+        open_: dict[tuple[str, str, object], Record] = {}  # (router, down event, reason)
+
+        def close(key: tuple[str, str, object], t: float) -> None:
+            down = open_.pop(key)
+            windows[key[0]].append(Window(at(down, "t"), t, down))
+
+        for line in logs:
+            router, event = str(line.get("router")), str(line.get("event"))
+            reason = (line.get("fields") or {}).get("reason")
+            if event in LOG_UP:
+                key = (router, event, reason if event == "sweep_paused" else None)
+                open_.setdefault(key, line)  # a repeat is inside the window already open
+                continue
+            for key in [k for k in open_ if k[0] == router]:
+                _, down, paused_for = key
+                if event == "router_ready" or (
+                    event in LOG_UP[down] and (down != "sweep_paused" or paused_for == reason)
+                ):
+                    close(key, at(line, "t"))
+        for key in list(open_):
+            close(key, self.end_t)
+        return {router: sorted(found, key=lambda w: w.start) for router, found in windows.items()}
 
     @cached_property
     def shots(self) -> dict[str, list[Shot]]:

@@ -19,7 +19,7 @@ import pytest
 
 from tests.chaos.checker import check
 from tests.chaos.history import Record
-from tests.unit.chaos.histories import ROUTERS, Run, clean_run
+from tests.unit.chaos.histories import INSTANCE, ROUTERS, SERVICE, Run, clean_run
 
 
 def killed_n2() -> Run:
@@ -115,6 +115,23 @@ def test_a_view_proven_fresh_showing_a_death_is_not_excused_by_its_staleness() -
 def test_a_view_not_proven_fresh_showing_a_death_is_excused_by_its_staleness() -> None:
     run = killed_n2()
     run.view("r0", 14.5, i1="UNHEALTHY")  # r0 may lag until 14 + 5.5
+
+    report = check(run.records)
+
+    assert report.violations == []
+    assert report.excused["no_false_death"] == 1
+
+
+def test_a_sweep_paused_for_two_reasons_resumes_for_each_apart() -> None:
+    # Seen in a seed: paused for a disconnection, then for not hearing itself;
+    # the first resume does not end the second pause.
+    run = clean_run()
+    run.log("r0", "sweep_paused", 12.0, reason="nats_disconnected")
+    run.log("r0", "sweep_paused", 12.5, reason="not_hearing_itself")
+    run.log("r0", "sweep_resumed", 13.0, reason="nats_disconnected")
+    run.log("r0", "sweep_resumed", 18.0, reason="not_hearing_itself")
+    fields = {"service": SERVICE, "instance": INSTANCE, "status": "UNHEALTHY"}
+    run.log("r0", "instance_status_changed", 17.0, **fields)  # 13 + 3 s grace is past
 
     report = check(run.records)
 
