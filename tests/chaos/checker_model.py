@@ -375,13 +375,32 @@ class History:
 
     @cached_property
     def samples(self) -> list[Sample]:
-        """The registry stream's samples, by the time they were asked."""
-        found = [
-            Sample(at(r, "invoke"), int(r["last_seq"]))
-            for r in self.streams
-            if type(r.get("last_seq")) is int
+        """The registry stream's samples that can be trusted, by the time they were asked.
+
+        A node cut off while it led the stream may still answer as its leader,
+        from its own copy, until it hears of the new leader (seen: a sequence 214
+        below the real one, 4 s after the node's links came back). So a sample
+        counts only if it names the node that answered, that node is not the
+        target of a node fault from ``fault_lead`` before its start to
+        ``fault_grace`` after its end, and it is not below an earlier sample
+        that counts (a lower one is certainly stale).
+        """
+        bounds = self.bounds
+        faulted = [
+            (str(w.cause.get("target")), w.start - bounds.fault_lead, w.end + bounds.fault_grace)
+            for w in self.node_windows
         ]
-        return sorted(found, key=lambda s: s.invoke)
+        found: list[Sample] = []
+        for record in sorted(self.streams, key=lambda r: at(r, "invoke")):
+            last, leader, asked = record.get("last_seq"), record.get("leader"), at(record, "invoke")
+            if type(last) is not int or not isinstance(leader, str):
+                continue
+            if any(node == leader and lo <= asked <= hi for node, lo, hi in faulted):
+                continue
+            if found and last < found[-1].last_seq:
+                continue
+            found.append(Sample(asked, last))
+        return found
 
     def fresh_since(self, shot: Shot) -> float | None:
         """A moment before which every committed write is in ``shot``: the latest sample,

@@ -49,11 +49,15 @@ ISO timestamps, fall on the same axis). Kinds of record:
     period: the checker's convergence compares no view read after it;
     ``revision`` (optional): the router's ``aegis_store_watch_revision`` for
     the registry bucket, read just before (the view lists every change up to
-    it), or ``None``.
+    it), or ``None``; ``loop_lag`` (optional): its
+    ``aegis_event_loop_lag_seconds`` then (the worst of 2 s), for diagnosis.
 ``stream``
     a sample of the registry's stream: ``stream`` (its name), ``invoke`` and
-    ``complete`` of the request, ``last_seq``: every write committed before
-    ``invoke`` has a sequence (a revision) at or below it.
+    ``complete`` of the request, ``last_seq``, ``leader`` (the node that
+    answered as the stream's leader). From a true leader, every write committed
+    before ``invoke`` has a sequence (a revision) at or below ``last_seq``; a
+    node cut off while it led may answer from its stale copy (seen: 214 below
+    the real sequence, for 4 s after its links came back).
 ``router_log``
     one line of a router's own structlog output, copied after the run for
     the facts the checker needs (``nats_disconnected``, ``nats_reconnected``,

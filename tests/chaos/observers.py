@@ -40,6 +40,7 @@ WATCH_REVISION = re.compile(
     + r"(\S+)$",
     re.MULTILINE,
 )
+LOOP_LAG = re.compile(r"^aegis_event_loop_lag_seconds (\S+)$", re.MULTILINE)
 
 
 class EventLog:
@@ -104,24 +105,30 @@ class EventLog:
                 await nc.close()
 
 
-async def watch_revision(http: httpx.AsyncClient, router: Router) -> int | None:
-    """How far ``router``'s registry watch has read (None if it cannot be told)."""
+async def router_gauges(http: httpx.AsyncClient, router: Router) -> dict[str, Any]:
+    """How far ``router``'s registry watch has read (``revision``) and how late its
+    event loop ran lately (``loop_lag``, the worst of 2 s): None each if unknown."""
+    gauges: dict[str, Any] = {"revision": None, "loop_lag": None}
     try:
         response = await http.get(f"{router.url}/metrics", timeout=VIEW_TIMEOUT)
         response.raise_for_status()
     except Exception:
-        return None
-    found = WATCH_REVISION.search(response.text)
-    return int(float(found.group(1))) if found else None
+        return gauges
+    if found := WATCH_REVISION.search(response.text):
+        gauges["revision"] = int(float(found.group(1)))
+    if found := LOOP_LAG.search(response.text):
+        gauges["loop_lag"] = float(found.group(1))
+    return gauges
 
 
 async def view(http: httpx.AsyncClient, router: Router, recorder: Recorder, **extra: Any) -> None:
     """Read one router's instances over REST and write the ``view`` record, with the
-    watch revision read just before (``revision``: the view is at least that fresh)."""
-    revision = await watch_revision(http, router)
+    watch revision read just before (``revision``: the view is at least that fresh) and
+    the router's loop lag then (``loop_lag``, for whoever reads the history)."""
+    gauges = await router_gauges(http, router)
     invoke = time.time()
     record: dict[str, Any] = {"type": "view", "router": router.name, "invoke": invoke, **extra}
-    record["revision"] = revision
+    record |= gauges
     try:
         response = await http.get(f"{router.url}/api/v1/admin/instances", timeout=VIEW_TIMEOUT)
         response.raise_for_status()
@@ -153,16 +160,19 @@ async def poll_views(routers: list[Router], recorder: Recorder) -> None:
 
 async def sample_stream(nc: NatsClient, recorder: Recorder) -> None:
     """The registry stream's last sequence every STREAM_EVERY seconds, as ``stream``
-    records, until cancelled (a sample that gets no answer is skipped)."""
+    records with the node that answered as its leader, until cancelled (a sample that
+    gets no answer is skipped). A node cut off while it led may still answer, from
+    its own stale copy: the checker trusts no sample from such a node."""
     js = nc.jetstream(timeout=1.0)
     while True:
         invoke = time.time()
         with contextlib.suppress(Exception):
             info: Any = await js.stream_info(STREAM)
             last = int(info.state.last_seq)
+            leader = info.cluster.leader if info.cluster is not None else None
             now = time.time()
             recorder.write(
                 {"type": "stream", "t": now, "stream": STREAM, "invoke": invoke, "complete": now}
-                | {"last_seq": last}
+                | {"last_seq": last, "leader": leader}
             )
         await asyncio.sleep(max(0.0, invoke + STREAM_EVERY - time.time()))

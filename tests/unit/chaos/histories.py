@@ -124,11 +124,12 @@ class Run:
         self.records.append(record | {"late": end - start})
         return self.records[-1]
 
-    def sample(self, t: float, last_seq: int) -> Record:
-        """The registry stream's last sequence, asked at ``t``."""
+    def sample(self, t: float, last_seq: int, leader: str = "n0") -> Record:
+        """The registry stream's last sequence, asked at ``t`` and answered by ``leader``."""
         record: Record = {"type": "stream", "t": t + 0.01, "stream": "KV_aegis_registry"}
-        self.records.append(record | {"invoke": t, "complete": t + 0.01, "last_seq": last_seq})
-        return self.records[-1]
+        record |= {"invoke": t, "complete": t + 0.01, "last_seq": last_seq, "leader": leader}
+        self.records.append(record)
+        return record
 
     def name_nodes(self) -> None:
         """Give the meta record the nodes' URLs, as the harness does since it logs them."""

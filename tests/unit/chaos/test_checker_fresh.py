@@ -64,6 +64,41 @@ def test_a_view_not_proven_fresh_is_still_excused_by_the_fault(revision: int | N
     assert report.excused["no_lost_ack"] == 1
 
 
+@pytest.mark.parametrize(
+    ("leader", "earlier"),
+    [
+        ("n2", None),  # the node faulted from 3 to 4 answered, within its 5 s grace
+        ("n0", 60),  # below an earlier sample
+        (None, None),  # who answered is unknown
+    ],
+    ids=["from-the-faulted-node", "below-an-earlier-one", "no-leader"],
+)
+def test_a_sample_that_may_be_stale_proves_nothing(leader: str | None, earlier: int | None) -> None:
+    # Seen: an isolated node that had led the stream answered for 4 s after its
+    # links came back with a sequence 214 below the real one.
+    run = killed_n2()
+    run.sample(0.5, 3)
+    if earlier is not None:
+        run.sample(8.0, earlier)
+    run.sample(8.5, 50)["leader"] = leader
+    view = view_at(run, "r0", 9.0)
+    view["instances"], view["revision"] = [], 50
+
+    report = check(run.records)
+
+    assert report.violations == []
+    assert report.excused["no_lost_ack"] == 1
+
+
+def test_the_same_sample_from_a_true_leader_proves_the_view_fresh() -> None:
+    run = killed_n2()
+    run.sample(8.5, 50, leader="n1")
+    view = view_at(run, "r0", 9.0)
+    view["instances"], view["revision"] = [], 50
+
+    assert [v.invariant for v in check(run.records).violations] == ["no_lost_ack"]
+
+
 def caught_up_at_6(run: Run, revision: int = 46) -> None:
     """Samples after the kill (40 at 4.5, 45 at 5.5); both routers' views at 6 read
     ``revision`` first."""
