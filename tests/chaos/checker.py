@@ -123,7 +123,7 @@ def excusable_time(history: History) -> tuple[float, dict[str, float]]:
     death_grace + propagation after), and, under NO_FALSE_DEATH_REPORTS, an
     event or log line in any router's troubles (death_grace after); well_formed
     an unanswered request in any fault window (fault_grace after), or one that
-    met a stall of the harness (from half a client timeout before it). one_owner
+    met a stall of the harness (within twice its length of it). one_owner
     excuses nothing; convergence judges nothing before the quiet period.
     """
     bounds = history.bounds
@@ -146,9 +146,13 @@ def excusable_time(history: History) -> tuple[float, dict[str, float]]:
     for invariant, (windows, after) in widened.items():
         spans = [Span(w.start - bounds.fault_lead, w.end + after, ()) for w in windows]
         if invariant == "well_formed":
-            # A timeout whose wait met a harness stall, up to half a budget before it.
+            # A timeout a harness stall explains: its budget under twice the stalls that
+            # ate it, so its wait within twice the stall's length of it (and never more
+            # than half a client timeout: no budget is longer).
             half = bounds.client_timeout / 2
-            spans += [Span(s.lo - half, s.hi, ()) for s in history.harness_stalls]
+            for stall in history.harness_stalls:
+                near = min(2 * (stall.hi - stall.lo), half)
+                spans.append(Span(stall.lo - near, stall.hi + near, ()))
         spans = [Span(max(start, s.lo), min(end, s.hi), ()) for s in spans]
         excusable[invariant] = sum(s.hi - s.lo for s in merge([s for s in spans if s.hi > s.lo]))
     quiet = history.end.get("quiet_from") if history.end is not None else None

@@ -71,14 +71,16 @@ def death_reports(history: History) -> list[DeathReport]:
     """Every event, router log line and REST view saying an instance is dead.
 
     An event or a log line reports a decision taken at most ``report_lag``
-    before it was written; a view may show one ``propagation`` older.
+    before it was written (an event, before the harness stalls it was read
+    after); a view may show one ``propagation`` older.
     """
     lag = history.bounds.report_lag
     reports = []
     for event in history.events:
         if event.get("status") in BAD_STATUSES or event.get("event") == "removed":
-            t = at(event, "t")
-            reports.append(DeathReport(key_of(event), "event", None, t - lag, t, event))
+            t = at(event, "t")  # when the harness read it: later if it was stalled
+            lo = history.received_from(t) - lag
+            reports.append(DeathReport(key_of(event), "event", None, lo, t, event))
     for line in history.logs:
         fields = line.get("fields") or {}
         removed = line.get("event") == "instance_removed"
@@ -119,8 +121,9 @@ def decided_by(report: DeathReport, span: Span, lag: float) -> DeathReport:
         return report
     seen = [at(c, "complete") for c in span.records if (_version(c) or -1) >= version]
     hi = min([report.hi, *seen])
+    lo = min(report.lo, hi - lag)  # no later than the harness's stalls allowed
     return DeathReport(
-        report.key, report.source, report.router, hi - lag, hi, report.record, report.fresh
+        report.key, report.source, report.router, lo, hi, report.record, report.fresh
     )
 
 

@@ -289,6 +289,16 @@ class History:
         """When the harness itself ran nothing (either of its loops), joined."""
         return merge([Span(at(s, "start"), at(s, "end"), (s,)) for s in self.stalls])
 
+    def received_from(self, t: float) -> float:
+        """The earliest moment something the harness wrote down at ``t`` may have come:
+        ``t``, or the start of its stalls (joined) that end at most ``report_lag``
+        before it (what came during a stall is read, and timed, when it ends)."""
+        earliest = t
+        for stall in reversed(self.harness_stalls):
+            if stall.lo <= earliest and stall.hi >= earliest - self.bounds.report_lag:
+                earliest = stall.lo
+        return earliest
+
     @property
     def routers(self) -> list[str]:
         """The routers the run started (else those with views)."""
