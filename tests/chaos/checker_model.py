@@ -46,6 +46,8 @@ LOG_UP = {
     "sweep_paused": ("sweep_resumed", "router_ready"),
 }
 BAD_STATUSES = ("UNHEALTHY", "OFFLINE")
+# The harness's loop watch's period, for stall records that do not say (stalls.TICK).
+STALL_TICK = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,8 +288,14 @@ class History:
 
     @cached_property
     def harness_stalls(self) -> list[Span]:
-        """When the harness itself ran nothing (either of its loops), joined."""
-        return merge([Span(at(s, "start"), at(s, "end"), (s,)) for s in self.stalls])
+        """When the harness itself ran nothing (either of its loops), joined; each until
+        one tick after its end (what piled up is worked through by the next tick)."""
+        return merge(
+            [
+                Span(at(s, "start"), at(s, "end") + float(s.get("tick", STALL_TICK)), (s,))
+                for s in self.stalls
+            ]
+        )
 
     def received_from(self, t: float) -> float:
         """The earliest moment something the harness wrote down at ``t`` may have come:

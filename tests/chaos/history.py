@@ -69,7 +69,9 @@ ISO timestamps, fall on the same axis). Kinds of record:
     a moment the harness itself ran late (``tests/chaos/stalls.py``): ``loop``
     (``harness``: the clients' own event loop; ``proxies``: the loop relaying
     every link), ``start`` (when a wake-up of that loop was due) and ``end``
-    (when it came: the loop ran nothing in between), ``late`` (seconds).
+    (when it came: the loop ran nothing in between), ``late`` (seconds),
+    ``tick`` (the wake-ups' period: the next one on time shows the loop has
+    worked through what piled up).
     Written once the run is over.
 ``storm``
     a registration storm sent from its own process (``tests/chaos/storm.py``):

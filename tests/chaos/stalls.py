@@ -12,8 +12,10 @@ loses the race to the timer that ends the wait.
 ``LoopStalls`` sleeps ``TICK`` seconds over and over on the loop it runs on
 and measures how late it wakes. A wake-up ``THRESHOLD`` or more late is a
 stall, kept as a ``stall`` record: the loop ran nothing from the moment the
-tick was due (``start``) to the moment it ran (``end``). The records are
-written to the history once the run is over (``records``).
+tick was due (``start``) to the moment it ran (``end``); then it works
+through what piled up meanwhile, and only its next tick on time (``tick``
+later) shows it caught up. The records are written to the history once the
+run is over (``records``).
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ class LoopStalls:
                         "start": now - late,
                         "end": now,
                         "late": round(late, 4),
+                        "tick": self.tick,
                     }
                 )
             due = woke + self.tick

@@ -51,6 +51,18 @@ def test_a_stall_of_the_proxies_holding_the_request_back_explains_it_too() -> No
     assert check(run.records).violations == []
 
 
+def test_a_stall_ending_within_a_tick_of_the_deadline_holds_it() -> None:
+    # Seed 2: the proxies' loop stalled from 0.084 s into the wait to 0.225 s, and
+    # again from 0.275 s: replies piled up meanwhile were still being relayed when
+    # the 0.25 s deadline came. What a stall holds back is through only by the
+    # next tick (0.05 s after it ended).
+    run = clean_run()
+    run.op(session="B", instance="i2", **sdk_timeout(12.0))  # type: ignore[arg-type]
+    run.stall(12.084, 12.225, loop="proxies")
+
+    assert check(run.records).violations == []
+
+
 def test_a_timeout_without_a_stall_is_still_a_violation() -> None:
     run = clean_run()
     op = run.op(session="B", instance="i2", **sdk_timeout(12.0))  # type: ignore[arg-type]
@@ -67,7 +79,9 @@ def test_a_timeout_without_a_stall_is_still_a_violation() -> None:
     ("budget", "stall"),
     [
         (2.0, (13.7, 14.2)),  # holds a 2 s deadline (at 14), but the registry had 1.7 s
-        (HOLDER_BUDGET, (12.05, 12.2)),  # inside the wait: a reply then was read at 12.2
+        # Inside the wait, and caught up a tick (0.05 s) later: a reply then was read
+        # by 12.2, before the deadline at 12.25.
+        (HOLDER_BUDGET, (12.05, 12.15)),
     ],
     ids=["too-short-for-the-budget", "inside-the-wait"],
 )
@@ -109,9 +123,10 @@ def test_a_stall_counts_against_well_formeds_strict_share_only() -> None:
 
     report = check(run.records)
 
-    # Within twice its length (0.6 s) of it: a budget it could eat is under 0.6 s.
+    # The stall and the tick after it (0.35 s), and within twice that of it each side:
+    # a budget it could eat is under 0.7 s.
     assert report.excusable_s["well_formed"] == pytest.approx(
-        plain.excusable_s["well_formed"] + 0.3 + 2 * 0.6
+        plain.excusable_s["well_formed"] + 0.35 + 2 * 0.7
     )
     assert report.excusable_s["no_false_death"] == plain.excusable_s["no_false_death"]
 
