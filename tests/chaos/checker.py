@@ -119,8 +119,9 @@ def excusable_time(history: History) -> tuple[float, dict[str, float]]:
 
     Each rule's windows, widened as the rule widens them, joined: no_lost_ack
     excuses a view in its router's staleness windows; no_false_death a report in
-    any router's troubles or a viewed router's staleness (the widest: a view's,
-    death_grace + propagation after), and, under NO_FALSE_DEATH_REPORTS, an
+    any router's troubles (the widest: a view's, death_grace + propagation after)
+    or a view in its router's staleness (propagation after), and, under
+    NO_FALSE_DEATH_REPORTS, an
     event or log line in any router's troubles (death_grace after); well_formed
     an unanswered request in any fault window (fault_grace after), or one that
     met a stall of the harness (within twice its length of it). one_owner
@@ -134,10 +135,7 @@ def excusable_time(history: History) -> tuple[float, dict[str, float]]:
     faults = [w for windows in history.fault_windows.values() for w in windows]
     widened = {
         "no_lost_ack": (stale, bounds.propagation),
-        "no_false_death": (
-            history.all_troubles + stale,
-            bounds.death_grace + bounds.propagation,
-        ),
+        "no_false_death": (history.all_troubles, bounds.death_grace + bounds.propagation),
         # The same rule for events and log lines alone, which no staleness excuses.
         NO_FALSE_DEATH_REPORTS: (history.all_troubles, bounds.death_grace),
         "well_formed": (faults, bounds.fault_grace),
@@ -145,6 +143,10 @@ def excusable_time(history: History) -> tuple[float, dict[str, float]]:
     excusable = {"one_owner": 0.0}
     for invariant, (windows, after) in widened.items():
         spans = [Span(w.start - bounds.fault_lead, w.end + after, ()) for w in windows]
+        if invariant == "no_false_death":  # a view lagging its own router's staleness
+            spans += [
+                Span(w.start - bounds.fault_lead, w.end + bounds.propagation, ()) for w in stale
+            ]
         if invariant == "well_formed":
             # A timeout a harness stall explains: its budget under twice the stalls that
             # ate it, so its wait within twice the stall's length of it (and never more

@@ -130,23 +130,26 @@ def decided_by(report: DeathReport, span: Span, lag: float) -> DeathReport:
 def excuse(history: History, report: DeathReport) -> Window | None:
     """A trouble window explaining ``report``: of its router, or of any router for an event.
 
-    A view may also lag its own router's trouble, and shows a decision one
-    propagation later.
+    A view shows a decision of whichever router holds the lease, one propagation
+    later; and while its own router's cache lags (its staleness, unless the view is
+    proven fresh enough) an older one. A lagging cache catches up within
+    propagation of its staleness's end: that needs no death_grace, which is for a
+    deciding router's sweeps (its troubles are among every router's).
     """
     bounds = history.bounds
-    after = bounds.death_grace
+    lo, hi, lead = report.lo, report.hi, bounds.fault_lead
     if report.router is None:
         windows = history.all_troubles
     elif report.source == "log":
         windows = history.troubles(report.router)
     else:
-        # A view shows a decision of whichever router holds the lease; its own router's
-        # staleness may make it show an older one, unless it is proven fresh enough.
-        windows = history.all_troubles
-        if report.fresh is None or report.fresh < report.lo:
-            windows = windows + history.stale(report.router)
-        after += bounds.propagation
-    return first_overlap(windows, report.lo, report.hi, before=bounds.fault_lead, after=after)
+        after = bounds.death_grace + bounds.propagation
+        found = first_overlap(history.all_troubles, lo, hi, before=lead, after=after)
+        if found is not None or (report.fresh is not None and report.fresh >= lo):
+            return found
+        stale = history.stale(report.router)
+        return first_overlap(stale, lo, hi, before=lead, after=bounds.propagation)
+    return first_overlap(windows, lo, hi, before=lead, after=bounds.death_grace)
 
 
 def no_false_death(history: History) -> Verdict:

@@ -172,3 +172,18 @@ def test_a_sweep_paused_for_two_reasons_resumes_for_each_apart() -> None:
 
     assert report.violations == []
     assert report.excused["no_false_death"] == 1
+
+
+def test_a_view_lags_its_routers_staleness_by_propagation_not_by_death_grace() -> None:
+    # r0 killed from 12 to 13: its views may lag until 13 + 2.5 s, and show a
+    # decision 2.5 s older still; a view at 18.2 shows one taken after 15.7.
+    run = clean_run()
+    run.fault("router_kill", "r0", 12.0)
+    run.fault("router_start", "r0", 13.0)
+    early = run.view("r0", 15.0, i1="UNHEALTHY")
+    late = run.view("r0", 18.2, i1="UNHEALTHY")
+
+    report = check(run.records)
+
+    assert [v.records[-1] for v in report.violations] == [late]
+    assert report.excused["no_false_death"] == 1
