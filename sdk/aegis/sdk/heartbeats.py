@@ -97,14 +97,19 @@ class Heartbeats:
 
     async def register(self, request: RegisterRequest, *, wait_if_taken: float) -> Instance:
         """Register (retried by the transport), waiting out a stale holder; start its loop."""
-        deadline = self._monotonic() + wait_if_taken
+        started = self._monotonic()
+        deadline = started + wait_if_taken
+        first_seen: Instance | None = None
         while True:
             try:
                 reply = await self._transport.request(REGISTER_SUBJECT, request)
                 break
             except DuplicateInstanceError as exc:
+                first_seen = first_seen or exc.existing
                 wait = (exc.retry_after or 0.0) + TAKEOVER_MARGIN
                 if exc.retry_after is None or self._monotonic() + wait > deadline:
+                    if _heartbeated_since(first_seen, exc.existing):
+                        raise _still_running(exc, self._monotonic() - started) from None
                     raise
                 log.info(
                     "waiting_for_stale_registration",
@@ -269,7 +274,7 @@ class Heartbeats:
         """Another session holds the instance: stop its loop and say so, once."""
         if not reg.is_ours:
             return
-        reg.supersede(str(error))
+        reg.supersede(error.message)  # the router's words: no advice for a new registration
         loop = self._loops.pop(reg.key, None)
         if loop is not None and loop is not asyncio.current_task():
             loop.cancel()
@@ -278,7 +283,7 @@ class Heartbeats:
             service=reg.service_name,
             instance=reg.instance_id,
             status=error.status_code,
-            error=str(error),
+            error=error.message,
         )
 
     def _fail(self, reg: RegisteredInstance, event: str, error: AegisError) -> None:
@@ -290,3 +295,22 @@ class Heartbeats:
             error=str(error),
             failures=reg.failures,
         )
+
+
+def _heartbeated_since(before: Instance | None, now: Instance | None) -> bool:
+    """Whether the holder's owner heartbeated between two looks at it: it is alive."""
+    if before is None or now is None:
+        return False
+    return now.last_heartbeat_at != before.last_heartbeat_at
+
+
+def _still_running(exc: DuplicateInstanceError, waited: float) -> DuplicateInstanceError:
+    """The 409 after waiting, saying why waiting longer would not help."""
+    return DuplicateInstanceError(
+        f"instance {exc.existing.instance_id if exc.existing else '?'} is still held after "
+        f"waiting {waited:.1f}s: its owner keeps heartbeating it, so another copy of it is "
+        "running; stop that copy, or give this one another instance id",
+        exc.existing,
+        code=exc.code,
+        retry_after=exc.retry_after,
+    )

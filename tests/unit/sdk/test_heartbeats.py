@@ -276,6 +276,26 @@ async def test_wait_if_taken_waits_for_the_stale_holder_within_its_bound(
     assert [e["seconds"] for e in events(caplog, "waiting_for_stale_registration")] == waits
 
 
+async def test_a_holder_that_keeps_heartbeating_is_named_a_running_copy(
+    client: ServiceClient, fake: FakeNats, clock: FakeClock
+) -> None:
+    def held(last_heartbeat_at: str) -> bytes:
+        holder = {**INSTANCE, "last_heartbeat_at": last_heartbeat_at}
+        return error(409, "DUPLICATE_INSTANCE", existing=holder, retry_after=3.0)
+
+    fake.answer(REGISTER, held("2026-01-01T00:00:00Z"), held("2026-01-01T00:00:03Z"))
+
+    with pytest.raises(DuplicateInstanceError) as taken:
+        await client.register("billing", "b-1", wait_if_taken=5.0)
+
+    assert clock.sleeps == [3.5]
+    assert str(taken.value) == (
+        "instance b-1 is still held after waiting 3.5s: its owner keeps heartbeating it, "
+        "so another copy of it is running; stop that copy, or give this one another instance id"
+    )
+    assert taken.value.retry_after == 3.0
+
+
 DIRECT = "ipc.router.r1.heartbeat"
 OTHER_DIRECT = "ipc.router.r2.heartbeat"
 
