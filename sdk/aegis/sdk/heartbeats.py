@@ -183,6 +183,7 @@ class Heartbeats:
                 reply = await self._send_heartbeat(reg, beat, timeout)
                 error = from_reply(reply)
                 if error is None:
+                    self._recovered(reg)
                     reg.contact(instance_of(reply), self._clock())
                     continue
             except AegisError as exc:
@@ -265,6 +266,21 @@ class Heartbeats:
             self._supersede(reg, error)
         else:
             self._fail(reg, "reregister_failed", error)
+
+    def _recovered(self, reg: RegisteredInstance) -> None:
+        """A heartbeat got through after failed ones: say the trouble is over, once."""
+        if not reg.failures:
+            return
+        silent = None
+        if reg.last_contact_at is not None:
+            silent = round((self._clock() - reg.last_contact_at).total_seconds(), 1)
+        log.info(
+            "heartbeat_recovered",
+            service=reg.service_name,
+            instance=reg.instance_id,
+            failures=reg.failures,
+            seconds_without_contact=silent,
+        )
 
     def _owns(self, reg: RegisteredInstance) -> bool:
         """False once ``reg`` was deregistered, forgotten or superseded (e.g. during a pause)."""

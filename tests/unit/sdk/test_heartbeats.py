@@ -114,6 +114,19 @@ async def test_the_next_successful_heartbeat_clears_the_failure(
     assert reg.last_contact_at == T0 + timedelta(seconds=4)
 
 
+async def test_heartbeats_that_get_through_again_say_so_once(
+    client: ServiceClient, fake: FakeNats, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.answer(HEARTBEAT, TimeoutError(), TimeoutError(), ALIVE, ALIVE, HANG)
+    await registered(client)
+    await eventually(lambda: len(fake.sent(HEARTBEAT)) == 5, "five heartbeats")
+
+    # The last contact was the registration, three 2 s intervals before the recovery.
+    assert events(caplog, "heartbeat_recovered") == [
+        {"service": "billing", "instance": "b-1", "failures": 2, "seconds_without_contact": 6.0}
+    ]
+
+
 async def test_404_registers_again_after_a_jittered_pause(
     client: ServiceClient, fake: FakeNats, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
