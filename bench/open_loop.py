@@ -165,6 +165,9 @@ class Book:
     state: bytearray = field(init=False)
     epoch: array[int] = field(init=False)  # a heartbeat entry of an older epoch is stale
     seq: array[int] = field(init=False)  # the last ``seq`` sent per session
+    # The ``seq`` of the registration being retried (0: none): as the SDK's transport,
+    # a retry after a timeout or a refusal resends the same request.
+    reg_seq: array[int] = field(init=False)
     late: bytearray = field(init=False)  # 1: some heartbeat went out late
     left: bytearray = field(init=False)  # 1: a reply showed it not ONLINE (404, status)
     reg_timed_out: bytearray = field(init=False)  # 1: some registration timed out
@@ -175,6 +178,7 @@ class Book:
         self.state = bytearray(n)
         self.epoch = array("I", bytes(4 * n))
         self.seq = array("Q", bytes(8 * n))
+        self.reg_seq = array("Q", bytes(8 * n))
         self.late = bytearray(n)
         self.left = bytearray(n)
         self.reg_timed_out = bytearray(n)
@@ -184,6 +188,12 @@ class Book:
         """The next ``seq`` of instance ``j``'s session (1, 2, ...)."""
         self.seq[j] += 1
         return self.seq[j]
+
+    def registration_seq(self, j: int) -> int:
+        """The ``seq`` of ``j``'s registration: the retried one's, or the next."""
+        if not self.reg_seq[j]:
+            self.reg_seq[j] = self.next_seq(j)
+        return self.reg_seq[j]
 
     def heartbeat_sent(self, j: int, lag: float) -> bool:
         """Note a heartbeat of ``j`` sent ``lag`` seconds after its due time; True if late."""
@@ -195,6 +205,7 @@ class Book:
     def registered(self, j: int, now: float) -> None:
         """``j``'s registration succeeded at ``now``: it heartbeats from here."""
         self.state[j] = State.REGISTERED
+        self.reg_seq[j] = 0  # the next registration is a new request
         if math.isnan(self.first_ok[j]):
             self.first_ok[j] = now
 
@@ -336,16 +347,19 @@ class Generator:
         heapq.heappush(self.timetable, (at, j, kind, self.book.epoch[j]))
 
     def body(self, j: int, kind: Kind) -> bytes:
-        """The request of instance ``j``, with its session's next ``seq``."""
+        """The request of instance ``j``, with its session's next ``seq`` (a retried
+        registration's own)."""
         service, instance = self.names[j]
         fields: dict[str, Any] = {
             "service_name": service,
             "instance_id": instance,
             "session_id": self.session[j],
-            "seq": self.book.next_seq(j),
         }
         if kind is Kind.REGISTER:
+            fields["seq"] = self.book.registration_seq(j)
             fields["metadata"] = METADATA
+        else:
+            fields["seq"] = self.book.next_seq(j)
         packed: bytes = msgpack.packb(fields)
         return packed
 

@@ -388,6 +388,7 @@ def summarize(
         },
         "router_cpu_pct": cpu_run,
         "elapsed_s": elapsed,
+        "start_monotonic": start,
         "sending_s": setup.instances / rate + setup.duration,  # then the instances fall silent
         "rows": rows,
     }

@@ -1,8 +1,8 @@
-"""An asyncio provider: two instances of ``payments`` in two zones, until Ctrl-C.
+"""An asyncio provider: two instances of ``payments`` in two zones, until stopped.
 
 Each instance carries its zone and port in its metadata, so callers can pick
-by zone. The client heartbeats them in the background; leaving ``async with``
-(Ctrl-C) deregisters both. With a router running (``aegis-router``)::
+by zone. The client heartbeats them in the background; SIGTERM or Ctrl-C ends
+``serve_forever()``, which deregisters both. With a router running (``aegis-router``)::
 
     python examples/provider.py [nats://127.0.0.1:4222]
 """
@@ -10,7 +10,6 @@ by zone. The client heartbeats them in the background; leaving ``async with``
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sys
 
 from aegis.sdk import ServiceClient
@@ -21,9 +20,8 @@ async def main(nats_url: str) -> None:
         for n, zone in [(1, "eu-1"), (2, "us-1")]:
             await client.register("payments", f"payments-{n}", {"zone": zone, "port": 8000 + n})
         print("serving payments-1 (eu-1) and payments-2 (us-1)", flush=True)
-        await asyncio.Event().wait()  # serve until Ctrl-C; heartbeats run meanwhile
+        await client.serve_forever()  # heartbeats until SIGTERM or Ctrl-C, then deregisters
 
 
 if __name__ == "__main__":
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(main(sys.argv[1] if len(sys.argv) > 1 else "nats://127.0.0.1:4222"))
+    asyncio.run(main(sys.argv[1] if len(sys.argv) > 1 else "nats://127.0.0.1:4222"))

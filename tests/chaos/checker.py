@@ -38,7 +38,8 @@ class Report:
     """What the checker found in one history."""
 
     violations: list[Violation]
-    # Per group ("ops", "replies", "faults", "events", "views"): how many of each kind.
+    # Per group ("ops", "replies", "faults", "events", "views", "stalls": the harness's
+    # own, by loop): how many of each kind.
     counts: dict[str, dict[str, int]]
     # From the quiet period's start (or the last fault) until every router's views
     # agreed for good; None if they never did.
@@ -98,7 +99,7 @@ class Report:
 def tally(history: History) -> dict[str, dict[str, int]]:
     """Operations per kind and outcome (and per reply status), faults, events, views."""
     counts: dict[str, Counter[str]] = {
-        name: Counter() for name in ("ops", "replies", "faults", "events", "views")
+        name: Counter() for name in ("ops", "replies", "faults", "events", "views", "stalls")
     }
     for op in history.ops:
         counts["ops"][f"{op.get('kind')} {op.get('outcome')}"] += 1
@@ -108,6 +109,7 @@ def tally(history: History) -> dict[str, dict[str, int]]:
     counts["faults"].update(str(f.get("kind")) for f in history.faults)
     counts["events"].update(str(e.get("event", "undecodable")) for e in history.events)
     counts["views"].update("error" if v.get("error") else "ok" for v in history.views)
+    counts["stalls"].update(str(s.get("loop")) for s in history.stalls)
     return {name: dict(sorted(c.items())) for name, c in counts.items()}
 
 
@@ -117,10 +119,12 @@ def excusable_time(history: History) -> tuple[float, dict[str, float]]:
 
     Each rule's windows, widened as the rule widens them, joined: no_lost_ack
     excuses a view in its router's staleness windows; no_false_death a report in
-    any router's troubles or a viewed router's staleness (the widest: a view's,
-    death_grace + propagation after), and, under NO_FALSE_DEATH_REPORTS, an
+    any router's troubles (the widest: a view's, death_grace + propagation after)
+    or a view in its router's staleness (propagation after), and, under
+    NO_FALSE_DEATH_REPORTS, an
     event or log line in any router's troubles (death_grace after); well_formed
-    an unanswered request in any fault window (fault_grace after). one_owner
+    an unanswered request in any fault window (fault_grace after), or one that
+    met a stall of the harness (within twice its length of it). one_owner
     excuses nothing; convergence judges nothing before the quiet period.
     """
     bounds = history.bounds
@@ -131,20 +135,27 @@ def excusable_time(history: History) -> tuple[float, dict[str, float]]:
     faults = [w for windows in history.fault_windows.values() for w in windows]
     widened = {
         "no_lost_ack": (stale, bounds.propagation),
-        "no_false_death": (
-            history.all_troubles + stale,
-            bounds.death_grace + bounds.propagation,
-        ),
+        "no_false_death": (history.all_troubles, bounds.death_grace + bounds.propagation),
         # The same rule for events and log lines alone, which no staleness excuses.
         NO_FALSE_DEATH_REPORTS: (history.all_troubles, bounds.death_grace),
         "well_formed": (faults, bounds.fault_grace),
     }
     excusable = {"one_owner": 0.0}
     for invariant, (windows, after) in widened.items():
-        spans = [
-            Span(max(start, w.start - bounds.fault_lead), min(end, w.end + after), ())
-            for w in windows
-        ]
+        spans = [Span(w.start - bounds.fault_lead, w.end + after, ()) for w in windows]
+        if invariant == "no_false_death":  # a view lagging its own router's staleness
+            spans += [
+                Span(w.start - bounds.fault_lead, w.end + bounds.propagation, ()) for w in stale
+            ]
+        if invariant == "well_formed":
+            # A timeout a harness stall explains: its budget under twice the stalls that
+            # ate it, so its wait within twice the stall's length of it (and never more
+            # than half a client timeout: no budget is longer).
+            half = bounds.client_timeout / 2
+            for stall in history.harness_stalls:
+                near = min(2 * (stall.hi - stall.lo), half)
+                spans.append(Span(stall.lo - near, stall.hi + near, ()))
+        spans = [Span(max(start, s.lo), min(end, s.hi), ()) for s in spans]
         excusable[invariant] = sum(s.hi - s.lo for s in merge([s for s in spans if s.hi > s.lo]))
     quiet = history.end.get("quiet_from") if history.end is not None else None
     excusable["convergence"] = end - start if quiet is None else max(0.0, float(quiet) - start)

@@ -37,6 +37,8 @@ class DeathReport:
     lo: float
     hi: float
     record: Record
+    # A view's: every write committed before this moment is in it (None: unknown).
+    fresh: float | None = None
 
     @property
     def reporter(self) -> str:
@@ -69,14 +71,16 @@ def death_reports(history: History) -> list[DeathReport]:
     """Every event, router log line and REST view saying an instance is dead.
 
     An event or a log line reports a decision taken at most ``report_lag``
-    before it was written; a view may show one ``propagation`` older.
+    before it was written (an event, before the harness stalls it was read
+    after); a view may show one ``propagation`` older.
     """
     lag = history.bounds.report_lag
     reports = []
     for event in history.events:
         if event.get("status") in BAD_STATUSES or event.get("event") == "removed":
-            t = at(event, "t")
-            reports.append(DeathReport(key_of(event), "event", None, t - lag, t, event))
+            t = at(event, "t")  # when the harness read it: later if it was stalled
+            lo = history.received_from(t) - lag
+            reports.append(DeathReport(key_of(event), "event", None, lo, t, event))
     for line in history.logs:
         fields = line.get("fields") or {}
         removed = line.get("event") == "instance_removed"
@@ -87,9 +91,10 @@ def death_reports(history: History) -> list[DeathReport]:
     for router, shots in history.shots.items():
         for shot in shots:
             lo = shot.lo - history.bounds.propagation
+            fresh = history.fresh_since(shot)
             for key, status in shot.listing.items():
                 if status in BAD_STATUSES:
-                    reports.append(DeathReport(key, "view", router, lo, shot.hi, shot.view))
+                    reports.append(DeathReport(key, "view", router, lo, shot.hi, shot.view, fresh))
     return reports
 
 
@@ -116,26 +121,35 @@ def decided_by(report: DeathReport, span: Span, lag: float) -> DeathReport:
         return report
     seen = [at(c, "complete") for c in span.records if (_version(c) or -1) >= version]
     hi = min([report.hi, *seen])
-    return DeathReport(report.key, report.source, report.router, hi - lag, hi, report.record)
+    lo = min(report.lo, hi - lag)  # no later than the harness's stalls allowed
+    return DeathReport(
+        report.key, report.source, report.router, lo, hi, report.record, report.fresh
+    )
 
 
 def excuse(history: History, report: DeathReport) -> Window | None:
     """A trouble window explaining ``report``: of its router, or of any router for an event.
 
-    A view may also lag its own router's trouble, and shows a decision one
-    propagation later.
+    A view shows a decision of whichever router holds the lease, one propagation
+    later; and while its own router's cache lags (its staleness, unless the view is
+    proven fresh enough) an older one. A lagging cache catches up within
+    propagation of its staleness's end: that needs no death_grace, which is for a
+    deciding router's sweeps (its troubles are among every router's).
     """
     bounds = history.bounds
-    after = bounds.death_grace
+    lo, hi, lead = report.lo, report.hi, bounds.fault_lead
     if report.router is None:
         windows = history.all_troubles
     elif report.source == "log":
         windows = history.troubles(report.router)
     else:
-        # A view shows a decision of whichever router holds the lease.
-        windows = history.all_troubles + history.stale(report.router)
-        after += bounds.propagation
-    return first_overlap(windows, report.lo, report.hi, before=bounds.fault_lead, after=after)
+        after = bounds.death_grace + bounds.propagation
+        found = first_overlap(history.all_troubles, lo, hi, before=lead, after=after)
+        if found is not None or (report.fresh is not None and report.fresh >= lo):
+            return found
+        stale = history.stale(report.router)
+        return first_overlap(stale, lo, hi, before=lead, after=bounds.propagation)
+    return first_overlap(windows, lo, hi, before=lead, after=bounds.death_grace)
 
 
 def no_false_death(history: History) -> Verdict:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from urllib.parse import urlparse
 
-from tests.chaos.checker_time import Window, pair_windows
+from tests.chaos.checker_time import Span, Window, merge, pair_windows
 from tests.chaos.history import Record
 
 INVARIANTS = ("no_lost_ack", "one_owner", "no_false_death", "well_formed", "convergence")
@@ -46,6 +46,8 @@ LOG_UP = {
     "sweep_paused": ("sweep_resumed", "router_ready"),
 }
 BAD_STATUSES = ("UNHEALTHY", "OFFLINE")
+# The harness's loop watch's period, for stall records that do not say (stalls.TICK).
+STALL_TICK = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,12 +65,27 @@ Verdict = tuple[list[Violation], int]
 
 @dataclass(frozen=True, slots=True)
 class Shot:
-    """One readable REST view: taken within [lo, hi], listing each instance's status."""
+    """One readable REST view: taken within [lo, hi], listing each instance's status.
+
+    ``revision``: the router's watch revision read just before (the view lists
+    every change up to it), if known.
+    """
 
     lo: float
     hi: float
     view: Record
     listing: dict[Key, str]
+    revision: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """The registry stream's last sequence, asked at ``invoke``: every write committed
+    before ``invoke`` is at or below ``last_seq``, and none above it was stored before
+    the answer (at ``invoke`` or later)."""
+
+    invoke: float
+    last_seq: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,8 +252,11 @@ class History:
     views: list[Record] = field(default_factory=list)
     logs: list[Record] = field(default_factory=list)
     storms: list[Record] = field(default_factory=list)
+    stalls: list[Record] = field(default_factory=list)  # the harness's own
+    streams: list[Record] = field(default_factory=list)  # samples of the registry's stream
     last_t: float = 0.0  # the latest time of any record
     _node_faults: dict[str, list[Window]] = field(default_factory=dict, repr=False)
+    _stale: dict[str, list[Window]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def of(cls, records: list[Record], *, convergence_bound: float | None = None) -> History:
@@ -257,12 +277,35 @@ class History:
             "view": history.views,
             "router_log": history.logs,
             "storm": history.storms,
+            "stall": history.stalls,
+            "stream": history.streams,
         }
         for record in records:
             if record["type"] in lists:
                 lists[record["type"]].append(record)
         history.last_t = max(float(r["t"]) for r in records)
         return history
+
+    @cached_property
+    def harness_stalls(self) -> list[Span]:
+        """When the harness itself ran nothing (either of its loops), joined; each until
+        one tick after its end (what piled up is worked through by the next tick)."""
+        return merge(
+            [
+                Span(at(s, "start"), at(s, "end") + float(s.get("tick", STALL_TICK)), (s,))
+                for s in self.stalls
+            ]
+        )
+
+    def received_from(self, t: float) -> float:
+        """The earliest moment something the harness wrote down at ``t`` may have come:
+        ``t``, or the start of its stalls (joined) that end at most ``report_lag``
+        before it (what came during a stall is read, and timed, when it ends)."""
+        earliest = t
+        for stall in reversed(self.harness_stalls):
+            if stall.lo <= earliest and stall.hi >= earliest - self.bounds.report_lag:
+                earliest = stall.lo
+        return earliest
 
     @property
     def routers(self) -> list[str]:
@@ -303,10 +346,37 @@ class History:
 
     @cached_property
     def log_windows(self) -> dict[str, list[Window]]:
-        """Per router, where its own log says it was cut off from NATS or not sweeping."""
+        """Per router, where its own log says it was cut off from NATS or not sweeping.
+
+        The sweeper pauses for each reason apart (``reason``: ``nats_disconnected``,
+        ``not_hearing_itself``, ...) and resumes for each apart: a resume ends the
+        pause of its own reason only. A restart (``router_ready``) ends them all.
+        """
         named = {*LOG_UP, *(up for ups in LOG_UP.values() for up in ups)}
-        logs = [r for r in self.logs if r.get("event") in named]
-        return pair_windows(logs, LOG_UP, kind="event", target="router", end_t=self.end_t)
+        logs = sorted((r for r in self.logs if r.get("event") in named), key=lambda r: at(r, "t"))
+        windows: dict[str, list[Window]] = defaultdict(list)
+        open_: dict[tuple[str, str, object], Record] = {}  # (router, down event, reason)
+
+        def close(key: tuple[str, str, object], t: float) -> None:
+            down = open_.pop(key)
+            windows[key[0]].append(Window(at(down, "t"), t, down))
+
+        for line in logs:
+            router, event = str(line.get("router")), str(line.get("event"))
+            reason = (line.get("fields") or {}).get("reason")
+            if event in LOG_UP:
+                key = (router, event, reason if event == "sweep_paused" else None)
+                open_.setdefault(key, line)  # a repeat is inside the window already open
+                continue
+            for key in [k for k in open_ if k[0] == router]:
+                _, down, paused_for = key
+                if event == "router_ready" or (
+                    event in LOG_UP[down] and (down != "sweep_paused" or paused_for == reason)
+                ):
+                    close(key, at(line, "t"))
+        for key in list(open_):
+            close(key, self.end_t)
+        return {router: sorted(found, key=lambda w: w.start) for router, found in windows.items()}
 
     @cached_property
     def shots(self) -> dict[str, list[Shot]]:
@@ -315,9 +385,68 @@ class History:
         for view in sorted(self.views, key=lambda v: float(v["invoke"])):
             if view.get("error") is None and isinstance(view.get("instances"), list):
                 listing = {key_of(e): str(e.get("status")) for e in view["instances"]}
-                shot = Shot(float(view["invoke"]), float(view["complete"]), view, listing)
+                revision = view.get("revision")
+                revision = revision if type(revision) is int else None
+                shot = Shot(float(view["invoke"]), float(view["complete"]), view, listing, revision)
                 shots[str(view["router"])].append(shot)
         return shots
+
+    @cached_property
+    def samples(self) -> list[Sample]:
+        """The registry stream's samples that can be trusted, by the time they were asked.
+
+        A node cut off while it led the stream may still answer as its leader,
+        from its own copy, until it hears of the new leader (seen: a sequence 214
+        below the real one, 4 s after the node's links came back). So a sample
+        counts only if it names the node that answered, that node is not the
+        target of a node fault from ``fault_lead`` before its start to
+        ``fault_grace`` after its end, and it is not below an earlier sample
+        that counts (a lower one is certainly stale).
+        """
+        bounds = self.bounds
+        faulted = [
+            (str(w.cause.get("target")), w.start - bounds.fault_lead, w.end + bounds.fault_grace)
+            for w in self.node_windows
+        ]
+        found: list[Sample] = []
+        for record in sorted(self.streams, key=lambda r: at(r, "invoke")):
+            last, leader, asked = record.get("last_seq"), record.get("leader"), at(record, "invoke")
+            if type(last) is not int or not isinstance(leader, str):
+                continue
+            if any(node == leader and lo <= asked <= hi for node, lo, hi in faulted):
+                continue
+            if found and last < found[-1].last_seq:
+                continue
+            found.append(Sample(asked, last))
+        return found
+
+    def fresh_since(self, shot: Shot) -> float | None:
+        """A moment before which every committed write is in ``shot``: the latest sample,
+        asked no later than the view ended, at or below its watch revision. None if none
+        is (or the revision is unknown)."""
+        if shot.revision is None:
+            return None
+        proven = [
+            s.invoke for s in self.samples if s.invoke <= shot.hi and s.last_seq <= shot.revision
+        ]
+        return max(proven, default=None)
+
+    def watch_back(self, router: str, since: float) -> float | None:
+        """The first of ``router``'s views (its start) showing its bucket watch alive and
+        caught up after ``since``: it has every write committed before some moment after
+        ``since``, and a revision above a sample asked after ``since`` (so a write stored
+        after ``since`` reached it). None if no view shows that."""
+        after = [s.last_seq for s in self.samples if s.invoke >= since]
+        if not after:
+            return None
+        stored_after = min(after)  # any revision above it was stored after ``since``
+        for shot in self.shots.get(router, []):
+            if shot.lo < since or shot.revision is None or shot.revision <= stored_after:
+                continue
+            fresh = self.fresh_since(shot)
+            if fresh is not None and fresh >= since:
+                return shot.lo
+        return None
 
     @cached_property
     def node_names(self) -> dict[str, str] | None:
@@ -413,14 +542,18 @@ class History:
         off by its log, or a node fault that may have cut it off.
 
         After a node fault or a reconnect its bucket watch may need a reset
-        first, so those windows last ``watch_reset`` longer.
+        first, so those windows last ``watch_reset`` longer: until one of its
+        views shows the watch alive and caught up after the window (``watch_back``).
         """
-        reset = self.bounds.watch_reset
-        lagging = [
-            Window(w.start, w.end + reset, w.cause)
-            for w in self.log_windows.get(router, []) + self.node_faults(router)
-        ]
-        return self.fault_windows.get(router, []) + lagging
+        if router not in self._stale:  # asked once per report: worked out once
+            reset = self.bounds.watch_reset
+            lagging = []
+            for w in self.log_windows.get(router, []) + self.node_faults(router):
+                back = self.watch_back(router, w.end)
+                end = w.end + reset if back is None else min(w.end + reset, back)
+                lagging.append(Window(w.start, end, w.cause))
+            self._stale[router] = self.fault_windows.get(router, []) + lagging
+        return self._stale[router]
 
 
 def host_port(url: str) -> str:

@@ -4,7 +4,9 @@ A request may go unanswered (timeout, no responders, a client error) or be
 answered 5xx only while a fault could explain it: some nemesis window,
 widened by ``fault_lead`` before and ``fault_grace`` after, overlaps it. A
 fault on one client's links (its ``client`` field) explains only that
-client's requests.
+client's requests. A timeout may also be the harness's own doing: when its
+event loops stalled at the ends of the wait and left the registry less than
+half the request's budget (``stalled_in_the_harness``).
 """
 
 from __future__ import annotations
@@ -89,6 +91,41 @@ def _explained(history: History, op: Record) -> bool:
     )
 
 
+def stalled_in_the_harness(history: History, op: Record) -> bool:
+    """Whether the harness's own stalls may have made ``op`` time out.
+
+    The request leaves the harness at the first moment after its invoke when
+    neither of the harness's loops is stalled, and a reply is read in time only
+    if it comes through before a stall that holds the deadline begins (after it
+    the timer that ends the wait and the reply waiting unread in the socket race,
+    and the timer may win). Between the two the registry had the op's time; a
+    timeout is the harness's doing only if that was less than half its budget.
+    A stall inside the wait delays nothing: a reply that came during it is read
+    when it ends, before the deadline.
+    """
+    if op.get("outcome") != "timeout":
+        return False
+    invoke = float(op["invoke"])
+    budget = float(op.get("timeout") or float(op["complete"]) - invoke)
+    sent, seen = invoke, invoke + budget
+    for stall in history.harness_stalls:
+        if stall.lo <= sent <= stall.hi:
+            sent = stall.hi
+        if stall.lo <= seen <= stall.hi:
+            seen = stall.lo
+    return seen - sent < budget / 2
+
+
+def _stall_note(history: History, op: Record) -> str:
+    """For a human: the harness stalls that met an unexcused op, too short to explain it."""
+    lo, hi = float(op["invoke"]), float(op["complete"])
+    met = [s for s in history.harness_stalls if s.lo <= hi and s.hi >= lo]
+    if not met:
+        return ""
+    longest = max(s.hi - s.lo for s in met)
+    return f" (the harness stalled {longest:.2f} s within it: too little to explain it)"
+
+
 def _shed_in_a_storm(history: History, op: Record) -> bool:
     """A registration refused 503 ``OVERLOADED`` while a registration storm ran (or
     within the grace after it): the router shedding what it cannot take, as it must.
@@ -126,11 +163,12 @@ def well_formed(history: History) -> Verdict:
                 else:
                     problem = f"answered {status} with no fault to explain it"
         elif outcome in UNANSWERED:
-            if _explained(history, op):
+            if _explained(history, op) or stalled_in_the_harness(history, op):
                 excused += 1
                 problem = None
             else:
                 problem = f"{outcome} with no fault within {history.bounds.fault_grace} s"
+                problem += _stall_note(history, op)
         else:
             problem = f"unknown outcome {outcome!r}"
         if problem is not None:

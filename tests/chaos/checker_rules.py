@@ -12,6 +12,7 @@ from bisect import bisect_left
 from tests.chaos.checker_model import (
     History,
     InstanceOps,
+    Shot,
     Verdict,
     Violation,
     at,
@@ -56,12 +57,28 @@ def ack_duty(history: History, ops: InstanceOps, ack: Record) -> Span | None:
     return span if span.hi > span.lo else None
 
 
+def _proven_owed(history: History, ops: InstanceOps, duty: Span, shot: Shot) -> Record | None:
+    """An ack of ``duty`` that ``shot`` must show whatever the faults: its own duty
+    covers the view, and the view has every write committed after the ack (its
+    watch revision is at or above the stream's last sequence asked later)."""
+    fresh = history.fresh_since(shot)
+    if fresh is None:
+        return None
+    for ack in duty.records:
+        own = ack_duty(history, ops, ack)
+        covers = own is not None and own.lo <= shot.lo and shot.hi <= own.hi
+        if covers and at(ack, "complete") <= fresh:
+            return ack
+    return None
+
+
 def no_lost_ack(history: History) -> Verdict:
     """Every acknowledged registration shows in every router's view while its duty lasts.
 
     A view is excused when it overlaps a window in which its router was paused,
     killed, cut off from NATS (its own log), or any NATS node was down, widened
-    by the propagation delay after it ends.
+    by the propagation delay after it ends; unless the view is proven to have
+    every write committed after the ack (``History.fresh_since``).
     """
     bounds = history.bounds
     violations: list[Violation] = []
@@ -77,7 +94,8 @@ def no_lost_ack(history: History) -> Verdict:
                         break
                     if key in shot.listing:
                         continue
-                    if first_overlap(
+                    proven = _proven_owed(history, ops, duty, shot)
+                    if proven is None and first_overlap(
                         history.stale(router),
                         shot.lo,
                         shot.hi,
@@ -86,13 +104,19 @@ def no_lost_ack(history: History) -> Verdict:
                     ):
                         excused += 1
                         continue
-                    ack = [a for a in duty.records if at(a, "complete") <= shot.lo][-1]
+                    ack = proven or [a for a in duty.records if at(a, "complete") <= shot.lo][-1]
+                    why = "with no fault to explain it"
+                    if proven is not None:
+                        why = (
+                            f"though that view had every write committed by "
+                            f"{history.fresh_since(shot):.3f} (watch revision {shot.revision})"
+                        )
                     violations.append(
                         Violation(
                             "no_lost_ack",
                             f"{key[0]}/{key[1]} acknowledged {status_of(ack)} at "
                             f"{at(ack, 'complete'):.3f} (op {ack['id']}) is missing from "
-                            f"{router}'s view at {shot.lo:.3f}, with no fault to explain it",
+                            f"{router}'s view at {shot.lo:.3f}, {why}",
                             [ack, shot.view],
                         )
                     )

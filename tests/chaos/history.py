@@ -46,7 +46,18 @@ ISO timestamps, fall on the same axis). Kinds of record:
     ``router``, ``invoke``, ``complete``, ``instances`` (a list of
     ``{service, instance, status}``), or ``error`` when it could not be read;
     ``final`` (optional, true) on the round read at the end of the quiet
-    period: the checker's convergence compares no view read after it.
+    period: the checker's convergence compares no view read after it;
+    ``revision`` (optional): the router's ``aegis_store_watch_revision`` for
+    the registry bucket, read just before (the view lists every change up to
+    it), or ``None``; ``loop_lag`` (optional): its
+    ``aegis_event_loop_lag_seconds`` then (the worst of 2 s), for diagnosis.
+``stream``
+    a sample of the registry's stream: ``stream`` (its name), ``invoke`` and
+    ``complete`` of the request, ``last_seq``, ``leader`` (the node that
+    answered as the stream's leader). From a true leader, every write committed
+    before ``invoke`` has a sequence (a revision) at or below ``last_seq``; a
+    node cut off while it led may answer from its stale copy (seen: 214 below
+    the real sequence, for 4 s after its links came back).
 ``router_log``
     one line of a router's own structlog output, copied after the run for
     the facts the checker needs (``nats_disconnected``, ``nats_reconnected``,
@@ -54,6 +65,14 @@ ISO timestamps, fall on the same axis). Kinds of record:
     ``router_ready``, ...): ``router``, ``event``, ``fields`` (the rest;
     ``router_ready`` and ``nats_reconnected`` carry ``server``, the
     ``host:port`` the router is connected to, which ``node_urls`` names).
+``stall``
+    a moment the harness itself ran late (``tests/chaos/stalls.py``): ``loop``
+    (``harness``: the clients' own event loop; ``proxies``: the loop relaying
+    every link), ``start`` (when a wake-up of that loop was due) and ``end``
+    (when it came: the loop ran nothing in between), ``late`` (seconds),
+    ``tick`` (the wake-ups' period: the next one on time shows the loop has
+    worked through what piled up).
+    Written once the run is over.
 ``storm``
     a registration storm sent from its own process (``tests/chaos/storm.py``):
     ``start``, and ``replies``, its replies by status (``none``: unanswered).
@@ -71,7 +90,18 @@ from pathlib import Path
 from typing import Any, TextIO
 
 Record = dict[str, Any]
-KINDS = ("meta", "op", "event", "fault", "view", "router_log", "storm", "end")
+KINDS = (
+    "meta",
+    "op",
+    "event",
+    "fault",
+    "view",
+    "router_log",
+    "stall",
+    "stream",
+    "storm",
+    "end",
+)
 
 
 class HistoryWriter:

@@ -2,7 +2,7 @@
 
 The schedule is rounds with quiet between them, so that most of a run is
 judged without excuses: a round in which one, two or all lanes inject one
-fault each, held 1-5 s, then healed; then a quiet gap (``quiet``, 8-14 s by
+fault each, held 1-5 s, then healed; then a quiet gap (``quiet``, 16-22 s by
 default) before the next. Lanes:
 
 - routers: SIGKILL then restart, or SIGSTOP then SIGCONT (a paused process);
@@ -45,7 +45,7 @@ from .cluster import BUCKET, Cluster, Node, Router, stream_leader
 from .proxy import Direction, Link
 from .recording import Recorder
 
-QUIET = (8.0, 14.0)  # seconds of quiet after each round
+QUIET = (16.0, 22.0)  # seconds of quiet after each round
 HOLD = (1.0, 5.0)  # how long a fault lasts (around the 3 s membership TTL)
 LANES_PER_ROUND = (0.4, 0.45, 0.15)  # weights of a round having faults from 1, 2, 3 lanes
 LATENCY = (0.1, 0.5)  # added per chunk by a latency fault

@@ -35,6 +35,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Literal, TypeVar
 
+from .stalls import LoopStalls
+
 Direction = Literal["forward", "reverse"]
 T = TypeVar("T")
 
@@ -273,6 +275,9 @@ class ProxyHub:
         self.tasks: set[asyncio.Task[None]] = set()  # pipes opening (kept from the GC)
         self._thread = threading.Thread(target=self.loop.run_forever, name="proxies", daemon=True)
         self._thread.start()
+        # The hub's loop relays every byte: when it runs late, so does every link.
+        self.stalls = LoopStalls("proxies")
+        self._stalls = asyncio.run_coroutine_threadsafe(self.stalls.run(), self.loop)
 
     def _call(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` on the hub's loop and return its result."""
@@ -379,6 +384,7 @@ class ProxyHub:
         """Stop listening, reset every connection, stop the loop's thread."""
 
         async def shut() -> None:
+            self._stalls.cancel()
             for link in self.all():
                 if link.server is not None:
                     link.server.close()

@@ -32,9 +32,10 @@ from .checker import check
 from .cluster import Cluster, RoutesError, Timings, connect_quietly
 from .history import HistoryWriter, Record, read_history
 from .nemesis import QUIET, HarnessError, Nemesis
-from .observers import EventLog, poll_views, view
+from .observers import EventLog, poll_views, sample_stream, view
 from .recording import Recorder
 from .router_logs import router_log_records
+from .stalls import LoopStalls
 from .storm import COUNT as STORM_COUNT
 from .storm import SECONDS as STORM_SECONDS
 from .workload import CLIENT_TIMEOUT, Phase, RawClient, SdkClient, rotated
@@ -106,7 +107,9 @@ async def run_chaos(config: RunConfig) -> RunResult:
             "client_timeout": CLIENT_TIMEOUT,
         }
     )
-    background: list[asyncio.Task[Any]] = []
+    # The harness's own loop: when it runs late, its clients' requests wait too.
+    stalls = LoopStalls("harness")
+    background: list[asyncio.Task[Any]] = [asyncio.create_task(stalls.run())]
     workload: list[asyncio.Task[Any]] = []
     raw: list[RawClient] = []
     events = EventLog(recorder)
@@ -122,6 +125,7 @@ async def run_chaos(config: RunConfig) -> RunResult:
         admin = await connect_quietly(cluster.urls, "chaos-admin")
         await events.start(cluster.nodes)
         background.append(asyncio.create_task(poll_views(cluster.routers, recorder)))
+        background.append(asyncio.create_task(sample_stream(admin, recorder)))
         phase = Phase()
         workload = await start_workload(config, cluster, recorder, phase, raw)
         await asyncio.sleep(WARMUP)
@@ -162,6 +166,8 @@ async def run_chaos(config: RunConfig) -> RunResult:
             await admin.close()
         await events.stop()
         cluster.stop()  # blocking on purpose: it must run even while being cancelled
+        for stall in [*stalls.records(), *cluster.proxies.stalls.records()]:
+            recorder.write(stall)
         for router in cluster.routers:
             for record in router_log_records(router.name, router.process.log_path):
                 recorder.write(record)

@@ -37,13 +37,17 @@ REPLY_WAIT = 5.0
 
 async def storm(servers: list[str], count: int, seconds: float, tag: str = "") -> Counter[str]:
     """Send ``count`` registrations over ``seconds``, open loop; count the replies by
-    status (``none``: no reply within ``REPLY_WAIT`` of the last send)."""
+    status (``none``: no reply within ``REPLY_WAIT`` of the last send; ``no_responders``:
+    NATS's own empty answer)."""
     nc = await nats.connect(servers, name="chaos-storm", max_reconnect_attempts=2)
     replies: Counter[str] = Counter()
     all_in = asyncio.Event()
 
     async def on_reply(msg: Msg) -> None:
-        replies[str(msgpack.unpackb(msg.data).get("status"))] += 1
+        if msg.data:
+            replies[str(msgpack.unpackb(msg.data).get("status"))] += 1
+        else:  # NATS's own status message: no router took the subject on that node
+            replies["no_responders"] += 1
         if replies.total() >= count:
             all_in.set()
 

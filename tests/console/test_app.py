@@ -246,6 +246,21 @@ async def test_selecting_a_service_shows_only_its_instances(httpx_mock: HTTPXMoc
         assert app.focused is app.dashboard.instances_table
 
 
+async def test_metadata_uses_the_room_to_its_right(httpx_mock: HTTPXMock) -> None:
+    labels = {"version": "1.4.2", "zone": "eu-west-1", "team": "payments", "build": "4f2a9c1e"}
+    add_poll(httpx_mock, [instance("billing", "billing-1", metadata=labels)])
+    app = make_app()
+    async with app.run_test(size=(160, 30)) as pilot:
+        await settle(pilot)
+        table = app.dashboard.instances_table
+        summary = "version=1.4.2 zone=eu-west-1 team=payments build=4f2a9c1e"  # 57 characters
+
+        assert cell(table, "billing/billing-1", "metadata").plain == summary
+        widths = {c.key.value: c.get_render_width(table) for c in table.columns.values()}
+        assert widths["metadata"] >= len(summary) + 2  # shown whole: it has the room
+        assert sum(widths.values()) <= table.size.width  # and every column is on screen
+
+
 async def test_enter_opens_detail_with_pretty_metadata(httpx_mock: HTTPXMock) -> None:
     add_poll(httpx_mock, SAMPLE)
     app = make_app()

@@ -10,13 +10,20 @@ what it printed (``...`` matches anything; whitespace is not compared, so JSON
 may be wrapped). A page's first runnable block starts its router (on an empty
 registry), so a page with none, pure reference, costs no router. Blocks in
 ``text``, ``json``, ``mermaid`` or no language are never run; any other block
-must run or say why not. HTML comments steer the replay:
+must run or say why not.
+
+Then all pages once more, in the order the README's Documentation table lists
+them, against one router from start to end, as a reader goes through them:
+each example must print the same on top of what the ones before left in the
+registry, so examples use their own names or show with ``...`` what others
+may add. HTML comments steer the replay:
 
 - ``<!-- readme-test: background NAME -->``: run the next program in the background;
 - ``<!-- readme-test: start NAME -->`` / ``interrupt NAME``: start it again / Ctrl-C it
   (a page may start a program another page defines: the REST page starts the
   README's ``service.py``);
-- ``<!-- readme-test: fresh-router -->``: restart the router on an empty registry;
+- ``<!-- readme-test: fresh-router -->``: stop the background programs and restart the
+  router on an empty registry (against one router: only stop the programs);
 - ``<!-- readme-test: skip (why) -->``: the next block is not run (say why).
 
 Addresses in the pages are the defaults (4222, 8000); the test's own free
@@ -27,81 +34,30 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from tests.support.pages import (
+    PAGES,
+    README,
+    REPO,
+    background_programs,
+    console_commands,
+    directives_of,
+    matches,
+    reading_order,
+    readme_blocks,
+)
 from tests.support.procs import free_port, stop_process, wait_for_port
 
 pytestmark = pytest.mark.e2e
 
-REPO = Path(__file__).resolve().parents[2]
-README = REPO / "README.md"
-PAGES = [README, REPO / "CONTRIBUTING.md", *sorted((REPO / "docs").glob("*.md"))]
 NEVER_RUN = ("", "text", "json", "mermaid")  # shown, not run
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
-DIRECTIVE = re.compile(r"<!--\s*readme-test:\s*(.+?)\s*-->")
-
-
-@dataclass
-class Block:
-    """One fenced block of a page and the directives written just before it."""
-
-    lang: str
-    code: str
-    line: int
-    directives: list[str] = field(default_factory=list)
-
-
-def readme_blocks(text: str) -> list[Block]:
-    """Every fenced block in order; a directive with no block after it is its own block."""
-    blocks: list[Block] = []
-    pending: list[str] = []
-    lines = text.splitlines()
-    i = 0
-    while i < len(lines):
-        if found := DIRECTIVE.fullmatch(lines[i].strip()):
-            pending.append(found.group(1))
-        elif lines[i].startswith("```"):
-            start = i
-            lang = lines[i][3:].strip()
-            i += 1
-            body: list[str] = []
-            while not lines[i].startswith("```"):
-                body.append(lines[i])
-                i += 1
-            blocks.append(Block(lang, "\n".join(body) + "\n", start + 1, pending))
-            pending = []
-        i += 1
-    assert not pending, f"directives {pending} stand before no block"
-    return blocks
-
-
-def matches(expected: str, actual: str) -> bool:
-    """``actual`` is ``expected`` but for ``...`` wildcards and white space."""
-    want = re.sub(r"\s+", "", expected)
-    got = re.sub(r"\s+", "", ANSI.sub("", actual))
-    pattern = ".*?".join(re.escape(part) for part in want.split("..."))
-    return re.fullmatch(pattern, got, re.DOTALL) is not None
-
-
-def console_commands(code: str) -> list[tuple[str, str]]:
-    """``(command, expected output)`` pairs of a ``console`` block."""
-    pairs: list[tuple[str, str]] = []
-    for line in code.splitlines():
-        if line.startswith("$ "):
-            pairs.append((line[2:], ""))
-        else:
-            assert pairs, f"console output before any command: {line!r}"
-            command, shown = pairs[-1]
-            pairs[-1] = (command, shown + line + "\n")
-    return pairs
 
 
 class Replay:
@@ -225,26 +181,6 @@ class Replay:
         self.stop_router()
 
 
-def directives_of(block: Block) -> dict[str, str]:
-    return dict(d.split(" ", 1) if " " in d else (d, "") for d in block.directives)
-
-
-def background_programs() -> tuple[dict[str, str], dict[str, str]]:
-    """Every page's background programs by name, and what each prints once it is up."""
-    programs: dict[str, str] = {}
-    first_words: dict[str, str] = {}
-    for page in PAGES:
-        blocks = readme_blocks(page.read_text())
-        for index, block in enumerate(blocks):
-            if name := directives_of(block).get("background"):
-                assert name not in programs, f"{page.name}: a second program named {name}"
-                programs[name] = block.code
-                after = blocks[index + 1] if index + 1 < len(blocks) else None
-                if after is not None and after.lang == "text":
-                    first_words[name] = after.code
-    return programs, first_words
-
-
 def test_readme_install_commands_are_the_ones_ci_runs() -> None:
     shell_blocks = [b for b in readme_blocks(README.read_text()) if b.lang == "sh"]
     first, second = shell_blocks[:2]
@@ -270,69 +206,92 @@ def test_the_pages_hold_examples_that_run() -> None:
     assert sum(runnable.values()) >= 20, runnable  # the parser did find the examples
 
 
-@pytest.mark.one_python
-@pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(REPO)) for p in PAGES])
-def test_every_example_runs_and_prints_what_it_shows(page: Path, tmp_path: Path) -> None:
+def replay_page(page: Path, replay: Replay, *, one_router: bool = False) -> None:
+    """Run a page's blocks in order and compare what they print with what it shows.
+
+    ``one_router``: the router keeps running from page to page, as a reader's
+    does; ``fresh-router`` then only stops the programs still running in the
+    background (a reader stops one example before starting the next).
+    """
     blocks = readme_blocks(page.read_text())
-    replay = Replay(tmp_path)
-    replay.programs, replay.first_words = background_programs()
     expect_output_of: str | None = None  # what the next text block describes
     printed = router_output = ""
-    try:
-        for index, block in enumerate(blocks):
-            where = f"{page.relative_to(REPO)} line {block.line}"
-            directives = directives_of(block)
-            if "fresh-router" in directives:
-                for name in list(replay.background):
-                    replay.interrupt(name)
+    for index, block in enumerate(blocks):
+        where = f"{page.relative_to(REPO)} line {block.line}"
+        directives = directives_of(block)
+        if "fresh-router" in directives:
+            for name in list(replay.background):
+                replay.interrupt(name)
+            if not one_router:
                 replay.stop_router()
                 replay.start_router()
-            if "start" in directives:
-                name = directives["start"]
-                if replay.router is None:
-                    replay.start_router()
-                replay.start_program(name)
-                replay.wait_for_output(name, replay.first_words[name])
-            if "interrupt" in directives:
-                replay.interrupt(directives["interrupt"])
-            if "skip" in directives:
-                assert directives["skip"], f"{where}: say why the block is skipped"
-                continue
-            if block.lang == "sh" and block.code.strip().endswith("&& aegis-router"):
-                if replay.router is None:
-                    expect_output_of = "router"
-                    router_output = replay.start_router()
-                continue
-            if page == README and block.lang == "sh" and index < 2:
-                continue  # the install commands, checked against .ci/run above
-            if block.lang == "text" and expect_output_of is not None:
-                if expect_output_of == "router":
-                    assert matches(block.code, router_output), f"{where}:\n{router_output}"
-                elif expect_output_of in replay.background:
-                    replay.wait_for_output(expect_output_of, block.code)
-                else:
-                    assert matches(block.code, printed), f"{where}: printed\n{printed}"
-                expect_output_of = None
-                continue
-            expect_output_of = None
-            if block.lang in ("python", "console") and replay.router is None:
-                replay.start_router()  # this page's own router, on an empty registry
-            if block.lang == "python":
-                if "background" in directives:
-                    name = directives["background"]
-                    replay.start_program(name)
-                    expect_output_of = name
-                else:
-                    printed = replay.run_program(block.code)
-                    expect_output_of = "program"
-            elif block.lang == "console":
-                for command, shown in console_commands(block.code):
-                    output = replay.shell(command)
-                    assert matches(shown, output), f"{where}: {command}\n{output}"
+        if "start" in directives:
+            name = directives["start"]
+            if replay.router is None:
+                replay.start_router()
+            replay.start_program(name)
+            replay.wait_for_output(name, replay.first_words[name])
+        if "interrupt" in directives:
+            replay.interrupt(directives["interrupt"])
+        if "skip" in directives:
+            assert directives["skip"], f"{where}: say why the block is skipped"
+            continue
+        if block.lang == "sh" and block.code.strip().endswith("&& aegis-router"):
+            if replay.router is None:
+                expect_output_of = "router"
+                router_output = replay.start_router()
+            continue
+        if page == README and block.lang == "sh" and index < 2:
+            continue  # the install commands, checked against .ci/run above
+        if block.lang == "text" and expect_output_of is not None:
+            if expect_output_of == "router":
+                assert matches(block.code, router_output), f"{where}:\n{router_output}"
+            elif expect_output_of in replay.background:
+                replay.wait_for_output(expect_output_of, block.code)
             else:
-                assert block.lang in NEVER_RUN, f"{where}: a {block.lang} block that never runs"
+                assert matches(block.code, printed), f"{where}: printed\n{printed}"
+            expect_output_of = None
+            continue
+        expect_output_of = None
+        if block.lang in ("python", "console") and replay.router is None:
+            replay.start_router()  # this page's own router, on an empty registry
+        if block.lang == "python":
+            if "background" in directives:
+                name = directives["background"]
+                replay.start_program(name)
+                expect_output_of = name
+            else:
+                printed = replay.run_program(block.code)
+                expect_output_of = "program"
+        elif block.lang == "console":
+            for command, shown in console_commands(block.code):
+                output = replay.shell(command)
+                assert matches(shown, output), f"{where}: {command}\n{output}"
+        else:
+            assert block.lang in NEVER_RUN, f"{where}: a {block.lang} block that never runs"
+
+
+def replay_pages(pages: list[Path], tmp_path: Path, *, one_router: bool = False) -> None:
+    replay = Replay(tmp_path)
+    replay.programs, replay.first_words = background_programs()
+    try:
+        for page in pages:
+            replay_page(page, replay, one_router=one_router)
         replay.close()
     except BaseException:
         with contextlib.suppress(AssertionError):
             replay.close()
         raise
+
+
+@pytest.mark.one_python
+@pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(REPO)) for p in PAGES])
+def test_every_example_runs_and_prints_what_it_shows(page: Path, tmp_path: Path) -> None:
+    replay_pages([page], tmp_path)
+
+
+@pytest.mark.one_python
+def test_the_pages_read_in_order_against_one_router_print_what_they_show(tmp_path: Path) -> None:
+    """As a reader does it: one router from the README's first command to the last page,
+    every example on top of what the ones before it left behind."""
+    replay_pages(reading_order(), tmp_path, one_router=True)

@@ -20,6 +20,7 @@ from aegis.router.store.jetstream import (
     check_existing_bucket,
     decode_key,
     encode_key,
+    encode_record,
 )
 from aegis.router.store.port import (
     AlreadyExists,
@@ -28,6 +29,7 @@ from aegis.router.store.port import (
     RevisionMismatch,
 )
 from aegis.wire.messages import InstanceStatus
+from prometheus_client import REGISTRY
 
 from tests.support import eventually
 from tests.support.procs import NatsServer
@@ -209,6 +211,31 @@ async def test_a_watch_whose_consumer_is_gone_is_restarted_within_seconds(
         await store_b.stop()
         await nc_a.close()
         await nc_b.close()
+
+
+async def test_the_watch_revision_metric_says_how_far_the_cache_has_read(
+    nats_server: NatsServer,
+) -> None:
+    # The chaos harness reads it before each listing to prove the listing fresh.
+    def read() -> float:
+        return REGISTRY.get_sample_value("aegis_store_watch_revision", {"bucket": "gauged"}) or 0
+
+    nc = await nats.connect(nats_server.url)
+    store = JetStreamStore("gauged")
+    await store.start(nc)
+    try:
+        kv = await nc.jetstream().key_value("gauged")  # another router's writes
+        await kv.put(encode_key(record().key), encode_record(record()))
+        second = await kv.put(encode_key(record("b").key), encode_record(record("b")))
+
+        await eventually(lambda: read() >= second, "the metric reaches the last write", 5.0)
+        assert read() == second
+        # Every change up to it is in the cache.
+        assert store.peek(record().key) is not None
+        assert store.peek(record("b").key) is not None
+    finally:
+        await store.stop()
+        await nc.close()
 
 
 def test_a_watch_is_stalled_when_behind_at_two_checks_without_moving() -> None:

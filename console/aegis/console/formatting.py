@@ -78,7 +78,12 @@ def _scalar(value: Any) -> str:
     return json.dumps(value)
 
 
-def summarize_metadata(metadata: Mapping[str, Any], width: int = 40) -> str:
+# The table's last column shows what fits and scrolls to the rest; the detail
+# panel (enter) has it all. The bound keeps one huge value from widening the table.
+METADATA_CHARS = 160
+
+
+def summarize_metadata(metadata: Mapping[str, Any], width: int = METADATA_CHARS) -> str:
     """One line of ``key=value`` pairs, nested values as ``[n]``/``{n}``, cut at ``width``."""
     if not metadata:
         return "-"

@@ -77,14 +77,18 @@ SERVICE_COLUMNS: Final = (
     Column("offline", "OFFLINE"),
 )
 
+# Metadata last and fitted to its content: it takes the room the table has to its
+# right (a fixed 32 cut it at 33 characters with 40 columns free), and a longer
+# summary runs on past the edge, where scrolling right reaches it, instead of
+# pushing the ages off the screen.
 INSTANCE_COLUMNS: Final = (
     Column("instance", "Instance"),
     Column("service", "Service"),
     Column("status", "Status", width=9),
     Column("marks", "Marks", width=11),
-    Column("metadata", "Metadata", width=32),
     Column("registered", "Registered (UTC)", width=19),
     Column("heartbeat", "Last heartbeat", width=14),
+    Column("metadata", "Metadata"),
 )
 
 HEARTBEAT_COLUMN: Final = "heartbeat"
@@ -140,9 +144,9 @@ def instance_cells(instance: InstanceInfo, now: datetime) -> tuple[Text, ...]:
         plain(instance.service_name),
         status_text(instance.status),
         marks_cell(instance),
-        plain(summarize_metadata(instance.metadata)),
         plain(format_timestamp(instance.registered_at)),
         heartbeat_cell(instance, now),
+        plain(summarize_metadata(instance.metadata)),
     )
 
 

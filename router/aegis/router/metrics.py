@@ -104,6 +104,15 @@ EXPIRY_SLOWED = Gauge(
     "than max(500/s, 10 % of those held per second)), else 0.",
     multiprocess_mode="livemax",
 )
+# With several workers each watches the bucket: the least of them is what every
+# worker's cache has read.
+WATCH_REVISION = Gauge(
+    "aegis_store_watch_revision",
+    "The last revision of a key-value bucket (its stream's sequence) that the router's watch "
+    "has applied to its cache, by bucket: every change up to it is in what the router lists.",
+    ["bucket"],
+    multiprocess_mode="livemin",
+)
 SWEEP_CHANGES = Counter(
     "aegis_sweep_transitions_total", "Instances the sweeper moved on (or removed)."
 )

@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import random
 import secrets
+import signal
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -39,6 +40,7 @@ from .errors import (
 from .heartbeats import Heartbeats, Key
 from .registrations import RegisteredInstance, RegistrationState
 from .resolver import RESYNC_EVERY, Resolver, Strategy
+from .serving import STOP_SIGNALS, wait_for_signal
 from .transport import (
     Connector,
     Monotonic,
@@ -144,16 +146,44 @@ class ServiceClient:
     async def close(self) -> None:
         """Stop heartbeats, deregister every instance still ours (one short try each),
         close NATS."""
-        owned = await self._heartbeats.stop()
+        await self.deregister_all()
         for stream in list(self._streams):
             await stream.close()
         self._streams.clear()
         for resolver in list(self._resolvers):
             await resolver.close()
         self._resolvers.clear()
+        await self._transport.close()
+
+    async def serve_forever(
+        self, signals: Iterable[signal.Signals] = STOP_SIGNALS
+    ) -> signal.Signals:
+        """Serve until SIGTERM or SIGINT (Ctrl-C), then deregister every instance of this
+        client; returns the signal that came.
+
+        Heartbeats run meanwhile. The instances are OFFLINE before it returns, so
+        nobody is sent here any more while the service finishes what it has in
+        hand; the connection stays open (resolvers, ``discover``) until the client
+        closes. The signals' previous handlers are put back before deregistering:
+        a second Ctrl-C stops the process at once. Call it from the main thread
+        (Python delivers signals there only; elsewhere ``RuntimeError``).
+        """
+        received = await wait_for_signal(signals)
+        await self._stop_serving(received)
+        return received
+
+    async def _stop_serving(self, received: signal.Signals) -> None:
+        """Say which signal stopped the service, then deregister (also the sync client's)."""
+        owned = sum(1 for reg in self.instances.values() if reg.is_ours)
+        log.info("stop_signal_received", signal=received.name, instances=owned)
+        await self.deregister_all()
+
+    async def deregister_all(self) -> None:
+        """Stop every heartbeat and take every instance still ours OFFLINE (one short try
+        each, as on close); the connection stays open."""
+        owned = await self._heartbeats.stop()
         if self._transport.connected:
             await asyncio.gather(*(self._leave(reg) for reg in owned))
-        await self._transport.close()
 
     async def _leave(self, reg: RegisteredInstance) -> None:
         try:

@@ -18,6 +18,8 @@ router's ``code`` (``error.code``) when there is one::
 
 from __future__ import annotations
 
+import math
+
 from aegis.wire.messages import ErrorCode, ErrorDetail, Instance, Reply
 
 
@@ -49,6 +51,8 @@ class DuplicateInstanceError(AegisError):
 
     ``retry_after``: seconds until that registration goes OFFLINE and can be
     taken over, if its owner sends nothing more (see ``register(wait_if_taken=)``).
+    ``message`` is the router's; ``advice`` (``from_reply`` gives ``duplicate_advice``)
+    follows it in ``str(error)``: what to do about it.
     """
 
     status_code = 409
@@ -60,10 +64,35 @@ class DuplicateInstanceError(AegisError):
         *,
         code: str | None = None,
         retry_after: float | None = None,
+        advice: str | None = None,
     ) -> None:
         super().__init__(message, code=code)
         self.existing = existing
         self.retry_after = retry_after
+        self.advice = advice
+
+    def __str__(self) -> str:
+        if self.advice is None:
+            return self.message
+        return f"{self.message.rstrip('. ')}. {self.advice}"
+
+
+def duplicate_advice(retry_after: float | None) -> str:
+    """What to do after a 409: most often the holder is this service's own previous run,
+    which crashed or was killed, and ``wait_if_taken`` waits it out."""
+    if retry_after is None:
+        wait = "register(..., wait_if_taken=SECONDS) waits for its registration to expire"
+    else:
+        seconds = math.ceil(retry_after + 1)
+        wait = (
+            f"its registration expires in {retry_after:.1f}s, and "
+            f"register(..., wait_if_taken={seconds}) waits for that"
+        )
+    return (
+        "If that owner was a previous run of this service that stopped without "
+        f"deregistering, {wait} and takes the instance over; "
+        "if a copy is still running, give this one another instance id"
+    )
 
 
 class SessionMismatchError(AegisError):
@@ -152,7 +181,11 @@ def from_reply(reply: Reply) -> AegisError | None:
             return StaleRequestError(message, code=code)
         case 409:
             return DuplicateInstanceError(
-                message, reply.existing, code=code, retry_after=reply.retry_after
+                message,
+                reply.existing,
+                code=code,
+                retry_after=reply.retry_after,
+                advice=duplicate_advice(reply.retry_after),
             )
         case 429:
             return LimitExceededError(message, code=code)

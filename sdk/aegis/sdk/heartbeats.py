@@ -97,14 +97,19 @@ class Heartbeats:
 
     async def register(self, request: RegisterRequest, *, wait_if_taken: float) -> Instance:
         """Register (retried by the transport), waiting out a stale holder; start its loop."""
-        deadline = self._monotonic() + wait_if_taken
+        started = self._monotonic()
+        deadline = started + wait_if_taken
+        first_seen: Instance | None = None
         while True:
             try:
                 reply = await self._transport.request(REGISTER_SUBJECT, request)
                 break
             except DuplicateInstanceError as exc:
+                first_seen = first_seen or exc.existing
                 wait = (exc.retry_after or 0.0) + TAKEOVER_MARGIN
                 if exc.retry_after is None or self._monotonic() + wait > deadline:
+                    if _heartbeated_since(first_seen, exc.existing):
+                        raise _still_running(exc, self._monotonic() - started) from None
                     raise
                 log.info(
                     "waiting_for_stale_registration",
@@ -178,6 +183,7 @@ class Heartbeats:
                 reply = await self._send_heartbeat(reg, beat, timeout)
                 error = from_reply(reply)
                 if error is None:
+                    self._recovered(reg)
                     reg.contact(instance_of(reply), self._clock())
                     continue
             except AegisError as exc:
@@ -261,6 +267,21 @@ class Heartbeats:
         else:
             self._fail(reg, "reregister_failed", error)
 
+    def _recovered(self, reg: RegisteredInstance) -> None:
+        """A heartbeat got through after failed ones: say the trouble is over, once."""
+        if not reg.failures:
+            return
+        silent = None
+        if reg.last_contact_at is not None:
+            silent = round((self._clock() - reg.last_contact_at).total_seconds(), 1)
+        log.info(
+            "heartbeat_recovered",
+            service=reg.service_name,
+            instance=reg.instance_id,
+            failures=reg.failures,
+            seconds_without_contact=silent,
+        )
+
     def _owns(self, reg: RegisteredInstance) -> bool:
         """False once ``reg`` was deregistered, forgotten or superseded (e.g. during a pause)."""
         return self._registrations.get(reg.key) is reg and reg.is_ours and not self._stopping
@@ -269,7 +290,7 @@ class Heartbeats:
         """Another session holds the instance: stop its loop and say so, once."""
         if not reg.is_ours:
             return
-        reg.supersede(str(error))
+        reg.supersede(error.message)  # the router's words: no advice for a new registration
         loop = self._loops.pop(reg.key, None)
         if loop is not None and loop is not asyncio.current_task():
             loop.cancel()
@@ -278,7 +299,7 @@ class Heartbeats:
             service=reg.service_name,
             instance=reg.instance_id,
             status=error.status_code,
-            error=str(error),
+            error=error.message,
         )
 
     def _fail(self, reg: RegisteredInstance, event: str, error: AegisError) -> None:
@@ -290,3 +311,22 @@ class Heartbeats:
             error=str(error),
             failures=reg.failures,
         )
+
+
+def _heartbeated_since(before: Instance | None, now: Instance | None) -> bool:
+    """Whether the holder's owner heartbeated between two looks at it: it is alive."""
+    if before is None or now is None:
+        return False
+    return now.last_heartbeat_at != before.last_heartbeat_at
+
+
+def _still_running(exc: DuplicateInstanceError, waited: float) -> DuplicateInstanceError:
+    """The 409 after waiting, saying why waiting longer would not help."""
+    return DuplicateInstanceError(
+        f"instance {exc.existing.instance_id if exc.existing else '?'} is still held after "
+        f"waiting {waited:.1f}s: its owner keeps heartbeating it, so another copy of it is "
+        "running; stop that copy, or give this one another instance id",
+        exc.existing,
+        code=exc.code,
+        retry_after=exc.retry_after,
+    )

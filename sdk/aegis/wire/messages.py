@@ -131,6 +131,10 @@ def check_metadata(value: Any, *, max_depth: int = MAX_METADATA_DEPTH) -> None:
             )
 
 
+# Longest ``RegisterRequest.timestamp`` accepted (the registrant's clock, kept nowhere).
+TIMESTAMP_MAX: Final = 64
+
+
 class RegisterRequest(BaseModel):
     """Body of a request on ``ipc.service.register``.
 
@@ -143,7 +147,7 @@ class RegisterRequest(BaseModel):
     service_name: ServiceName = Field(description="One safe NATS subject token.")
     instance_id: InstanceId
     metadata: dict[str, Any] = Field(default_factory=dict)
-    timestamp: Annotated[str, StringConstraints(max_length=64)] | None = Field(
+    timestamp: Annotated[str, StringConstraints(max_length=TIMESTAMP_MAX)] | None = Field(
         default=None, description="The registrant's clock, for information only."
     )
     session_id: SessionId | None = Field(

@@ -213,3 +213,26 @@ async def test_a_heartbeat_404_registers_again_and_drops_the_old_schedule() -> N
     # The old heartbeat's next turn is stale: nothing goes out for it.
     await tick(g, clock, 1000.0)
     assert [s for s, _, _ in nc.sent] == subjects
+
+
+async def test_a_retried_registration_resends_its_seq_and_a_new_one_takes_the_next() -> None:
+    # As the SDK's transport: a retry is the same request, so a router that applied
+    # the first can answer it from memory; a registration after a 404 is a new one.
+    g, nc, clock = generator(instances=1, timeout=5.0, interval=10.0)
+    await tick(g, clock, 0.0)
+    g.expire(5.0)  # timed out
+    await tick(g, clock, g.timetable[0][0])
+    refused = {"ok": False, "status": 503, "error": {"code": "OVERLOADED"}, "retry_after": 1.0}
+    await answer(g, nc.sent[-1][2], refused)
+    await tick(g, clock, g.timetable[0][0])
+    await answer(g, nc.sent[-1][2], {"ok": True, "status": 200})
+    await tick(g, clock, g.timetable[0][0])  # a heartbeat
+    await answer(g, nc.sent[-1][2], {"ok": False, "status": 404})
+    await tick(g, clock, g.timetable[0][0])  # registers anew
+    assert [(s, body["seq"]) for s, body, _ in nc.sent] == [
+        (REGISTER_SUBJECT, 1),
+        (REGISTER_SUBJECT, 1),
+        (REGISTER_SUBJECT, 1),
+        (HEARTBEAT_SUBJECT, 2),
+        (REGISTER_SUBJECT, 3),
+    ]

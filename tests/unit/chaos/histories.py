@@ -66,8 +66,10 @@ class Run:
         took: float = 0.02,
         version: int = 1,
         reply: Any = None,
+        budget: float | None = None,
     ) -> Record:
-        """One client request; the reply follows ``status`` unless given."""
+        """One client request; the reply follows ``status`` unless given; ``budget``: how
+        long the client would wait (its ``timeout``), if recorded."""
         if reply is None and outcome == "ok":
             reply = reply_for(kind, status or 200, instance, version)
         record: Record = {
@@ -85,6 +87,8 @@ class Run:
             "outcome": outcome,
             "reply": reply,
         }
+        if budget is not None:
+            record["timeout"] = budget
         self.records.append(record)
         return record
 
@@ -113,6 +117,19 @@ class Run:
         record: Record = {"type": "fault", "t": t, "kind": kind, "target": target, "detail": ""}
         self.records.append(record | fields)
         return self.records[-1]
+
+    def stall(self, start: float, end: float, loop: str = "harness") -> Record:
+        """The harness's own ``loop`` ran nothing from ``start`` to ``end``."""
+        record: Record = {"type": "stall", "t": end, "loop": loop, "start": start, "end": end}
+        self.records.append(record | {"late": end - start})
+        return self.records[-1]
+
+    def sample(self, t: float, last_seq: int, leader: str = "n0") -> Record:
+        """The registry stream's last sequence, asked at ``t`` and answered by ``leader``."""
+        record: Record = {"type": "stream", "t": t + 0.01, "stream": "KV_aegis_registry"}
+        record |= {"invoke": t, "complete": t + 0.01, "last_seq": last_seq, "leader": leader}
+        self.records.append(record)
+        return record
 
     def name_nodes(self) -> None:
         """Give the meta record the nodes' URLs, as the harness does since it logs them."""

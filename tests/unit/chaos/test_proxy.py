@@ -99,3 +99,11 @@ async def test_a_cut_resets_the_connections_and_refuses_new_ones(
 
     proxies.restore([link])
     assert (await round_trip(link))[2] == b"ping"
+
+
+async def test_the_hubs_own_stalls_are_recorded(proxies: ProxyHub) -> None:
+    await asyncio.sleep(0.1)  # its watch started
+    proxies.loop.call_soon_threadsafe(time.sleep, 0.3)  # the hub's loop relays nothing
+    await asyncio.sleep(0.5)
+
+    assert [s["loop"] for s in proxies.stalls.records() if s["late"] >= 0.2] == ["proxies"]

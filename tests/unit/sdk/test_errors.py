@@ -52,7 +52,28 @@ def test_each_status_has_its_exception(status: int, error_type: type[AegisError]
     error = from_reply(failed(status, "THE_CODE"))
 
     assert type(error) is error_type
-    assert (error.status_code, error.code, str(error)) == (status, "THE_CODE", "THE_CODE happened")
+    assert (error.status_code, error.code) == (status, "THE_CODE")
+    assert str(error).startswith("THE_CODE happened")  # a 409 says what to do after it
+
+
+def test_409_says_how_to_wait_for_a_previous_run_and_how_long() -> None:
+    router_says = "instance 'b-1' of 'billing' is registered by another session"
+    body = {"code": "DUPLICATE_INSTANCE", "message": router_says}
+    reply = {"ok": False, "status": 409, "error": body, "existing": INSTANCE, "retry_after": 28.3}
+    error = from_reply(Reply.model_validate(reply))
+
+    assert str(error) == (
+        f"{router_says}. If that owner was a previous run of this service that stopped "
+        "without deregistering, its registration expires in 28.3s, and "
+        "register(..., wait_if_taken=30) waits for that and takes the instance over; "
+        "if a copy is still running, give this one another instance id"
+    )
+
+
+def test_409_without_a_time_still_names_wait_if_taken() -> None:
+    error = from_reply(failed(409, "DUPLICATE_INSTANCE", existing=INSTANCE))
+
+    assert "register(..., wait_if_taken=SECONDS) waits for its registration to expire" in str(error)
 
 
 def test_409_carries_the_holder_and_when_it_can_be_taken() -> None:

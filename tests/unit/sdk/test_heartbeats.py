@@ -114,6 +114,19 @@ async def test_the_next_successful_heartbeat_clears_the_failure(
     assert reg.last_contact_at == T0 + timedelta(seconds=4)
 
 
+async def test_heartbeats_that_get_through_again_say_so_once(
+    client: ServiceClient, fake: FakeNats, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.answer(HEARTBEAT, TimeoutError(), TimeoutError(), ALIVE, ALIVE, HANG)
+    await registered(client)
+    await eventually(lambda: len(fake.sent(HEARTBEAT)) == 5, "five heartbeats")
+
+    # The last contact was the registration, three 2 s intervals before the recovery.
+    assert events(caplog, "heartbeat_recovered") == [
+        {"service": "billing", "instance": "b-1", "failures": 2, "seconds_without_contact": 6.0}
+    ]
+
+
 async def test_404_registers_again_after_a_jittered_pause(
     client: ServiceClient, fake: FakeNats, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -274,6 +287,26 @@ async def test_wait_if_taken_waits_for_the_stale_holder_within_its_bound(
     assert clock.sleeps == waits
     assert len(fake.sent(REGISTER)) == len(waits) + 1
     assert [e["seconds"] for e in events(caplog, "waiting_for_stale_registration")] == waits
+
+
+async def test_a_holder_that_keeps_heartbeating_is_named_a_running_copy(
+    client: ServiceClient, fake: FakeNats, clock: FakeClock
+) -> None:
+    def held(last_heartbeat_at: str) -> bytes:
+        holder = {**INSTANCE, "last_heartbeat_at": last_heartbeat_at}
+        return error(409, "DUPLICATE_INSTANCE", existing=holder, retry_after=3.0)
+
+    fake.answer(REGISTER, held("2026-01-01T00:00:00Z"), held("2026-01-01T00:00:03Z"))
+
+    with pytest.raises(DuplicateInstanceError) as taken:
+        await client.register("billing", "b-1", wait_if_taken=5.0)
+
+    assert clock.sleeps == [3.5]
+    assert str(taken.value) == (
+        "instance b-1 is still held after waiting 3.5s: its owner keeps heartbeating it, "
+        "so another copy of it is running; stop that copy, or give this one another instance id"
+    )
+    assert taken.value.retry_after == 3.0
 
 
 DIRECT = "ipc.router.r1.heartbeat"

@@ -37,6 +37,9 @@ from nats.aio.msg import Msg
 log = structlog.get_logger("aegis.router.bus.admission")
 
 Handler = Callable[[bytes], Awaitable[bytes]]
+AnswerNow = Callable[[bytes, str | None], bytes | Handler]
+"""A handler's ``answer_now``: the reply to a body and request id, if it needs no wait;
+else the handler to await for it (one that goes on from what was done already)."""
 
 # retry_after bounds: soon enough that capacity freed is used, late enough that
 # a refused fleet does not come straight back as the same storm.
@@ -82,6 +85,7 @@ class Lane:
     ) -> None:
         self.kind = kind
         self._handler = handler
+        self._answer_now: AnswerNow | None = getattr(handler, "answer_now", None)
         self._limits = limits
         self._stats = stats
         self._clock = clock
@@ -167,7 +171,22 @@ class Lane:
 
     async def offer(self, msg: Msg) -> None:
         """Queue ``msg``, or refuse it at once if it would wait past ``max_wait``: the
-        oldest queued one has waited that long, or the queue ahead would take it."""
+        oldest queued one has waited that long, or the queue ahead would take it. One
+        the handler can answer at once (``answer_now``) takes no turn at all."""
+        answer_now = self._answer_now
+        if answer_now is not None:
+            # A registration already applied (its client's retry after a timeout) costs
+            # no write: answered before the queue, so its instance need not fall silent
+            # until an appointment while the lane is refusing.
+            # Anything else is served from the start when its turn comes: what was
+            # found out here may not hold after the wait.
+            headers = msg.headers
+            reply = answer_now(msg.data, headers.get(REQUEST_ID_HEADER) if headers else None)
+            if isinstance(reply, bytes):
+                if msg.reply:
+                    await msg.respond(reply)
+                self._stats.num_requests += 1
+                return
         now = self._clock()
         queue = self._queue
         max_wait = self._limits.max_wait

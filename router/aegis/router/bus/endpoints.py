@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
@@ -26,6 +26,7 @@ from aegis.wire.messages import (
     DISCOVER_SUBJECT,
     HEARTBEAT_SUBJECT,
     REGISTER_SUBJECT,
+    TIMESTAMP_MAX,
     DiscoverRequest,
     ErrorBody,
     ErrorCode,
@@ -161,15 +162,17 @@ class Endpoint(Generic[M]):
         max_request_bytes: int,
         context: Mapping[str, Any] | None = None,
         at_once: AtOnce | None = None,
+        at_once_result: str = "ok",
     ) -> None:
         self.event = event
         self._at_once = at_once
+        self._at_once_result = at_once_result
         self._model = model
         self._action = action
         self._max_request_bytes = max_request_bytes
         self._context = dict(context or {})
         self._validate = model.model_validate
-        self._answered = request_tally(event, "ok")
+        self._answered = request_tally(event, at_once_result)
 
     async def __call__(
         self,
@@ -202,7 +205,7 @@ class Endpoint(Generic[M]):
 
     def answer_now(self, data: bytes, request_id: str | None = None) -> bytes | Handler:
         """The reply, if the request can be answered without waiting for anything (a
-        steady heartbeat); else what to await for it.
+        steady heartbeat, a registration repeated as is); else what to await for it.
 
         Lets the responder answer in its callback with no task of its own. The
         body is decoded but not validated here: ``at_once`` answers only a
@@ -231,7 +234,7 @@ class Endpoint(Generic[M]):
             fields = {"service": body["service_name"], "instance": body["instance_id"]}
             if request_id is not None:
                 fields["request_id"] = request_id
-            log.debug(self.event, result="ok", **fields)
+            log.debug(self.event, result=self._at_once_result, **fields)
         self._answered.add(time.perf_counter() - started)
         return reply
 
@@ -391,18 +394,58 @@ class RegistryActions:
         names outside the contract would be answered here where the full path
         refuses the request.
         """
-        service = body.get("service_name")
-        instance = body.get("instance_id")
-        session = body.get("session_id")
-        if type(service) is not str or type(instance) is not str or type(session) is not str:
+        owner = _owner_fields(body)
+        if owner is None:
             return None
-        seq = body.get("seq")
-        if seq is not None and (type(seq) is not int or seq < 0):
-            return None  # the full path says why
-        asked = self._ask(InstanceKey(service, instance), session, seq)
+        asked = self._ask(*owner)
         if isinstance(asked, bytes):
             return asked
         return functools.partial(self.heartbeat, asked=asked)
+
+    def repeated_registration_reply(
+        self, body: Mapping[str, Any], max_metadata_bytes: int
+    ) -> bytes | None:
+        """The 200 ``renewed`` for a registration this router holds already applied, as
+        is (same session, ``seq`` and metadata), from memory; None for anything else.
+
+        Such a request is a retry whose first reply its client missed, or a v1
+        client renewing. Its only effect on the full path would be a contact, which
+        this keeps where the sweep looks, as for a steady heartbeat. Validation by
+        identity, as in ``heartbeat_at_once``: the names and metadata equal what
+        passed the checks at registration (metadata compared packed, so ``1`` and
+        ``True`` differ); only ``timestamp``, which the record does not keep, is
+        checked here.
+        """
+        owner = _owner_fields(body)
+        if owner is None:
+            return None
+        key, session, seq = owner
+        stamp = body.get("timestamp")
+        if stamp is not None and (type(stamp) is not str or len(stamp) > TIMESTAMP_MAX):
+            return None
+        metadata = body.get("metadata")
+        packed = pack_value({} if metadata is None else metadata)
+        if len(packed) > max_metadata_bytes:
+            return None
+        partition = partition_of(key)
+        now = self._now()
+        at = now.timestamp()
+        if not self._leases.may_answer_from_memory(partition, at):
+            return None
+        stored = self._heard(key, session, at, partition, seq=seq)
+        if stored is None or stored.seq != seq or pack_value(stored.metadata) != packed:
+            return None
+        timings = self._registry.timings
+        return encode(
+            {
+                "ok": True,
+                "status": 200,
+                "instance": replace(stored, last_heartbeat_at=now).to_public_map(),
+                "heartbeat_interval": float(timings.heartbeat_interval),
+                "ttl": float(timings.unhealthy_after),
+                "heartbeat_subject": self._own_subject,
+            }
+        )
 
     def _ask(self, key: InstanceKey, session_id: str, seq: int | None) -> bytes | Asked:
         """What a heartbeat's way depends on, asked once: whether this router may answer it
@@ -457,6 +500,20 @@ class RegistryActions:
             records = [r for r in records if r.maintenance is None]
         reply = Reply(ok=True, status=200, instances=[r.to_public() for r in records])
         return Handled(reply, "ok", {"count": len(records)}, quiet=True)
+
+
+def _owner_fields(body: Mapping[str, Any]) -> tuple[InstanceKey, str, int | None] | None:
+    """The instance, session and ``seq`` an unvalidated body names, if each has the
+    wire type; None otherwise (the full path says why)."""
+    service = body.get("service_name")
+    instance = body.get("instance_id")
+    session = body.get("session_id")
+    if type(service) is not str or type(instance) is not str or type(session) is not str:
+        return None
+    seq = body.get("seq")
+    if seq is not None and (type(seq) is not int or seq < 0):
+        return None
+    return InstanceKey(service, instance), session, seq
 
 
 def _key(request: InstanceRequest) -> InstanceKey:
@@ -544,6 +601,10 @@ def endpoints(
             RegisterRequest,
             actions.register,
             context={"max_metadata_bytes": max_metadata_bytes},
+            at_once=functools.partial(
+                actions.repeated_registration_reply, max_metadata_bytes=max_metadata_bytes
+            ),
+            at_once_result="renewed",
             **limits,
         ),
         HEARTBEAT_SUBJECT: heartbeat,

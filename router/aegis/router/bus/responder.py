@@ -24,7 +24,7 @@ from time import perf_counter_ns
 from typing import Any
 
 import structlog
-from aegis.router.bus.admission import Lane, serve
+from aegis.router.bus.admission import AnswerNow, Handler, Lane, serve
 from aegis.router.bus.endpoint_stats import EndpointStats
 from aegis.router.domain import LaneLimits
 from aegis.wire.messages import REQUEST_ID_HEADER
@@ -33,11 +33,6 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 log = structlog.get_logger("aegis.router.nats")
-
-Handler = Callable[[bytes], Awaitable[bytes]]
-AnswerNow = Callable[[bytes, str | None], bytes | Handler]
-"""A handler's ``answer_now``: the reply to a body and request id, if it needs no wait;
-else the handler to await for it (one that goes on from what was done already)."""
 
 QUEUE_GROUP = "aegis-router"
 PENDING_BYTES = 64 * 1024 * 1024

@@ -1,17 +1,20 @@
 """Liveness: steady heartbeats kept in memory, and the sweep that applies the deadlines.
 
 A steady heartbeat (``heard``) only moves its instance's contact in memory
-and moves no deadline. The sweep pops the deadlines that came due from the
-engine's index: a key heard from since just moves to its contact's deadline
-(``_heard_since``), and only the rest are expired through the engine's
-compare-and-set (``_expire``), at most ``SWEEP_IN_FLIGHT`` writes at once
-and no faster than the expiry budget lets a mass transition go.
+and moves no deadline; when the stored contact is due its refresh, that write
+is handed to ``write_later`` (the registry's recoveries). The sweep pops the
+deadlines that came due from the engine's index: a key heard from since just
+moves to its contact's deadline (``_heard_since``), and only the rest are
+expired through the engine's compare-and-set (``_expire``), at most
+``SWEEP_IN_FLIGHT`` writes at once and no faster than the expiry budget lets a
+mass transition go.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
+from collections.abc import Callable
 from datetime import datetime
 
 import structlog
@@ -36,8 +39,17 @@ SWEEP_IN_FLIGHT = 512
 class Liveness:
     """Takes steady heartbeats in memory and sweeps the deadlines of the leases held."""
 
-    def __init__(self, engine: RegistryEngine, budget: ExpiryBudget | None = None) -> None:
+    def __init__(
+        self,
+        engine: RegistryEngine,
+        budget: ExpiryBudget | None = None,
+        *,
+        write_later: Callable[[InstanceKey, str], None],
+    ) -> None:
         self._engine = engine
+        # Where a steady heartbeat's due refresh goes: written in the background
+        # (the registry's recoveries, Recoveries.defer).
+        self._write_later = write_later
         self._store = engine.store
         self._leases = engine.leases
         self._deadlines = engine.deadlines
@@ -61,7 +73,8 @@ class Liveness:
 
         ``partition`` is ``key``'s, if the caller has it already (the hot path
         hashes it once a request). A ``seq`` the record's own overtook is answered
-        by the full heartbeat (409).
+        by the full heartbeat (409). A stored contact older than
+        ``timings.refresh_after`` is rewritten through ``write_later``.
         """
         current = self._store.peek(key)
         if current is None:
@@ -73,8 +86,6 @@ class Liveness:
             return None
         timings = self.timings
         stored_at = stored.last_heartbeat_at.timestamp()
-        if at - stored_at >= self._refresh_after:
-            return None  # the refresh is due: written by the full heartbeat
         leases = self._leases
         # alive_at is never before the last contact: a contact within
         # unhealthy_after settles it without the partition's floors (the common case).
@@ -86,6 +97,11 @@ class Liveness:
         # No deadline moves: the sweep finds the contact when the old one comes
         # due (_heard_since), once per unhealthy_after instead of on every beat.
         leases.heard(key, at)
+        if at - stored_at >= self._refresh_after:
+            # The stored contact's refresh is news to no one waiting: written in the
+            # background at the store's pace, so a wave of them (every instance of a
+            # storm falls due together) never holds replies or takes the slow path.
+            self._write_later(key, session_id)
         return stored
 
     async def sweep(self) -> int:

@@ -98,11 +98,11 @@ class Registry:
         expiry_budget: ExpiryBudget | None = None,
     ) -> None:
         self._engine = engine = RegistryEngine(store, timings, events, clock, leases)
-        self.liveness = Liveness(engine, expiry_budget)
         self._store = store
         self._clock = clock
         self.limits = limits or InstanceLimits()
         self.recoveries = Recoveries(self._recover)
+        self.liveness = Liveness(engine, expiry_budget, write_later=self.recoveries.defer)
 
     @property
     def timings(self) -> Timings:
@@ -220,11 +220,12 @@ class Registry:
     ) -> OwnerResult:
         """Contact from the owner: ONLINE again and deadlines restart.
 
-        A steady heartbeat (ONLINE, stored contact fresher than
-        ``timings.refresh_after``) is only remembered here (``liveness.heard``);
-        the store is written when the status changes or the stored contact needs
-        its refresh, or with ``store``: when the router holding the lease may not
-        hear of it.
+        A steady heartbeat (ONLINE, not UNHEALTHY by age) is only remembered
+        here (``liveness.heard``), and a stored contact older than
+        ``timings.refresh_after`` is rewritten in the background
+        (``recoveries``); the store is written on the request path when the
+        status changes, or with ``store``: when the router holding the lease may
+        not hear of it.
         """
         now = self._clock()
         if not store:
@@ -263,16 +264,10 @@ class Registry:
         self, key: InstanceKey, session_id: str, seq: int | None, now: datetime
     ) -> OwnerResult | None:
         """A live instance of this session heard while many heartbeat writes are in
-        flight, whose contact needs a write (a recovery from UNHEALTHY, or the periodic
-        refresh of an ONLINE one): ONLINE in the reply now, the contact in memory, in
-        the store when ``recoveries`` writes it; None when it is anything else (the
-        full path answers).
-
-        The refresh matters as much as the recovery: a registration storm makes the
-        refreshes of its instances fall due together every ``refresh_after``, and with
-        each write on the request path a slow store would hold their replies past
-        the clients' timeouts while the sweep, not seeing the contacts, declared
-        them dead (bench/capacity.py; docs/performance.md).
+        flight, whose contact needs a write (a recovery from UNHEALTHY): ONLINE in the
+        reply now, the contact in memory, in the store when ``recoveries`` writes it;
+        None when it is anything else (the full path answers). A due refresh of a
+        steady one never comes here: ``liveness.heard`` defers it always.
         """
         current = self._store.peek(key)
         if current is None:

@@ -6,14 +6,16 @@ store write (others read the status there). One at a time the write is made
 on the request path, as always. But when many recover at once (a router that
 was behind, a network healed), a write per heartbeat on the request path
 would hold the replies to the store's pace: heartbeats would time out, more
-instances would fall, and the writes would keep the router behind. The same
-holds for the periodic refresh of a steady instance's stored contact, which a
-registration storm makes fall due for all its instances together. So while
+instances would fall, and the writes would keep the router behind. So while
 ``crowded`` (that many heartbeat writes already in flight), a recovery is
 answered from memory (the contact is kept where the sweep looks, so the
 instance cannot expire meanwhile) and its write joins a queue that a
 background task drains at the store's pace, one write per instance however
 many heartbeats it sends meanwhile.
+
+The periodic refresh of a steady instance's stored contact always takes this
+queue: nobody waits on it, and a registration storm makes it fall due for all
+its instances together.
 """
 
 from __future__ import annotations
@@ -56,6 +58,11 @@ class Recoveries:
         """Deferred recoveries not yet written."""
         return len(self._pending)
 
+    async def drained(self) -> None:
+        """Return once every deferred write so far has been made (or failed)."""
+        while self._task is not None and not self._task.done():
+            await asyncio.shield(self._task)
+
     def defer(self, key: InstanceKey, session_id: str) -> None:
         """Write ``key``'s recovery later (once, however often it is deferred again)."""
         self._pending[key] = session_id
@@ -65,7 +72,9 @@ class Recoveries:
             )
 
     async def _drain(self) -> None:
-        log.info("recoveries_deferred", pending=len(self._pending))
+        # Refreshes trickle in all the time; a backlog is worth an INFO line.
+        say = log.info if len(self._pending) >= WRITES_IN_FLIGHT else log.debug
+        say("recoveries_deferred", pending=len(self._pending))
         written = 0
         while self._pending:
             batch: list[tuple[InstanceKey, str]] = []
@@ -85,4 +94,4 @@ class Recoveries:
                         error=repr(result),
                     )
             written += len(batch)
-        log.info("recoveries_written", written=written)
+        say("recoveries_written", written=written)

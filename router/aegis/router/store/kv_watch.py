@@ -6,6 +6,11 @@ recreated after a reconnection) delivers nothing, and nats-py notices only
 after two missed idle heartbeats (10 s), then retries once per 10 s: so the
 watch is compared with its stream every ``WATCH_CHECK`` seconds, and one
 that is behind at two checks in a row without moving is started afresh.
+
+``aegis_store_watch_revision`` tells how far the watch has read: every change
+up to that revision is in the cache (a snapshot's revisions count once it is
+complete), so whoever reads it before a listing knows the listing is at
+least that fresh.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import contextlib
 from collections.abc import Callable
 
 import structlog
+from aegis.router.metrics import WATCH_REVISION
 from aegis.router.tasks import cancel
 from nats.js.kv import KeyValue
 
@@ -61,6 +67,7 @@ class BucketWatch:
         self._watch_task: asyncio.Task[None] | None = None
         self._guard_task: asyncio.Task[None] | None = None
         self.delivered = 0  # the last revision the watch gave
+        self._revision = WATCH_REVISION.labels(bucket=bucket)
 
     async def start(self, within: float = 30.0) -> None:
         """Follow the bucket; return once its current content has been applied."""
@@ -115,12 +122,15 @@ class BucketWatch:
             async for entry in watcher:
                 if entry is None:  # the initial snapshot is complete
                     ready.set()
+                    self._revision.set(self.delivered)
                     continue
                 self.delivered = max(self.delivered, entry.revision or 0)
                 try:
                     self._apply(entry, ready.is_set())
                 except Exception:  # one bad entry must not end the watch
                     self._log.exception("kv_bad_entry", key=entry.key)
+                if ready.is_set():  # a snapshot's order is not promised: told once it is whole
+                    self._revision.set(self.delivered)  # no await since the entry was applied
         finally:
             with contextlib.suppress(Exception):
                 await watcher.stop()  # type: ignore[no-untyped-call]

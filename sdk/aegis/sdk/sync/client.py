@@ -6,9 +6,10 @@ import asyncio
 import contextlib
 import itertools
 import random
+import signal
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -23,6 +24,7 @@ from ..heartbeats import Key
 from ..registrations import RegisteredInstance
 from ..resolver import RESYNC_EVERY, Strategy
 from ..resolver import Resolver as AsyncResolver
+from ..serving import STOP_SIGNALS, block_until_signal
 from ..transport import Connector, Monotonic, Rand, Sleep, WallClock, utc_now
 from .loop import ClientClosedError, LoopThread
 from .resolver import Resolver
@@ -160,6 +162,26 @@ class ServiceClient:
                 # Deregistrations get CLOSE_TIMEOUT each, in parallel; then NATS drains.
                 with _stuck_as_timeout(CLOSE_TIMEOUT + self.budget):
                     loop.stop(self._client.close, CLOSE_TIMEOUT + self.budget)
+
+    def serve_forever(self, signals: Iterable[signal.Signals] = STOP_SIGNALS) -> signal.Signals:
+        """Block until SIGTERM or SIGINT (Ctrl-C), then deregister every instance of this
+        client; returns the signal that came. See the async ``serve_forever``.
+
+        Heartbeats run in the background thread meanwhile. Call it from the main
+        thread (Python delivers signals there only; elsewhere ``RuntimeError``);
+        a WSGI server's worker serves in its own way: deregister with ``close()``
+        when it stops.
+        """
+        if not self.connected:
+            raise ClientClosedError(NOT_CONNECTED)
+        received = block_until_signal(signals)
+        self._call(lambda: self._client._stop_serving(received), extra=CLOSE_TIMEOUT)
+        return received
+
+    def deregister_all(self) -> None:
+        """Stop every heartbeat and take every instance still ours OFFLINE; the connection
+        stays open."""
+        self._call(self._client.deregister_all, extra=CLOSE_TIMEOUT)
 
     def register(
         self,

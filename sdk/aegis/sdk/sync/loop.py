@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import signal
 import threading
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from ..errors import ServiceUnavailableError
+from ..serving import STOP_SIGNALS
 
 T = TypeVar("T")
 
@@ -51,6 +53,11 @@ class LoopThread:
         self._ready.wait()
 
     def _main(self) -> None:
+        # The process's stop signals are the main thread's (serve_forever waits there):
+        # blocked here, and so in every thread this one starts (they inherit the mask),
+        # the kernel hands them to a thread that acts on them at once.
+        if hasattr(signal, "pthread_sigmask"):
+            signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         # asyncio.run cancels what is left, closes async generators and the loop.
         asyncio.run(self._serve())
 

@@ -112,6 +112,28 @@ async def test_a_registration_that_would_wait_too_long_is_refused_at_once() -> N
     await registrations.stop()
 
 
+async def test_a_request_the_handler_answers_at_once_takes_no_turn_even_while_refusing() -> None:
+    gate, clock = Gate(), Clock()
+    answered_now = msgpack.packb({"ok": True, "status": 200})
+    gate.answer_now = lambda data, request_id: answered_now if data == b"retry" else gate  # type: ignore[attr-defined]
+    registrations = lane(gate, clock, workers=1)
+    registrations.start()
+    await registrations.offer(FakeMsg(b"a"))
+    await eventually(lambda: gate.running == 1, "one served")
+    await registrations.offer(FakeMsg(b"b"))
+    clock.now += 1.0  # the lane refuses from now on
+    refused, retry = FakeMsg(b"c"), FakeMsg(b"retry")
+    await registrations.offer(refused)
+    await registrations.offer(retry)
+
+    assert refused.answers[0]["status"] == 503
+    assert retry.answers == [{"ok": True, "status": 200}]
+    gate.open.set()
+    await eventually(lambda: len(gate.served) == 2, "the queued one served")
+    assert b"retry" not in gate.served
+    await registrations.stop()
+
+
 async def test_one_that_waited_past_its_callers_deadline_is_dropped_unserved() -> None:
     gate, clock = Gate(), Clock()
     registrations = lane(gate, clock, workers=1)

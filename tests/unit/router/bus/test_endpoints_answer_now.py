@@ -1,4 +1,5 @@
-"""A steady heartbeat is answered in the responder's callback (``Endpoint.answer_now``).
+"""A steady heartbeat, and a registration repeated as is, are answered at once, in the
+responder's callback or before the registration lane (``Endpoint.answer_now``).
 
 The fast lane must answer exactly as the endpoint itself would, and leave
 every other request to the endpoint, which goes on from what the fast lane
@@ -35,6 +36,16 @@ def router(*others: str) -> tuple[Registry, FakeClock]:
     return Registry(MemoryStore(), TIMINGS, ListSink(), clock, leases=leases), clock
 
 
+def held_by(registry: Registry, router_id: str) -> str:
+    """An instance id of ``billing`` whose lease ``router_id`` holds."""
+    membership = registry.leases.membership
+    return next(
+        f"b-{n}"
+        for n in range(100)
+        if membership.owner(InstanceKey("billing", f"b-{n}")) == router_id
+    )
+
+
 async def registered() -> tuple[Registry, Endpoint[Any]]:
     """A router holding b-1, and its heartbeat endpoint, a second later."""
     registry, clock = router()
@@ -68,15 +79,7 @@ async def test_anything_but_a_steady_heartbeat_is_left_to_the_endpoint() -> None
     registry, clock = router("other")
     handlers = endpoints(registry, max_request_bytes=65536, max_metadata_bytes=1024)
     beat = handlers[HEARTBEAT_SUBJECT]
-    membership = registry.leases.membership
-    mine = next(
-        f"b-{n}" for n in range(100) if membership.owner(InstanceKey("billing", f"b-{n}")) == "me"
-    )
-    theirs = next(
-        f"b-{n}"
-        for n in range(100)
-        if membership.owner(InstanceKey("billing", f"b-{n}")) == "other"
-    )
+    mine, theirs = held_by(registry, "me"), held_by(registry, "other")
     for instance in (mine, theirs):
         await handlers[REGISTER_SUBJECT](body(instance))
     clock.at(1.0)
@@ -85,9 +88,9 @@ async def test_anything_but_a_steady_heartbeat_is_left_to_the_endpoint() -> None
     assert not at_once(beat, body("unknown"))  # 404
     assert not at_once(beat, body(mine, OTHER_SESSION))  # 403
     assert not at_once(beat, body(theirs))  # another router's lease: forwarded
-    assert not at_once(handlers[REGISTER_SUBJECT], body())  # only heartbeats
+    assert not at_once(handlers[REGISTER_SUBJECT], body("unknown"))  # new: the lane's
     assert not at_once(handlers[router_forward_subject("me")], body(mine))
-    membership.heard_self_at = T0.timestamp() - 60  # deaf to itself
+    registry.leases.membership.heard_self_at = T0.timestamp() - 60  # deaf to itself
     assert not at_once(beat, body(mine))  # the contact must go to the store
 
 
@@ -179,3 +182,65 @@ async def test_a_steady_heartbeat_is_checked_against_what_was_registered() -> No
         assert not at_once(beat, msgpack.packb(wrong, use_bin_type=True))
     small = endpoints(registry, max_request_bytes=16, max_metadata_bytes=1024)
     assert not at_once(small[HEARTBEAT_SUBJECT], body())  # the endpoint's 413
+
+
+def registration(**changes: Any) -> bytes:
+    fields = {
+        "service_name": "billing",
+        "instance_id": "b-1",
+        "session_id": SESSION,
+        "seq": 1,
+        "metadata": {"zone": "eu-1", "port": 8080},
+    }
+    fields.update(changes)
+    return msgpack.packb({k: v for k, v in fields.items() if v is not None})
+
+
+async def test_a_registration_already_applied_is_answered_at_once_as_the_endpoint_would() -> None:
+    # A registration that timed out at its client was applied; the retry must not
+    # wait behind an overloaded lane (its instance would fall silent meanwhile).
+    registry, clock = router()
+    handlers = endpoints(registry, max_request_bytes=65536, max_metadata_bytes=1024)
+    register = handlers[REGISTER_SUBJECT]
+    assert not at_once(register, registration())  # not held yet: the lane's
+    first = msgpack.unpackb(await register(registration()))
+    clock.at(2.0)
+    writes = registry.version
+
+    now = register.answer_now(registration())
+
+    assert isinstance(now, bytes)
+    assert registry.version == writes, "answered from memory: nothing written"
+    assert msgpack.unpackb(now) == msgpack.unpackb(await register(registration()))
+    reply = msgpack.unpackb(now)
+    assert (first["status"], reply["status"], reply["instance"]["status"]) == (201, 200, "ONLINE")
+    assert reply["instance"]["last_heartbeat_at"] > first["instance"]["last_heartbeat_at"]
+
+
+async def test_a_registration_that_changes_or_refuses_anything_is_left_to_the_lane() -> None:
+    registry, _ = router()
+    handlers = endpoints(registry, max_request_bytes=65536, max_metadata_bytes=1024)
+    register = handlers[REGISTER_SUBJECT]
+    await register(registration())
+    for different in (
+        registration(seq=2),  # a later registration of the session: may change things
+        registration(seq=None),
+        registration(session_id=OTHER_SESSION),  # 409
+        registration(metadata={"zone": "eu-2", "port": 8080}),
+        registration(metadata={"zone": "eu-1", "port": 8080.0}),  # equal in Python only
+        registration(timestamp="x" * 65),  # the model's 400
+        registration(timestamp=7),
+        registration(instance_id="b-2"),
+    ):
+        assert not at_once(register, different)
+    small = endpoints(registry, max_request_bytes=65536, max_metadata_bytes=8)
+    assert not at_once(small[REGISTER_SUBJECT], registration())  # metadata too large
+
+
+async def test_a_registration_for_another_routers_lease_is_left_to_the_lane() -> None:
+    registry, _ = router("other")
+    handlers = endpoints(registry, max_request_bytes=65536, max_metadata_bytes=1024)
+    register = handlers[REGISTER_SUBJECT]
+    theirs = held_by(registry, "other")
+    await register(registration(instance_id=theirs))
+    assert not at_once(register, registration(instance_id=theirs))

@@ -224,6 +224,7 @@ async def test_store_writes_are_counted_by_cause() -> None:
     for n in range(1, 53):  # steady for 130 s: one refresh, refresh_after (120 s) on
         clock.at(10 + LATE + 2.5 * n)
         await registry.heartbeat(KEY, SESSION)
+    await registry.recoveries.drained()  # refreshes are written in the background
 
     assert {cause: writes(cause) - n for cause, n in before.items()} == {
         "register": 1,
