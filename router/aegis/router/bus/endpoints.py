@@ -319,7 +319,7 @@ class Asked:
     of its way asks none of it again."""
 
     partition: int  # its key's, hashed once
-    from_memory: bool  # Leases.may_answer_from_memory said yes (and it was not steady)
+    from_memory: bool  # Membership.may_answer_from_memory said yes (and it was not steady)
 
 
 class RegistryActions:
@@ -331,8 +331,9 @@ class RegistryActions:
 
     def __init__(self, registry: Registry, forward: Forward | None = None) -> None:
         self._registry = registry
+        # Bound once, asked of every heartbeat.
         self._now = registry.now
-        self._leases = registry.leases
+        self._may_answer_from_memory = registry.leases.membership.may_answer_from_memory
         self._heard = registry.liveness.heard
         self._membership = registry.leases.membership
         self._self_id = self._membership.self_id
@@ -430,7 +431,7 @@ class RegistryActions:
         partition = partition_of(key)
         now = self._now()
         at = now.timestamp()
-        if not self._leases.may_answer_from_memory(partition, at):
+        if not self._may_answer_from_memory(partition, at):
             return None
         stored = self._heard(key, session, at, partition, seq=seq)
         if stored is None or stored.seq != seq or pack_value(stored.metadata) != packed:
@@ -454,7 +455,7 @@ class RegistryActions:
         partition = partition_of(key)
         now = self._now()
         at = now.timestamp()
-        if not self._leases.may_answer_from_memory(partition, at):
+        if not self._may_answer_from_memory(partition, at):
             return Asked(partition, from_memory=False)
         stored = self._heard(key, session_id, at, partition, seq=seq)
         if stored is None:

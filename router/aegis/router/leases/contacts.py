@@ -45,20 +45,6 @@ class Leases:
         """Whether this router holds ``key``'s lease (and so sweeps it)."""
         return self.membership.holds(key)
 
-    def may_answer_from_memory(self, partition: int, at: float) -> bool:
-        """Whether this router may answer a heartbeat of ``partition`` heard at ``at`` from
-        memory, keeping its contact here, where the lease's holder will see it.
-
-        Only if it holds the lease and hears itself: one that does not may have
-        been counted gone by the others, who took its leases. Not just after a
-        gap either: its copy of the store may still lag (``Membership.trusts_memory``).
-        Otherwise the contact goes to the holder, or to the store, which every
-        router reads. Asked once per heartbeat, as it arrives.
-        """
-        membership = self.membership
-        holds = membership.holder_of(partition) == membership.self_id
-        return holds and membership.trusts_memory(at)
-
     def heard(self, key: InstanceKey, at: float) -> None:
         """Contact from ``key``'s owner at ``at`` (epoch seconds), not written anywhere."""
         self._heard[key] = at

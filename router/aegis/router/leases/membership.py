@@ -110,10 +110,19 @@ class Membership:
         sure it hears anyone, nor that the others still count it alive."""
         return self.heard_self_at is None or now - self.heard_self_at <= self.ttl
 
-    def trusts_memory(self, now: float) -> bool:
-        """Whether this router may answer from memory: it hears itself, and not just
-        since a gap (its copy of the store may still be catching up)."""
-        # hearing(now), inlined: this runs for every steady heartbeat.
+    def may_answer_from_memory(self, partition: int, now: float) -> bool:
+        """Whether this router may answer a heartbeat of ``partition`` heard at ``now``
+        from memory, keeping its contact here, where the lease's holder will see it.
+
+        Only if it holds the lease and hears itself: one that does not may have
+        been counted gone by the others, who took its leases. Not just after a
+        gap either: its copy of the store may still lag (``SETTLE_AFTER_GAP``).
+        Otherwise the contact goes to the holder, or to the store, which every
+        router reads. Asked once per heartbeat, as it arrives.
+        """
+        if self._table[partition] != self.self_id:
+            return False
+        # hearing(now), inlined: this runs for every heartbeat.
         heard_at = self.heard_self_at
         return (heard_at is None or now - heard_at <= self.ttl) and now >= self._settled_at
 

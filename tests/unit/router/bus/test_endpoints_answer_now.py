@@ -119,15 +119,15 @@ async def test_a_heartbeat_that_misses_the_fast_lane_is_decoded_and_asked_once(
     monkeypatch.setattr(
         endpoints_module, "partition_of", counting("hashed", endpoints_module.partition_of)
     )
-    leases, liveness = registry.leases, registry.liveness
-    asked = counting("leases asked", leases.may_answer_from_memory)
-    monkeypatch.setattr(leases, "may_answer_from_memory", asked)
+    membership, liveness = registry.leases.membership, registry.liveness
+    asked = counting("leases asked", membership.may_answer_from_memory)
+    monkeypatch.setattr(membership, "may_answer_from_memory", asked)
     monkeypatch.setattr(liveness, "heard", counting("steadiness asked", liveness.heard))
     handlers = endpoints(registry, max_request_bytes=65536, max_metadata_bytes=1024)
     await handlers[REGISTER_SUBJECT](body())
     beat = handlers[HEARTBEAT_SUBJECT]
     clock.at(TIMINGS.unhealthy_after + 1)  # UNHEALTHY by age: its recovery is a write
-    leases.membership.heard_self_at = clock.now.timestamp()  # hearing itself all along
+    membership.heard_self_at = clock.now.timestamp()  # hearing itself all along
     counts.update(dict.fromkeys(counts, 0))
     later = beat.answer_now(body())
     assert not isinstance(later, bytes)
