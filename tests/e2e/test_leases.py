@@ -339,7 +339,9 @@ async def test_a_router_cut_from_nats_hands_its_leases_over_and_no_heartbeating_
         # Counted from beta's last membership put that got through (at most a second
         # before the cut): the bound holds from the cut too, and a late takeover shows.
         members = await raw_nats.jetstream().key_value(MEMBERS_BUCKET)
-        last_put = msgpack.unpackb((await members.get("beta")).value)["at"]
+        beta_entry = (await members.get("beta")).value
+        assert beta_entry is not None
+        last_put = msgpack.unpackb(beta_entry)["at"]
         [lost_at] = logged_at(alpha, "router_lost")
         silent, after_cut = lost_at - last_put, lost_at - cut_wall
         said = f"beta counted gone {silent:.2f}s after its last put, {after_cut:.2f}s after the cut"
