@@ -16,6 +16,7 @@ from nats.aio.client import Client as NatsClient
 
 from tests.support.pki import Pki, make_pki
 from tests.support.procs import NatsServer, RouterProcess, router_process
+from tests.support.proxy import ProxyHub
 
 
 @pytest.hookimpl(wrapper=True)
@@ -71,6 +72,14 @@ async def raw_nats(nats_server: NatsServer) -> AsyncIterator[NatsClient]:
     nc = await nats.connect(nats_server.url)
     yield nc
     await nc.close()
+
+
+@pytest.fixture
+def proxies() -> Iterator[ProxyHub]:
+    """Fault-injecting TCP proxies (add a link per connection to cut), closed after the test."""
+    hub = ProxyHub()
+    yield hub
+    hub.close()
 
 
 @pytest.fixture(scope="session")

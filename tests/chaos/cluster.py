@@ -5,7 +5,7 @@ aegis.router``) and listens on free loopback ports. The cluster knows which
 processes are up, paused, partitioned or down, so the nemesis can keep a
 quorum and a router restarted while its own node is away still finds NATS.
 
-Every link the system uses goes through a fault-injecting proxy (proxy.py):
+Every link the system uses goes through a fault-injecting proxy (support/proxy.py):
 each router and each client reaches each node through a link of its own
 (``<owner>><node>``), and each node's cluster port sits behind ``route><node>``,
 which the other nodes' ``routes`` and the node's own ``cluster_advertise``
@@ -39,8 +39,8 @@ from tests.support.procs import (
     router_process,
     stop_process,
 )
+from tests.support.proxy import Link, ProxyHub
 
-from .proxy import Link, ProxyHub
 from .storm import LANE as STORM_LANE
 
 BUCKET = "aegis_registry"

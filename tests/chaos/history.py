@@ -66,7 +66,7 @@ ISO timestamps, fall on the same axis). Kinds of record:
     ``router_ready`` and ``nats_reconnected`` carry ``server``, the
     ``host:port`` the router is connected to, which ``node_urls`` names).
 ``stall``
-    a moment the harness itself ran late (``tests/chaos/stalls.py``): ``loop``
+    a moment the harness itself ran late (``tests/support/stalls.py``): ``loop``
     (``harness``: the clients' own event loop; ``proxies``: the loop relaying
     every link), ``start`` (when a wake-up of that loop was due) and ``end``
     (when it came: the loop ran nothing in between), ``late`` (seconds),

@@ -9,7 +9,7 @@ default) before the next. Lanes:
 - nodes: SIGSTOP then SIGCONT, SIGKILL of the node leading the bucket's
   stream (found through the JetStream API) then restart, or SIGKILL of any
   node then restart;
-- partitions (on unless turned off), through the proxies of proxy.py:
+- partitions (on unless turned off), through the proxies of support/proxy.py:
   isolate a node (its routes, and every client's and router's link to it,
   cut), split 2/1 (its routes alone cut: its clients and routers still
   reach it, and only it), cut a router from NATS (its links cut: it serves
@@ -41,8 +41,9 @@ from typing import Any
 from aegis.router.leases.membership_kv import members_bucket
 from nats.aio.client import Client as NatsClient
 
+from tests.support.proxy import Direction, Link
+
 from .cluster import BUCKET, Cluster, Node, Router, stream_leader
-from .proxy import Direction, Link
 from .recording import Recorder
 
 QUIET = (16.0, 22.0)  # seconds of quiet after each round

@@ -28,6 +28,8 @@ from typing import Any
 import httpx
 from nats.aio.client import Client as NatsClient
 
+from tests.support.stalls import LoopStalls
+
 from .checker import check
 from .cluster import Cluster, RoutesError, Timings, connect_quietly
 from .history import HistoryWriter, Record, read_history
@@ -35,7 +37,6 @@ from .nemesis import QUIET, HarnessError, Nemesis
 from .observers import EventLog, poll_views, sample_stream, view
 from .recording import Recorder
 from .router_logs import router_log_records
-from .stalls import LoopStalls
 from .storm import COUNT as STORM_COUNT
 from .storm import SECONDS as STORM_SECONDS
 from .workload import CLIENT_TIMEOUT, Phase, RawClient, SdkClient, rotated

@@ -18,7 +18,7 @@ import time
 import pytest
 
 from tests.chaos.checker import check
-from tests.chaos.stalls import LoopStalls
+from tests.support.stalls import LoopStalls
 from tests.unit.chaos.histories import Run, clean_run
 
 # The SDK's heartbeat to the holder's own subject waits 0.25 s, then tries the shared one.

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.chaos.proxy import Link, ProxyHub
+from tests.support.proxy import Link, ProxyHub
 
 
 async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -20,13 +20,6 @@ async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> No
         writer.write(data)
         await writer.drain()
     writer.close()
-
-
-@pytest.fixture
-async def proxies() -> AsyncIterator[ProxyHub]:
-    hub = ProxyHub()
-    yield hub
-    hub.close()
 
 
 @pytest.fixture

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
-from .history import Record
+Record = dict[str, Any]  # a history record (tests/chaos/history.py)
 
 TICK = 0.05  # seconds between two wake-ups
 THRESHOLD = 0.1  # a wake-up at least this late is a stall

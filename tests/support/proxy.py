@@ -1,4 +1,5 @@
-"""Fault-injecting TCP proxies: every link of the chaos cluster goes through one.
+"""Fault-injecting TCP proxies: every link of the chaos cluster goes through one, and
+end-to-end tests cut a single router from NATS with one (tests/e2e/test_leases.py).
 
 A :class:`Link` listens on a free loopback port and relays each connection to
 its upstream port (a node's client or cluster port). Its state says what
