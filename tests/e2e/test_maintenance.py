@@ -76,3 +76,35 @@ async def detail(url: str) -> dict[str, Any]:
     async with httpx.AsyncClient(base_url=url, timeout=5) as http:
         body = (await http.get("/api/v1/admin/services/pay")).json()
     return {i["instance_id"]: i for i in body["instances"]}
+
+
+async def test_a_drain_survives_a_restart_of_its_instance(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    # Issue 25: drained for a kernel upgrade, then the service restarted (a new
+    # client, a new session): it must come back still drained, not in rotation.
+    router = router_process(tmp_path, nats_url=nats_server.url, **TIMINGS)
+    async with router, httpx.AsyncClient(base_url=router.http_url, timeout=5) as http:
+        async with ServiceClient(nats_server.url, FAST) as first_run:
+            await first_run.register("pay", "p-0")
+            marked = await http.put(
+                "/api/v1/admin/services/pay/instances/p-0/maintenance",
+                json={"reason": "kernel upgrade"},
+            )
+            assert marked.status_code == 200
+        # Closing the client deregistered it: OFFLINE, and still marked.
+        stopped = await detail(router.http_url)
+        assert stopped["p-0"]["status"] == "OFFLINE"
+        assert stopped["p-0"]["maintenance"]["reason"] == "kernel upgrade"
+
+        async with ServiceClient(nats_server.url, FAST) as second_run:
+            await second_run.register("pay", "p-0")
+            restarted = await detail(router.http_url)
+            assert restarted["p-0"]["status"] == "ONLINE"
+            assert restarted["p-0"]["maintenance"]["reason"] == "kernel upgrade"
+            assert await second_run.discover("pay") == [], "still out of rotation"
+            listed = await http.get("/api/v1/admin/services/pay/instances?status=ONLINE")
+            assert listed.json()["instances"] == []
+            cleared = await http.delete("/api/v1/admin/services/pay/instances/p-0/maintenance")
+            assert cleared.status_code == 200
+            assert [i.instance_id for i in await second_run.discover("pay")] == ["p-0"]

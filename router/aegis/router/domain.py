@@ -246,6 +246,9 @@ def decide_registration(
                 last_heartbeat_at=now,
                 session_id=session_id,
                 seq=seq,
+                # An operator's drain belongs to the instance id, not to one run of
+                # it: a restart must not put a drained instance back in rotation.
+                maintenance=existing.maintenance if existing is not None else None,
             ),
         )
     if session_id is not None and existing.session_id == session_id:
@@ -355,15 +358,16 @@ def offline_at(record: InstanceRecord, timings: Timings) -> datetime:
 def expire(
     record: InstanceRecord, now: datetime, timings: Timings, alive_at: datetime | None = None
 ) -> InstanceRecord | None:
-    """The record as time alone leaves it: worse status by age, or None when removed.
+    """The record as time alone leaves it: worse status by age, or None when removed
+    (never while an operator's maintenance mark is on it).
 
     Age counts from ``alive_at`` if given, else from the last contact. Age
     never improves a status (a deregistered instance stays OFFLINE); only
     contact does.
     """
     age = (now - (alive_at or record.last_heartbeat_at)).total_seconds()
-    if age >= timings.remove_after:
-        return None
+    if age >= timings.remove_after and record.maintenance is None:
+        return None  # a record in maintenance stays, OFFLINE, until an operator clears it
     if age >= timings.offline_after:
         by_age = InstanceStatus.OFFLINE
     elif age >= timings.unhealthy_after:

@@ -248,7 +248,7 @@ class RegistryEngine:
 
     def _schedule(self, key: InstanceKey, record: InstanceRecord | None) -> None:
         """Keep a deadline for ``key`` if this router holds its lease, and only then."""
-        if record is None or not self.leases.holds(key):
+        if record is None or not self.leases.holds(key) or _kept_for_operator(record):
             self.deadlines.discard(key)
         else:
             self.deadlines.set(
@@ -311,3 +311,8 @@ class RegistryEngine:
     def version(self) -> int:
         """Changes with every change of an instance's status or existence."""
         return self.counts.version
+
+
+def _kept_for_operator(record: InstanceRecord) -> bool:
+    """OFFLINE with a maintenance mark: nothing is due until an operator clears it."""
+    return record.status is InstanceStatus.OFFLINE and record.maintenance is not None

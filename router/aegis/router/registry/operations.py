@@ -318,11 +318,18 @@ class Registry:
 
     async def set_maintenance(self, key: InstanceKey, reason: str | None) -> InstanceRecord | None:
         """An operator puts a live instance in maintenance (``reason``), or takes it out
-        (None); the record as it is then, or None if no live instance has ``key``."""
+        (None); the record as it is then, or None if no live instance has ``key``.
+
+        The mark outlives the instance's runs (a re-registration keeps it) and keeps
+        an OFFLINE record from being removed, so clearing it also works on an
+        OFFLINE record, which is then removed in its time.
+        """
         now = self._clock()
 
         def change(before: InstanceRecord | None) -> Change[InstanceRecord | None]:
-            if before is None or not before.is_live:
+            if before is None:
+                return Change(None, KEEP)
+            if not before.is_live and (reason is not None or before.maintenance is None):
                 return Change(None, KEEP)
             current = before.maintenance
             if (reason is None and current is None) or (
@@ -340,7 +347,11 @@ class Registry:
         self, service_name: str, reason: str | None
     ) -> list[InstanceRecord] | None:
         """``set_maintenance`` on every live instance of a service; None if it has none."""
-        keys = [r.key for r in await self._store.list_service(service_name) if r.is_live]
+        keys = [
+            r.key
+            for r in await self._store.list_service(service_name)
+            if r.is_live or (reason is None and r.maintenance is not None)
+        ]
         if not keys:
             return None
         done: list[InstanceRecord] = []

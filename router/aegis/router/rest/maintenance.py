@@ -111,10 +111,12 @@ async def put_instance(request: Request, name: str, instance_id: str) -> HTTPRes
 @openapi.summary("Take an instance out of maintenance")
 @openapi.response(200, ref(Instance), "The instance, unmarked.")
 @openapi.response(401, ref(ErrorResponse), UNAUTHORIZED)
-@openapi.response(404, ref(ErrorResponse), "INSTANCE_NOT_FOUND: no such live instance.")
+@openapi.response(
+    404, ref(ErrorResponse), "INSTANCE_NOT_FOUND: no such live instance, nor a marked one."
+)
 @openapi.response(500, ref(ErrorResponse), INTERNAL)
 async def delete_instance(request: Request, name: str, instance_id: str) -> HTTPResponse:
-    """Unmark one live instance (a no-op if it was not marked)."""
+    """Unmark one instance, live or kept OFFLINE by its mark (a no-op if not marked)."""
     return await _on_instance(request, name, instance_id, None)
 
 
@@ -136,8 +138,10 @@ async def put_service(request: Request, name: str) -> HTTPResponse:
 @openapi.summary("Take every instance of a service out of maintenance")
 @openapi.response(200, ref(InstancesResponse), "The instances, unmarked.")
 @openapi.response(401, ref(ErrorResponse), UNAUTHORIZED)
-@openapi.response(404, ref(ErrorResponse), "SERVICE_NOT_FOUND: no live instance.")
+@openapi.response(
+    404, ref(ErrorResponse), "SERVICE_NOT_FOUND: no live instance, nor a marked one."
+)
 @openapi.response(500, ref(ErrorResponse), INTERNAL)
 async def delete_service(request: Request, name: str) -> HTTPResponse:
-    """Unmark every live instance of one service."""
+    """Unmark every instance of one service (live, or kept OFFLINE by its mark)."""
     return await _on_service(request, name, None)

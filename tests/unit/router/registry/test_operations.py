@@ -324,6 +324,50 @@ async def test_maintenance_keeps_liveness_survives_heartbeats_and_is_announced()
     assert await registry.set_maintenance(InstanceKey("billing", "nope"), "x") is None
 
 
+async def test_a_drain_survives_a_restart_of_its_instance_until_an_operator_clears_it() -> None:
+    # Issue 25: "kernel upgrade", then the service restarts (deregisters, and a new
+    # run registers under a new session): it must not be back in rotation unmarked.
+    registry, clock, sink, store = make_registry()
+    await registry.register(register_request())
+    clock.at(1)
+    marked = await registry.set_maintenance(KEY, "kernel upgrade")
+    assert marked is not None
+    clock.at(2)
+    await registry.deregister(KEY, SESSION)
+    clock.at(3)
+    again = await registry.register(register_request(session=OTHER_SESSION))
+    assert again.outcome is Outcome.CREATED
+    assert again.record.maintenance == marked.maintenance
+    assert sink.events[-1].instance.maintenance is not None, "the event shows it"
+    await registry.deregister(KEY, OTHER_SESSION)
+    assert await sweep_at(registry, clock, 1000) == 0  # OFFLINE, far past remove_after
+    kept = await current(store)
+    assert kept is not None
+    assert (kept.status, kept.maintenance) == (OFFLINE, marked.maintenance)
+
+    cleared = await registry.set_maintenance(KEY, None)
+
+    assert cleared is not None
+    assert cleared.maintenance is None
+    assert await registry.set_maintenance(KEY, "again") is None, "only a live one is drained"
+    assert await sweep_at(registry, clock, 1001) == 1
+    assert await current(store) is None
+
+
+async def test_a_silent_instance_in_maintenance_goes_offline_and_stays() -> None:
+    registry, clock, _, store = make_registry()
+    await registry.register(register_request())
+    await registry.set_maintenance(KEY, "kernel upgrade")
+    await sweep_at(registry, clock, 20 + LATE)
+    await sweep_at(registry, clock, 1000)
+    kept = await current(store)
+    assert kept is not None
+    assert kept.status is OFFLINE
+    assert await registry.set_service_maintenance("billing", None) is not None
+    await sweep_at(registry, clock, 1001)
+    assert await current(store) is None
+
+
 async def test_a_service_goes_into_maintenance_whole() -> None:
     registry, _, _, _ = make_registry()
     for n in range(3):
