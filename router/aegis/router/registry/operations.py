@@ -388,6 +388,12 @@ class Registry:
             for name, counts in self._engine.counts.by_service()
         ]
 
+    def instance(self, key: InstanceKey) -> InstanceRecord | None:
+        """One instance as this router sees it (contacts heard but not yet written
+        included), whatever its status; None if none has ``key``."""
+        current = self._store.peek(key)
+        return None if current is None else self._engine.as_heard(current.record)
+
     async def instances(
         self,
         service_name: str | None = None,

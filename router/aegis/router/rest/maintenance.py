@@ -138,9 +138,7 @@ async def put_service(request: Request, name: str) -> HTTPResponse:
 @openapi.summary("Take every instance of a service out of maintenance")
 @openapi.response(200, ref(InstancesResponse), "The instances, unmarked.")
 @openapi.response(401, ref(ErrorResponse), UNAUTHORIZED)
-@openapi.response(
-    404, ref(ErrorResponse), "SERVICE_NOT_FOUND: no live instance, nor a marked one."
-)
+@openapi.response(404, ref(ErrorResponse), "SERVICE_NOT_FOUND: no live instance, nor a marked one.")
 @openapi.response(500, ref(ErrorResponse), INTERNAL)
 async def delete_service(request: Request, name: str) -> HTTPResponse:
     """Unmark every instance of one service (live, or kept OFFLINE by its mark)."""

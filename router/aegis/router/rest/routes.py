@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any
 
 import structlog
@@ -33,7 +34,19 @@ from sanic_ext import openapi
 
 log = structlog.get_logger("aegis.router.rest.routes")
 
-STATUS_HELP = "Only instances in this status: ONLINE, UNHEALTHY or OFFLINE."
+ANY_STATUS = "ANY"
+
+
+class StatusFilter(StrEnum):
+    """The ``status`` query argument's values (the OpenAPI enum)."""
+
+    ONLINE = "ONLINE"
+    UNHEALTHY = "UNHEALTHY"
+    OFFLINE = "OFFLINE"
+    ANY = ANY_STATUS
+
+
+STATUS_HELP = "Only instances in this status: ONLINE, UNHEALTHY or OFFLINE (ANY: every status)."
 META_HELP = (
     " Metadata filters: `meta.<key>=<value>` keeps instances whose top-level metadata "
     "`key` has that value (a string equal to it, or a number or boolean written so in "
@@ -65,12 +78,12 @@ def _texts(request: Request) -> InstanceTexts:
 def _status_filter(request: Request) -> InstanceStatus | None:
     """The ``status`` query argument, or None; 400 ``INVALID_STATUS`` if unknown."""
     text = request.get_args(keep_blank_values=True).get("status")
-    if text is None:
-        return None
+    if text is None or text.upper() == ANY_STATUS:
+        return None  # ANY: every status, as NATS discover takes it
     try:
         return InstanceStatus(text.upper())
     except ValueError:
-        allowed = ", ".join(s.value for s in InstanceStatus)
+        allowed = ", ".join([*(s.value for s in InstanceStatus), ANY_STATUS])
         raise ApiException(
             400, "INVALID_STATUS", f"status must be one of {allowed}, got {text!r}"
         ) from None
@@ -181,7 +194,7 @@ async def list_services(request: Request) -> HTTPResponse:
 @openapi.description(
     "The service's instances, sorted by instance id; `status` keeps only those in it." + META_HELP
 )
-@openapi.parameter("status", InstanceStatus, "query", description=STATUS_HELP)
+@openapi.parameter("status", StatusFilter, "query", description=STATUS_HELP)
 @openapi.response(200, ref(ServiceDetail), "The service and its instances.")
 @openapi.response(400, ref(ErrorResponse), "INVALID_STATUS or INVALID_FILTER.")
 @openapi.response(404, ref(ErrorResponse), "SERVICE_NOT_FOUND: no such service is registered.")
@@ -199,7 +212,7 @@ async def get_service(request: Request, name: str) -> HTTPResponse:
     "The service's instances, sorted by instance id, with their count; `status` keeps "
     "only those in it." + META_HELP
 )
-@openapi.parameter("status", InstanceStatus, "query", description=STATUS_HELP)
+@openapi.parameter("status", StatusFilter, "query", description=STATUS_HELP)
 @openapi.response(200, ref(InstancesResponse), "The matching instances.")
 @openapi.response(400, ref(ErrorResponse), "INVALID_STATUS or INVALID_FILTER.")
 @openapi.response(404, ref(ErrorResponse), "SERVICE_NOT_FOUND: no such service is registered.")
@@ -208,6 +221,28 @@ async def service_instances(request: Request, name: str) -> HTTPResponse:
     """One service's instances, filtered; 404 ``SERVICE_NOT_FOUND`` if none is registered."""
     shown = await _service_instances(request, name)
     return _json_body(_texts(request).instances_response(shown))
+
+
+@admin.get("/services/<name:str>/instances/<instance_id:str>")
+@openapi.response(401, ref(ErrorResponse), UNAUTHORIZED)
+@openapi.summary("Get one instance")
+@openapi.description("One instance, whatever its status, with its maintenance mark if any.")
+@openapi.response(200, ref(Instance), "The instance.")
+@openapi.response(404, ref(ErrorResponse), "INSTANCE_NOT_FOUND: no such instance.")
+@openapi.response(500, ref(ErrorResponse), INTERNAL)
+async def get_instance(request: Request, name: str, instance_id: str) -> HTTPResponse:
+    """One instance; 404 ``INSTANCE_NOT_FOUND`` if none has that id in that service."""
+    record = None
+    # A name no registration could have cannot be in the store (nor be a store key).
+    if SERVICE_NAME.fullmatch(name) and INSTANCE_ID.fullmatch(instance_id):
+        record = _registry(request).instance(InstanceKey(name, instance_id))
+    if record is None:
+        raise ApiException(
+            404,
+            "INSTANCE_NOT_FOUND",
+            f"no instance {instance_id!r} of service {name!r} is registered",
+        )
+    return _json(record.to_public())
 
 
 @admin.delete("/services/<name:str>/instances/<instance_id:str>")
@@ -252,7 +287,7 @@ async def force_deregister(request: Request, name: str, instance_id: str) -> HTT
     "Filter with `service` (exact name) and `status` (ONLINE, UNHEALTHY or OFFLINE)." + META_HELP
 )
 @openapi.parameter("service", str, "query", description="Only this service.")
-@openapi.parameter("status", InstanceStatus, "query", description=STATUS_HELP)
+@openapi.parameter("status", StatusFilter, "query", description=STATUS_HELP)
 @openapi.response(200, ref(InstancesResponse), "The matching instances.")
 @openapi.response(400, ref(ErrorResponse), "INVALID_STATUS or INVALID_FILTER.")
 @openapi.response(500, ref(ErrorResponse), INTERNAL)

@@ -262,6 +262,7 @@ def registry(liveness_app: Sanic[Any, Any]) -> Registry:
         ("?status=UNHEALTHY", ["b-2"]),
         ("?status=OFFLINE", ["b-3"]),
         ("?status=offline", ["b-3"]),
+        ("?status=ANY", ["b-1", "b-2", "b-3", "b-9"]),  # as NATS discover takes it
     ],
 )
 async def test_service_status_filter(
@@ -288,7 +289,7 @@ async def test_known_service_with_nothing_in_that_status_is_an_empty_list(
         (f"{SERVICE}/nope?status=ONLINE", 404, "SERVICE_NOT_FOUND"),
         (f"{SERVICE}/nope", 404, "SERVICE_NOT_FOUND"),
         (f"{SERVICE}/billing?status=DEAD", 400, "INVALID_STATUS"),
-        (f"{SERVICE}/billing?status=ANY", 400, "INVALID_STATUS"),
+        (f"{SERVICE}/billing?status=ALL", 400, "INVALID_STATUS"),
     ],
 )
 async def test_service_errors(
@@ -450,3 +451,26 @@ async def test_a_whole_service_in_and_out_of_maintenance() -> None:
     assert online["total"] == 4
     status, body = await request(app, f"{ADMIN}/services/nope/maintenance", "delete")
     assert (status, body["error"]["code"]) == (404, "SERVICE_NOT_FOUND")
+
+
+@pytest.mark.parametrize(("instance", "state"), [("b-1", "ONLINE"), ("b-3", "OFFLINE")])
+async def test_one_instance_is_got_at_its_own_path(
+    liveness_app: Sanic[Any, Any], instance: str, state: str
+) -> None:
+    # DELETE and /maintenance live at this path; GET answered 405 (issue 25).
+    status, body = await request(liveness_app, f"{SERVICE}/billing/instances/{instance}")
+    assert status == 200
+    assert (body["service_name"], body["instance_id"], body["status"]) == (
+        "billing",
+        instance,
+        state,
+    )
+
+
+@pytest.mark.parametrize(
+    "path", ["billing/instances/nope", "nope/instances/b-1", "billing/instances/bad%20id"]
+)
+async def test_an_unknown_instance_is_404(liveness_app: Sanic[Any, Any], path: str) -> None:
+    status, body = await request(liveness_app, f"{SERVICE}/{path}")
+    assert status == 404
+    assert body["error"]["code"] == "INSTANCE_NOT_FOUND"
