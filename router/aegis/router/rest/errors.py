@@ -22,6 +22,15 @@ class ApiException(SanicException):
         self.code = code
 
 
+def instance_not_found(name: str, instance_id: str, which: str = "") -> ApiException:
+    """404 ``INSTANCE_NOT_FOUND`` for a path's instance (``which``: "live ", say)."""
+    return ApiException(
+        404,
+        "INSTANCE_NOT_FOUND",
+        f"no {which}instance {instance_id!r} of service {name!r} is registered",
+    )
+
+
 # Sanic's own exceptions carry no code; name them after their status.
 _CODES = {
     400: "BAD_REQUEST",

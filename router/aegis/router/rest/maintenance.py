@@ -10,10 +10,9 @@ router restart, and each change is a ``maintenance`` change event.
 from __future__ import annotations
 
 import structlog
-from aegis.router.domain import InstanceKey
 from aegis.router.registry.operations import Registry
-from aegis.router.rest.contract import ADMIN_PREFIX, INSTANCE_ID, SERVICE_NAME, ref
-from aegis.router.rest.errors import INTERNAL, UNAUTHORIZED, ApiException
+from aegis.router.rest.contract import ADMIN_PREFIX, SERVICE_NAME, instance_key, ref
+from aegis.router.rest.errors import INTERNAL, UNAUTHORIZED, ApiException, instance_not_found
 from aegis.wire.messages import Instance
 from aegis.wire.rest import ErrorResponse, InstancesResponse, MaintenanceRequest
 from pydantic import BaseModel, ValidationError
@@ -67,17 +66,11 @@ async def _on_instance(
     request: Request, name: str, instance_id: str, reason: str | None
 ) -> HTTPResponse:
     registry: Registry = request.app.ctx.registry
-    record = None
-    # A name no registration could have cannot be in the store (nor be a store key).
-    if SERVICE_NAME.fullmatch(name) and INSTANCE_ID.fullmatch(instance_id):
-        record = await registry.set_maintenance(InstanceKey(name, instance_id), reason)
+    key = instance_key(name, instance_id)
+    record = None if key is None else await registry.set_maintenance(key, reason)
     _logged(request, f"instance {instance_id}", name, reason, int(record is not None))
     if record is None:
-        raise ApiException(
-            404,
-            "INSTANCE_NOT_FOUND",
-            f"no live instance {instance_id!r} of service {name!r} is registered",
-        )
+        raise instance_not_found(name, instance_id, "live ")
     return _dump(record.to_public())
 
 

@@ -6,12 +6,12 @@ from enum import StrEnum
 from typing import Any
 
 import structlog
-from aegis.router.domain import InstanceKey, InstanceRecord
+from aegis.router.domain import InstanceRecord
 from aegis.router.metrics import render
 from aegis.router.registry.operations import Registry
 from aegis.router.request_tally import fold_all
-from aegis.router.rest.contract import ADMIN_PREFIX, INSTANCE_ID, SERVICE_NAME, ref
-from aegis.router.rest.errors import INTERNAL, UNAUTHORIZED, ApiException
+from aegis.router.rest.contract import ADMIN_PREFIX, instance_key, ref
+from aegis.router.rest.errors import INTERNAL, UNAUTHORIZED, ApiException, instance_not_found
 from aegis.router.rest.instance_json import InstanceTexts
 from aegis.router.rest.ports import NatsSide
 from aegis.wire.messages import (
@@ -232,16 +232,10 @@ async def service_instances(request: Request, name: str) -> HTTPResponse:
 @openapi.response(500, ref(ErrorResponse), INTERNAL)
 async def get_instance(request: Request, name: str, instance_id: str) -> HTTPResponse:
     """One instance; 404 ``INSTANCE_NOT_FOUND`` if none has that id in that service."""
-    record = None
-    # A name no registration could have cannot be in the store (nor be a store key).
-    if SERVICE_NAME.fullmatch(name) and INSTANCE_ID.fullmatch(instance_id):
-        record = _registry(request).instance(InstanceKey(name, instance_id))
+    key = instance_key(name, instance_id)
+    record = None if key is None else _registry(request).instance(key)
     if record is None:
-        raise ApiException(
-            404,
-            "INSTANCE_NOT_FOUND",
-            f"no instance {instance_id!r} of service {name!r} is registered",
-        )
+        raise instance_not_found(name, instance_id)
     return _json(record.to_public())
 
 
@@ -258,10 +252,8 @@ async def get_instance(request: Request, name: str, instance_id: str) -> HTTPRes
 @openapi.response(500, ref(ErrorResponse), INTERNAL)
 async def force_deregister(request: Request, name: str, instance_id: str) -> HTTPResponse:
     """Take one instance OFFLINE as an operator; logged with who asked."""
-    record = None
-    # A name no registration could have cannot be in the store (nor be a store key).
-    if SERVICE_NAME.fullmatch(name) and INSTANCE_ID.fullmatch(instance_id):
-        record = await _registry(request).force_deregister(InstanceKey(name, instance_id))
+    key = instance_key(name, instance_id)
+    record = None if key is None else await _registry(request).force_deregister(key)
     log.info(
         "operator_deregistration",
         service=name,
@@ -271,11 +263,7 @@ async def force_deregister(request: Request, name: str, instance_id: str) -> HTT
         user_agent=request.headers.get("user-agent"),
     )
     if record is None:
-        raise ApiException(
-            404,
-            "INSTANCE_NOT_FOUND",
-            f"no instance {instance_id!r} of service {name!r} is registered",
-        )
+        raise instance_not_found(name, instance_id)
     return _json(record.to_public())
 
 
