@@ -36,14 +36,18 @@ def _reason(request: Request) -> str:
     try:
         return MaintenanceRequest.model_validate(request.json or {}).reason
     except ValidationError as exc:
-        details = exc.errors(include_url=False, include_context=False, include_input=False)
+        # In JSON terms: the field's path and pydantic's message, no Python reprs.
+        details = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']) or 'body'}: {error['msg']}"
+            for error in exc.errors(include_url=False)
+        )
         raise ApiException(
             400,
             "VALIDATION_ERROR",
-            f"body must be {{'reason': '...'}} (1-256 characters): {details}",
+            f'body must be {{"reason": "..."}} (1-256 characters): {details}',
         ) from None
     except Exception:  # not JSON at all
-        raise ApiException(400, "VALIDATION_ERROR", "body must be JSON {'reason': '...'}") from None
+        raise ApiException(400, "VALIDATION_ERROR", 'body must be JSON {"reason": "..."}') from None
 
 
 def _dump(model: BaseModel) -> HTTPResponse:

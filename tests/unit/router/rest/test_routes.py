@@ -474,3 +474,26 @@ async def test_an_unknown_instance_is_404(liveness_app: Sanic[Any, Any], path: s
     status, body = await request(liveness_app, f"{SERVICE}/{path}")
     assert status == 404
     assert body["error"]["code"] == "INSTANCE_NOT_FOUND"
+
+
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [
+        ({}, "reason: Field required"),
+        ({"reason": ""}, "reason: String should have at least 1 character"),
+        ({"reason": 7}, "reason: Input should be a valid string"),
+    ],
+)
+async def test_a_bad_maintenance_body_is_told_in_json_terms(body: Any, said: str) -> None:
+    # Issue 25: the message showed Python reprs ({'reason': ...}, 'loc': ('reason',)).
+    app = await filtered_app()
+    _, response = await app.asgi_client.put(
+        f"{ADMIN}/services/pay/instances/p-0/maintenance", json=body
+    )
+    message = response.json["error"]["message"]
+    assert response.status == 400
+    assert message.startswith('body must be {"reason": "..."}')
+    assert said in message
+    assert "{'" not in message
+    assert "('" not in message
+    assert "loc" not in message
