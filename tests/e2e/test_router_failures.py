@@ -152,6 +152,7 @@ def test_start_up_failure_is_said_once_and_shows_no_secret(
     assert code == case.exit_code, output
     assert case.event in output, output
     assert output.count(case.explanation) == 1, output
+    assert "hint" in output, "every failure says what to do"
     written = [output] + [p.read_text(errors="replace") for p in data_dir.rglob("*.log")]
     for secret in (PASSWORD, TOKEN, ADMIN_TOKEN, seed_file[1]):
         assert not any(secret in text for text in written), f"a secret leaked:\n{output}"

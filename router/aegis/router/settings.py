@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 from aegis.router.domain import LaneLimits, Timings
 from aegis.router.leases.membership import MEMBER_TTL, shortest_unhealthy_after
@@ -97,10 +97,24 @@ def _name(text: str) -> str:
 
 
 def _port(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
     if not 0 < value < 65536:
-        raise argparse.ArgumentTypeError(f"not a TCP port: {text}")
+        raise argparse.ArgumentTypeError(f"must be a TCP port (1-65535), got {text!r}")
     return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a mistake costs one line and a hint, not the whole usage first."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(
+            2,
+            f"{self.prog}: error: {message}\n"
+            f"  hint: {self.prog} --help lists every option and its environment variable\n",
+        )
 
 
 def option(
@@ -343,7 +357,7 @@ def options() -> list[Option]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``aegis-router`` command line."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="aegis-router",
         description="AegisIPC router: service registry over NATS with an admin REST API. "
         "Every option can also be set by the environment variable named in brackets; "

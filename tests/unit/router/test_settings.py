@@ -26,8 +26,12 @@ class Stderr(io.StringIO):
 
 
 def error_line(capsys: pytest.CaptureFixture[str]) -> str:
-    line = capsys.readouterr().err.strip().splitlines()[-1]
+    """The one error line of a refused command line (then its hint, and nothing else)."""
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 2, "one line and a hint; the usage only with --help"
+    line, hint = lines
     assert line.startswith("aegis-router: error:")
+    assert hint.strip().startswith("hint: aegis-router --help")
     return line
 
 
@@ -106,8 +110,9 @@ def test_bad_value_exits_naming_its_source(
     with pytest.raises(SystemExit) as info:
         load_settings(argv, env)
     assert info.value.code == 2
-    # The usage text lists every flag anyway; the error line itself must say what was wrong.
-    assert named in error_line(capsys)
+    line = error_line(capsys)
+    assert named in line
+    assert "_port" not in line, "no internal names"
 
 
 @pytest.mark.parametrize(
