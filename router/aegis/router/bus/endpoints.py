@@ -6,6 +6,7 @@ request gets an answer whatever it holds.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -40,6 +41,9 @@ from aegis.wire.messages import (
     router_heartbeat_subject,
 )
 from pydantic import BaseModel, ValidationError
+
+# Seconds over which renewed registrations are summed into one INFO line.
+RENEWAL_WINDOW = 5.0
 
 log = structlog.get_logger("aegis.router.bus.endpoints")
 
@@ -322,6 +326,26 @@ class Asked:
     from_memory: bool  # Membership.may_answer_from_memory said yes (and it was not steady)
 
 
+class RenewalSummary:
+    """Counts renewed registrations (debug lines each) and says how many at INFO once
+    per ``window`` seconds in which any came: a whole fleet re-registering after a
+    restart is one line, not one per instance."""
+
+    def __init__(self, window: float = RENEWAL_WINDOW) -> None:
+        self._window = window
+        self._count = 0
+
+    def add(self) -> None:
+        """One more renewal; the first of a window schedules the summary."""
+        self._count += 1
+        if self._count == 1:
+            asyncio.get_running_loop().call_later(self._window, self._say)
+
+    def _say(self) -> None:
+        log.info("registrations_renewed", count=self._count, window_s=self._window)
+        self._count = 0
+
+
 class RegistryActions:
     """What each subject does with a validated request.
 
@@ -339,6 +363,7 @@ class RegistryActions:
         self._self_id = self._membership.self_id
         self._own_subject = router_heartbeat_subject(self._self_id)
         self._forward = forward
+        self._renewals = RenewalSummary()
 
     def _holder_subject(self, key: InstanceKey) -> str:
         return router_heartbeat_subject(self._membership.owner(key))
@@ -377,7 +402,10 @@ class RegistryActions:
         # A new instance is logged once, by the registry's instance_registered
         # event (with the same request id); the request's own line is detail.
         created = decision.outcome is Outcome.CREATED
-        return Handled(reply, decision.outcome.value, {"status": status}, quiet=created)
+        renewed = decision.outcome is Outcome.RENEWED
+        if renewed:
+            self._renewals.add()  # a fleet re-registering after a restart: one INFO line
+        return Handled(reply, decision.outcome.value, {"status": status}, quiet=created or renewed)
 
     def heartbeat_at_once(self, body: Mapping[str, Any]) -> bytes | Action[InstanceRequest] | None:
         """A steady heartbeat's 200 from its decoded, unvalidated ``body``, from memory with
