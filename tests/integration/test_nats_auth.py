@@ -426,3 +426,22 @@ async def test_permissions_with_the_real_router_and_its_jetstream_store(
     assert (registered.event.value, deregistered.event.value) == ("registered", "deregistered")
     assert listed["total"] == 1
     assert "violation" not in router.logs().lower()
+
+
+@pytest.mark.parametrize("server_asks", [False, True])
+async def test_credentials_a_server_does_not_ask_for_are_a_warning_at_start(
+    start_nats: StartNats, tmp_path: Path, server_asks: bool
+) -> None:
+    # Issue 25: credentials given to a server without auth were accepted silently,
+    # leaving the operator to believe the bus was closed.
+    password = "router-" + secrets.token_hex(8)
+    server = start_nats(*(["--user", "aegis", "--pass", password] if server_asks else []))
+    router = router_process(
+        tmp_path, nats_url=server.url, AEGIS_NATS_USER="aegis", AEGIS_NATS_PASSWORD=password
+    )
+    async with router:
+        listed = await router.get("/api/v1/admin/services")
+    assert listed.status_code == 200
+    warned = "nats_credentials_unused" in router.logs()
+    assert warned is not server_asks
+    assert password not in router.logs()

@@ -96,7 +96,7 @@ async def connect_router(
     """Connect as the router does; ``NatsUnavailableError`` (logged once) if it cannot."""
     shown = shown_url(settings)
     try:
-        return await connect(
+        nc = await connect(
             settings.nats_url or DEFAULT_URL,
             name="aegis-router",
             attempts=settings.nats_connect_attempts,
@@ -135,6 +135,23 @@ async def connect_router(
             url=shown,
             error=str(exc),
         ) from exc
+    _warn_if_credentials_unasked(nc, settings, shown)
+    return nc
+
+
+def _warn_if_credentials_unasked(nc: NatsClient, settings: Settings, shown: str) -> None:
+    """Credentials given to a server that asks for none: say so, since the operator
+    believes the bus is closed and it is open to anyone who reaches it."""
+    given = (settings.nats_user, settings.nats_token, settings.nats_nkey_seed, settings.nats_creds)
+    # nats-py keeps the server's INFO in a private field; auth_required is in every INFO.
+    if any(v is not None for v in given) and not nc._server_info.get("auth_required"):
+        log.warning(
+            "nats_credentials_unused",
+            url=shown,
+            hint="the NATS server asks for no credentials, so anyone who reaches it can "
+            "register any name: configure authorization on the server "
+            "(deploy/nats-permissions.conf), or drop the AEGIS_NATS_* credentials",
+        )
 
 
 async def check_nats(settings: Settings) -> None:
