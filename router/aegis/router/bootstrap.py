@@ -15,6 +15,7 @@ from datetime import datetime
 from aegis.router.bus.connection import Connector, connect_router
 from aegis.router.bus.endpoints import endpoints
 from aegis.router.bus.event_sink import NatsEventSink, OwnEvents
+from aegis.router.bus.peers import PeerCheck, Shape
 from aegis.router.bus.responder import QUEUE_GROUP, NatsResponder
 from aegis.router.heap import HeapKeeper
 from aegis.router.leases.contacts import Leases
@@ -129,7 +130,16 @@ def nats_parts(
         lag=loop_lag.lag,
     )
     feed = EventFeed(membership.self_id, max_streams=settings.max_event_streams)
+    shape = Shape(
+        store=settings.store,
+        bucket=settings.kv_bucket if members is not None else None,
+        heartbeat_interval=float(timings.heartbeat_interval),
+        unhealthy_after=float(timings.unhealthy_after),
+        offline_after=float(timings.offline_after),
+        remove_after=float(timings.remove_after),
+    )
     return NatsParts(
+        peers=PeerCheck(membership.self_id, shape),
         registry=registry,
         store=store,
         feed=feed,

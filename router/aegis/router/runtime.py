@@ -14,6 +14,7 @@ import msgpack
 import structlog
 from aegis.router.bus.connection import Connector, connected_server, shown_url
 from aegis.router.bus.event_sink import OwnEvents
+from aegis.router.bus.peers import PeerCheck
 from aegis.router.bus.responder import NatsResponder
 from aegis.router.heap import HeapKeeper
 from aegis.router.leases.forwarding import Forwarder
@@ -37,6 +38,7 @@ log = structlog.get_logger("aegis.router")
 class NatsParts:
     """What runs on the router's NATS connection, built and wired by ``bootstrap``."""
 
+    peers: PeerCheck  # routers that disagree refuse to share a bus
     registry: Registry
     store: InstanceStore
     feed: EventFeed  # every router's change events, for the HTTP stream
@@ -71,6 +73,7 @@ class RouterRuntime:
             disconnected_cb=self._on_disconnected,
             reconnected_cb=self._on_reconnected,
         )
+        await parts.peers.start(nc)  # before anything is answered or written
         await parts.store.start(nc)
         await registry.load()
         await parts.feed.start(nc)  # other routers' events
@@ -146,6 +149,7 @@ class RouterRuntime:
             await parts.members.stop()
         await parts.micro.stop()
         await parts.responder.stop()
+        await parts.peers.stop()
         parts.registry.set_event_sink(None)
         await parts.store.stop()
         if self.nc is not None and not self.nc.is_closed:

@@ -1,0 +1,140 @@
+"""Routers that disagree refuse to share a bus.
+
+Routers on one NATS share the registry's subjects in one queue group, so each
+answers a share of every service's requests. Two that keep different stores
+(a memory store beside a JetStream one, or two buckets) or different timings
+split the registry silently: one holds contacts the other never sees, and
+marks live instances UNHEALTHY. So every router answers on
+``ROUTER_CONFIG_SUBJECT`` with what must match (its ``Shape``); a starting
+router asks, gathers the answers for ``SURVEY_WINDOW`` and refuses to start
+(exit 2, both shapes in the message) if any differs, and a running router
+asked by one that differs logs an error, naming it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import msgpack
+import structlog
+from aegis.router.logging_setup import ReportedError
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+log = structlog.get_logger("aegis.router.bus.peers")
+
+ROUTER_CONFIG_SUBJECT = "ipc.router.config"
+# Answers on one bus come within milliseconds; this bounds a router's start.
+SURVEY_WINDOW = 0.25
+HINT = (
+    "give every router on this NATS the same AEGIS_STORE, AEGIS_KV_BUCKET and timings "
+    "(AEGIS_HEARTBEAT_INTERVAL, AEGIS_UNHEALTHY_AFTER, AEGIS_OFFLINE_AFTER, "
+    "AEGIS_REMOVE_AFTER), or put routers that must differ on another NATS"
+)
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What routers sharing the registry's subjects must agree on."""
+
+    store: str
+    bucket: str | None  # the JetStream bucket; None with the memory store
+    heartbeat_interval: float
+    unhealthy_after: float
+    offline_after: float
+    remove_after: float
+
+    def text(self) -> str:
+        """One line for a log or an error message."""
+        where = self.store if self.bucket is None else f"{self.store} bucket {self.bucket}"
+        return (
+            f"{where}, heartbeat {self.heartbeat_interval:g} s, unhealthy after "
+            f"{self.unhealthy_after:g} s, offline after {self.offline_after:g} s, removed "
+            f"after {self.remove_after:g} s"
+        )
+
+
+class RouterMismatchError(ReportedError):
+    """Another router on this NATS keeps another store or timings (logged already)."""
+
+    exit_code = 2
+
+
+def _pack(router_id: str, shape: Shape) -> bytes:
+    packed: bytes = msgpack.packb({"router": router_id, **asdict(shape)})
+    return packed
+
+
+def _unpack(data: bytes) -> tuple[str, Shape] | None:
+    try:
+        body: dict[str, Any] = msgpack.unpackb(data)
+        router = body.pop("router")
+        return str(router), Shape(**body)
+    except Exception:
+        return None  # not a router's answer (a newer field, or garbage): not ours to judge
+
+
+class PeerCheck:
+    """Answers other routers' surveys, and surveys them once at start."""
+
+    def __init__(self, router_id: str, shape: Shape, window: float = SURVEY_WINDOW) -> None:
+        self.router_id = router_id
+        self.shape = shape
+        self._window = window
+        self._sub: Subscription | None = None
+
+    async def start(self, nc: NatsClient) -> None:
+        """Answer surveys from now on; ``RouterMismatchError`` (logged) if a router on
+        this NATS answers ours with another shape."""
+        self._sub = await nc.subscribe(ROUTER_CONFIG_SUBJECT, cb=self._answer(nc))
+        answers: list[bytes] = []
+
+        async def gather(msg: Msg) -> None:
+            answers.append(msg.data)
+
+        inbox = nc.new_inbox()
+        replies = await nc.subscribe(inbox, cb=gather)
+        await nc.publish(ROUTER_CONFIG_SUBJECT, _pack(self.router_id, self.shape), reply=inbox)
+        await asyncio.sleep(self._window)
+        await replies.unsubscribe()
+        for data in answers:
+            theirs = _unpack(data)
+            if theirs is not None and theirs[1] != self.shape:
+                other, shape = theirs
+                log.error(
+                    "router_config_mismatch",
+                    other_router=other,
+                    ours=self.shape.text(),
+                    theirs=shape.text(),
+                    hint=HINT,
+                )
+                raise RouterMismatchError(
+                    f"router {other} on this NATS keeps {shape.text()}; this one would keep "
+                    f"{self.shape.text()}: {HINT}"
+                )
+
+    async def stop(self) -> None:
+        """Stop answering."""
+        if self._sub is not None:
+            await self._sub.unsubscribe()
+            self._sub = None
+
+    def _answer(self, nc: NatsClient) -> Any:
+        async def answer(msg: Msg) -> None:
+            theirs = _unpack(msg.data)
+            if theirs is not None and theirs[0] != self.router_id and theirs[1] != self.shape:
+                # It refuses to start; say it here too, where the operator may look.
+                log.error(
+                    "router_config_mismatch",
+                    other_router=theirs[0],
+                    ours=self.shape.text(),
+                    theirs=theirs[1].text(),
+                    hint=HINT,
+                )
+            if msg.reply:
+                await nc.publish(msg.reply, _pack(self.router_id, self.shape))
+
+        return answer
