@@ -77,7 +77,11 @@ class ReasonScreen(ModalScreen[str | None]):
                 max_length=MAX_REASON,
                 id="reason-input",
             )
-            yield Static(f"1 to {MAX_REASON} characters, shown to other operators.", id="hint")
+            yield Static(
+                f"1 to {MAX_REASON} characters, shown to other operators. The mark stays "
+                "through restarts of the instance until an operator clears it.",
+                id="hint",
+            )
 
     @on(Input.Submitted)
     def _submitted(self, event: Input.Submitted) -> None:
