@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 
 import structlog
-from aegis.router.tasks import cancel
+from aegis.connect.tasks import cancel
 
 log = structlog.get_logger("aegis.router.heap")
 

@@ -17,8 +17,8 @@ import asyncio
 from collections import deque
 from collections.abc import Callable
 
+from aegis.connect.tasks import cancel
 from aegis.router.metrics import LOOP_LAG
-from aegis.router.tasks import cancel
 
 PERIOD = 0.1
 WINDOW = 2.0

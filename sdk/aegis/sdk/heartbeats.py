@@ -15,13 +15,13 @@ again), the instance is ``SUPERSEDED``: its loop stops, for good.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
 from aegis.connect.log import get_logger
+from aegis.connect.tasks import cancel
 from aegis.wire.messages import (
     HEARTBEAT_SUBJECT,
     REGISTER_SUBJECT,
@@ -124,11 +124,7 @@ class Heartbeats:
 
     async def forget(self, key: Key) -> RegisteredInstance | None:
         """Stop heartbeating ``key`` and drop it; what was known about it, if anything."""
-        task = self._loops.pop(key, None)
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel(self._loops.pop(key, None))
         return self._registrations.pop(key, None)
 
     async def stop(self) -> list[RegisteredInstance]:

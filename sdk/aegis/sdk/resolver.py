@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from aegis.connect.log import get_logger
+from aegis.connect.tasks import cancel
 from aegis.wire.messages import (
     ROUTER_STARTED_SUBJECT,
     ChangeEvent,
@@ -140,10 +141,7 @@ class Resolver:
             callback(self)
         self._closed.clear()
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel(task)
         subs, self._subs = self._subs, []
         for sub in subs:
             if not self._nc.is_closed:

@@ -9,12 +9,12 @@ goodbye on a clean stop. Entries of routers long gone age out of the bucket.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable
 
 import msgpack
 import structlog
+from aegis.connect.tasks import cancel
 from aegis.router.leases.membership import MEMBER_REFRESH, MEMBER_TTL, Membership
 from aegis.router.store.jetstream import STORE_TIMEOUT, open_bucket
 from aegis.router.store.kv_watch import BucketWatch
@@ -94,8 +94,7 @@ class KvMembership:
         for task in tasks:
             task.cancel()
         for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel(task)
         if self._kv is not None:
             self.membership.resign()
             try:

@@ -20,11 +20,11 @@ from typing import Any, Final
 
 import msgpack
 import structlog
+from aegis.connect.tasks import cancel
 from aegis.router.domain import InstanceKey, Outcome
 from aegis.router.leases.membership import Membership
 from aegis.router.micro.control import SERVICE_NAME as ROUTER_SERVICE
 from aegis.router.registry.operations import Registry
-from aegis.router.tasks import cancel
 from aegis.wire.messages import INSTANCE_ID_PATTERN, SERVICE_NAME_PATTERN, check_metadata
 from nats.aio.client import Client as NatsClient
 from nats.errors import TimeoutError as NatsTimeoutError

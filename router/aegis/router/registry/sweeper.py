@@ -6,8 +6,8 @@ import asyncio
 from collections.abc import Callable
 
 import structlog
+from aegis.connect.tasks import cancel
 from aegis.router.registry.liveness import Liveness
-from aegis.router.tasks import cancel
 
 log = structlog.get_logger("aegis.router.registry.sweeper")
 

@@ -20,8 +20,8 @@ import contextlib
 from collections.abc import Callable
 
 import structlog
+from aegis.connect.tasks import cancel
 from aegis.router.metrics import WATCH_REVISION
-from aegis.router.tasks import cancel
 from nats.js.kv import KeyValue
 
 log = structlog.get_logger("aegis.router.kv")
