@@ -391,12 +391,6 @@ async def test_a_router_cut_from_nats_hands_its_leases_over_and_no_heartbeating_
         assert left_online(status_changes, "cut") == [], "no live instance left ONLINE"
 
 
-@pytest.mark.xfail(
-    reason="open (docs/reliability.md, Known limits 5): a router that cannot send keeps its "
-    "queue subscriptions, so the shared heartbeat subject still hands it about half of the "
-    "SDK's fallbacks, which vanish; instances unlucky several times go UNHEALTHY",
-    strict=False,  # how many go is chance: now and then none does
-)
 async def test_a_router_that_cannot_send_costs_no_heartbeating_instance_its_status(
     cut_pair: tuple[RouterProcess, RouterProcess, Link],
     nats_server: NatsServer,

@@ -48,6 +48,7 @@ log = get_logger("aegis.sdk.heartbeats")
 
 # The router's sweeper applies a passed deadline within one tick (<= 1 s).
 TAKEOVER_MARGIN = 0.5
+SHARED_TRIES = 3  # tries on the shared subject for an instance whose last beat failed
 
 Key = tuple[str, str]
 
@@ -225,10 +226,36 @@ class Heartbeats:
                 if reply.ok:
                     reg.heartbeat_subject = reply.heartbeat_subject
                 return reply
-        reply = await self._transport.send(HEARTBEAT_SUBJECT, body, reply_within)
+        reply = await self._send_shared(reg, body, reply_within)
         if reply.ok:
             reg.heartbeat_subject = reply.heartbeat_subject
         return reply
+
+    async def _send_shared(
+        self, reg: RegisteredInstance, body: InstanceRequest, reply_within: float
+    ) -> Reply:
+        """To the shared subject: once, or, when the last beat failed too, up to
+        ``SHARED_TRIES`` times within the same time.
+
+        A router that cannot send (a one-way partition) or is paused stays in the
+        queue group until NATS drops its connection, and swallows the requests it is
+        handed; each try is a fresh draw. Only an instance already in trouble
+        retries, and only on silence (a 503 is an answer), so an overloaded router
+        is not sent more for each instance it is slow to answer.
+        """
+        tries = SHARED_TRIES if reg.failures else 1
+        for attempt in range(1, tries):
+            try:
+                return await self._transport.send(HEARTBEAT_SUBJECT, body, reply_within / tries)
+            except RequestTimeoutError:
+                log.info(
+                    "heartbeat_retried",
+                    service=reg.service_name,
+                    instance=reg.instance_id,
+                    attempt=attempt,
+                )
+                body = body.model_copy(update={"seq": self.next_seq()})
+        return await self._transport.send(HEARTBEAT_SUBJECT, body, reply_within / tries)
 
     async def _reregister(self, reg: RegisteredInstance) -> None:
         """Register ``reg`` again after a random pause, so a fleet does not stampede."""

@@ -117,9 +117,10 @@ async def test_the_next_successful_heartbeat_clears_the_failure(
 async def test_heartbeats_that_get_through_again_say_so_once(
     client: ServiceClient, fake: FakeNats, caplog: pytest.LogCaptureFixture
 ) -> None:
-    fake.answer(HEARTBEAT, TimeoutError(), TimeoutError(), ALIVE, ALIVE, HANG)
+    # Two beats lost: the first's one try, the second's three (SHARED_TRIES).
+    fake.answer(HEARTBEAT, *[TimeoutError()] * 4, ALIVE, ALIVE, HANG)
     await registered(client)
-    await eventually(lambda: len(fake.sent(HEARTBEAT)) == 5, "five heartbeats")
+    await eventually(lambda: len(fake.sent(HEARTBEAT)) == 7, "four beats")
 
     # The last contact was the registration, three 2 s intervals before the recovery.
     assert events(caplog, "heartbeat_recovered") == [
@@ -372,3 +373,36 @@ async def test_closing_ends_even_a_heartbeat_loop_whose_cancellation_was_lost(
         await eventually(lambda: len(fake.sent(HEARTBEAT)) == 1, "a heartbeat in flight")
     # Leaving the block returned: the loop saw the client stopping and ended.
     assert len(fake.sent(HEARTBEAT)) == 1
+
+
+async def test_after_a_lost_beat_a_silent_shared_subject_is_tried_again_within_the_beat(
+    client: ServiceClient, fake: FakeNats, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A router that cannot send stays in the queue group and swallows what NATS
+    # hands it: once a beat was lost, the next one draws again, twice more.
+    fake.answer(
+        REGISTER, reply(201, instance=INSTANCE, heartbeat_interval=2.0, heartbeat_subject=None)
+    )
+    fake.answer(HEARTBEAT, TimeoutError(), TimeoutError(), TimeoutError(), ALIVE, ALIVE, HANG)
+    reg = await registered(client)
+    await eventually(lambda: len(fake.sent(HEARTBEAT)) == 6, "the retried beat, then two more")
+
+    timeouts = [round(c.timeout, 3) for c in fake.calls if c.subject == HEARTBEAT]
+    assert timeouts == [2.0, 0.667, 0.667, 0.667, 2.0, 2.0], "one try again once it got through"
+    seqs = [c.body["seq"] for c in fake.calls if c.subject == HEARTBEAT]
+    assert len(set(seqs)) == len(seqs), "each try is a request of its own"
+    assert (reg.state, reg.failures) == (RegistrationState.REGISTERED, 0)
+    assert [e["attempt"] for e in events(caplog, "heartbeat_retried")] == [1, 2]
+
+
+async def test_an_answer_that_refuses_is_not_retried(
+    client: ServiceClient, fake: FakeNats, caplog: pytest.LogCaptureFixture
+) -> None:
+    # 503: the router is there and overloaded; asking again at once would add to it.
+    busy = error(503, "OVERLOADED", retry_after=1.0)
+    fake.answer(HEARTBEAT, TimeoutError(), busy, ALIVE, HANG)
+    reg = await registered(client)
+    await eventually(lambda: len(fake.sent(HEARTBEAT)) == 4, "three beats")
+
+    assert reg.failures == 0
+    assert events(caplog, "heartbeat_retried") == []
