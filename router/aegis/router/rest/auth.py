@@ -80,6 +80,8 @@ def guard(table: TokenTable | None) -> Callable[[Request], Awaitable[None]]:
         if found is None:
             raise _unauthorized("unknown token")
         request.ctx.principal = found
+        if request.route is None:
+            return  # no such route or method: its 404 or 405 says more than a 403 would
         needed = needed_role(request.method)
         if not found.role.allows(needed):
             raise ApiException(

@@ -263,3 +263,10 @@ def test_reads_need_read_and_everything_else_operator(method: str, role: Role) -
 )
 def test_action_of_a_route(method: str, route: str | None, action: str) -> None:
     assert action_of(method, route) == action
+
+
+async def test_a_method_no_route_has_is_a_405_not_a_403(roles_app: Sanic[Any, Any]) -> None:
+    response = await send(roles_app, "patch", f"{ADMIN}/services", READER, None)
+
+    assert response.status == 405
+    assert "GET" in response.headers["allow"]
