@@ -22,6 +22,7 @@ API = "http://router.test:8000"
 SERVICES_URL = f"{API}/api/v1/admin/services"
 INSTANCES_URL = f"{API}/api/v1/admin/instances"
 EVENTS_URL = f"{API}/api/v1/admin/events"
+WHOAMI_URL = f"{API}/api/v1/admin/whoami"
 NOW = datetime(2026, 11, 3, 12, 0, 0, tzinfo=UTC)
 
 
@@ -126,8 +127,10 @@ class StillConsole(ConsoleApp):
 def make_app(clock: FakeClock | None = None, **kwargs: Any) -> StillConsole:
     """A console on the fake router, with a clock that stands still unless advanced."""
     kwargs.setdefault("interval", 2.0)
-    # Off unless a test is about events: every mocked request is then a poll's.
+    # Off unless a test is about events or the token's role: every mocked request
+    # is then a poll's.
     kwargs.setdefault("events", False)
+    kwargs.setdefault("identify", False)
     return StillConsole(API, clock=clock or fake_clock(), **kwargs)
 
 

@@ -100,7 +100,7 @@ async def test_refusal_without_token_is_a_notification_not_a_crash(
         assert severity == "error"
         assert message == (
             "Could not deregister billing/billing-1: HTTP 401 UNAUTHORIZED: "
-            "bearer token missing or wrong (check --token / AEGIS_ADMIN_TOKEN)"
+            "bearer token missing or wrong (check --token / AEGIS_CONSOLE_TOKEN)"
         )
         assert app.is_running
         # The table is as it was: nothing changed, nothing reloaded.

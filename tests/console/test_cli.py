@@ -26,6 +26,12 @@ def test_flags_beat_environment() -> None:
     assert parse_options(argv, env) == Options("http://b:2", 1.0, "y")
 
 
+def test_the_console_s_own_token_variable_wins_over_the_admin_token() -> None:
+    env = {"AEGIS_CONSOLE_TOKEN": "read-token", "AEGIS_ADMIN_TOKEN": "admin-token"}
+    assert parse_options([], env).token == "read-token"
+    assert parse_options([], {"AEGIS_CONSOLE_TOKEN": "", "AEGIS_ADMIN_TOKEN": "a"}).token == "a"
+
+
 def test_empty_token_variable_means_none() -> None:
     assert parse_options([], {"AEGIS_ADMIN_TOKEN": ""}).token is None
 

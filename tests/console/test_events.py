@@ -107,7 +107,7 @@ async def test_refused_stream_is_shown_in_the_pane(httpx_mock: HTTPXMock) -> Non
         assert pane.has_class("-trouble")
         assert str(pane.border_subtitle) == (
             "reconnecting in 3600s: HTTP 401 UNAUTHORIZED: token required "
-            "(check --token / AEGIS_ADMIN_TOKEN)"
+            "(check --token / AEGIS_CONSOLE_TOKEN)"
         )
 
 

@@ -14,6 +14,7 @@ from .helpers import (
     EVENTS_URL,
     MARKED,
     SAMPLE,
+    WHOAMI_URL,
     add_outage,
     add_poll,
     change,
@@ -129,3 +130,19 @@ def test_events_and_marks(snap_compare: Any, httpx_mock: HTTPXMock) -> None:
         await pilot.pause()
 
     assert snap_compare(make_app(events=True), terminal_size=(120, 36), run_before=followed)
+
+
+def test_read_token(snap_compare: Any, httpx_mock: HTTPXMock) -> None:
+    """A read token: its name and role on the status line, no d or m in the footer, and
+    the events pane naming the operator who drained an instance."""
+    add_poll(httpx_mock, MARKED)
+    httpx_mock.add_response(url=WHOAMI_URL, json={"name": "ci-dashboard", "role": "read"})
+    drained = change("maintenance", MARKED[0], "ONLINE") | {"actor": "oncall"}
+    httpx_mock.add_response(url=EVENTS_URL, content=sse(("r1:1", "maintenance", drained)))
+
+    async def followed(pilot: Pilot[Any]) -> None:
+        await settle(pilot)
+        await pilot.pause()
+
+    app = make_app(events=True, identify=True)
+    assert snap_compare(app, terminal_size=(120, 36), run_before=followed)

@@ -318,4 +318,4 @@ async def test_operator_force_deregistration(router: RouterProcess, raw_nats: Na
     assert response.json()["status"] == "OFFLINE"
     assert await statuses(router, "ops") == {"o-9": "OFFLINE"}
     assert missing.status_code == 404
-    assert '"operator_deregistration"' in router.logs()
+    assert '"operator_action"' in router.logs()

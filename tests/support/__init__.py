@@ -2,8 +2,8 @@
 
 The rest of the shared helpers live beside this one: ``procs`` (real nats-server
 and aegis-router processes), ``wire`` (wire-contract facts and a raw request),
-``prometheus`` (reading /metrics), ``pki`` (throwaway TLS certificates) and
-``proxy`` (fault-injecting TCP proxies).
+``prometheus`` (reading /metrics), ``sse`` (reading the event stream), ``pki``
+(throwaway TLS certificates) and ``proxy`` (fault-injecting TCP proxies).
 Fixtures are in tests/conftest.py.
 """
 

@@ -10,15 +10,16 @@ from urllib.parse import quote
 
 import httpx
 from aegis.wire.messages import Instance
-from aegis.wire.rest import InstancesResponse, ServicesResponse
+from aegis.wire.rest import InstancesResponse, ServicesResponse, WhoAmI
 
 from .formatting import Clock, parse_timestamp, system_clock
-from .models import InstanceInfo, MaintenanceMark, RegistrySnapshot, ServiceSummary
+from .models import Identity, InstanceInfo, MaintenanceMark, RegistrySnapshot, ServiceSummary
 from .sse import ServerSentEvent, SseParser
 
 SERVICES_PATH: Final = "/api/v1/admin/services"
 INSTANCES_PATH: Final = "/api/v1/admin/instances"
 EVENTS_PATH: Final = "/api/v1/admin/events"
+WHOAMI_PATH: Final = "/api/v1/admin/whoami"
 DEFAULT_TIMEOUT: Final = 5.0
 RETRY_CAP: Final = 30.0
 # The router sends a keep-alive comment every 15 s: silence for longer means a dead link.
@@ -84,6 +85,12 @@ class ApiClient:
         services = _parsed(parse_services, services_body)
         instances = _parsed(parse_instances, instances_body)
         return RegistrySnapshot(services=services, instances=instances, fetched_at=self._clock())
+
+    async def whoami(self) -> Identity:
+        """The name and role of the console's token (``ApiError`` 404: an older router)."""
+        body = await self._get_json(WHOAMI_PATH)
+        who = _parsed(WhoAmI.model_validate, body)
+        return Identity(name=who.name, role=who.role)
 
     async def deregister(self, service: str, instance_id: str) -> InstanceInfo:
         """Force-deregister one instance (it goes OFFLINE); the instance as now stored."""
@@ -199,7 +206,7 @@ def _error_reason(response: httpx.Response) -> str:
         text = " ".join(response.text.split())[:80]
         reason = f"{head} {response.reason_phrase}".rstrip()
         return f"{reason}: {text}" if text else reason
-    hint = " (check --token / AEGIS_ADMIN_TOKEN)" if response.status_code in (401, 403) else ""
+    hint = " (check --token / AEGIS_CONSOLE_TOKEN)" if response.status_code == 401 else ""
     return f"{head} {code}: {message}{hint}"
 
 

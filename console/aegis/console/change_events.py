@@ -24,20 +24,23 @@ class ChangeRecord:
     kind: str
     instance: InstanceInfo
     previous_status: str | None = None
+    actor: str | None = None  # the operator's token name, for changes an operator made
 
 
 def record_from_event(event: ServerSentEvent, at: datetime) -> ChangeRecord:
-    """A stream event's ``data`` (``{"event", "instance", "previous_status"}``) to a record.
+    """A stream event's ``data`` (``{"event", "instance", "previous_status", "actor"?}``)
+    to a record.
 
     Raises ``ValueError`` (or ``KeyError``/``TypeError``) if it is not that shape.
     """
     body = json.loads(event.data)
-    previous = body.get("previous_status")
+    previous, actor = body.get("previous_status"), body.get("actor")
     return ChangeRecord(
         at=at,
         kind=str(body.get("event") or event.event),
         instance=parse_instance(body["instance"]),
         previous_status=None if previous is None else str(previous),
+        actor=None if actor is None else str(actor),
     )
 
 

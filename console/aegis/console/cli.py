@@ -70,10 +70,11 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     parser.add_argument(
         "--token",
         metavar="TOKEN",
-        default=env.get("AEGIS_ADMIN_TOKEN") or None,
+        default=env.get("AEGIS_CONSOLE_TOKEN") or env.get("AEGIS_ADMIN_TOKEN") or None,
         help=(
-            "admin API token, sent as 'Authorization: Bearer TOKEN' (env AEGIS_ADMIN_TOKEN; "
-            "prefer the variable: arguments show in the process list)"
+            "admin API token, sent as 'Authorization: Bearer TOKEN': a read token shows the "
+            "registry, an operator token also drains and deregisters (env AEGIS_CONSOLE_TOKEN, "
+            "else AEGIS_ADMIN_TOKEN; prefer the variable: arguments show in the process list)"
         ),
     )
     return parser

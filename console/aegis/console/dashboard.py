@@ -41,7 +41,11 @@ class DashboardScreen(Screen[None]):
         Binding("s", "cycle_sort", "Sort"),
         Binding("d", "deregister", "Deregister"),
         Binding("m", "maintenance", "Maintenance"),
+        # With a read token the two above are off (and out of the footer); these say why.
+        Binding("d", "refused('deregister instances')", show=False),
+        Binding("m", "refused('put instances in or out of maintenance')", show=False),
     ]
+    ACTIONS_NEEDING_OPERATOR = frozenset({"deregister", "maintenance"})
 
     AUTO_FOCUS = "#instances"
 
@@ -192,8 +196,30 @@ class DashboardScreen(Screen[None]):
     # Actions ---------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """Under a panel these keys do nothing; say so by leaving them out of the footer."""
-        return self.is_active
+        """Under a panel these keys do nothing; say so by leaving them out of the footer.
+
+        A read token is offered no action: ``d`` and ``m`` then say why instead.
+        """
+        if not self.is_active:
+            return False
+        who = self.state.identity
+        read_only = who is not None and not who.may_act
+        if action in self.ACTIONS_NEEDING_OPERATOR:
+            return not read_only
+        if action == "refused":
+            return read_only
+        return True
+
+    def action_refused(self, what: str) -> None:
+        """Say why a read token cannot act; no request is sent."""
+        who = self.state.identity
+        assert who is not None  # only bound once the router named a read token
+        self.notify(
+            f"This console's token {who.name!r} has role {who.role}: only an operator "
+            f"token may {what}. Start the console with one (--token / AEGIS_CONSOLE_TOKEN).",
+            title="Not allowed",
+            severity="warning",
+        )
 
     def action_filter(self) -> None:
         """Open the filter line."""

@@ -45,13 +45,15 @@ def _note(record: ChangeRecord) -> Text:
 
 
 def events_table(records: list[ChangeRecord]) -> Table:
-    """The records as a table: time, event, service, instance, status change, note."""
+    """The records as a table: time, event, service, instance, status change, the operator
+    who made it (an admin token's name; blank for the registry's own changes), note."""
     table = Table(box=None, padding=(0, 1), expand=True, show_edge=False)
     table.add_column("UTC", no_wrap=True, width=8)
     table.add_column("Event", no_wrap=True, width=14)
     table.add_column("Service", no_wrap=True, ratio=1)
     table.add_column("Instance", no_wrap=True, ratio=1)
     table.add_column("Status", no_wrap=True, width=21)
+    table.add_column("By", no_wrap=True, width=12)
     table.add_column("Note", no_wrap=True, ratio=2)
     for record in records:
         table.add_row(
@@ -60,6 +62,7 @@ def events_table(records: list[ChangeRecord]) -> Table:
             plain(record.instance.service_name),
             plain(record.instance.instance_id, "bold"),
             _status_change(record),
+            Text(record.actor or "", style="bold"),
             _note(record),
         )
     return table

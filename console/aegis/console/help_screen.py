@@ -26,7 +26,8 @@ HELP = """\
 
 Statuses: [bold green]ONLINE[/] [bold yellow]UNHEALTHY[/] [dim red]OFFLINE[/]
 Marks: [bold magenta]maint[/] in maintenance (left out of discovery), [cyan]micro[/] a NATS
-micro service the router found on the bus. Actions use --token / AEGIS_ADMIN_TOKEN.
+micro service the router found on the bus. d and m need an operator token
+(--token / AEGIS_CONSOLE_TOKEN); the status line shows the token's name and role.
 Recent events (bottom pane, newest first) follow the router's event stream.
 When the router cannot be reached the last data stays on screen, marked stale,
 and polling retries with growing pauses (at most 30 s apart)."""

@@ -56,6 +56,19 @@ def instance_key(service_name: str, instance_id: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class Identity:
+    """The console's token as the router knows it: its name and role."""
+
+    name: str
+    role: str  # "read" or "operator"
+
+    @property
+    def may_act(self) -> bool:
+        """Deregister and maintenance need the operator role."""
+        return self.role == "operator"
+
+
+@dataclass(frozen=True, slots=True)
 class RegistrySnapshot:
     """Services and instances as fetched together, and when."""
 

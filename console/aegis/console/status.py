@@ -10,6 +10,7 @@ from rich.text import Text
 
 from .api_client import ApiError
 from .formatting import age_between, counted, format_age
+from .models import Identity
 
 
 @dataclass(slots=True)
@@ -25,6 +26,7 @@ class PollState:
     next_poll_at: datetime | None = None
     services: int = 0
     instances: int = 0
+    identity: Identity | None = None  # the token's name and role, once the router said
 
     @property
     def stale(self) -> bool:
@@ -37,7 +39,8 @@ def _seconds(value: float) -> str:
 
 
 def status_line(state: PollState, now: datetime) -> Text:
-    """``AegisIPC  <url>  ● connected  data 2s old  3 services · 7 instances  every 2s``."""
+    """``AegisIPC  <url>  ● connected  as oncall (operator)  data 2s old  3 services · 7
+    instances  every 2s`` (``as ...`` once the router has said who the token is)."""
     line = Text.assemble(("AegisIPC", "bold"), "  ", (state.api_url, "underline"), "  ")
     if state.error is not None:
         word = "unreachable" if state.error.unreachable else "error"
@@ -46,6 +49,10 @@ def status_line(state: PollState, now: datetime) -> Text:
         line.append("◌ connecting", style="yellow")
     else:
         line.append("● connected", style="bold green")
+    if state.identity is not None:
+        who = state.identity
+        line.append(f"  as {who.name} ")
+        line.append(f"({who.role})", style="bold" if who.may_act else "bold yellow")
     if state.last_success is not None:
         age = age_between(state.last_success, now)
         line.append(f"  data {age} old", style="red" if state.stale else "")

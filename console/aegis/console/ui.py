@@ -27,6 +27,8 @@ class ConsoleApp(App[None]):
     The app owns the connection: the HTTP client, the poll state and the timer.
     It pushes one ``DashboardScreen``, which shows each poll's result, and
     follows the router's change events into its events pane (``events=False``: not).
+    After the first poll that works it asks the router which token it holds
+    (``identify=False``: not), so a read token is shown and offered no actions.
     """
 
     TITLE = "aegis-console"
@@ -50,6 +52,7 @@ class ConsoleApp(App[None]):
         clock: Clock = system_clock,
         client: ApiClient | None = None,
         events: bool = True,
+        identify: bool = True,
     ) -> None:
         super().__init__()
         self.clock = clock
@@ -64,6 +67,8 @@ class ConsoleApp(App[None]):
             delay=self.events_retry_delay,
         )
         self.follow_events = events
+        # Ask the router who our token is (GET /whoami) until it has answered.
+        self.identify = identify
         self._timer: Timer | None = None
 
     async def on_mount(self) -> None:
@@ -100,8 +105,21 @@ class ConsoleApp(App[None]):
             previous = self.dashboard.snapshot
             self.dashboard.show_snapshot(snapshot)
             self.follower.polled(previous, snapshot)
+            if self.identify:
+                await self._identify()
         self._schedule_next()
         self.dashboard.refresh_clock_texts()
+
+    async def _identify(self) -> None:
+        """Learn the token's name and role; an older router (404) is asked no more."""
+        try:
+            self.state.identity = await self.client.whoami()
+        except ApiError as exc:
+            if exc.status == 404:
+                self.identify = False  # no /whoami: every action stays offered, as before
+            return  # else the next poll asks again
+        self.identify = False
+        self.dashboard.refresh_bindings()
 
     def _schedule_next(self) -> None:
         if self.state.paused:

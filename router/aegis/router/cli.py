@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import sys
@@ -15,6 +16,7 @@ from aegis.router.bus.connection import check_nats
 from aegis.router.bus.embedded import EmbeddedNats, EmbeddedNatsError
 from aegis.router.logging_setup import ReportedError, configure_logging
 from aegis.router.metrics import shared_across_workers, worker_stopped
+from aegis.router.rest.tokens import Role, TokensFileError, load_tokens, new_entry
 from aegis.router.settings import Settings, is_loopback, load_settings
 from sanic import Sanic
 from sanic.worker.loader import AppLoader
@@ -23,16 +25,31 @@ log = structlog.get_logger("aegis.router")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the router until SIGINT or SIGTERM; returns the exit code."""
-    settings = load_settings(argv)
+    """Run the router until SIGINT or SIGTERM (``token ...``: make a token); the exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["token"]:
+        return token_command(args[1:])
+    settings = load_settings(args)
     configure_logging(settings.log_level, settings.log_format)
-    if settings.insecure and not is_loopback(settings.http_host) and not settings.admin_token:
+    if settings.insecure and not is_loopback(settings.http_host) and not settings.takes_tokens:
         log.warning(
             "admin_api_insecure",
             http=f"{settings.http_host}:{settings.http_port}",
             hint="anyone who reaches this address can read and change the registry; "
-            "set AEGIS_ADMIN_TOKEN",
+            "set AEGIS_TOKENS_FILE or AEGIS_ADMIN_TOKEN",
         )
+    try:
+        tokens = load_tokens(settings.tokens_file, settings.admin_token)
+    except TokensFileError as exc:
+        log.error(
+            "tokens_file_invalid",
+            error=str(exc),
+            hint="fix the line, or make a new entry with 'aegis-router token NAME --role ROLE'",
+        )
+        return 2
+    if tokens is not None:
+        # Names and roles only: who can do what, readable in the log, never a secret.
+        log.info("admin_api_tokens", tokens={e.name: e.role.value for e in tokens.entries})
     embedded: EmbeddedNats | None = None
     if settings.nats_url is None:
         embedded = EmbeddedNats(
@@ -61,6 +78,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         if embedded is not None:
             embedded.stop()
     log.info("router_stopped")
+    return 0
+
+
+def token_command(argv: Sequence[str]) -> int:
+    """``aegis-router token NAME [--role read|operator]``: print a new secret and its line."""
+    parser = argparse.ArgumentParser(
+        prog="aegis-router token",
+        description="Make a new admin API token: prints the secret (give it to the token's "
+        "holder, it is shown once) and the line to add to the tokens file (AEGIS_TOKENS_FILE), "
+        "which keeps only its hash. Restart the router to take it in.",
+    )
+    parser.add_argument("name", help="who holds it, as logs and events will name it")
+    parser.add_argument(
+        "--role",
+        choices=[r.value for r in Role],
+        default=Role.READ.value,
+        help="read: listings, detail, events; operator: also deregister and maintenance "
+        "(default: read)",
+    )
+    args = parser.parse_args(argv)
+    try:
+        secret, entry = new_entry(args.name, Role(args.role))
+    except ValueError as exc:
+        parser.error(str(exc))
+    print(f"token:  {secret}")
+    print(f"add to the tokens file:\n{entry.line()}")
     return 0
 
 

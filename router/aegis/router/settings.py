@@ -159,9 +159,17 @@ class Settings:
     nats_tls_key: Path | None = option(None, "Private key of the client certificate.", Path)
     admin_token: str | None = option(
         None,
-        "Bearer token every /api/v1/admin request must carry (prefer the variable: "
-        "arguments show in the process list). Unset: the admin API listens on loopback only.",
+        "Bearer token of the operator named admin: every /api/v1/admin request must carry "
+        "it or a token of --tokens-file (prefer the variable: arguments show in the process "
+        "list). With neither set, the admin API is open and listens on loopback only.",
         secret=True,
+    )
+    tokens_file: Path | None = option(
+        None,
+        "File of named admin API tokens, one 'NAME ROLE sha256:HEX' a line, ROLE read "
+        "(listings, detail, events) or operator (also deregister and maintenance); "
+        "'aegis-router token NAME --role ROLE' prints a new one. Read at start.",
+        Path,
     )
     insecure: bool = option(
         False,
@@ -308,6 +316,11 @@ class Settings:
     nats_connect_attempts: int = 5  # not a user setting: tests lower it
 
     @property
+    def takes_tokens(self) -> bool:
+        """The admin API asks for a bearer token (otherwise it is open)."""
+        return bool(self.admin_token) or self.tokens_file is not None
+
+    @property
     def register_lane(self) -> LaneLimits:
         """How the registration lane bounds its work (validated when settings load)."""
         return LaneLimits(self.register_workers, self.register_max_wait, self.request_deadline)
@@ -408,11 +421,12 @@ def load_settings(
             values[opt.name] = given
     values.setdefault("log_format", "console" if sys.stderr.isatty() else "json")
     settings = Settings(**values)  # type: ignore[arg-type]
-    if not settings.admin_token and not settings.insecure and not is_loopback(settings.http_host):
+    if not settings.takes_tokens and not settings.insecure and not is_loopback(settings.http_host):
         parser.error(
             f"refusing to serve the admin API on {settings.http_host} without a token: set "
-            "AEGIS_ADMIN_TOKEN (or --admin-token), or pass --insecure / AEGIS_INSECURE=1 "
-            "to accept that anyone who reaches it can read and change the registry"
+            "AEGIS_TOKENS_FILE (or --tokens-file) or AEGIS_ADMIN_TOKEN (or --admin-token), "
+            "or pass --insecure / AEGIS_INSECURE=1 to accept that anyone who reaches it can "
+            "read and change the registry"
         )
     if settings.workers > 1 and settings.store == "memory":
         parser.error(

@@ -342,3 +342,9 @@ class ChangeEvent(BaseModel):
     event: EventKind
     instance: Instance
     previous_status: InstanceStatus | None = None
+    actor: str | None = Field(
+        default=None,
+        description="Optional (absent from older routers, and from changes no operator "
+        "made): the name of the admin API token whose request caused the change "
+        "(deregistered or maintenance), never its secret.",
+    )

@@ -6,7 +6,7 @@ console parses the router's replies with the same models.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -54,6 +54,19 @@ class MaintenanceRequest(BaseModel):
     """``PUT .../maintenance``: why the instance (or service) is being drained."""
 
     reason: str = Field(min_length=1, max_length=256, examples=["kernel upgrade"])
+
+
+class WhoAmI(BaseModel):
+    """``GET /whoami``: the token a request carried, by name, and its role."""
+
+    name: str = Field(
+        examples=["ci-dashboard"],
+        description="The token's name in the tokens file (`admin`: AEGIS_ADMIN_TOKEN; "
+        "`anonymous`: the router takes no token).",
+    )
+    role: Literal["read", "operator"] = Field(
+        description="`read`: listings, detail, events. `operator`: also deregister and maintenance."
+    )
 
 
 class ApiError(BaseModel):

@@ -317,6 +317,8 @@ def test_public_address_without_token_is_refused(capsys: pytest.CaptureFixture[s
         ([], {"AEGIS_HTTP_HOST": "0.0.0.0", "AEGIS_ADMIN_TOKEN": TOKEN}),
         (["--insecure"], {"AEGIS_HTTP_HOST": "0.0.0.0"}),
         ([], {"AEGIS_HTTP_HOST": "0.0.0.0", "AEGIS_INSECURE": "1"}),
+        ([], {"AEGIS_HTTP_HOST": "0.0.0.0", "AEGIS_TOKENS_FILE": "/etc/aegis/tokens"}),
+        (["--tokens-file", "tokens"], {"AEGIS_HTTP_HOST": "0.0.0.0"}),
     ],
 )
 def test_public_address_with_token_or_insecure_is_accepted(

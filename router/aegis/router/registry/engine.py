@@ -159,13 +159,15 @@ class RegistryEngine:
         change: Callable[[InstanceRecord | None], Change[T]],
         cause: str,
         now: datetime,
+        actor: str | None = None,
     ) -> tuple[T, bool]:
         """Read, decide, write by compare-and-set; decide again if someone wrote first.
 
         ``change`` sees the record as time has left it by ``now``, so a
         deadline that passed counts even before the sweeper writes it (a
         heartbeat cannot revive an instance that is OFFLINE by age). Returns
-        the decision and whether anything was written.
+        the decision and whether anything was written. ``actor`` (an operator's
+        token name) goes into the change event.
         """
         # The common case is one store round trip: decide on the record as this
         # router last saw it and write by compare-and-set on its revision. The
@@ -217,7 +219,7 @@ class RegistryEngine:
             if tracked is None or tracked[1] is not after or tracked[0] != key:
                 self._track(key, after)
             if kind is not None:
-                await self._announce(kind, stored, after, cause)
+                await self._announce(kind, stored, after, cause, actor)
             return _as_written(decided.result, decided.after, after), True
         raise StoreError(f"gave up after {MAX_CAS_ATTEMPTS} conflicting writes on {key}")
 
@@ -284,6 +286,7 @@ class RegistryEngine:
         before: InstanceRecord | None,
         after: InstanceRecord | None,
         cause: str,
+        actor: str | None = None,
     ) -> None:
         if after is not None:
             shown = after
@@ -298,10 +301,11 @@ class RegistryEngine:
             status=after.status.value if after else None,
             previous_status=previous.value if previous else None,
             cause=cause,
+            actor=actor,
         )
         if self._events is None:
             return
-        event = event_map(kind, shown.to_public_map(), previous)
+        event = event_map(kind, shown.to_public_map(), previous, actor)
         try:
             await self._events.publish(shown.service_name, event)
         except Exception as exc:

@@ -8,7 +8,10 @@ from aegis.wire.messages import EventKind, InstanceStatus
 
 
 def event_map(
-    kind: EventKind, instance: dict[str, Any], previous: InstanceStatus | None
+    kind: EventKind,
+    instance: dict[str, Any],
+    previous: InstanceStatus | None,
+    actor: str | None = None,
 ) -> dict[str, Any]:
     """A ``ChangeEvent`` in wire form, as ``pack`` would see it after ``model_dump``.
 
@@ -19,4 +22,6 @@ def event_map(
     event: dict[str, Any] = {"event": kind.value, "instance": instance}
     if previous is not None:
         event["previous_status"] = previous.value
+    if actor is not None:
+        event["actor"] = actor  # who asked: an admin token's name (operator changes only)
     return event

@@ -303,8 +303,11 @@ class Registry:
         result, _ = await self._engine.apply(key, change, "deregister", now)
         return result
 
-    async def force_deregister(self, key: InstanceKey) -> InstanceRecord | None:
-        """An operator takes a live instance OFFLINE whatever its session; None if unknown."""
+    async def force_deregister(
+        self, key: InstanceKey, actor: str | None = None
+    ) -> InstanceRecord | None:
+        """An operator (``actor``, its token's name) takes a live instance OFFLINE whatever
+        its session; None if unknown."""
         now = self._clock()
 
         def change(before: InstanceRecord | None) -> Change[InstanceRecord | None]:
@@ -313,12 +316,14 @@ class Registry:
             after = take_offline(before, now)
             return Change(after, after, deregistered=True)
 
-        record, _ = await self._engine.apply(key, change, "operator", now)
+        record, _ = await self._engine.apply(key, change, "operator", now, actor)
         return record
 
-    async def set_maintenance(self, key: InstanceKey, reason: str | None) -> InstanceRecord | None:
-        """An operator puts a live instance in maintenance (``reason``), or takes it out
-        (None); the record as it is then, or None if no live instance has ``key``.
+    async def set_maintenance(
+        self, key: InstanceKey, reason: str | None, actor: str | None = None
+    ) -> InstanceRecord | None:
+        """An operator (``actor``) puts a live instance in maintenance (``reason``), or takes
+        it out (None); the record as it is then, or None if no live instance has ``key``.
 
         The mark outlives the instance's runs (a re-registration keeps it) and keeps
         an OFFLINE record from being removed, so clearing it also works on an
@@ -340,11 +345,11 @@ class Registry:
             after = replace(before, maintenance=mark)
             return Change(after, after)
 
-        record, _ = await self._engine.apply(key, change, "operator", now)
+        record, _ = await self._engine.apply(key, change, "operator", now, actor)
         return record
 
     async def set_service_maintenance(
-        self, service_name: str, reason: str | None
+        self, service_name: str, reason: str | None, actor: str | None = None
     ) -> list[InstanceRecord] | None:
         """``set_maintenance`` on every live instance of a service; None if it has none."""
         keys = [
@@ -357,7 +362,7 @@ class Registry:
         done: list[InstanceRecord] = []
         for start in range(0, len(keys), SERVICE_BATCH):
             batch = keys[start : start + SERVICE_BATCH]
-            results = await asyncio.gather(*(self.set_maintenance(k, reason) for k in batch))
+            results = await asyncio.gather(*(self.set_maintenance(k, reason, actor) for k in batch))
             done += [r for r in results if r is not None]
         return sorted(done, key=lambda r: r.instance_id)
 

@@ -8,7 +8,14 @@ from sanic.exceptions import SanicException
 
 log = structlog.get_logger("aegis.router.http")
 
-UNAUTHORIZED = "UNAUTHORIZED: AEGIS_ADMIN_TOKEN is set and the bearer token is missing or wrong."
+UNAUTHORIZED = (
+    "UNAUTHORIZED: the router takes tokens (AEGIS_TOKENS_FILE or AEGIS_ADMIN_TOKEN) and the "
+    "bearer token is missing or unknown."
+)
+FORBIDDEN = (
+    "FORBIDDEN: the token's role is `read`; this action needs role `operator`. The message "
+    "names the token (never its secret)."
+)
 INTERNAL = "INTERNAL_ERROR: the router failed; details are in its log."
 
 

@@ -34,8 +34,9 @@ SSE_HEADERS = {
 DESCRIPTION = (
     "Server-sent events (`text/event-stream`): every change event of every router, as "
     "on NATS. Each event has `event:` its kind (`registered`, `status_changed`, "
-    "`deregistered`, `removed`), `data:` the change event as JSON (`event`, `instance`, "
-    "`previous_status`), and `id:` `<router-id>:<sequence>`. Reconnect with "
+    "`deregistered`, `removed`, `maintenance`), `data:` the change event as JSON "
+    "(`event`, `instance`, `previous_status`, and `actor`, the token name of the operator "
+    "whose request caused it), and `id:` `<router-id>:<sequence>`. Reconnect with "
     "`Last-Event-ID` (or `last_event_id`) to get every retained event after it. An "
     "event `reset` (data: `{reason, message}`) says changes may have been missed: "
     "the id is another router's or too old, NATS was lost, or the client fell too far "

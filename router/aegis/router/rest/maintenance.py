@@ -9,17 +9,21 @@ router restart, and each change is a ``maintenance`` change event.
 
 from __future__ import annotations
 
-import structlog
 from aegis.router.registry.operations import Registry
+from aegis.router.rest.auth import actor
 from aegis.router.rest.contract import ADMIN_PREFIX, SERVICE_NAME, instance_key, ref
-from aegis.router.rest.errors import INTERNAL, UNAUTHORIZED, ApiException, instance_not_found
+from aegis.router.rest.errors import (
+    FORBIDDEN,
+    INTERNAL,
+    UNAUTHORIZED,
+    ApiException,
+    instance_not_found,
+)
 from aegis.wire.messages import Instance
 from aegis.wire.rest import ErrorResponse, InstancesResponse, MaintenanceRequest
 from pydantic import BaseModel, ValidationError
 from sanic import Blueprint, HTTPResponse, Request, json
 from sanic_ext import openapi
-
-log = structlog.get_logger("aegis.router.rest.routes")
 
 # Shared by every app (tests build many); the registry is ``request.app.ctx``'s.
 bp = Blueprint("maintenance", url_prefix=ADMIN_PREFIX)
@@ -54,25 +58,12 @@ def _dump(model: BaseModel) -> HTTPResponse:
     return json(model.model_dump(mode="json"))
 
 
-def _logged(request: Request, scope: str, name: str, reason: str | None, found: int) -> None:
-    log.info(
-        "operator_maintenance",
-        scope=scope,
-        service=name,
-        on=reason is not None,
-        reason=reason,
-        found=found,
-        origin=request.remote_addr or request.ip,
-    )
-
-
 async def _on_instance(
     request: Request, name: str, instance_id: str, reason: str | None
 ) -> HTTPResponse:
     registry: Registry = request.app.ctx.registry
     key = instance_key(name, instance_id)
-    record = None if key is None else await registry.set_maintenance(key, reason)
-    _logged(request, f"instance {instance_id}", name, reason, int(record is not None))
+    record = None if key is None else await registry.set_maintenance(key, reason, actor(request))
     if record is None:
         raise instance_not_found(name, instance_id, "live ")
     return _dump(record.to_public())
@@ -82,8 +73,7 @@ async def _on_service(request: Request, name: str, reason: str | None) -> HTTPRe
     registry: Registry = request.app.ctx.registry
     records = None
     if SERVICE_NAME.fullmatch(name):
-        records = await registry.set_service_maintenance(name, reason)
-    _logged(request, "service", name, reason, len(records or []))
+        records = await registry.set_service_maintenance(name, reason, actor(request))
     if records is None:
         raise ApiException(404, "SERVICE_NOT_FOUND", f"service {name!r} has no live instance")
     instances = [r.to_public() for r in records]
@@ -97,6 +87,7 @@ async def _on_service(request: Request, name: str, reason: str | None) -> HTTPRe
 @openapi.response(200, ref(Instance), "The instance, marked.")
 @openapi.response(400, ref(ErrorResponse), "VALIDATION_ERROR: no reason given.")
 @openapi.response(401, ref(ErrorResponse), UNAUTHORIZED)
+@openapi.response(403, ref(ErrorResponse), FORBIDDEN)
 @openapi.response(404, ref(ErrorResponse), "INSTANCE_NOT_FOUND: no such live instance.")
 @openapi.response(500, ref(ErrorResponse), INTERNAL)
 async def put_instance(request: Request, name: str, instance_id: str) -> HTTPResponse:
@@ -108,6 +99,7 @@ async def put_instance(request: Request, name: str, instance_id: str) -> HTTPRes
 @openapi.summary("Take an instance out of maintenance")
 @openapi.response(200, ref(Instance), "The instance, unmarked.")
 @openapi.response(401, ref(ErrorResponse), UNAUTHORIZED)
+@openapi.response(403, ref(ErrorResponse), FORBIDDEN)
 @openapi.response(
     404, ref(ErrorResponse), "INSTANCE_NOT_FOUND: no such live instance, nor a marked one."
 )
@@ -124,6 +116,7 @@ async def delete_instance(request: Request, name: str, instance_id: str) -> HTTP
 @openapi.response(200, ref(InstancesResponse), "The instances, marked.")
 @openapi.response(400, ref(ErrorResponse), "VALIDATION_ERROR: no reason given.")
 @openapi.response(401, ref(ErrorResponse), UNAUTHORIZED)
+@openapi.response(403, ref(ErrorResponse), FORBIDDEN)
 @openapi.response(404, ref(ErrorResponse), "SERVICE_NOT_FOUND: no live instance.")
 @openapi.response(500, ref(ErrorResponse), INTERNAL)
 async def put_service(request: Request, name: str) -> HTTPResponse:
@@ -135,6 +128,7 @@ async def put_service(request: Request, name: str) -> HTTPResponse:
 @openapi.summary("Take every instance of a service out of maintenance")
 @openapi.response(200, ref(InstancesResponse), "The instances, unmarked.")
 @openapi.response(401, ref(ErrorResponse), UNAUTHORIZED)
+@openapi.response(403, ref(ErrorResponse), FORBIDDEN)
 @openapi.response(404, ref(ErrorResponse), "SERVICE_NOT_FOUND: no live instance, nor a marked one.")
 @openapi.response(500, ref(ErrorResponse), INTERNAL)
 async def delete_service(request: Request, name: str) -> HTTPResponse:

@@ -10,8 +10,15 @@ from aegis.router.domain import InstanceRecord
 from aegis.router.metrics import render
 from aegis.router.registry.operations import Registry
 from aegis.router.request_tally import fold_all
+from aegis.router.rest.auth import actor
 from aegis.router.rest.contract import ADMIN_PREFIX, instance_key, ref
-from aegis.router.rest.errors import INTERNAL, UNAUTHORIZED, ApiException, instance_not_found
+from aegis.router.rest.errors import (
+    FORBIDDEN,
+    INTERNAL,
+    UNAUTHORIZED,
+    ApiException,
+    instance_not_found,
+)
 from aegis.router.rest.instance_json import InstanceTexts
 from aegis.router.rest.ports import NatsSide
 from aegis.wire.messages import (
@@ -248,20 +255,13 @@ async def get_instance(request: Request, name: str, instance_id: str) -> HTTPRes
     "and re-registers it, so stop the service first to keep it out."
 )
 @openapi.response(200, ref(Instance), "The instance, now OFFLINE.")
+@openapi.response(403, ref(ErrorResponse), FORBIDDEN)
 @openapi.response(404, ref(ErrorResponse), "INSTANCE_NOT_FOUND: no such instance.")
 @openapi.response(500, ref(ErrorResponse), INTERNAL)
 async def force_deregister(request: Request, name: str, instance_id: str) -> HTTPResponse:
-    """Take one instance OFFLINE as an operator; logged with who asked."""
+    """Take one instance OFFLINE as an operator (audited by ``auth.audit``)."""
     key = instance_key(name, instance_id)
-    record = None if key is None else await _registry(request).force_deregister(key)
-    log.info(
-        "operator_deregistration",
-        service=name,
-        instance=instance_id,
-        found=record is not None,
-        origin=request.remote_addr or request.ip,
-        user_agent=request.headers.get("user-agent"),
-    )
+    record = None if key is None else await _registry(request).force_deregister(key, actor(request))
     if record is None:
         raise instance_not_found(name, instance_id)
     return _json(record.to_public())

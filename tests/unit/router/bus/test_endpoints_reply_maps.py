@@ -131,12 +131,13 @@ async def test_a_changed_record_replies_with_its_change_not_the_old_pieces() -> 
 
 @pytest.mark.parametrize("kind", list(EventKind))
 @pytest.mark.parametrize("previous", [None, *InstanceStatus])
+@pytest.mark.parametrize("actor", [None, "oncall"])
 def test_event_map_packs_as_the_change_event_model(
-    kind: EventKind, previous: InstanceStatus | None
+    kind: EventKind, previous: InstanceStatus | None, actor: str | None
 ) -> None:
     r = record(METADATA[1], InstanceStatus.UNHEALTHY, 3)
-    model = ChangeEvent(event=kind, instance=r.to_public(), previous_status=previous)
-    assert pack_map(event_map(kind, r.to_public_map(), previous)) == pack(model)
+    model = ChangeEvent(event=kind, instance=r.to_public(), previous_status=previous, actor=actor)
+    assert pack_map(event_map(kind, r.to_public_map(), previous, actor)) == pack(model)
 
 
 def test_with_version_and_with_contact_keep_every_other_field() -> None:

@@ -172,6 +172,7 @@ async def test_openapi_documents_every_route_with_exact_schemas(app: Sanic[Any, 
         f"{ADMIN}/services/{{name}}/maintenance",
         f"{ADMIN}/instances",
         f"{ADMIN}/events",
+        f"{ADMIN}/whoami",
         "/healthz",
         "/readyz",
         "/metrics",
@@ -319,8 +320,14 @@ async def test_force_deregister_takes_the_instance_offline(
     )
     stored_now = {r.instance_id: r.status for r in await registry.instances("billing")}
     assert stored_now[instance] is InstanceStatus.OFFLINE
-    [line] = [e for e in logs if e["event"] == "operator_deregistration"]
-    assert (line["service"], line["instance"], line["found"]) == ("billing", instance, True)
+    [line] = [e for e in logs if e["event"] == "operator_action"]
+    assert (line["action"], line["service"], line["instance"], line["outcome"]) == (
+        "deregister",
+        "billing",
+        instance,
+        200,
+    )
+    assert line["actor"] == "anonymous"  # no token configured
     assert isinstance(line["origin"], str)
     assert line["origin"]
     assert SESSION not in repr(logs)
@@ -342,8 +349,8 @@ async def test_force_deregister_unknown_is_404(
     assert body["error"]["code"] == "INSTANCE_NOT_FOUND"
     assert instance in body["error"]["message"]
     assert await registry.instances() == before
-    [line] = [e for e in logs if e["event"] == "operator_deregistration"]
-    assert (line["service"], line["instance"], line["found"]) == (service, instance, False)
+    [line] = [e for e in logs if e["event"] == "operator_action"]
+    assert (line["service"], line["instance"], line["outcome"]) == (service, instance, 404)
     assert line["origin"]
 
 
