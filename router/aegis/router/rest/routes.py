@@ -24,6 +24,7 @@ from aegis.router.rest.listing import (
     CURSOR_HELP,
     ID_PREFIX_HELP,
     LIMIT_HELP,
+    MAX_ID_FILTER,
     MAX_LIMIT,
     META_HELP,
     PAGING_HELP,
@@ -48,7 +49,7 @@ from pydantic import BaseModel
 from sanic import Blueprint, HTTPResponse, Request, json
 from sanic.response import json_dumps
 from sanic_ext import openapi
-from sanic_ext.extensions.openapi.types import Integer
+from sanic_ext.extensions.openapi.types import Integer, String
 
 log = structlog.get_logger("aegis.router.rest.routes")
 
@@ -142,8 +143,8 @@ def listing_responses(model: type[BaseModel], what: str) -> Callable[[T], T]:
 def paging(handler: T) -> T:
     """The OpenAPI parameters of a paged instance listing."""
     for name, schema, text in (
-        ("q", str, Q_HELP),
-        ("id_prefix", str, ID_PREFIX_HELP),
+        ("q", String(maxLength=MAX_ID_FILTER), Q_HELP),  # type: ignore[no-untyped-call]
+        ("id_prefix", String(maxLength=MAX_ID_FILTER), ID_PREFIX_HELP),  # type: ignore[no-untyped-call]
         ("cursor", str, CURSOR_HELP),
         ("limit", Integer(minimum=1, maximum=MAX_LIMIT), LIMIT_HELP),  # type: ignore[no-untyped-call]
     ):
