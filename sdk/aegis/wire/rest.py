@@ -29,11 +29,19 @@ class ServiceSummary(BaseModel):
     statuses: StatusCounts
 
 
+VERSION_HELP = (
+    "The event stream's id this listing reflects: resume `GET /api/v1/admin/events` "
+    "with `Last-Event-ID` set to it for exactly the changes after the listing. "
+    "Absent from routers older than it."
+)
+
+
 class ServicesResponse(BaseModel):
     """``GET /services``: every service; ``total`` counts services."""
 
     services: list[ServiceSummary]
     total: int
+    version: str | None = Field(default=None, description=VERSION_HELP)
 
 
 class ServiceDetail(BaseModel):
@@ -44,10 +52,16 @@ class ServiceDetail(BaseModel):
 
 
 class InstancesResponse(BaseModel):
-    """``GET /instances``: instances across services; ``total`` counts them."""
+    """``GET /instances``: one page of instances across services; ``total`` counts every
+    match, on every page."""
 
     instances: list[Instance]
     total: int
+    next_cursor: str | None = Field(
+        default=None,
+        description="Give it back as `cursor` for the next page; null on the last page.",
+    )
+    version: str | None = Field(default=None, description=VERSION_HELP)
 
 
 class MaintenanceRequest(BaseModel):

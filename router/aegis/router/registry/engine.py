@@ -32,6 +32,7 @@ from aegis.router.leases.deadlines import DeadlineIndex
 from aegis.router.leases.membership import Handover, Membership, partition_of
 from aegis.router.metrics import store_writes_counter
 from aegis.router.registry.events import event_map
+from aegis.router.registry.key_order import KeyOrder
 from aegis.router.registry.status_counts import StatusCounts
 from aegis.router.store.port import AlreadyExists, InstanceStore, RevisionMismatch, StoreError
 from aegis.wire.messages import EventKind, InstanceStatus
@@ -105,8 +106,9 @@ class RegistryEngine:
     """The registry's state and the compare-and-set loop every change goes through.
 
     ``store``, ``timings``, ``leases``, ``deadlines`` (the liveness deadlines of
-    the leases held) and ``counts`` are shared with the operations and the
-    liveness that hold the engine; only the engine writes records.
+    the leases held), ``counts`` and ``order`` (the keys, sorted) are shared with
+    the operations and the liveness that hold the engine; only the engine writes
+    records.
     """
 
     def __init__(
@@ -129,6 +131,7 @@ class RegistryEngine:
         resolution = min(0.05, self.timings.unhealthy_after / 100)
         self.deadlines: DeadlineIndex[InstanceKey] = DeadlineIndex(resolution)
         self.counts = StatusCounts()
+        self.order = KeyOrder()  # every key in listing order, for the REST pages
         # The last (key, record) tracked: our own writes reach _track through the
         # store's listener, and apply need not track them a second time.
         self._tracked: tuple[InstanceKey, InstanceRecord | None] | None = None
@@ -244,6 +247,7 @@ class RegistryEngine:
     def _track(self, key: InstanceKey, record: InstanceRecord | None) -> None:
         self._tracked = (key, record)
         self.counts.apply(key, record)
+        self.order.apply(key, record)
         if record is None or not record.is_live:
             self.leases.forget(key)
         self._schedule(key, record)

@@ -40,6 +40,7 @@ from aegis.router.registry.engine import (
 )
 from aegis.router.registry.expiry_budget import ExpiryBudget
 from aegis.router.registry.liveness import Liveness
+from aegis.router.registry.pages import Page, PageQuery, read_page
 from aegis.router.registry.recoveries import Recoveries
 from aegis.router.store.port import InstanceStore
 from aegis.wire.messages import FilterValue, InstanceStatus, RegisterRequest, matches
@@ -50,6 +51,8 @@ __all__ = [
     "InstanceLimits",
     "LimitExceededError",
     "OwnerResult",
+    "Page",
+    "PageQuery",
     "Registry",
     "ServiceSummary",
     "utc_now",
@@ -123,6 +126,15 @@ class Registry:
     def version(self) -> int:
         """Changes with every change of an instance's status or existence."""
         return self._engine.version
+
+    @property
+    def changes(self) -> int:
+        """Changes with every change a listing shows (not with a contact alone)."""
+        return self._engine.order.changes
+
+    def service_size(self, service_name: str) -> int:
+        """How many instances ``service_name`` has (0: none, or no such service)."""
+        return self._engine.counts.of_service(service_name)
 
     def now(self) -> datetime:
         """The registry's clock."""
@@ -398,6 +410,15 @@ class Registry:
         included), whatever its status; None if none has ``key``."""
         current = self._store.peek(key)
         return None if current is None else self._engine.as_heard(current.record)
+
+    def page(self, query: PageQuery) -> Page:
+        """One page of instances in listing order (service name, then instance id), with
+        contacts this router heard but has not written yet; no await, so the page and
+        anything read beside it (the event feed's head) show the same moment."""
+        engine = self._engine
+        page = read_page(engine.order, engine.counts.names, self._store.peek, query)
+        as_heard = engine.as_heard
+        return Page([as_heard(r) for r in page.records], page.total, page.more)
 
     async def instances(
         self,

@@ -56,6 +56,10 @@ class StatusCounts:
                 service[new] = service.get(new, 0) + 1
         self.version += 1
 
+    def names(self) -> list[str]:
+        """Every service's name, sorted."""
+        return sorted(self._counts)
+
     def by_service(self) -> list[tuple[str, dict[InstanceStatus, int]]]:
         """Every service with its counts by status (zeros included), sorted by name."""
         return [

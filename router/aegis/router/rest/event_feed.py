@@ -199,6 +199,12 @@ class EventFeed:
         """How many streams follow the feed now."""
         return len(self._streams)
 
+    @property
+    def version(self) -> str:
+        """The id of the last change this feed holds: a stream resumed after it gets
+        every later change, and only those (what a listing read now reflects)."""
+        return self.event_id(self.head)
+
     def event_id(self, sequence: int) -> str:
         """The SSE id of ``sequence``: ``<router-id>:<sequence>``."""
         return f"{self.router_id}:{sequence}"

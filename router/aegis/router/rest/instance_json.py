@@ -104,7 +104,18 @@ class InstanceTexts:
         instances = ",".join(map(self.text, records))
         return f'{{"name":{json_dumps(name)},"instances":[{instances}]}}'.encode()
 
-    def instances_response(self, records: list[InstanceRecord]) -> bytes:
-        """The ``InstancesResponse`` body: ``records``' public views and their count."""
+    def instances_response(
+        self,
+        records: list[InstanceRecord],
+        total: int | None = None,
+        next_cursor: str | None = None,
+        version: str | None = None,
+    ) -> bytes:
+        """The ``InstancesResponse`` body: ``records``' public views, the count of all
+        matches (None: ``records``'), the next page's cursor and the listing's version."""
         instances = ",".join(map(self.text, records))
-        return f'{{"instances":[{instances}],"total":{len(records)}}}'.encode()
+        count = len(records) if total is None else total
+        return (
+            f'{{"instances":[{instances}],"total":{count},'
+            f'"next_cursor":{json_dumps(next_cursor)},"version":{json_dumps(version)}}}'
+        ).encode()

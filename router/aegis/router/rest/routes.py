@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
-from typing import Any
+from collections.abc import Callable
+from typing import TypeVar
 
 import structlog
-from aegis.router.domain import InstanceRecord
 from aegis.router.metrics import render
-from aegis.router.registry.operations import Registry
+from aegis.router.registry.operations import PageQuery, Registry
 from aegis.router.request_tally import fold_all
 from aegis.router.rest.auth import actor
+from aegis.router.rest.conditional import (
+    VERSION_HEADER,
+    entity_tag,
+    listing_headers,
+    matches,
+    not_modified,
+)
 from aegis.router.rest.contract import ADMIN_PREFIX, instance_key, ref
+from aegis.router.rest.cursor import encode_cursor
 from aegis.router.rest.errors import (
     FORBIDDEN,
     INTERNAL,
@@ -20,12 +27,22 @@ from aegis.router.rest.errors import (
     instance_not_found,
 )
 from aegis.router.rest.instance_json import InstanceTexts
-from aegis.router.rest.ports import NatsSide
-from aegis.wire.messages import (
-    MAX_FILTER_KEYS,
-    Instance,
-    InstanceStatus,
+from aegis.router.rest.listing import (
+    CURSOR_HELP,
+    ID_PREFIX_HELP,
+    LIMIT_HELP,
+    MAX_ID_FILTER,
+    MAX_LIMIT,
+    META_HELP,
+    PAGING_HELP,
+    Q_HELP,
+    STATUS_HELP,
+    StatusFilter,
+    listing_version,
+    page_query,
 )
+from aegis.router.rest.ports import NatsSide
+from aegis.wire.messages import Instance, InstanceStatus
 from aegis.wire.rest import (
     ErrorResponse,
     Health,
@@ -37,32 +54,24 @@ from aegis.wire.rest import (
 )
 from pydantic import BaseModel
 from sanic import Blueprint, HTTPResponse, Request, json
+from sanic.response import json_dumps
 from sanic_ext import openapi
+from sanic_ext.extensions.openapi.types import Integer, String
 
 log = structlog.get_logger("aegis.router.rest.routes")
 
-ANY_STATUS = "ANY"
+T = TypeVar("T")
 
-
-class StatusFilter(StrEnum):
-    """The ``status`` query argument's values (the OpenAPI enum)."""
-
-    ONLINE = "ONLINE"
-    UNHEALTHY = "UNHEALTHY"
-    OFFLINE = "OFFLINE"
-    ANY = ANY_STATUS
-
-
-STATUS_HELP = "Only instances in this status: ONLINE, UNHEALTHY or OFFLINE (ANY: every status)."
-META_HELP = (
-    " Metadata filters: `meta.<key>=<value>` keeps instances whose top-level metadata "
-    "`key` has that value (a string equal to it, or a number or boolean written so in "
-    "JSON: `meta.port=8080`, `meta.canary=true`); several are ANDed, at most 16. "
-    "A bad filter gets 400 `INVALID_FILTER`. `maintenance=include|exclude|only` chooses "
-    "what to do with instances an operator put in maintenance: by default they are "
-    "listed (marked) without filters and left out with `status` or `meta.*` filters."
+LISTING_HEADERS_HELP = (
+    f" Headers: `ETag`, this listing's validator (strong; send it back in "
+    f"`If-None-Match`), and `{VERSION_HEADER}`, the event stream's id the listing reflects."
 )
-META_PREFIX = "meta."
+IF_NONE_HELP = "The `ETag` of a copy held: 304 with no body while the listing is unchanged."
+NOT_MODIFIED_HELP = (
+    "Not modified: the copy whose `ETag` was sent is current (no body; `ETag` and "
+    f"`{VERSION_HEADER}` as on a 200). A contact time (`last_heartbeat_at`) alone is no change."
+)
+LISTING_ERRORS = "INVALID_STATUS, INVALID_FILTER, INVALID_LIMIT or INVALID_CURSOR."
 
 # The admin API and the operator's endpoints (health, readiness, metrics). A
 # blueprint may serve many apps (tests build many): what belongs to one app or
@@ -82,104 +91,96 @@ def _texts(request: Request) -> InstanceTexts:
     return texts
 
 
-def _status_filter(request: Request) -> InstanceStatus | None:
-    """The ``status`` query argument, or None; 400 ``INVALID_STATUS`` if unknown."""
-    text = request.get_args(keep_blank_values=True).get("status")
-    if text is None or text.upper() == ANY_STATUS:
-        return None  # ANY: every status, as NATS discover takes it
-    try:
-        return InstanceStatus(text.upper())
-    except ValueError:
-        allowed = ", ".join([*(s.value for s in InstanceStatus), ANY_STATUS])
-        raise ApiException(
-            400, "INVALID_STATUS", f"status must be one of {allowed}, got {text!r}"
-        ) from None
-
-
-def _metadata_filter(request: Request) -> dict[str, str]:
-    """The ``meta.<key>=<value>`` query arguments; 400 ``INVALID_FILTER`` if malformed."""
-    where: dict[str, str] = {}
-    for name, values in request.get_args(keep_blank_values=True).items():
-        if not name.startswith(META_PREFIX):
-            continue
-        key = name[len(META_PREFIX) :]
-        if not 0 < len(key) <= 64:
-            raise ApiException(
-                400, "INVALID_FILTER", f"{name!r}: a metadata key is 1 to 64 characters"
-            )
-        if len(values) > 1:
-            raise ApiException(400, "INVALID_FILTER", f"{name!r} is given {len(values)} times")
-        where[key] = values[0]
-    if len(where) > MAX_FILTER_KEYS:
-        raise ApiException(
-            400, "INVALID_FILTER", f"{len(where)} metadata filters; at most {MAX_FILTER_KEYS}"
-        )
-    return where
-
-
-def _as_text(value: Any) -> str | None:
-    """A metadata value as a query string would spell it; None for maps and lists."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return value
-    if isinstance(value, int | float):
-        return repr(value)
-    return None
-
-
-def _filtered(request: Request, records: list[InstanceRecord]) -> list[InstanceRecord]:
-    """``records`` through the request's ``status``, ``meta.*`` and ``maintenance`` filters."""
-    if not request.query_string:  # no filter: every record (maintenance=include)
-        return records
-    status, where = _status_filter(request), _metadata_filter(request)
-    mode = request.args.get("maintenance") or ("exclude" if status or where else "include")
-    if mode not in ("include", "exclude", "only"):
-        raise ApiException(
-            400, "INVALID_FILTER", f"maintenance must be include, exclude or only, got {mode!r}"
-        )
-    return [
-        r
-        for r in records
-        if (status is None or r.status is status)
-        and all(k in r.metadata and _as_text(r.metadata[k]) == v for k, v in where.items())
-        and (mode == "include" or (r.maintenance is None) == (mode == "exclude"))
-    ]
-
-
 def _json(model: BaseModel, status: int = 200) -> HTTPResponse:
     return json(model.model_dump(mode="json"), status=status)
 
 
-async def _service_instances(request: Request, name: str) -> list[InstanceRecord]:
-    """The service's instances through the request's filters; 404 if it has none at all."""
-    records = await _registry(request).instances(name)
-    if not records:
+def _service_size(request: Request, name: str) -> int:
+    """How many instances ``name`` has; 404 ``SERVICE_NOT_FOUND`` if none at all."""
+    size = _registry(request).service_size(name)
+    if not size:
         raise ApiException(404, "SERVICE_NOT_FOUND", f"no service named {name!r} is registered")
-    return _filtered(request, records)
+    return size
 
 
-def _json_body(body: bytes) -> HTTPResponse:
-    """A 200 with a JSON body already written (what ``json()`` would send for it)."""
-    return HTTPResponse(body, content_type="application/json")
+def _conditional(
+    request: Request, *parts: str | int
+) -> tuple[str, dict[str, str], HTTPResponse | None]:
+    """The listing's version and headers, and a 304 if the client's copy is current.
+
+    Read with no await before the listing itself: both show the same moment.
+    """
+    registry = _registry(request)
+    version = listing_version(request, registry)
+    tag = entity_tag(version, registry.changes, request.path, request.query_string, *parts)
+    if matches(request.headers.get("if-none-match"), tag):
+        return version, {}, not_modified(tag, version)
+    return version, listing_headers(tag, version), None
+
+
+def _instances_page(request: Request, query: PageQuery) -> HTTPResponse:
+    """One page of instances as an ``InstancesResponse``, or 304."""
+    version, headers, unchanged = _conditional(request)
+    if unchanged is not None:
+        return unchanged
+    page = _registry(request).page(query)
+    last = page.last
+    body = _texts(request).instances_response(
+        page.records, page.total, None if last is None else encode_cursor(last), version
+    )
+    return HTTPResponse(body, content_type="application/json", headers=headers)
+
+
+def listing_responses(model: type[BaseModel], what: str) -> Callable[[T], T]:
+    """The OpenAPI parts every listing shares: ``If-None-Match``, 200 with its headers, 304.
+
+    sanic-ext keeps no response headers: they are told in the descriptions.
+    """
+
+    def decorate(handler: T) -> T:
+        handler = openapi.parameter("If-None-Match", str, "header", description=IF_NONE_HELP)(
+            handler
+        )
+        handler = openapi.response(200, ref(model), what + LISTING_HEADERS_HELP)(handler)
+        return openapi.response(304, {}, NOT_MODIFIED_HELP)(handler)
+
+    return decorate
+
+
+def paging(handler: T) -> T:
+    """The OpenAPI parameters of a paged instance listing."""
+    for name, schema, text in (
+        ("q", String(maxLength=MAX_ID_FILTER), Q_HELP),  # type: ignore[no-untyped-call]
+        ("id_prefix", String(maxLength=MAX_ID_FILTER), ID_PREFIX_HELP),  # type: ignore[no-untyped-call]
+        ("cursor", str, CURSOR_HELP),
+        ("limit", Integer(minimum=1, maximum=MAX_LIMIT), LIMIT_HELP),  # type: ignore[no-untyped-call]
+    ):
+        handler = openapi.parameter(name, schema, "query", description=text)(handler)
+    return handler
 
 
 @admin.get("/services")
 @openapi.response(401, ref(ErrorResponse), UNAUTHORIZED)
 @openapi.summary("List services")
-@openapi.description("Every registered service with its instance counts by status.")
-@openapi.response(200, ref(ServicesResponse), "The services, sorted by name.")
+@openapi.description(
+    "Every registered service with its instance counts by status, and the event stream's "
+    "`version` they reflect; the `ETag` answers `If-None-Match` with 304 while unchanged."
+)
+@listing_responses(ServicesResponse, "The services, sorted by name.")
 @openapi.response(500, ref(ErrorResponse), INTERNAL)
 async def list_services(request: Request) -> HTTPResponse:
     """Every service with instance counts by status.
 
-    The body is rebuilt only when a count changed since the last request:
-    consoles poll this far more often than the fleet changes.
+    The services' text is rebuilt only when a count changed since the last
+    request: consoles poll this far more often than the fleet changes.
     """
     registry = _registry(request)
-    cached: tuple[Registry, int, bytes] | None = getattr(request.app.ctx, "services", None)
+    version, headers, unchanged = _conditional(request, registry.version)
+    if unchanged is not None:
+        return unchanged
+    cached: tuple[Registry, int, str] | None = getattr(request.app.ctx, "services", None)
     if cached is None or cached[0] is not registry or cached[1] != registry.version:
-        version = registry.version
+        counted = registry.version
         summaries = await registry.services()
         services = [
             ServiceSummary(
@@ -189,27 +190,41 @@ async def list_services(request: Request) -> HTTPResponse:
             )
             for s in summaries
         ]
-        body = ServicesResponse(services=services, total=len(services)).model_dump_json()
-        cached = (registry, version, body.encode())
+        text = ServicesResponse(services=services, total=len(services)).model_dump_json(
+            exclude={"version"}
+        )
+        cached = (registry, counted, text)
         request.app.ctx.services = cached
-    return _json_body(cached[2])
+    # The model's last field, written in: the services' text stays as long as the counts.
+    body = f'{cached[2][:-1]},"version":{json_dumps(version)}}}'
+    return HTTPResponse(body.encode(), content_type="application/json", headers=headers)
 
 
 @admin.get("/services/<name:str>")
 @openapi.response(401, ref(ErrorResponse), UNAUTHORIZED)
 @openapi.summary("Show one service")
 @openapi.description(
-    "The service's instances, sorted by instance id; `status` keeps only those in it." + META_HELP
+    "The service's instances, sorted by instance id; `status` keeps only those in it, "
+    "`id_prefix` and `q` those whose id starts with or contains a text. It sends an `ETag` "
+    "(304 to a matching `If-None-Match`) and `X-Aegis-Version`." + META_HELP
 )
 @openapi.parameter("status", StatusFilter, "query", description=STATUS_HELP)
-@openapi.response(200, ref(ServiceDetail), "The service and its instances.")
+@openapi.parameter("id_prefix", str, "query", description=ID_PREFIX_HELP)
+@openapi.parameter("q", str, "query", description=Q_HELP)
+@listing_responses(ServiceDetail, "The service and its instances.")
 @openapi.response(400, ref(ErrorResponse), "INVALID_STATUS or INVALID_FILTER.")
 @openapi.response(404, ref(ErrorResponse), "SERVICE_NOT_FOUND: no such service is registered.")
 @openapi.response(500, ref(ErrorResponse), INTERNAL)
 async def get_service(request: Request, name: str) -> HTTPResponse:
     """One service and its instances; 404 ``SERVICE_NOT_FOUND`` if none is registered."""
-    shown = await _service_instances(request, name)
-    return _json_body(_texts(request).service_detail(name, shown))
+    query = page_query(request, name, paged=False)
+    _service_size(request, name)
+    _, headers, unchanged = _conditional(request)
+    if unchanged is not None:
+        return unchanged
+    shown = _registry(request).page(query).records
+    body = _texts(request).service_detail(name, shown)
+    return HTTPResponse(body, content_type="application/json", headers=headers)
 
 
 @admin.get("/services/<name:str>/instances")
@@ -217,17 +232,19 @@ async def get_service(request: Request, name: str) -> HTTPResponse:
 @openapi.summary("List one service's instances")
 @openapi.description(
     "The service's instances, sorted by instance id, with their count; `status` keeps "
-    "only those in it." + META_HELP
+    "only those in it." + META_HELP + PAGING_HELP
 )
 @openapi.parameter("status", StatusFilter, "query", description=STATUS_HELP)
-@openapi.response(200, ref(InstancesResponse), "The matching instances.")
-@openapi.response(400, ref(ErrorResponse), "INVALID_STATUS or INVALID_FILTER.")
+@paging
+@listing_responses(InstancesResponse, "The matching instances (one page of them).")
+@openapi.response(400, ref(ErrorResponse), LISTING_ERRORS)
 @openapi.response(404, ref(ErrorResponse), "SERVICE_NOT_FOUND: no such service is registered.")
 @openapi.response(500, ref(ErrorResponse), INTERNAL)
 async def service_instances(request: Request, name: str) -> HTTPResponse:
-    """One service's instances, filtered; 404 ``SERVICE_NOT_FOUND`` if none is registered."""
-    shown = await _service_instances(request, name)
-    return _json_body(_texts(request).instances_response(shown))
+    """One page of a service's instances, filtered; 404 ``SERVICE_NOT_FOUND`` if it has none."""
+    query = page_query(request, name)
+    _service_size(request, name)
+    return _instances_page(request, query)
 
 
 @admin.get("/services/<name:str>/instances/<instance_id:str>")
@@ -271,18 +288,18 @@ async def force_deregister(request: Request, name: str, instance_id: str) -> HTT
 @openapi.response(401, ref(ErrorResponse), UNAUTHORIZED)
 @openapi.summary("List instances")
 @openapi.description(
-    "Instances of every service in one request, sorted by service then instance id. "
-    "Filter with `service` (exact name) and `status` (ONLINE, UNHEALTHY or OFFLINE)." + META_HELP
+    "Instances of every service, sorted by service then instance id. Filter with "
+    "`service` (exact name) and `status` (ONLINE, UNHEALTHY or OFFLINE)." + META_HELP + PAGING_HELP
 )
 @openapi.parameter("service", str, "query", description="Only this service.")
 @openapi.parameter("status", StatusFilter, "query", description=STATUS_HELP)
-@openapi.response(200, ref(InstancesResponse), "The matching instances.")
-@openapi.response(400, ref(ErrorResponse), "INVALID_STATUS or INVALID_FILTER.")
+@paging
+@listing_responses(InstancesResponse, "The matching instances (one page of them).")
+@openapi.response(400, ref(ErrorResponse), LISTING_ERRORS)
 @openapi.response(500, ref(ErrorResponse), INTERNAL)
 async def list_instances(request: Request) -> HTTPResponse:
-    """All instances, or those of one service and/or one status and metadata."""
-    records = await _registry(request).instances(request.args.get("service") or None)
-    return _json_body(_texts(request).instances_response(_filtered(request, records)))
+    """One page of all instances, or of one service, status, metadata or id."""
+    return _instances_page(request, page_query(request, request.args.get("service") or None))
 
 
 @ops.get("/healthz")

@@ -55,10 +55,12 @@ def detail_bytes(name: str, records: list[InstanceRecord]) -> bytes:
     return model_bytes(ServiceDetail(name=name, instances=[r.to_public() for r in records]))
 
 
-def instances_bytes(records: list[InstanceRecord]) -> bytes:
-    """The ``InstancesResponse`` body as the model gives it."""
+def instances_bytes(records: list[InstanceRecord], version: str | None = None) -> bytes:
+    """The ``InstancesResponse`` body as the model gives it (one page: no next cursor)."""
     instances = [r.to_public() for r in records]
-    return model_bytes(InstancesResponse(instances=instances, total=len(instances)))
+    return model_bytes(
+        InstancesResponse(instances=instances, total=len(instances), version=version)
+    )
 
 
 def record(
@@ -243,14 +245,16 @@ async def test_the_routes_serve_the_models_bytes_with_each_new_contact() -> None
         listed = await registry.instances("billing")
         for query, kept in queries.items():
             shown = [r for r in listed if r.instance_id in kept]
+            version = f"local:{registry.changes}"  # no event feed: the registry's count
             for path, expected in [
                 (f"services/billing{query}", detail_bytes("billing", shown)),
-                (f"services/billing/instances{query}", instances_bytes(shown)),
-                (f"instances{query}", instances_bytes(shown)),
+                (f"services/billing/instances{query}", instances_bytes(shown, version)),
+                (f"instances{query}", instances_bytes(shown, version)),
             ]:
                 _, response = await app.asgi_client.get(f"{ADMIN}/{path}")
                 assert response.status == 200
                 assert response.headers["content-type"] == "application/json"
+                assert response.headers["x-aegis-version"] == version
                 assert response.content == expected, path
 
     await served_as_the_models()

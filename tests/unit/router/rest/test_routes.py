@@ -73,12 +73,16 @@ async def test_services(app: Sanic[Any, Any]) -> None:
             },
         ],
         "total": 2,
+        "version": "local:5",  # no event feed (no NATS side): the registry's changes
     }
 
 
 async def test_services_empty() -> None:
     app = bootstrap(Settings(store="memory"), nats=None)
-    assert await request(app, f"{ADMIN}/services") == (200, {"services": [], "total": 0})
+    assert await request(app, f"{ADMIN}/services") == (
+        200,
+        {"services": [], "total": 0, "version": "local:0"},
+    )
 
 
 async def test_one_service(app: Sanic[Any, Any]) -> None:
@@ -121,7 +125,8 @@ async def test_unknown_service_is_404(app: Sanic[Any, Any]) -> None:
 async def test_instances_filters(app: Sanic[Any, Any], query: str, expected: list[str]) -> None:
     status, body = await request(app, f"{ADMIN}/instances{query}")
     assert status == 200
-    assert set(body) == {"instances", "total"}
+    assert set(body) == {"instances", "total", "next_cursor", "version"}
+    assert body["next_cursor"] is None  # no limit: one page
     assert [f"{i['service_name']}/{i['instance_id']}" for i in body["instances"]] == expected
     assert body["total"] == len(expected)
 
