@@ -14,18 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
 import pytest
 from aegis.sdk import ServiceClient
 
-from tests.support.procs import NatsServer, free_port, router_process, stop_process, wait_for_port
+from tests.support.procs import NatsServer, router_process, web_console_process
 
 pytestmark = [pytest.mark.e2e, pytest.mark.one_python]
 
@@ -47,29 +44,6 @@ CHECKS = [
     "ok screenshot",
     "ok refusal shown",
 ]
-
-
-@contextmanager
-def web_console(log: Path, api_url: str, token: str, secret: str | None = None) -> Iterator[str]:
-    """``aegis-console --web`` on a free loopback port; yields the page's URL."""
-    port = free_port()
-    env = {**os.environ, "AEGIS_API_URL": api_url, "AEGIS_CONSOLE_INTERVAL": "0.5"}
-    env["AEGIS_ADMIN_TOKEN"] = token
-    env.pop("AEGIS_CONSOLE_WEB_SECRET", None)
-    if secret is not None:
-        env["AEGIS_CONSOLE_WEB_SECRET"] = secret
-    with log.open("ab") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "aegis.console.cli", "--web", "--port", str(port)],
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_for_port(port, process=process)
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        stop_process(process)
 
 
 async def _maintenance_reason(api_url: str) -> object:
@@ -94,11 +68,19 @@ async def test_the_console_in_a_headless_browser(
         await services.register("checkout", "checkout-2", {"version": "3.1.0"})
         await services.register("payments", "payments-1", {"version": "2.4.0"})
         with ExitStack() as consoles:
-            operator_url = consoles.enter_context(
-                web_console(tmp_path / "operator.log", router.http_url, ADMIN_TOKEN, LOGIN_SECRET)
+            operator_url, _ = consoles.enter_context(
+                web_console_process(
+                    tmp_path / "operator.log",
+                    router.http_url,
+                    token=ADMIN_TOKEN,
+                    secret=LOGIN_SECRET,
+                    interval=0.5,
+                )
             )
-            refused_url = consoles.enter_context(
-                web_console(tmp_path / "refused.log", router.http_url, "not-the-token")
+            refused_url, _ = consoles.enter_context(
+                web_console_process(
+                    tmp_path / "refused.log", router.http_url, token="not-the-token", interval=0.5
+                )
             )
             node = await asyncio.create_subprocess_exec(
                 "node",

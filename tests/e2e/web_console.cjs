@@ -8,6 +8,9 @@
 // line from stdin before going on (the test changes the registry meanwhile).
 // The screenshot is taken last, with the filter cleared and events in the pane.
 // Any failure prints the screen as text and exits 1.
+// With HOLD set (bench/web_console.py), it only opens OPERATOR_URL (no login),
+// says "ok page open" once the services show, and keeps the page open until
+// stdin gives a line.
 //
 // textual-serve draws with xterm.js into a canvas, so the page's DOM holds no
 // screen text. The page's own xterm Terminal is caught as textual.js creates
@@ -117,6 +120,12 @@ async function main() {
   });
   let page;
   try {
+    if (env.HOLD) {
+      page = await openConsole(browser, env.OPERATOR_URL);
+      await screenHas(page, ["Services", "ONLINE"], "page open");
+      await waitForTest("close");
+      return;
+    }
     // Operator: the page asks for the secret first.
     page = await openConsole(browser, env.OPERATOR_URL);
     if (!page.url().endsWith("/login")) throw new Error(`no login page: at ${page.url()}`);
