@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pytest
 from aegis.console import cli
 from aegis.console.cli import Options, parse_options
+from aegis.console.web_options import WebOptions
 
 
 def test_defaults() -> None:
@@ -45,6 +48,11 @@ def test_empty_token_variable_means_none() -> None:
         ([], {"AEGIS_CONSOLE_INTERVAL": "-1"}, "at least 0.2 seconds"),
         (["--api", "127.0.0.1:8000"], {}, "must start with http:// or https://"),
         ([], {"AEGIS_API_URL": "ftp://x"}, "must start with http:// or https://"),
+        (["--web", "--host", "0.0.0.0"], {}, "set AEGIS_CONSOLE_WEB_SECRET"),
+        (["--web", "--host", "::"], {"AEGIS_CONSOLE_WEB_SECRET": ""}, "is not loopback"),
+        (["--web"], {"AEGIS_CONSOLE_WEB_SECRET": "short"}, "at least 16 characters"),
+        (["--web", "--port", "0"], {}, "must be 1 to 65535"),
+        (["--web", "--port", "http"], {}, "not a port number"),
     ],
 )
 def test_bad_values_exit_2(
@@ -89,3 +97,39 @@ def test_main_runs_the_app_with_the_options(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("AEGIS_ADMIN_TOKEN", "tok")
     assert cli.main(["--api", "http://h:9", "--interval", "3"]) == 0
     assert started == [("http://h:9", 3.0, "tok")]
+
+
+def test_web_listens_on_loopback_by_default() -> None:
+    assert parse_options(["--web"], {}).web == WebOptions("127.0.0.1", 8080, None)
+
+
+def test_web_elsewhere_takes_its_secret_from_the_environment() -> None:
+    env = {"AEGIS_CONSOLE_WEB_SECRET": "s" * 16}
+    web = parse_options(["--web", "--host", "0.0.0.0", "--port", "9000"], env).web
+    assert web == WebOptions("0.0.0.0", 9000, "s" * 16)
+    assert "s" * 16 not in repr(web)
+
+
+def test_main_serves_the_web_console_with_the_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    served: list[tuple[WebOptions, Mapping[str, str]]] = []
+    monkeypatch.setattr("aegis.console.web.serve", lambda web, env: served.append((web, dict(env))))
+    monkeypatch.setenv("AEGIS_ADMIN_TOKEN", "tok")
+    assert cli.main(["--web", "--port", "9001", "--api", "http://h:9", "--interval", "3"]) == 0
+    assert served == [
+        (
+            WebOptions("127.0.0.1", 9001),
+            {
+                "AEGIS_API_URL": "http://h:9",
+                "AEGIS_CONSOLE_INTERVAL": "3.0",
+                "AEGIS_ADMIN_TOKEN": "tok",
+            },
+        )
+    ]
+
+
+def test_web_without_textual_serve_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(cli, "find_spec", lambda name: None)
+    assert cli.main(["--web"]) == 2
+    assert "pip install 'aegis-ipc[console]'" in capsys.readouterr().err

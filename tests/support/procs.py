@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -336,3 +336,38 @@ def run_on_terminal(
     os.close(controller)
     code = stop_process(process, signal.SIGKILL) if process.poll() is None else process.wait()
     return code, b"".join(chunks).decode(errors="replace")
+
+
+@contextlib.contextmanager
+def web_console_process(
+    log: Path,
+    api_url: str,
+    *,
+    token: str | None = None,
+    secret: str | None = None,
+    interval: float | None = None,
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``aegis-console --web`` on a free loopback port, its output in ``log``; yields the
+    page's URL and the server's process. Stopped on exit."""
+    port = free_port()
+    env = {**os.environ, "AEGIS_API_URL": api_url}
+    for name, value in (
+        ("AEGIS_ADMIN_TOKEN", token),
+        ("AEGIS_CONSOLE_WEB_SECRET", secret),
+        ("AEGIS_CONSOLE_INTERVAL", None if interval is None else str(interval)),
+    ):
+        env.pop(name, None)
+        if value is not None:
+            env[name] = value
+    with log.open("ab") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "aegis.console.cli", "--web", "--port", str(port)],
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for_port(port, process=process)
+        yield f"http://127.0.0.1:{port}/", process
+    finally:
+        stop_process(process)
