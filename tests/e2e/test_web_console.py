@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from aegis.router.rest.tokens import Role, new_entry
 from aegis.sdk import ServiceClient
 
 from tests.support.procs import NatsServer, router_process, web_console_process
@@ -43,7 +44,10 @@ CHECKS = [
     "ok the instances table focused",
     "ok screenshot",
     "ok refusal shown",
+    "ok read role shown",
+    "ok action refused to a read token",
 ]
+READER, READ_ENTRY = new_entry("web-reader", Role.READ)
 
 
 async def _maintenance_reason(api_url: str) -> object:
@@ -60,7 +64,14 @@ async def test_the_console_in_a_headless_browser(
     browser_folder: Path, nats_server: NatsServer, tmp_path: Path
 ) -> None:
     screenshot = _screenshot_path(tmp_path)
-    router = router_process(tmp_path, nats_url=nats_server.url, AEGIS_ADMIN_TOKEN=ADMIN_TOKEN)
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"{READ_ENTRY.line()}\n")
+    router = router_process(
+        tmp_path,
+        nats_url=nats_server.url,
+        AEGIS_ADMIN_TOKEN=ADMIN_TOKEN,
+        AEGIS_TOKENS_FILE=str(tokens),
+    )
     said: list[str] = []  # the script's lines
     transcript: list[str] = []  # the same with the time since it started, and the test's notes
     async with router, ServiceClient(nats_server.url) as services:
@@ -82,6 +93,11 @@ async def test_the_console_in_a_headless_browser(
                     tmp_path / "refused.log", router.http_url, token="not-the-token", interval=0.5
                 )
             )
+            reader_url, _ = consoles.enter_context(
+                web_console_process(
+                    tmp_path / "reader.log", router.http_url, token=READER, interval=0.5
+                )
+            )
             node = await asyncio.create_subprocess_exec(
                 "node",
                 "web_console.cjs",
@@ -91,6 +107,7 @@ async def test_the_console_in_a_headless_browser(
                     "OPERATOR_URL": operator_url,
                     "OPERATOR_SECRET": LOGIN_SECRET,
                     "REFUSED_URL": refused_url,
+                    "READER_URL": reader_url,
                     "SCREENSHOT": str(screenshot),
                 },
                 stdin=asyncio.subprocess.PIPE,
@@ -124,6 +141,7 @@ async def test_the_console_in_a_headless_browser(
     assert code == 0, "\n".join(transcript) + "\n--- logs\n" + _logs(tmp_path)[-4000:]
     assert [line for line in said if line in CHECKS] == CHECKS, "\n".join(transcript)
     assert _size(screenshot) > 10_000
+    assert READER not in _logs(tmp_path), "the read token's secret is in no log"
 
 
 def _screenshot_path(tmp_path: Path) -> Path:

@@ -3,6 +3,7 @@
 //   OPERATOR_URL     a console served with the admin token and a login secret
 //   OPERATOR_SECRET  that secret (typed into the login form)
 //   REFUSED_URL      a console served with a token the router refuses
+//   READER_URL       a console served with a read-only token
 //   SCREENSHOT       where to write a PNG of the operator's page
 // Each check prints one line "ok <what>"; at "wait <what>" the script reads one
 // line from stdin before going on (the test changes the registry meanwhile).
@@ -183,6 +184,15 @@ async function main() {
     const refused = await openConsole(browser, env.REFUSED_URL);
     await screenHas(refused, ["HTTP 401", "AEGIS_ADMIN_TOKEN"], "refusal shown");
     await refused.close();
+
+    // A read-only token: the console says its role, and refuses an action itself.
+    const reader = await openConsole(browser, env.READER_URL);
+    page = reader; // what a failure shows
+    await screenHas(reader, ["as web-reader (read)", "checkout-1"], "read role shown");
+    await reader.focus(".xterm-helper-textarea");
+    await press(reader, "m");
+    await screenHas(reader, ["Not allowed", "has role read"], "action refused to a read token");
+    await reader.close();
   } catch (error) {
     console.log(`FAILED ${error.message}`);
     if (page) {
