@@ -709,14 +709,14 @@ def endpoints(
     self_id = registry.leases.membership.self_id
     limits: dict[str, Any] = {"max_request_bytes": max_request_bytes}
     local = RegistryActions(registry)
+    forward_endpoint = Endpoint("heartbeat", InstanceRequest, local.heartbeat, **limits)
     served: dict[str, Endpoint[Any]] = {}
     if shared_subjects:
         shared = _verbs(RegistryActions(registry, forward), max_metadata_bytes, limits)
         served[router_heartbeat_subject(self_id)] = shared[HEARTBEAT]
+        served[router_forward_subject(self_id)] = forward_endpoint
         served |= {SHARED_SUBJECTS[verb]: endpoint for verb, endpoint in shared.items()}
-    served[router_forward_subject(self_id)] = Endpoint(
-        "heartbeat", InstanceRequest, local.heartbeat, **limits
-    )
+    served[router_forward_subject(self_id)] = forward_endpoint  # kept in place if there
     scoped = RegistryActions(registry, forward, per_service=True)
     per_service = _verbs(scoped, max_metadata_bytes, {**limits, "scoped": True})
     served[service_heartbeat_subject(None, self_id)] = per_service[HEARTBEAT]
