@@ -37,6 +37,11 @@ REGISTRY_SUBJECTS = {
     "heartbeat": "ipc.service.heartbeat",
     "deregister": "ipc.service.deregister",
     "discover": "ipc.service.discover",
+    # The per-service subjects (wire contract v1.2), which the SDK uses.
+    "svc-register": "ipc.svc.*.register",
+    "svc-heartbeat": "ipc.svc.*.heartbeat",
+    "svc-deregister": "ipc.svc.*.deregister",
+    "svc-discover": "ipc.svc.*.discover",
 }
 
 
@@ -98,16 +103,18 @@ async def test_the_nats_js_client_lists_the_router_and_counts_its_requests(
         **{subject: (name, "aegis-router") for name, subject in REGISTRY_SUBJECTS.items()},
         "ipc.router.micro-1.heartbeat": ("router-heartbeat", "aegis-router"),
         "ipc.router.micro-1.forward": ("router-forward", "aegis-router"),
+        "ipc.svc.*.heartbeat.micro-1": ("svc-router-heartbeat", "aegis-router"),
     }
     assert stats["type"] == "io.nats.micro.v1.stats_response"
     by_name = {e["name"]: e for e in stats["endpoints"]}
-    register = by_name["register"]
+    register = by_name["svc-register"]
     assert register["num_requests"] == 5
     assert register["num_errors"] == 0
     assert register["processing_time"] > 0
     assert register["average_processing_time"] == register["processing_time"] // 5
-    assert by_name["discover"]["num_requests"] == 2
-    assert by_name["deregister"]["num_requests"] == 0  # the client leaves after the probes
+    assert by_name["svc-discover"]["num_requests"] == 2
+    assert by_name["svc-deregister"]["num_requests"] == 0  # the client leaves after the probes
+    assert by_name["register"]["num_requests"] == 0  # nothing on the shared subjects
     assert [a["id"] for a in only_routers["ping"]] == ["micro-1"]
 
 
@@ -157,7 +164,8 @@ async def test_the_permissions_example_lets_the_router_answer(
 ) -> None:
     # The example's two users, and an operator allowed to ask as `nats micro ls` does.
     monkeypatch.setenv("NATS_ROUTER_PASSWORD", "router-pw")
-    monkeypatch.setenv("NATS_SERVICE_PASSWORD", "service-pw")
+    for user in ("PAYMENTS", "SHOP", "READER"):
+        monkeypatch.setenv(f"NATS_{user}_PASSWORD", f"{user.lower()}-pw")
     operator = (
         '{ user: operator, password: "operator-pw", permissions: '
         '{ publish: ["$SRV.>"], subscribe: ["_INBOX.>"] } }\n'

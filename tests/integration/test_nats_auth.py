@@ -55,7 +55,7 @@ def start_nats(tmp_path: Path) -> Iterator[StartNats]:
 
 
 async def responder(
-    url: str, auth: NatsAuth | None, subject: str = "ipc.service.discover"
+    url: str, auth: NatsAuth | None, subject: str = "ipc.svc.billing.discover"
 ) -> NatsClient:
     """A stand-in router answering every ``subject`` request: no instances."""
     nc = NatsClient()
@@ -260,16 +260,21 @@ def test_router_with_a_wrong_password_exits_saying_why(
 # -- deploy/nats-permissions.conf ------------------------------------------------------
 
 ROUTER_PW = "router-pw-" + secrets.token_hex(4)
-SERVICE_PW = "service-pw-" + secrets.token_hex(4)
+SERVICE_PW = "payments-pw-" + secrets.token_hex(4)
 ROUTER = NatsAuth(user="router", password=ROUTER_PW)
-SERVICE = NatsAuth(user="service", password=SERVICE_PW)
+# A team's user: it speaks for billing and invoices only (tests/e2e/test_service_rights.py
+# shows what each user of the file can and cannot do against a real router).
+SERVICE = NatsAuth(user="payments", password=SERVICE_PW)
+OWN_REGISTER = "ipc.svc.billing.register"
 
 
 @pytest.fixture
 def permissions_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """The passwords deploy/nats-permissions.conf reads from nats-server's environment."""
     monkeypatch.setenv("NATS_ROUTER_PASSWORD", ROUTER_PW)
-    monkeypatch.setenv("NATS_SERVICE_PASSWORD", SERVICE_PW)
+    monkeypatch.setenv("NATS_PAYMENTS_PASSWORD", SERVICE_PW)
+    monkeypatch.setenv("NATS_SHOP_PASSWORD", "shop-pw")
+    monkeypatch.setenv("NATS_READER_PASSWORD", "reader-pw")
 
 
 @dataclass
@@ -306,7 +311,7 @@ async def test_permissions_service_requests_reach_the_router_but_cannot_be_read(
     start_nats: StartNats, permissions_env: None
 ) -> None:
     server = start_nats("-c", PERMISSIONS_CONF)
-    router = await responder(server.url, ROUTER, "ipc.service.register")
+    router = await responder(server.url, ROUTER, OWN_REGISTER)
     snoop = await Watcher.connect(server.url, SERVICE)
     service = await Watcher.connect(server.url, SERVICE)
     replies: list[Msg] = []
@@ -316,8 +321,8 @@ async def test_permissions_service_requests_reach_the_router_but_cannot_be_read(
 
     try:
         # A service tries to read (or answer) registrations: the server refuses.
-        await snoop.subscribe("ipc.service.register")
-        await snoop.subscribe("ipc.service.>", queue=QUEUE)
+        await snoop.subscribe(OWN_REGISTER)
+        await snoop.subscribe("ipc.svc.>", queue=QUEUE)
         await eventually(lambda: len(snoop.violations()) == 2, "both refused", within=5)
         # It may read replies (they carry no session id): they are the sentinel. The
         # server hands a request to every subscriber as it routes it, before the router
@@ -327,7 +332,7 @@ async def test_permissions_service_requests_reach_the_router_but_cannot_be_read(
         await snoop.nc.flush()
 
         for _ in range(3):
-            reply = await service.nc.request("ipc.service.register", msgpack.packb({}), timeout=2)
+            reply = await service.nc.request(OWN_REGISTER, msgpack.packb({}), timeout=2)
             assert msgpack.unpackb(reply.data)["ok"] is True
         await eventually(lambda: len(replies) == 3, "the snoop seeing the 3 replies", within=5)
     finally:
@@ -336,7 +341,7 @@ async def test_permissions_service_requests_reach_the_router_but_cannot_be_read(
             await conn.nc.close()
 
     assert snoop.received == []
-    assert all("ipc.service" in v for v in snoop.violations())
+    assert all("ipc.svc" in v for v in snoop.violations())
 
 
 async def test_permissions_only_the_router_publishes_events_and_only_in_its_queue(
@@ -376,13 +381,13 @@ async def test_permissions_hold_in_a_cluster_started_with_the_compose_flags(
         node.extra_args += ["-c", str(PERMISSIONS_CONF)]
         node.start()
     try:
-        router = await responder(nodes[2].url, ROUTER, "ipc.service.register")
+        router = await responder(nodes[2].url, ROUTER, OWN_REGISTER)
         service = await Watcher.connect(nodes[0].url, SERVICE)
         replies: list[Msg] = []
 
         async def answered() -> bool:
             try:
-                replies.append(await service.nc.request("ipc.service.register", b"\x80", timeout=1))
+                replies.append(await service.nc.request(OWN_REGISTER, b"\x80", timeout=1))
             except Exception:  # until the cluster has formed and carries the router's interest
                 return False
             return True

@@ -54,7 +54,7 @@ async def test_silent_router_times_out_with_504(
     async def swallow(msg: Msg) -> None:
         seen.append(msg.data)  # a hung router: takes the request, never replies
 
-    await raw_nats.subscribe("ipc.service.register", cb=swallow)
+    await raw_nats.subscribe("ipc.svc.*.register", cb=swallow)
     await raw_nats.flush()
     config = ClientConfig(timeout=0.2, retries=1, backoff_base=0.01)
     async with ServiceClient(nats_server.url, config) as client:
@@ -79,7 +79,7 @@ async def test_reply_after_a_lost_one_is_accepted(
         instance = instance_body("svc", "i-1")
         await msg.respond(msgpack.packb({"ok": True, "status": 200, "instance": instance}))
 
-    await raw_nats.subscribe("ipc.service.register", cb=flaky)
+    await raw_nats.subscribe("ipc.svc.*.register", cb=flaky)
     await raw_nats.flush()
     async with ServiceClient(nats_server.url, FAST) as client:
         instance = await client.register("svc", "i-1")
@@ -132,7 +132,7 @@ async def test_connection_survives_a_nats_restart(nats_server: NatsServer) -> No
             instance = instance_body(body["service_name"], body["instance_id"])
             await msg.respond(msgpack.packb({"ok": True, "status": 201, "instance": instance}))
 
-        await responder.subscribe("ipc.service.register", cb=answer)
+        await responder.subscribe("ipc.svc.*.register", cb=answer)
         await responder.flush()
         try:
             instance = await asyncio.wait_for(client.register("svc", "after-restart"), 30)

@@ -184,7 +184,15 @@ def test_nats_commands_and_permissions_file_are_accepted_by_nats_server(name: st
     assert command[:2] == ["-c", str(REPO / "deploy" / "nats-permissions.conf")]
     # nats-server reads the passwords from its environment, as compose passes them.
     env = {**os.environ, **environment(document["services"][name])}
-    env |= {"NATS_ROUTER_PASSWORD": "r", "NATS_SERVICE_PASSWORD": "s"}
+    env |= {
+        name: "pw"
+        for name in (
+            "NATS_ROUTER_PASSWORD",
+            "NATS_PAYMENTS_PASSWORD",
+            "NATS_SHOP_PASSWORD",
+            "NATS_READER_PASSWORD",
+        )
+    }
     result = subprocess.run(
         [str(find_binary()), *command, "-t"],
         env=env,
@@ -197,3 +205,13 @@ def test_nats_commands_and_permissions_file_are_accepted_by_nats_server(name: st
     assert result.returncode == 0, output
     assert "is valid" in output, output
     assert "not defined" not in output, output  # nats-server exits 0 on unknown flags
+
+
+def test_routers_answer_only_the_per_service_subjects_the_permissions_file_rules() -> None:
+    for name, service in router_services(load_compose()).items():
+        assert environment(service).get("AEGIS_SHARED_SUBJECTS") == "false", name
+    text = (REPO / "deploy" / "nats-permissions.conf").read_text()
+    for user in ("router", "payments", "shop", "reader"):
+        assert f"user: {user}\n" in text, user
+    assert '"ipc.svc.billing.>"' in text
+    assert '"ipc.svc.checkout.>"' in text

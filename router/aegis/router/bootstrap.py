@@ -33,7 +33,7 @@ from aegis.router.runtime import NatsParts, RouterRuntime
 from aegis.router.settings import Settings
 from aegis.router.store.jetstream import JetStreamStore
 from aegis.router.store.port import InstanceStore, MemoryStore
-from aegis.wire.messages import REGISTER_SUBJECT
+from aegis.wire.messages import REGISTER, REGISTER_SUBJECT, service_subject
 from nats.aio.client import Client as NatsClient
 from sanic import Sanic
 
@@ -101,12 +101,17 @@ def nats_parts(
         max_request_bytes=settings.max_request_bytes,
         max_metadata_bytes=settings.max_metadata_bytes,
         forward=forwarder.heartbeat if forwarder is not None else None,
+        shared_subjects=settings.shared_subjects,
     )
     responder = NatsResponder(
         handlers,
         max_in_flight=settings.max_in_flight,
         max_pending=settings.max_pending,
-        lanes={REGISTER_SUBJECT: ("registration", settings.register_lane)},
+        # Shared and per-service registrations wait in one lane: one capacity.
+        lanes={
+            subject: ("registration", settings.register_lane)
+            for subject in (REGISTER_SUBJECT, service_subject(None, REGISTER))
+        },
     )
     micro = MicroControl(
         membership.self_id,

@@ -313,6 +313,16 @@ class Settings:
     micro_poll: float = option(
         5.0, "Seconds between two $SRV.INFO polls for NATS micro services.", _seconds
     )
+    shared_subjects: bool = option(
+        True,
+        "Also answer the v1 shared subjects ipc.service.register|heartbeat|deregister|discover "
+        "(and ipc.router.<id>.heartbeat), besides the per-service ipc.svc.<service>.* ones. "
+        "Off: only the per-service subjects, whose NATS permissions can limit a credential "
+        "to its own services; v1 clients on the shared subjects then get no responders. "
+        "Default: on.",
+        _on_off,
+        shown_default=False,
+    )
     nats_connect_attempts: int = 5  # not a user setting: tests lower it
 
     @property

@@ -20,8 +20,8 @@ from typing import Any, Self, TypeVar
 from aegis.connect.connection import connect as connect_to_nats
 from aegis.connect.log import get_logger
 from aegis.wire.messages import (
-    DEREGISTER_SUBJECT,
-    DISCOVER_SUBJECT,
+    DEREGISTER,
+    DISCOVER,
     DiscoverRequest,
     Instance,
     InstanceRequest,
@@ -71,6 +71,11 @@ class ServiceClient:
     nobody else can heartbeat or deregister them. Each registered instance
     gets a background heartbeat at the router's interval; leaving the
     ``async with`` block deregisters them all.
+
+    Requests about a service go on its own subjects, ``ipc.svc.<service>.<verb>`` (wire
+    contract v1.2), so NATS permissions can limit which services a credential speaks
+    for; a refusal is ``PermissionDeniedError`` at once. For a router older than that,
+    ``ClientConfig(shared_subjects=True)`` sends on the shared ``ipc.service.*`` ones.
 
     ``nats_url`` is one server, several comma-separated
     (``"nats://a:4222,nats://b:4222"``, as ``AEGIS_NATS_URL`` takes them) or a list.
@@ -188,7 +193,9 @@ class ServiceClient:
     async def _leave(self, reg: RegisteredInstance) -> None:
         try:
             reply = await self._transport.send(
-                DEREGISTER_SUBJECT, self._owner_body(*reg.key), CLOSE_TIMEOUT
+                self._transport.subject(DEREGISTER, reg.service_name),
+                self._owner_body(*reg.key),
+                CLOSE_TIMEOUT,
             )
             error = from_reply(reply)
             if error is not None and not isinstance(error, InstanceNotFoundError):
@@ -220,7 +227,9 @@ class ServiceClient:
         Raises ``RegistrationValidationError`` (400) before sending anything if
         the request breaks the contract, ``DuplicateInstanceError`` (409) if the
         instance is live under another session, ``StaleRequestError`` (409) if a
-        later request of this client reached the router first, ``RequestTimeoutError`` (504),
+        later request of this client reached the router first, ``PermissionDeniedError``
+        (403, at once, not retried) if NATS will not let these credentials publish on the
+        service's subject ``ipc.svc.<service_name>.register``, ``RequestTimeoutError`` (504),
         ``ServiceUnavailableError`` (503) or ``CircuitOpenError`` otherwise.
         """
         request = _validated(
@@ -239,7 +248,8 @@ class ServiceClient:
         body = self._owner_body(service_name, instance_id)
         reg = await self._heartbeats.forget((service_name, instance_id))
         try:
-            reply = await self._transport.request(DEREGISTER_SUBJECT, body)
+            subject = self._transport.subject(DEREGISTER, service_name)
+            reply = await self._transport.request(subject, body)
         except InstanceNotFoundError:
             return None
         if reg is not None:
@@ -257,7 +267,8 @@ class ServiceClient:
             status=status,
             include_maintenance=include_maintenance,
         )
-        reply = await self._transport.request(DISCOVER_SUBJECT, request)
+        subject = self._transport.subject(DISCOVER, service_name)
+        reply = await self._transport.request(subject, request)
         return list(reply.instances or [])
 
     async def resolver(

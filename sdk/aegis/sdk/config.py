@@ -22,3 +22,9 @@ class ClientConfig(BaseModel):
     auth: NatsAuth | None = Field(
         None, description="NATS credentials and TLS settings; none: connect anonymously."
     )
+    shared_subjects: bool = Field(
+        False,
+        description="Send requests on the v1 shared subjects ipc.service.* instead of the "
+        "per-service ipc.svc.<service>.* ones (wire contract v1.2): only for a router that "
+        "predates them, and only where NATS lets this client publish on ipc.service.*.",
+    )

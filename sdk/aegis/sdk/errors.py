@@ -6,6 +6,7 @@ router's ``code`` (``error.code``) when there is one::
     AegisError
     ├── RegistrationValidationError   400  the request breaks the contract (.details)
     ├── SessionMismatchError          403  the instance belongs to another session
+    ├── PermissionDeniedError         403  NATS refused to let this client publish there (.subject)
     ├── InstanceNotFoundError         404  unknown to the router, or OFFLINE
     ├── DuplicateInstanceError        409  live under another session (.existing, .retry_after)
     ├── StaleRequestError             409  overtaken by a later request of this session
@@ -106,6 +107,21 @@ class StaleRequestError(AegisError):
     first (409 ``STALE_REQUEST``); this request changed nothing, and the later one holds."""
 
     status_code = 409
+
+
+class PermissionDeniedError(AegisError):
+    """NATS itself refused this client's request (403, code ``PERMISSION_DENIED``): its
+    credentials may not publish on ``subject``, e.g. ``ipc.svc.<service>.register`` of a
+    service another team owns. Raised as soon as NATS says so, never retried (the same
+    credentials would be refused again); the router never saw the request, so nothing
+    changed and the circuit breaker does not count it.
+    """
+
+    status_code = 403
+
+    def __init__(self, message: str, subject: str, *, code: str = "PERMISSION_DENIED") -> None:
+        super().__init__(message, code=code)
+        self.subject = subject
 
 
 class InstanceNotFoundError(AegisError):

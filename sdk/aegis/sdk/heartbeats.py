@@ -23,8 +23,8 @@ from typing import Any
 from aegis.connect.log import get_logger
 from aegis.connect.tasks import cancel
 from aegis.wire.messages import (
-    HEARTBEAT_SUBJECT,
-    REGISTER_SUBJECT,
+    HEARTBEAT,
+    REGISTER,
     Instance,
     InstanceRequest,
     RegisterRequest,
@@ -35,6 +35,7 @@ from .errors import (
     AegisError,
     DuplicateInstanceError,
     InstanceNotFoundError,
+    PermissionDeniedError,
     RequestTimeoutError,
     ServiceUnavailableError,
     SessionMismatchError,
@@ -86,6 +87,9 @@ class Heartbeats:
         # asyncio.wait_for can swallow one, and nats-py's request uses it) still
         # ends at its next turn instead of keeping stop() waiting for ever.
         self._stopping = False
+        # Lease holders' subjects NATS refused to carry for these credentials: the
+        # service's own heartbeat subject is used instead, without trying them again.
+        self._refused: set[str] = set()
 
     def next_seq(self) -> int:
         """The ``seq`` for this session's next request (each request a higher one)."""
@@ -103,7 +107,8 @@ class Heartbeats:
         first_seen: Instance | None = None
         while True:
             try:
-                reply = await self._transport.request(REGISTER_SUBJECT, request)
+                subject = self._transport.subject(REGISTER, request.service_name)
+                reply = await self._transport.request(subject, request)
                 break
             except DuplicateInstanceError as exc:
                 first_seen = first_seen or exc.existing
@@ -204,16 +209,20 @@ class Heartbeats:
     async def _send_heartbeat(
         self, reg: RegisteredInstance, body: InstanceRequest, reply_within: float
     ) -> Reply:
-        """To the lease holder's own subject if known, else (or if it is silent) the shared one.
+        """To the lease holder's own subject if known, else (or if it is silent, or NATS
+        will not carry it for these credentials) the service's heartbeat subject, which
+        any router answers.
 
         The direct try gets half the time: a dead router's subject has no
         responders, which NATS says at once; the other half is the fallback's.
         """
         direct = reg.heartbeat_subject
-        if direct is not None:
+        if direct is not None and direct not in self._refused:
             try:
                 reply = await self._transport.send(direct, body, reply_within / 2)
-            except (ServiceUnavailableError, RequestTimeoutError) as exc:
+            except (ServiceUnavailableError, RequestTimeoutError, PermissionDeniedError) as exc:
+                if isinstance(exc, PermissionDeniedError):
+                    self._refused.add(direct)
                 log.info(
                     "heartbeat_fallback",
                     service=reg.service_name,
@@ -234,8 +243,9 @@ class Heartbeats:
     async def _send_shared(
         self, reg: RegisteredInstance, body: InstanceRequest, reply_within: float
     ) -> Reply:
-        """To the shared subject: once, or, when the last beat failed too, up to
-        ``SHARED_TRIES`` times within the same time.
+        """To the subject every router answers in its queue group (the service's own,
+        or with ``shared_subjects`` the v1 shared one): once, or, when the last beat
+        failed too, up to ``SHARED_TRIES`` times within the same time.
 
         A router that cannot send (a one-way partition) or is paused stays in the
         queue group until NATS drops its connection, and swallows the requests it is
@@ -243,10 +253,11 @@ class Heartbeats:
         retries, and only on silence (a 503 is an answer), so an overloaded router
         is not sent more for each instance it is slow to answer.
         """
+        shared = self._transport.subject(HEARTBEAT, reg.service_name)
         tries = SHARED_TRIES if reg.failures else 1
         for attempt in range(1, tries):
             try:
-                return await self._transport.send(HEARTBEAT_SUBJECT, body, reply_within / tries)
+                return await self._transport.send(shared, body, reply_within / tries)
             except RequestTimeoutError:
                 log.info(
                     "heartbeat_retried",
@@ -255,7 +266,7 @@ class Heartbeats:
                     attempt=attempt,
                 )
                 body = body.model_copy(update={"seq": self.next_seq()})
-        return await self._transport.send(HEARTBEAT_SUBJECT, body, reply_within / tries)
+        return await self._transport.send(shared, body, reply_within / tries)
 
     async def _reregister(self, reg: RegisteredInstance) -> None:
         """Register ``reg`` again after a random pause, so a fleet does not stampede."""
@@ -273,7 +284,9 @@ class Heartbeats:
         )
         try:
             reply = await self._transport.send(
-                REGISTER_SUBJECT, request, self._transport.config.timeout
+                self._transport.subject(REGISTER, reg.service_name),
+                request,
+                self._transport.config.timeout,
             )
             error = from_reply(reply)
             if error is None:

@@ -6,12 +6,22 @@ the reply comes back decoded but unchecked (heartbeats read it themselves).
 (the same on every retry, so the router's log lines match the client's),
 retries with backoff only when no reply could come or the router answered
 503, a circuit breaker around the whole call, and ``errors.from_reply``.
+
+A request NATS refuses to carry (a permissions violation: these credentials
+may not publish on the subject) gets no reply and no error on the request
+itself: nats-py hears the server's ``-ERR`` in its read loop and hands it to
+the connection's error callback, asynchronously. ``Transport`` keeps each
+waiting request's task under its subject; the error callback reads the
+subject from the error and cancels the tasks waiting on it, which then raise
+``PermissionDeniedError`` at once instead of timing out and retrying (the
+same cancel-and-uncancel asyncio's own ``timeout`` uses).
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -22,7 +32,15 @@ from aegis.connect.backoff import backoff_delay
 from aegis.connect.connection import ConnectFailedError, ConnectRejectedError, connect
 from aegis.connect.log import get_logger
 from aegis.wire.codec import pack, unpack
-from aegis.wire.messages import REQUEST_ID_HEADER, ErrorCode, Instance, Reply
+from aegis.wire.messages import (
+    REQUEST_ID_HEADER,
+    SHARED_SUBJECTS,
+    ErrorCode,
+    Instance,
+    Reply,
+    service_subject,
+    subject_service,
+)
 from nats import errors as nats_errors
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -32,6 +50,7 @@ from .config import ClientConfig
 from .errors import (
     AegisError,
     CircuitOpenError,
+    PermissionDeniedError,
     RequestTimeoutError,
     RouterError,
     ServiceUnavailableError,
@@ -46,6 +65,17 @@ WallClock = Callable[[], datetime]
 Monotonic = Callable[[], float]
 Rand = Callable[[], float]
 Callback = Callable[[], Awaitable[None]]
+
+# How nats-py reports the server's -ERR 'Permissions Violation for Publish to "<subject>"'
+# (its parser lowercases the whole line; NATS subjects are case-sensitive).
+_PUBLISH_DENIED = re.compile(r'permissions violation for publish to "([^"]+)"', re.IGNORECASE)
+
+
+def denied_subject(error: BaseException) -> str | None:
+    """The subject a NATS publish permissions violation names (lowercased by nats-py);
+    None for any other error."""
+    found = _PUBLISH_DENIED.search(str(error))
+    return found.group(1) if found else None
 
 
 def utc_now() -> datetime:
@@ -118,6 +148,17 @@ class Transport:
         self._breaker = CircuitBreaker(
             config.breaker_threshold, config.breaker_cooldown, clock=monotonic
         )
+        # Requests waiting for a reply, by subject as nats-py reports a denied one
+        # (lowercased), and those a permissions violation cancelled, with the subject.
+        self._waiting: dict[str, set[asyncio.Task[Any]]] = {}
+        self._denied: dict[asyncio.Task[Any], str] = {}
+
+    def subject(self, verb: str, service_name: str) -> str:
+        """Where a ``verb`` request about ``service_name`` goes: its per-service subject, or
+        with ``config.shared_subjects`` the v1 shared one."""
+        if self.config.shared_subjects:
+            return SHARED_SUBJECTS[verb]
+        return service_subject(service_name, verb)
 
     @property
     def connected(self) -> bool:
@@ -154,12 +195,27 @@ class Transport:
                 backoff_max=cfg.backoff_max,
                 jitter=cfg.jitter,
                 reconnected_cb=on_reconnect,
+                error_cb=self._nats_error,
                 auth=cfg.auth,
             )
         except ConnectRejectedError as exc:
             raise ServiceUnavailableError(str(exc), code="NATS_AUTH_FAILED") from exc
         except ConnectFailedError as exc:
             raise ServiceUnavailableError(str(exc), code="NATS_UNREACHABLE") from exc
+
+    async def _nats_error(self, error: Exception) -> None:
+        """nats-py's error callback: a publish permissions violation fails the requests
+        waiting on its subject at once; anything else is only logged."""
+        subject = denied_subject(error)
+        if subject is None:
+            log.debug("nats_error", error=repr(error))
+            return
+        waiting = self._waiting.get(subject.lower(), ())
+        log.warning("nats_permission_denied", subject=subject, waiting=len(waiting))
+        for task in waiting:
+            if task not in self._denied:
+                self._denied[task] = subject
+                task.cancel()
 
     async def close(self) -> None:
         """Drain and forget the connection."""
@@ -185,8 +241,9 @@ class Transport:
         try:
             reply = await self._with_retries(subject, pack(body))
         except AegisError as exc:
-            if exc.code == ErrorCode.OVERLOADED:
-                # The router answered, busy: no verdict on its health, so heartbeats
+            if exc.code == ErrorCode.OVERLOADED or isinstance(exc, PermissionDeniedError):
+                # The router answered, busy, or NATS refused the request before any
+                # router saw it: no verdict on the router's health, so heartbeats
                 # (which it always answers first) are not cut off by the breaker.
                 self._breaker.abandon()
             else:
@@ -250,11 +307,18 @@ class Transport:
         self, subject: str, payload: bytes, reply_within: float, request_id: str
     ) -> Reply:
         headers = {REQUEST_ID_HEADER: request_id}
+        nc = self.connection()
         try:
-            msg = await self.connection().request(subject, payload, reply_within, headers=headers)
+            msg = await self._denial_watched(nc, subject, payload, reply_within, headers)
         except nats_errors.NoRespondersError as exc:
+            hint = ""
+            if subject_service(subject) is not None:
+                hint = (
+                    " (a router older than wire contract v1.2 answers only the shared "
+                    "ipc.service.* subjects: ClientConfig(shared_subjects=True) uses those)"
+                )
             raise ServiceUnavailableError(
-                f"no router is listening on {subject}", code="NO_RESPONDERS"
+                f"no router is listening on {subject}{hint}", code="NO_RESPONDERS"
             ) from exc
         except (TimeoutError, nats_errors.TimeoutError) as exc:
             raise RequestTimeoutError(
@@ -266,6 +330,47 @@ class Transport:
             return Reply.model_validate(unpack(msg.data))
         except Exception as exc:
             raise RouterError(f"undecodable reply from router: {exc!r:.200}", 502) from exc
+
+    async def _denial_watched(
+        self,
+        nc: NatsConnection,
+        subject: str,
+        payload: bytes,
+        reply_within: float,
+        headers: dict[str, Any],
+    ) -> Message:
+        """``nc.request``, ended at once with ``PermissionDeniedError`` when NATS reports
+        that it refused to carry a publish on ``subject`` (``_nats_error``)."""
+        task = asyncio.current_task()
+        assert task is not None  # always called from a coroutine run as a task
+        key = subject.lower()
+        waiting = self._waiting.setdefault(key, set())
+        waiting.add(task)
+        cancelling = task.cancelling()
+        try:
+            return await nc.request(subject, payload, reply_within, headers=headers)
+        except asyncio.CancelledError:
+            denied = self._denied.pop(task, None)
+            # Cancelled by someone else as well: that cancellation goes on.
+            if denied is None or task.uncancel() > cancelling:
+                raise
+            raise PermissionDeniedError(
+                f"NATS refused to carry this request on {subject} (permissions violation): "
+                f"these NATS credentials may not publish there{_whose(subject)}; "
+                "nothing reached the router",
+                subject,
+            ) from None
+        finally:
+            self._denied.pop(task, None)
+            waiting.discard(task)
+            if not waiting and self._waiting.get(key) is waiting:
+                del self._waiting[key]
+
+
+def _whose(subject: str) -> str:
+    """What a refusal of ``subject`` means for the service it names, if any."""
+    service = subject_service(subject)
+    return "" if service is None else f", so they may not speak for service {service!r}"
 
 
 def instance_of(reply: Reply) -> Instance:

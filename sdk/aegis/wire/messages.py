@@ -1,4 +1,4 @@
-"""Wire contract v1 over NATS: subjects, the request-id header, request and reply bodies.
+"""Wire contract v1 (now v1.2) over NATS: subjects, the request-id header, request and reply bodies.
 
 Every NATS body is a MessagePack map with string keys; these models are the
 single definition of what such a map may hold (``codec`` packs and unpacks them).
@@ -39,6 +39,48 @@ ROUTER_STARTED_SUBJECT: Final = "ipc.router.started"
 """Each router publishes ``{router}`` here once it serves: followers of the registry reload."""
 REQUEST_ID_HEADER: Final = "Aegis-Request-Id"
 """NATS header carrying the client's request id (the same on every retry) into router logs."""
+
+
+SERVICE_SUBJECT_PREFIX: Final = "ipc.svc"
+"""Per-service registry subjects (wire contract v1.2): ``ipc.svc.<service_name>.<verb>``.
+
+The service's name is in the subject, so a NATS permission such as
+``publish: "ipc.svc.billing.>"`` limits a credential to its own services, enforced
+by the NATS server itself. The router answers them as the shared ``ipc.service.*``
+subjects, and refuses (400) a body naming another service than the subject.
+"""
+REGISTER: Final = "register"
+HEARTBEAT: Final = "heartbeat"
+DEREGISTER: Final = "deregister"
+DISCOVER: Final = "discover"
+SHARED_SUBJECTS: Final = {
+    REGISTER: REGISTER_SUBJECT,
+    HEARTBEAT: HEARTBEAT_SUBJECT,
+    DEREGISTER: DEREGISTER_SUBJECT,
+    DISCOVER: DISCOVER_SUBJECT,
+}
+"""The v1 subject of each verb, shared by every service."""
+_SERVICE_TOKEN_AT: Final = len(SERVICE_SUBJECT_PREFIX) + 1
+
+
+def service_subject(service_name: str | None, verb: str) -> str:
+    """Where requests of ``verb`` about ``service_name`` go: ``ipc.svc.<service_name>.<verb>``
+    (None: the pattern ``ipc.svc.*.<verb>`` a router subscribes to)."""
+    return f"{SERVICE_SUBJECT_PREFIX}.{service_name or '*'}.{verb}"
+
+
+def service_heartbeat_subject(service_name: str | None, router_id: str) -> str:
+    """One router's own heartbeat subject for ``service_name`` (None: the pattern), named in
+    replies to requests sent on the per-service subjects."""
+    return f"{service_subject(service_name, HEARTBEAT)}.{router_id}"
+
+
+def subject_service(subject: str) -> str | None:
+    """The service a per-service subject names; None for any other subject."""
+    if not subject.startswith(SERVICE_SUBJECT_PREFIX + "."):
+        return None
+    end = subject.find(".", _SERVICE_TOKEN_AT)
+    return subject[_SERVICE_TOKEN_AT:end] if end > _SERVICE_TOKEN_AT else None
 
 
 def events_subject(service_name: str | None = None) -> str:

@@ -141,6 +141,9 @@ def make_client(
     """A ServiceClient on ``fake``, its time on ``clock``, its jitter draws all ``draw``."""
     clock = clock or FakeClock()
     config.setdefault("backoff_base", 0)
+    # The scripts of these tests answer the v1 shared subjects; the per-service ones
+    # (the default) have their own tests (test_transport_permissions.py).
+    config.setdefault("shared_subjects", True)
     return ServiceClient(
         config=ClientConfig(**config),
         connect=fake.connect,

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable
 
 import pytest
+from aegis.sdk import ClientConfig
 from aegis.sdk.serving import OFF_MAIN_THREAD, wait_for_signal
 from aegis.sdk.sync import ServiceClient as SyncServiceClient
 from aegis.wire.messages import DEREGISTER_SUBJECT as DEREGISTER
@@ -74,7 +75,8 @@ def test_the_sync_client_blocks_until_the_signal_then_deregisters() -> None:
         wait_for(taken_over(before), "serve_forever's handlers")
         signal.pthread_kill(main, signal.SIGTERM)
 
-    with SyncServiceClient(connect=fake.connect) as client:
+    shared = ClientConfig(shared_subjects=True)  # the fake answers the v1 subjects
+    with SyncServiceClient(config=shared, connect=fake.connect) as client:
         client.register("billing", "b-1")
         stopper = threading.Thread(target=stop_when_serving)
         stopper.start()

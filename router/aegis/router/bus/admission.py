@@ -22,9 +22,12 @@ shedding to avoid overload":
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol
 
 import structlog
 from aegis.router.bus.endpoint_stats import EndpointStats
@@ -36,10 +39,43 @@ from nats.aio.msg import Msg
 
 log = structlog.get_logger("aegis.router.bus.admission")
 
-Handler = Callable[[bytes], Awaitable[bytes]]
-AnswerNow = Callable[[bytes, str | None], bytes | Handler]
-"""A handler's ``answer_now``: the reply to a body and request id, if it needs no wait;
-else the handler to await for it (one that goes on from what was done already)."""
+
+class Handler(Protocol):
+    """The reply to a request's body, when it is ready. A handler of a per-service
+    subject (its ``scoped`` attribute true) is also given the subject the request came on
+    (``subject=``), so it can check that the body names the subject's service."""
+
+    def __call__(self, data: bytes, /, *, subject: str = ...) -> Awaitable[bytes]:
+        """Answer ``data``."""
+
+
+class AnswerNow(Protocol):
+    """A handler's ``answer_now``: the reply to a body and request id (and, for a scoped
+    handler, subject), if it needs no wait; else the handler to await for it (one that
+    goes on from what was done already)."""
+
+    def __call__(
+        self, data: bytes, request_id: str | None, subject: str = ..., /
+    ) -> bytes | Handler:
+        """The reply, or what to await for it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One subject served through a lane: its handler, its counters, and whether the
+    handler wants the subject (``scoped``)."""
+
+    handler: Handler
+    stats: EndpointStats
+    answer_now: AnswerNow | None
+    scoped: bool
+
+    @classmethod
+    def of(cls, handler: Handler, stats: EndpointStats) -> Route:
+        """The route of ``handler``, as it says it wants to be called."""
+        scoped = bool(getattr(handler, "scoped", False))
+        return cls(handler, stats, getattr(handler, "answer_now", None), scoped)
+
 
 # retry_after bounds: soon enough that capacity freed is used, late enough that
 # a refused fleet does not come straight back as the same storm.
@@ -73,7 +109,8 @@ def overloaded_reply(retry_after: float, waiting: int) -> bytes:
 
 
 class Lane:
-    """A bounded, time-limited queue in front of one subject's handler."""
+    """A bounded, time-limited queue in front of one subject's handler, or of several
+    subjects' (``route``): the shared and the per-service registrations wait in one."""
 
     def __init__(
         self,
@@ -84,12 +121,10 @@ class Lane:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.kind = kind
-        self._handler = handler
-        self._answer_now: AnswerNow | None = getattr(handler, "answer_now", None)
+        self._route = Route.of(handler, stats)
         self._limits = limits
-        self._stats = stats
         self._clock = clock
-        self._queue: deque[tuple[Msg, float]] = deque()
+        self._queue: deque[tuple[Msg, float, Route]] = deque()
         self._ready = asyncio.Event()
         self._idle = asyncio.Event()  # set when nothing is queued or served
         self._workers: list[asyncio.Task[None]] = []
@@ -132,6 +167,11 @@ class Lane:
         """Seconds the oldest queued request has waited (0 with none)."""
         return self._clock() - self._queue[0][1] if self._queue else 0.0
 
+    def route(self, handler: Handler, stats: EndpointStats) -> Callable[[Msg], Awaitable[None]]:
+        """What another subject's subscription calls to queue its requests in this lane,
+        served by ``handler`` and counted in ``stats``."""
+        return functools.partial(self._offer, route=Route.of(handler, stats))
+
     def retry_after(self, now: float | None = None) -> float:
         """The refusal's advice: an appointment, the first moment of the lane's service
         not promised to a caller refused before, bounded.
@@ -173,7 +213,10 @@ class Lane:
         """Queue ``msg``, or refuse it at once if it would wait past ``max_wait``: the
         oldest queued one has waited that long, or the queue ahead would take it. One
         the handler can answer at once (``answer_now``) takes no turn at all."""
-        answer_now = self._answer_now
+        await self._offer(msg, self._route)
+
+    async def _offer(self, msg: Msg, route: Route) -> None:
+        answer_now = route.answer_now
         if answer_now is not None:
             # A registration already applied (its client's retry after a timeout) costs
             # no write: answered before the queue, so its instance need not fall silent
@@ -181,11 +224,15 @@ class Lane:
             # Anything else is served from the start when its turn comes: what was
             # found out here may not hold after the wait.
             headers = msg.headers
-            reply = answer_now(msg.data, headers.get(REQUEST_ID_HEADER) if headers else None)
+            request_id = headers.get(REQUEST_ID_HEADER) if headers else None
+            if route.scoped:
+                reply = answer_now(msg.data, request_id, msg.subject)
+            else:
+                reply = answer_now(msg.data, request_id)
             if isinstance(reply, bytes):
                 if msg.reply:
                     await msg.respond(reply)
-                self._stats.num_requests += 1
+                route.stats.num_requests += 1
                 return
         now = self._clock()
         queue = self._queue
@@ -199,7 +246,7 @@ class Lane:
             return
         if not queue:
             self._say_shedding(False)
-        queue.append((msg, now))
+        queue.append((msg, now, route))
         self._ready.set()
 
     def _say_shedding(self, shedding: bool) -> None:
@@ -226,7 +273,7 @@ class Lane:
                 self._ready.clear()
                 await self._ready.wait()
                 continue
-            msg, queued_at = queue.popleft()
+            msg, queued_at, route = queue.popleft()
             started = self._clock()
             if started - queued_at + self._cost > limits.deadline:
                 # Its caller gives up before the answer could reach it: serving it
@@ -235,7 +282,7 @@ class Lane:
                 continue
             self._busy += 1
             try:
-                await self._serve(msg)
+                await self._serve(msg, route)
             finally:
                 self._busy -= 1
                 self._served_n += 1
@@ -245,14 +292,15 @@ class Lane:
             # loop turn, or one worker would serve the whole queue in one go.
             await asyncio.sleep(0)
 
-    async def _serve(self, msg: Msg) -> None:
+    async def _serve(self, msg: Msg, route: Route) -> None:
         # A task of its own: its own copy of the context, so the request id it binds
         # leaves nothing behind in the worker's.
-        await asyncio.create_task(serve(self._handler, msg, self._stats))
+        await asyncio.create_task(serve(route.handler, msg, route.stats, scoped=route.scoped))
 
 
-async def serve(handler: Handler, msg: Msg, stats: EndpointStats) -> None:
+async def serve(handler: Handler, msg: Msg, stats: EndpointStats, *, scoped: bool = False) -> None:
     """Answer one request with ``handler``, counted in ``stats``; never raises.
+    ``scoped``: the handler is given the subject too.
 
     Run it as a task of its own: the client's request id is bound into the
     task's context (a copy), so it joins every log event of this request and
@@ -264,7 +312,7 @@ async def serve(handler: Handler, msg: Msg, stats: EndpointStats) -> None:
     try:
         if request_id is not None:
             structlog.contextvars.bind_contextvars(request_id=request_id)
-        reply = await handler(msg.data)
+        reply = await (handler(msg.data, subject=msg.subject) if scoped else handler(msg.data))
         if msg.reply:
             await msg.respond(reply)
     except Exception as exc:

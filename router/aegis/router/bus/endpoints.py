@@ -23,10 +23,11 @@ from aegis.router.request_tally import request_tally
 from aegis.router.store.port import StoreError
 from aegis.wire.codec import pack, pack_map, pack_map_around, pack_value, unpack
 from aegis.wire.messages import (
-    DEREGISTER_SUBJECT,
-    DISCOVER_SUBJECT,
-    HEARTBEAT_SUBJECT,
-    REGISTER_SUBJECT,
+    DEREGISTER,
+    DISCOVER,
+    HEARTBEAT,
+    REGISTER,
+    SHARED_SUBJECTS,
     TIMESTAMP_MAX,
     DiscoverRequest,
     ErrorBody,
@@ -39,6 +40,9 @@ from aegis.wire.messages import (
     error_details,
     router_forward_subject,
     router_heartbeat_subject,
+    service_heartbeat_subject,
+    service_subject,
+    subject_service,
 )
 from pydantic import BaseModel, ValidationError
 
@@ -83,7 +87,9 @@ _STEADY_HEAD, _ = pack_map_around(
 )
 
 
-@functools.lru_cache(maxsize=64)
+# One entry per heartbeat subject named in replies: with the per-service subjects,
+# one per service (and router holding leases).
+@functools.lru_cache(maxsize=4096)
 def _steady_tail(subject: str) -> bytes:
     return pack_value("heartbeat_subject") + pack_value(subject)
 
@@ -103,6 +109,20 @@ def error_reply(
     """A failed reply with the standard error body."""
     error = ErrorBody(code=code, message=message, details=details)
     return Reply(ok=False, status=status, error=error, **extra)
+
+
+def subject_mismatch_reply(named: object, subject: str | None) -> Reply:
+    """400: the body of a request on a per-service subject names another service; nothing
+    changed. Both names are said, as far as they can be shown."""
+    body_name = _loggable(named)
+    subject_name = subject_service(subject or "")
+    message = (
+        f"service_name {body_name!r} in the body differs from {subject_name!r} in the "
+        f"subject {(subject or '')[:200]}: a request on ipc.svc.<service>.* must name that "
+        "service; nothing changed"
+    )
+    detail = ErrorDetail(loc=["service_name"], msg=message, type="subject_mismatch")
+    return error_reply(400, ErrorCode.VALIDATION_ERROR, message, [detail])
 
 
 def decode_request(data: bytes, max_request_bytes: int) -> dict[str, Any] | Reply:
@@ -155,7 +175,12 @@ Handler = Callable[[bytes], Awaitable[bytes]]
 
 
 class Endpoint(Generic[M]):
-    """One subject: decode, validate into ``model``, run ``action``, encode."""
+    """One subject: decode, validate into ``model``, run ``action``, encode.
+
+    ``scoped``: it serves the per-service subjects (``ipc.svc.<service>.*``), is given
+    the subject of each request, and refuses a body naming another service (400,
+    ``subject_mismatch_reply``) before anything else is done with it.
+    """
 
     def __init__(
         self,
@@ -167,8 +192,10 @@ class Endpoint(Generic[M]):
         context: Mapping[str, Any] | None = None,
         at_once: AtOnce | None = None,
         at_once_result: str = "ok",
+        scoped: bool = False,
     ) -> None:
         self.event = event
+        self.scoped = scoped
         self._at_once = at_once
         self._at_once_result = at_once_result
         self._model = model
@@ -182,13 +209,15 @@ class Endpoint(Generic[M]):
         self,
         data: bytes,
         *,
+        subject: str | None = None,
         body: dict[str, Any] | None = None,
         action: Action[M] | None = None,
     ) -> bytes:
         """The reply to one request body. Never raises.
 
-        ``body`` (``data`` decoded) and ``action`` come from ``answer_now``, when
-        its fast lane went part of the way: the request goes on from there.
+        ``subject``: where it came, read by a scoped endpoint only. ``body`` (``data``
+        decoded) and ``action`` come from ``answer_now``, when its fast lane went part of
+        the way: the request goes on from there.
         """
         started = time.perf_counter()
         request: M | None = None
@@ -196,7 +225,7 @@ class Endpoint(Generic[M]):
         # plain calls, and only the action is awaited (every coroutine level
         # costs time on every request).
         try:
-            parsed = self._parse(data, body)
+            parsed = self._parse(data, body, subject)
             if isinstance(parsed, Handled):
                 handled = parsed
             else:
@@ -207,7 +236,9 @@ class Endpoint(Generic[M]):
             handled = self._failed(exc, request)
         return self._finish(handled, started)
 
-    def answer_now(self, data: bytes, request_id: str | None = None) -> bytes | Handler:
+    def answer_now(
+        self, data: bytes, request_id: str | None = None, subject: str | None = None
+    ) -> bytes | Handler:
         """The reply, if the request can be answered without waiting for anything (a
         steady heartbeat, a registration repeated as is); else what to await for it.
 
@@ -218,8 +249,9 @@ class Endpoint(Generic[M]):
         ``RegistryActions.heartbeat_at_once``). Anything else (a refusal, an
         error, a request that must wait) is validated in full by ``__call__``,
         which goes on from the decoded body and what ``at_once`` found out, so
-        nothing is done twice. A body that did not decode to a map is left whole
-        to ``__call__``, which says why.
+        nothing is done twice. A body that did not decode to a map, or (on a scoped
+        endpoint) that names another service than ``subject``, is left whole to
+        ``__call__``, which says why.
         """
         at_once = self._at_once
         if at_once is None or len(data) > self._max_request_bytes:
@@ -228,6 +260,10 @@ class Endpoint(Generic[M]):
         try:
             body = unpack(data)
             if type(body) is not dict:
+                return self
+            # The one check a per-service subject adds to a steady heartbeat: a token
+            # compare, before anything is looked up.
+            if self.scoped and body.get("service_name") != subject_service(subject or ""):
                 return self
             reply = at_once(body)
         except Exception:
@@ -251,7 +287,9 @@ class Endpoint(Generic[M]):
         request_tally(self.event, handled.result).add(time.perf_counter() - started)
         return encode(handled.reply)
 
-    def _parse(self, data: bytes, body: dict[str, Any] | None = None) -> M | Handled:
+    def _parse(
+        self, data: bytes, body: dict[str, Any] | None = None, subject: str | None = None
+    ) -> M | Handled:
         """The validated request, or the reply refusing it; ``body``: ``data`` decoded
         already."""
         if body is None:
@@ -259,6 +297,16 @@ class Endpoint(Generic[M]):
             if isinstance(decoded, Reply):
                 return Handled(decoded, "too_large" if decoded.status == 413 else "malformed")
             body = decoded
+        if self.scoped:
+            named = body.get("service_name")
+            if type(named) is str and named != subject_service(subject or ""):
+                mismatch: dict[str, Any] = {
+                    "service": _loggable(named),
+                    "subject": (subject or "")[:200],
+                    "instance": _loggable(body.get("instance_id")),
+                }
+                reply = subject_mismatch_reply(named, subject)
+                return Handled(reply, "subject_mismatch", mismatch)
         try:
             return self._validate(body, context=self._context)
         except ValidationError as exc:
@@ -351,10 +399,16 @@ class RegistryActions:
 
     With ``forward``, a heartbeat whose lease another router holds goes there;
     without, every heartbeat is answered here (the forward subject's actions).
+    With ``per_service``, the actions of the per-service subjects: the heartbeat subject
+    their replies name is the holder's per-service one (``ipc.svc.<service>.heartbeat.
+    <router>``), which a credential limited to its services may publish on.
     """
 
-    def __init__(self, registry: Registry, forward: Forward | None = None) -> None:
+    def __init__(
+        self, registry: Registry, forward: Forward | None = None, *, per_service: bool = False
+    ) -> None:
         self._registry = registry
+        self._per_service = per_service
         # Bound once, asked of every heartbeat.
         self._now = registry.now
         self._may_answer_from_memory = registry.leases.membership.may_answer_from_memory
@@ -366,7 +420,19 @@ class RegistryActions:
         self._renewals = RenewalSummary()
 
     def _holder_subject(self, key: InstanceKey) -> str:
-        return router_heartbeat_subject(self._membership.owner(key))
+        return self._heartbeat_subject(key.service_name, self._membership.owner(key))
+
+    def _heartbeat_subject(self, service_name: str, router_id: str) -> str:
+        """The subject replies name for heartbeats of ``service_name`` to ``router_id``."""
+        if self._per_service:
+            return _service_heartbeat_subject(service_name, router_id)
+        return router_heartbeat_subject(router_id)
+
+    def _own_subject_of(self, service_name: str) -> str:
+        """``_heartbeat_subject`` for this router (the shared one computed once)."""
+        if self._per_service:
+            return _service_heartbeat_subject(service_name, self._self_id)
+        return self._own_subject
 
     async def register(self, request: RegisterRequest) -> Handled:
         """201 new / 200 renewed / 409 taken, with the router's liveness timings."""
@@ -472,7 +538,7 @@ class RegistryActions:
                 "instance": replace(stored, last_heartbeat_at=now).to_public_map(),
                 "heartbeat_interval": float(timings.heartbeat_interval),
                 "ttl": float(timings.unhealthy_after),
-                "heartbeat_subject": self._own_subject,
+                "heartbeat_subject": self._own_subject_of(key.service_name),
             }
         )
 
@@ -488,7 +554,7 @@ class RegistryActions:
         stored = self._heard(key, session_id, at, partition, seq=seq)
         if stored is None:
             return Asked(partition, from_memory=True)
-        return steady_heartbeat_reply(stored, now, self._own_subject)
+        return steady_heartbeat_reply(stored, now, self._own_subject_of(key.service_name))
 
     async def heartbeat(self, request: InstanceRequest, asked: Asked | None = None) -> Handled:
         """200 with the instance (ONLINE again), or 404 / 403 / 409; from the lease holder.
@@ -505,6 +571,8 @@ class RegistryActions:
         if self._forward is not None and holder != self._self_id:
             forwarded = await self._forward(holder, request)
             if forwarded is not None:
+                if self._per_service:
+                    forwarded = self._per_service_reply(forwarded, request.service_name)
                 return Handled(forwarded, "forwarded", {"router": holder}, quiet=True)
         # Not steady, or not this router's to keep in memory (a holder that did not
         # answer the forward may be dead, and the lease with someone else by now).
@@ -513,8 +581,18 @@ class RegistryActions:
         )
         ok = result.check is OwnerCheck.OK
         # The holder as it is now: the lease may have moved meanwhile.
-        subject = router_heartbeat_subject(self._membership.holder_of(asked.partition))
+        holder = self._membership.holder_of(asked.partition)
+        subject = self._heartbeat_subject(request.service_name, holder)
         return _owner_reply(result, request, quiet=ok, subject=subject)
+
+    def _per_service_reply(self, reply: Reply, service_name: str) -> Reply:
+        """A forwarded heartbeat's reply (the holder names its shared subject, as for any
+        forward) naming the holder's per-service subject instead."""
+        router_id = _router_of(reply.heartbeat_subject)
+        if router_id is None:
+            return reply
+        subject = _service_heartbeat_subject(service_name, router_id)
+        return reply.model_copy(update={"heartbeat_subject": subject})
 
     async def deregister(self, request: InstanceRequest) -> Handled:
         """200 with the instance (OFFLINE now), or 404 / 403."""
@@ -529,6 +607,21 @@ class RegistryActions:
             records = [r for r in records if r.maintenance is None]
         reply = Reply(ok=True, status=200, instances=[r.to_public() for r in records])
         return Handled(reply, "ok", {"count": len(records)}, quiet=True)
+
+
+@functools.lru_cache(maxsize=4096)
+def _service_heartbeat_subject(service_name: str, router_id: str) -> str:
+    return service_heartbeat_subject(service_name, router_id)
+
+
+def _router_of(subject: str | None) -> str | None:
+    """The router a shared heartbeat subject (``ipc.router.<id>.heartbeat``) names."""
+    if subject is None:
+        return None
+    prefix, suffix = router_heartbeat_subject("|").split("|")
+    if not (subject.startswith(prefix) and subject.endswith(suffix)):
+        return None
+    return subject[len(prefix) : len(subject) - len(suffix)] or None
 
 
 def _owner_fields(body: Mapping[str, Any]) -> tuple[InstanceKey, str, int | None] | None:
@@ -603,29 +696,40 @@ def endpoints(
     max_request_bytes: int,
     max_metadata_bytes: int,
     forward: Forward | None = None,
+    shared_subjects: bool = True,
 ) -> dict[str, Endpoint[Any]]:
     """Every NATS subject the router answers, with its endpoint.
 
-    Besides the shared subjects, this router's own heartbeat subject (which
-    its replies name to SDKs) and forward subject (for other routers).
+    The per-service subjects (``ipc.svc.*.<verb>``, one wildcard subscription
+    each) and this router's own per-service heartbeat subject; with
+    ``shared_subjects``, the v1 shared subjects and this router's own shared
+    heartbeat subject too (which replies name to SDKs); and the forward subject
+    (for other routers).
     """
-    actions = RegistryActions(registry, forward)
-    local = RegistryActions(registry)
-    limits: dict[str, Any] = {"max_request_bytes": max_request_bytes}
     self_id = registry.leases.membership.self_id
-    heartbeat = Endpoint(
-        "heartbeat",
-        InstanceRequest,
-        actions.heartbeat,
-        at_once=actions.heartbeat_at_once,
-        **limits,
-    )
+    limits: dict[str, Any] = {"max_request_bytes": max_request_bytes}
+    local = RegistryActions(registry)
+    forward_endpoint = Endpoint("heartbeat", InstanceRequest, local.heartbeat, **limits)
+    served: dict[str, Endpoint[Any]] = {}
+    if shared_subjects:
+        shared = _verbs(RegistryActions(registry, forward), max_metadata_bytes, limits)
+        served[router_heartbeat_subject(self_id)] = shared[HEARTBEAT]
+        served[router_forward_subject(self_id)] = forward_endpoint
+        served |= {SHARED_SUBJECTS[verb]: endpoint for verb, endpoint in shared.items()}
+    served[router_forward_subject(self_id)] = forward_endpoint  # kept in place if there
+    scoped = RegistryActions(registry, forward, per_service=True)
+    per_service = _verbs(scoped, max_metadata_bytes, {**limits, "scoped": True})
+    served[service_heartbeat_subject(None, self_id)] = per_service[HEARTBEAT]
+    served |= {service_subject(None, verb): endpoint for verb, endpoint in per_service.items()}
+    return served
+
+
+def _verbs(
+    actions: RegistryActions, max_metadata_bytes: int, options: dict[str, Any]
+) -> dict[str, Endpoint[Any]]:
+    """The register, heartbeat, deregister and discover endpoints over ``actions``."""
     return {
-        router_heartbeat_subject(self_id): heartbeat,
-        router_forward_subject(self_id): Endpoint(
-            "heartbeat", InstanceRequest, local.heartbeat, **limits
-        ),
-        REGISTER_SUBJECT: Endpoint(
+        REGISTER: Endpoint(
             "registration",
             RegisterRequest,
             actions.register,
@@ -634,11 +738,15 @@ def endpoints(
                 actions.repeated_registration_reply, max_metadata_bytes=max_metadata_bytes
             ),
             at_once_result="renewed",
-            **limits,
+            **options,
         ),
-        HEARTBEAT_SUBJECT: heartbeat,
-        DEREGISTER_SUBJECT: Endpoint(
-            "deregistration", InstanceRequest, actions.deregister, **limits
+        HEARTBEAT: Endpoint(
+            "heartbeat",
+            InstanceRequest,
+            actions.heartbeat,
+            at_once=actions.heartbeat_at_once,
+            **options,
         ),
-        DISCOVER_SUBJECT: Endpoint("discovery", DiscoverRequest, actions.discover, **limits),
+        DEREGISTER: Endpoint("deregistration", InstanceRequest, actions.deregister, **options),
+        DISCOVER: Endpoint("discovery", DiscoverRequest, actions.discover, **options),
     }

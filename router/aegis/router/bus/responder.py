@@ -70,25 +70,36 @@ class NatsResponder:
         self.stats: dict[str, EndpointStats] = {
             subject: EndpointStats() for subject in self._handlers
         }
-        # Subjects served through a bounded lane of their own (registrations), by
-        # subject; the rest share the max_in_flight slots.
-        self.lanes: dict[str, Lane] = {
-            subject: Lane(kind, self._handlers[subject], limits, self.stats[subject])
-            for subject, (kind, limits) in (lanes or {}).items()
-        }
+        # Subjects served through a bounded lane (registrations), by subject: the
+        # subjects of one kind share one lane; the rest share the max_in_flight slots.
+        self.lanes: dict[str, Lane] = {}
+        self._lane_callbacks: dict[str, Callable[[Msg], Awaitable[None]]] = {}
+        by_kind: dict[str, Lane] = {}
+        for subject, (kind, limits) in (lanes or {}).items():
+            handler = self._handlers.get(subject)
+            if handler is None:  # not served (the shared subjects, turned off)
+                continue
+            lane = by_kind.get(kind)
+            if lane is None:
+                lane = by_kind[kind] = Lane(kind, handler, limits, self.stats[subject])
+                self._lane_callbacks[subject] = lane.offer
+            else:
+                self._lane_callbacks[subject] = lane.route(handler, self.stats[subject])
+            self.lanes[subject] = lane
+        self._distinct_lanes = list(by_kind.values())
 
     async def start(self, nc: NatsClient) -> None:
         """Subscribe in the routers' queue group, so several routers share the load."""
-        for each in self.lanes.values():
+        for each in self._distinct_lanes:
             each.start()
         for subject, handler in self._handlers.items():
-            lane = self.lanes.get(subject)
+            laned = self._lane_callbacks.get(subject)
             # Bounded: past max_pending waiting requests NATS drops (clients time out
             # and retry) rather than the router's memory growing without end.
             sub = await nc.subscribe(
                 subject,
                 queue=QUEUE_GROUP,
-                cb=lane.offer if lane else self._callback(handler, self.stats[subject]),
+                cb=laned or self._callback(handler, self.stats[subject]),
                 pending_msgs_limit=self._max_pending,
                 pending_bytes_limit=PENDING_BYTES,
             )
@@ -103,13 +114,16 @@ class NatsResponder:
         subs, self._subs = self._subs, []
         for sub in subs:
             await sub.unsubscribe()
-        for lane in self.lanes.values():
+        for lane in self._distinct_lanes:
             await lane.stop()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def _callback(self, handler: Handler, stats: EndpointStats) -> Callable[[Msg], Awaitable[None]]:
         at_once: AnswerNow | None = getattr(handler, "answer_now", None)
+        # A per-service subject's handler is given the subject, to check the body's
+        # service against it; the shared subjects' are called as before.
+        scoped = bool(getattr(handler, "scoped", False))
 
         async def on_message(msg: Msg) -> None:
             rest = handler
@@ -118,7 +132,10 @@ class NatsResponder:
                 started = perf_counter_ns()
                 headers = msg.headers
                 request_id = headers.get(REQUEST_ID_HEADER) if headers else None
-                reply = at_once(msg.data, request_id)
+                if scoped:
+                    reply = at_once(msg.data, request_id, msg.subject)
+                else:
+                    reply = at_once(msg.data, request_id)
                 if isinstance(reply, bytes):
                     if msg.reply:
                         try:
@@ -141,7 +158,7 @@ class NatsResponder:
                 if self._room is None or self._room.done():
                     self._room = asyncio.get_running_loop().create_future()
                 await self._room
-            task = _start_task(serve(rest, msg, stats))
+            task = _start_task(serve(rest, msg, stats, scoped=scoped))
             if not task.done():  # answered already: it never held a slot
                 self._tasks.add(task)
                 task.add_done_callback(self._ended)

@@ -21,7 +21,7 @@ from typing import Any, Final
 
 import structlog
 from aegis.router.bus.endpoint_stats import EndpointStats
-from aegis.wire.messages import ROUTER_PREFIX
+from aegis.wire.messages import ROUTER_PREFIX, SERVICE_SUBJECT_PREFIX
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -51,7 +51,12 @@ def control_subjects(verb: str, router_id: str) -> list[str]:
 
 def endpoint_name(subject: str) -> str:
     """A name as ADR-32 allows (letters, digits, ``-``, ``_``): the subject's last
-    token, ``router-`` first for a router's own subjects (which hold its id)."""
+    token, ``router-`` first for a router's own subjects (which hold its id), ``svc-``
+    first for the per-service ones (``ipc.svc.*.<verb>``; ``svc-router-heartbeat``
+    for the router's own ``ipc.svc.*.heartbeat.<id>``)."""
+    if subject.startswith(f"{SERVICE_SUBJECT_PREFIX}."):
+        tokens = subject.split(".")
+        return f"svc-{tokens[3]}" if len(tokens) == 4 else f"svc-router-{tokens[3]}"
     last = subject.rsplit(".", 1)[-1]
     return f"router-{last}" if subject.startswith(f"{ROUTER_PREFIX}.") else last
 

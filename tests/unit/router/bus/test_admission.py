@@ -204,3 +204,44 @@ async def test_refused_callers_get_appointments_one_service_slot_apart() -> None
     assert waits == pytest.approx([1.2, 1.52, 1.84, 2.16])
     # Ten seconds on, the slots promised have passed: the queue ahead again, not 2.8 s.
     assert late.answers[0]["retry_after"] == pytest.approx(1.2)
+
+
+class ScopedGate(Gate):
+    """A per-service subject's handler: it is given the subject of each request."""
+
+    scoped = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.subjects: list[str] = []
+
+    async def __call__(self, data: bytes, *, subject: str = "") -> bytes:  # type: ignore[override]
+        self.subjects.append(subject)
+        return await super().__call__(data)
+
+
+async def test_two_subjects_share_one_lane_and_its_bound() -> None:
+    gate, scoped, clock = Gate(), ScopedGate(), Clock()
+    registrations = lane(gate, clock, workers=1)
+    scoped_stats = EndpointStats()
+    per_service = registrations.route(scoped, scoped_stats)
+    registrations.start()
+    await registrations.offer(FakeMsg(b"shared"))
+    await eventually(lambda: gate.running == 1, "one served")
+    own = FakeMsg(b"own")
+    own.subject = "ipc.svc.billing.register"
+    await per_service(own)  # queued behind the shared one: one lane, one worker
+    clock.now += 1.0  # the queued one has waited max_wait: the lane refuses, whoever asks
+    refused = FakeMsg(b"refused")
+    refused.subject = "ipc.svc.checkout.register"
+    await per_service(refused)
+
+    assert refused.answers[0]["error"]["code"] == "OVERLOADED"
+    assert scoped.served == []
+    gate.open.set()
+    scoped.open.set()
+    await eventually(lambda: scoped.served == [b"own"], "the queued one served by its handler")
+    await registrations.stop()
+    assert gate.served == [b"shared"]
+    assert scoped.subjects == ["ipc.svc.billing.register"]  # given the subject it came on
+    assert scoped_stats.num_requests == 1

@@ -70,6 +70,11 @@ def test_info_lists_every_subject_the_router_serves() -> None:
         ("discover", "ipc.service.discover"),
         ("router-heartbeat", "ipc.router.r-7.heartbeat"),
         ("router-forward", "ipc.router.r-7.forward"),
+        ("svc-register", "ipc.svc.*.register"),
+        ("svc-heartbeat", "ipc.svc.*.heartbeat"),
+        ("svc-deregister", "ipc.svc.*.deregister"),
+        ("svc-discover", "ipc.svc.*.discover"),
+        ("svc-router-heartbeat", "ipc.svc.*.heartbeat.r-7"),
     }
     assert {e.queue_group for e in parsed.endpoints} == {"aegis-router"}
     assert all(NAME.match(e.name) for e in parsed.endpoints)
@@ -119,3 +124,5 @@ def test_the_router_answers_on_all_three_forms_of_each_verb() -> None:
     ]
     assert endpoint_name("ipc.router.r-7.forward") == "router-forward"
     assert endpoint_name("ipc.service.discover") == "discover"
+    assert endpoint_name("ipc.svc.*.register") == "svc-register"
+    assert endpoint_name("ipc.svc.*.heartbeat.r-7") == "svc-router-heartbeat"

@@ -46,6 +46,7 @@ def scripted() -> FakeNats:
 
 def sync_client(fake: FakeNats, **config: Any) -> ServiceClient:
     config.setdefault("backoff_base", 0)
+    config.setdefault("shared_subjects", True)  # the fake answers the v1 subjects
     return ServiceClient(config=ClientConfig(**config), connect=fake.connect, rand=lambda: 0.5)
 
 
@@ -157,7 +158,9 @@ def test_a_failed_connect_leaves_no_thread_and_may_be_retried() -> None:
             raise ConnectFailedError("could not connect to NATS")
         return await fake.connect(servers, **options)
 
-    client = ServiceClient(config=ClientConfig(backoff_base=0), connect=flaky_connect)
+    client = ServiceClient(
+        config=ClientConfig(backoff_base=0, shared_subjects=True), connect=flaky_connect
+    )
     with pytest.raises(ServiceUnavailableError) as info:
         client.connect()
     assert not client.connected
