@@ -2,6 +2,7 @@
 
     python bench/run.py            # full sizes, a few minutes
     python bench/run.py --quick    # tiny sizes: checks the benchmarks still run
+    python bench/run.py --only nats   # the NATS rows alone (register, heartbeat)
 
 Every figure is a ratio against a baseline measured in this run, with the
 absolute numbers beside it. Loads come from a separate process; the REST load
@@ -103,6 +104,10 @@ NPM_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "
 # pipeline.
 HTTP_CONNECTIONS = 8
 HTTP_PIPELINING = 1
+
+
+# What --only chooses from, in the order they run.
+SECTIONS = ("nats", "rest", "scale", "expiry", "console", "storm")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -514,9 +519,18 @@ def main() -> None:
     parser.add_argument(
         "--quick", action="store_true", help="tiny sizes, to check the benchmarks run"
     )
+    parser.add_argument(
+        "--only",
+        default=",".join(SECTIONS),
+        help=f"comma-separated sections to run, of {','.join(SECTIONS)} (default: all)",
+    )
     args = parser.parse_args()
+    only = set(args.only.split(","))
+    if only - set(SECTIONS):
+        parser.error(f"unknown sections: {','.join(sorted(only - set(SECTIONS)))}")
     sizes = QUICK if args.quick else FULL
-    autocannon_modules()  # before minutes of other runs: no node, no run
+    if "rest" in only:
+        autocannon_modules()  # before minutes of other runs: no node, no run
     began = time.monotonic()
     print(
         f"# AegisIPC benchmarks ({'quick' if args.quick else 'full'}), "
@@ -531,15 +545,21 @@ def main() -> None:
         nats = NatsServer(data_dir=tmp / "nats")
         nats.start()
         try:
-            rows += bench_nats(sizes, tmp, nats)
-            rows += bench_rest(sizes, tmp, nats)
-            rows += bench_scale(sizes, tmp, nats)
-            rows += bench_mass_expiry(sizes.scale_instances, tmp, nats.url, nats_load)
+            if "nats" in only:
+                rows += bench_nats(sizes, tmp, nats)
+            if "rest" in only:
+                rows += bench_rest(sizes, tmp, nats)
+            if "scale" in only:
+                rows += bench_scale(sizes, tmp, nats)
+            if "expiry" in only:
+                rows += bench_mass_expiry(sizes.scale_instances, tmp, nats.url, nats_load)
         finally:
             nats.stop()
-    rows += bench_console(args.quick)
-    with tempfile.TemporaryDirectory() as tmp_name:
-        rows += bench_storm(sizes, Path(tmp_name))
+    if "console" in only:
+        rows += bench_console(args.quick)
+    if "storm" in only:
+        with tempfile.TemporaryDirectory() as tmp_name:
+            rows += bench_storm(sizes, Path(tmp_name))
     widths = [
         max(len(r[i]) for r in [("what", "ours", "baseline", "ratio"), *rows]) for i in range(4)
     ]
