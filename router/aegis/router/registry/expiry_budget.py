@@ -8,9 +8,14 @@ and loudly: the sweep spends one token per instance it moves on, from a bucket
 refilled at ``max(floor, share x held)`` per second. Keys past the budget wait
 for the next sweep; the registry logs ``mass_expiry_slowed`` when that starts
 and ``mass_expiry_caught_up`` when it ends, and ``aegis_expiry_slowed`` is 1
-meanwhile, for alerts and the console. A real zone failure of half of 100,000
-instances is slowed to 10,000 transitions a second: faster than the store
-writes them anyway.
+meanwhile, for alerts and the console.
+
+The share is half the instances held per second (the bucket holds a
+second's worth): a router that wrongly finds its whole fleet due moves half
+of it at once and the rest over the next second, slowed and said, while a
+real failure of 20,000 instances (or 100,000) is written within the 2 s (5 s)
+past ``unhealthy_after`` that issue 28 asks, which 10 % a second could not
+(20,000 took 10 s, 2,000 a second, once the store wrote faster than that).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from dataclasses import dataclass, field
 class ExpiryBudget:
     """A token bucket: ``take`` says whether one more instance may move on now."""
 
-    share: float = 0.1  # of the instances held, per second
+    share: float = 0.5  # of the instances held, per second
     floor: float = 500.0  # per second, whatever the share
     _tokens: float = field(default=-1.0, init=False)  # a full bucket on first use
     _at: float = field(default=0.0, init=False)
