@@ -49,6 +49,33 @@ def unhealthy_count(http: httpx.Client) -> int:
     return sum(s["statuses"]["UNHEALTHY"] for s in body["services"])
 
 
+def watch_expiry(
+    http_url: str, n: int, due: float
+) -> tuple[float | None, list[float], list[tuple[float, int]]]:
+    """Probe ``/healthz`` every 10 ms and count UNHEALTHY every 0.1 s until all ``n`` are
+    (or 2 min past ``due``): when they were (None: never), the probes' latencies in ms,
+    sorted, and the counts by seconds past ``due``."""
+    latencies: list[float] = []
+    counts: list[tuple[float, int]] = []
+    done_at = None
+    with httpx.Client(base_url=http_url, timeout=10) as http:
+        next_count = 0.0
+        while time.monotonic() < due + 120:
+            start = time.perf_counter()
+            http.get("/healthz")
+            latencies.append((time.perf_counter() - start) * 1000)
+            if time.monotonic() >= next_count:
+                next_count = time.monotonic() + 0.1
+                unhealthy = unhealthy_count(http)
+                counts.append((time.monotonic() - due, unhealthy))
+                if unhealthy == n:
+                    done_at = time.monotonic()
+                    break
+            time.sleep(0.01)
+    latencies.sort()
+    return done_at, latencies, counts
+
+
 def bench_mass_expiry(
     n: int, tmp: Path, nats_url: str, load: Load
 ) -> list[tuple[str, str, str, str]]:
@@ -60,23 +87,8 @@ def bench_mass_expiry(
         pid = router.process.pid
         load(nats_url, "register", n, 64, "expiry", pid, 100)
         load(nats_url, "heartbeat", n, 64, "expiry", pid, 100)
-        silent_since = time.monotonic()  # no contact after this
-        due = silent_since + UNHEALTHY_AFTER
-        latencies: list[float] = []
-        done_at = None
-        with httpx.Client(base_url=router.http_url, timeout=10) as http:
-            next_count = 0.0
-            while time.monotonic() < due + 120:
-                start = time.perf_counter()
-                http.get("/healthz")
-                latencies.append((time.perf_counter() - start) * 1000)
-                if time.monotonic() >= next_count:
-                    next_count = time.monotonic() + 0.1
-                    if unhealthy_count(http) == n:
-                        done_at = time.monotonic()
-                        break
-                time.sleep(0.01)
-    latencies.sort()
+        due = time.monotonic() + UNHEALTHY_AFTER  # no contact after now
+        done_at, latencies, _ = watch_expiry(router.http_url, n, due)
     p99 = latencies[int(len(latencies) * 0.99) - 1] if latencies else float("nan")
     late = "never (2 min)" if done_at is None else f"{done_at - due:.2f} s"
     ratio = "" if done_at is None else f"x{(done_at - due) / 2:.2f}"
@@ -143,26 +155,8 @@ def bench_simultaneous(
             window = parallel_load(nats_url, "heartbeat", n, loaders)
             if window <= WINDOW:
                 break
-        silent_since = time.monotonic()  # no contact after this
-        due = silent_since + unhealthy_after
-        latencies: list[float] = []
-        counts: list[tuple[float, int]] = []
-        done_at = None
-        with httpx.Client(base_url=router.http_url, timeout=10) as http:
-            next_count = 0.0
-            while time.monotonic() < due + 120:
-                start = time.perf_counter()
-                http.get("/healthz")
-                latencies.append((time.perf_counter() - start) * 1000)
-                if time.monotonic() >= next_count:
-                    next_count = time.monotonic() + 0.1
-                    unhealthy = unhealthy_count(http)
-                    counts.append((time.monotonic() - due, unhealthy))
-                    if unhealthy == n:
-                        done_at = time.monotonic()
-                        break
-                time.sleep(0.01)
-    latencies.sort()
+        due = time.monotonic() + unhealthy_after  # no contact after now
+        done_at, latencies, counts = watch_expiry(router.http_url, n, due)
     return {
         "instances": n,
         "registering_s": registering,
