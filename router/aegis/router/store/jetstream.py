@@ -6,7 +6,9 @@ update (by revision), so the registry's duplicate rules hold across routers.
 A local cache kept current by a bucket watch serves lists (REST reads stay
 fast on every router) and ``peek``: the registry decides on it and writes by
 compare-and-set, so a stale cache costs a failed write and one ``get`` from
-the bucket, never a wrong decision.
+the bucket, never a wrong decision. Writes go through ``KvWriter``
+(kv_writes.py): the same JetStream publish nats-py's ``KeyValue`` sends, at a
+fraction of its CPU.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import structlog
 from aegis.router.domain import InstanceKey, InstanceRecord, MaintenanceMark
 from aegis.router.logging_setup import ReportedError
 from aegis.router.store.kv_watch import BucketWatch
+from aegis.router.store.kv_writes import KvWriter, WrongLastSequence
 from aegis.router.store.port import (
     AlreadyExists,
     ChangeListener,
@@ -43,7 +46,6 @@ _NO_INSTANCES: Mapping[str, Versioned] = MappingProxyType({})
 # KV keys allow [-/_=.A-Za-z0-9]; instance ids may hold ':' and '.', which
 # would make extra subject tokens. '=' never occurs in an id, so it escapes.
 _ESCAPES = {".": "=2E", ":": "=3A"}
-_WRONG_LAST_SEQUENCE = (10071, 10164)
 STORE_TIMEOUT = 2.0
 
 
@@ -163,6 +165,7 @@ class JetStreamStore:
         self._cache: dict[str, dict[str, Versioned]] = {}
         self._listener: ChangeListener | None = None
         self._watch: BucketWatch | None = None
+        self._writer: KvWriter | None = None
 
     async def start(self, nc: NatsClient, within: float = 30.0) -> None:
         """Open (or create) the bucket and load the cache; wait for a JetStream cluster."""
@@ -186,6 +189,8 @@ class JetStreamStore:
                         "Or run with AEGIS_STORE=memory."
                     ) from exc
                 await asyncio.sleep(0.5)  # a new cluster elects its JetStream leader
+        self._writer = KvWriter(nc, self.bucket, STORE_TIMEOUT)
+        await self._writer.start()
         # Guarded: a stale cache would answer lists and steady heartbeats with
         # what is no longer so.
         self._watch = BucketWatch(self._kv, self.bucket, self._apply, name="aegis-kv-watch")
@@ -203,6 +208,9 @@ class JetStreamStore:
         watch, self._watch = self._watch, None
         if watch is not None:
             await watch.stop()
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            await writer.stop()
 
     def _apply(self, entry: KeyValue.Entry, live: bool) -> None:
         """Apply a change in the bucket to the cache, whoever made it."""
@@ -248,6 +256,11 @@ class JetStreamStore:
             raise StoreError("JetStream store used before start()")
         return self._kv
 
+    def _writes(self) -> KvWriter:
+        if self._writer is None:
+            raise StoreError("JetStream store used before start()")
+        return self._writer
+
     def peek(self, key: InstanceKey) -> Versioned | None:
         """See ``InstanceStore.peek``: from the cache the bucket watch keeps."""
         return self._cache.get(key.service_name, _NO_INSTANCES).get(key.instance_id)
@@ -266,40 +279,43 @@ class JetStreamStore:
 
     async def create(self, record: InstanceRecord) -> int:
         """See ``InstanceStore.create``."""
+        key, value = encode_key(record.key), encode_record(record)
         try:
-            revision = await self._bucket().create(encode_key(record.key), encode_record(record))
+            revision = await self._writes().write(key, value, 0)
+        except WrongLastSequence:
+            # Taken, or only a delete marker left under the key (history keeps the
+            # last one): nats-py's create tells them apart and writes over a marker.
+            revision = await self._create_over_marker(record, key, value)
+        self._remember(Versioned(record, revision))
+        return revision
+
+    async def _create_over_marker(self, record: InstanceRecord, key: str, value: bytes) -> int:
+        try:
+            return await self._bucket().create(key, value)
         except (js_errors.KeyWrongLastSequenceError, js_errors.KeyNotFoundError) as exc:
             # KeyNotFound: nats-py re-reads after losing the race, and a replica
             # that has not caught up yet says "not found". Either way: taken.
             raise AlreadyExists(record.key) from exc
         except Exception as exc:
             raise StoreError(f"creating {record.key}: {exc!r}") from exc
-        self._remember(Versioned(record, revision))
-        return revision
 
     async def update(self, record: InstanceRecord, expected_revision: int) -> int:
         """See ``InstanceStore.update``."""
         try:
-            revision = await self._bucket().update(
-                encode_key(record.key), encode_record(record), last=expected_revision
+            revision = await self._writes().write(
+                encode_key(record.key), encode_record(record), expected_revision
             )
-        except js_errors.KeyWrongLastSequenceError as exc:
+        except WrongLastSequence as exc:
             raise RevisionMismatch(record.key) from exc
-        except Exception as exc:
-            raise StoreError(f"updating {record.key}: {exc!r}") from exc
         self._remember(Versioned(record, revision))
         return revision
 
     async def delete(self, key: InstanceKey, expected_revision: int) -> None:
         """See ``InstanceStore.delete``."""
         try:
-            await self._bucket().delete(encode_key(key), last=expected_revision)
-        except js_errors.APIError as exc:
-            if exc.err_code in _WRONG_LAST_SEQUENCE:
-                raise RevisionMismatch(key) from exc
-            raise StoreError(f"deleting {key}: {exc!r}") from exc
-        except Exception as exc:
-            raise StoreError(f"deleting {key}: {exc!r}") from exc
+            await self._writes().write(encode_key(key), b"", expected_revision, delete=True)
+        except WrongLastSequence as exc:
+            raise RevisionMismatch(key) from exc
         self._forget(key, expected_revision + 1)
 
     async def list_service(self, service_name: str) -> list[InstanceRecord]:
