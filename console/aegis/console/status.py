@@ -25,6 +25,9 @@ class PollState:
     next_poll_at: datetime | None = None
     services: int = 0
     instances: int = 0
+    live_stream: bool = False
+    """The change-event stream is open and the view follows it (list + watch)."""
+    last_event_at: datetime | None = None
 
     @property
     def stale(self) -> bool:
@@ -47,12 +50,22 @@ def status_line(state: PollState, now: datetime) -> Text:
     else:
         line.append("● connected", style="bold green")
     if state.last_success is not None:
-        age = age_between(state.last_success, now)
-        line.append(f"  data {age} old", style="red" if state.stale else "")
+        if state.live_stream and not state.stale:
+            line.append("  live", style="bold green")
+            if state.last_event_at is None:
+                line.append(", no event yet", style="dim")
+            else:
+                line.append(f", last event {age_between(state.last_event_at, now)} ago")
+        else:
+            age = age_between(state.last_success, now)
+            line.append(f"  data {age} old", style="red" if state.stale else "")
         if state.stale:
             line.append(" (stale)", style="bold red")
         services = counted(state.services, "service")
-        line.append(f"  {services} · {counted(state.instances, 'instance')}")
+        instances = counted(state.instances, "instance").replace(
+            str(state.instances), f"{state.instances:,}", 1
+        )
+        line.append(f"  {services} · {instances}")
     if state.paused:
         line.append("  ❚❚ paused", style="bold yellow")
     else:
