@@ -62,10 +62,7 @@ def status_line(state: PollState, now: datetime) -> Text:
         if state.stale:
             line.append(" (stale)", style="bold red")
         services = counted(state.services, "service")
-        instances = counted(state.instances, "instance").replace(
-            str(state.instances), f"{state.instances:,}", 1
-        )
-        line.append(f"  {services} · {instances}")
+        line.append(f"  {services} · {counted(state.instances, 'instance')}")
     if state.paused:
         line.append("  ❚❚ paused", style="bold yellow")
     else:
