@@ -493,6 +493,38 @@ def bench_console(quick: bool) -> list[Row]:
     ]
 
 
+def bench_console_scale(quick: bool, tmp: Path) -> list[Row]:
+    """bench/console_scale.py (its own router and nats-server): the console at fleet scale,
+    list + watch beside today's console; a row per target."""
+    figures = tmp / "console_scale.json"
+    command = [sys.executable, str(BENCH / "console_scale.py"), "--json", str(figures)]
+    if quick:
+        command.append("--quick")
+    subprocess.run(command, capture_output=True, text=True, check=True)
+    report = json.loads(figures.read_text())
+    by_label = {r["label"]: r for r in report["results"]}
+    ours, today = by_label.get("list + watch", {}), by_label.get("today", {})
+    rows: list[Row] = []
+    for what, key, unit in (
+        ("first paint", "first_paint_s", "s"),
+        ("cursor move p99", "cursor_p99_s", "ms"),
+        ("change to screen p99", "change_p99_s", "ms"),
+        ("console CPU", "cpu_pct", "%"),
+    ):
+        scale = 1000.0 if unit == "ms" else 1.0
+
+        def show(
+            figures: dict[str, float], key: str = key, scale: float = scale, unit: str = unit
+        ) -> str:
+            value = figures.get(key)
+            return "-" if value is None else f"{value * scale:,.2f} {unit}"
+
+        a, b = ours.get(key), today.get(key)
+        ratio = f"x{b / a:.2f}" if a and b else ""
+        rows.append((f"console at scale: {what}", show(ours), show(today) + " (today)", ratio))
+    return rows
+
+
 def in_ms(seconds: float | None) -> str:
     """Seconds (None: no sample) as whole milliseconds."""
     return "-" if seconds is None else f"{seconds * 1000:,.0f}"
@@ -572,6 +604,8 @@ def main() -> None:
             nats.stop()
     if "console" in only:
         rows += bench_console(args.quick)
+        with tempfile.TemporaryDirectory() as tmp_name:
+            rows += bench_console_scale(args.quick, Path(tmp_name))
     if "storm" in only:
         with tempfile.TemporaryDirectory() as tmp_name:
             rows += bench_storm(sizes, Path(tmp_name))
