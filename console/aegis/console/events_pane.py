@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from typing import Final
 
@@ -16,6 +17,11 @@ from .formatting import plain, status_text
 
 KEPT: Final = 100
 """Events kept on screen; older ones drop off the end."""
+
+REDRAW_SECONDS: Final = 0.25
+"""At most this often the pane is drawn again: each drawing lays out and renders the
+whole table twice (its height, then its lines), so at 100 changes a second drawing
+per event took most of the console's CPU."""
 
 KIND_STYLES: Final = {
     "registered": "green",
@@ -78,6 +84,7 @@ class EventsPane(VerticalScroll):
         self.records: deque[ChangeRecord] = deque(maxlen=KEPT)
         self._body = Static(Text("No changes seen yet.", style="dim"), id="events-body")
         self._pending = False
+        self._drawn_at = -REDRAW_SECONDS  # monotonic time of the last drawing
 
     def compose(self) -> ComposeResult:
         """One static body, redrawn as events come."""
@@ -88,11 +95,16 @@ class EventsPane(VerticalScroll):
         self.border_title = "Recent events, newest first"
 
     def add(self, record: ChangeRecord) -> None:
-        """Put ``record`` on top; a burst of events is drawn once."""
+        """Put ``record`` on top; a burst of events is drawn once, and drawings are
+        at least ``REDRAW_SECONDS`` apart (the first after a quiet spell at once)."""
         self.records.appendleft(record)
         if not self._pending:
             self._pending = True
-            self.call_later(self._redraw)
+            wait = self._drawn_at + REDRAW_SECONDS - time.monotonic()
+            if wait > 0:
+                self.set_timer(wait, self._redraw)
+            else:
+                self.call_later(self._redraw)
 
     def set_source(self, text: str, *, trouble: bool = False) -> None:
         """Say where the events come from, or why they do not."""
@@ -101,4 +113,5 @@ class EventsPane(VerticalScroll):
 
     def _redraw(self) -> None:
         self._pending = False
+        self._drawn_at = time.monotonic()
         self._body.update(events_table(list(self.records)))
