@@ -18,10 +18,9 @@ from .formatting import plain, status_text
 KEPT: Final = 100
 """Events kept on screen; older ones drop off the end."""
 
-REDRAW_SECONDS: Final = 0.25
-"""At most this often the pane is drawn again: each drawing lays out and renders the
-whole table twice (its height, then its lines), so at 100 changes a second drawing
-per event took most of the console's CPU."""
+REDRAW_SECONDS: Final = 0.5
+"""At most this often the pane is drawn again: each drawing renders the whole table,
+so at 100 changes a second drawing per event took most of the console's CPU."""
 
 KIND_STYLES: Final = {
     "registered": "green",
@@ -114,4 +113,8 @@ class EventsPane(VerticalScroll):
     def _redraw(self) -> None:
         self._pending = False
         self._drawn_at = time.monotonic()
-        self._body.update(events_table(list(self.records)))
+        records = list(self.records)
+        # One line per event and one for the header (no column wraps): told, not
+        # measured, the height spares a second rendering of the table for the layout.
+        self._body.styles.height = len(records) + 1
+        self._body.update(events_table(records))
