@@ -5,10 +5,10 @@ make, and takes this router's own from its event sink (``add_own``: the
 router's connection does not hear its own publishes). It numbers each event
 with a sequence local to this router, keeps the last ``capacity`` of them
 (and at most ``max_bytes`` of their MessagePack bodies), and fans each out
-to the open streams.
-A stream resumes from an event id ``<router-id>:<sequence>``; when what it
-asks for is not retained (another router's id, too old, or lost while NATS
-was away) it is told to reload instead of silently missing changes.
+to the open streams. On the memory store, a stream resumes from an event id
+``<router-id>:<sequence>``; when what it asks for is not retained (another
+router's id, too old, or lost while NATS was away) it is told to reload
+instead of silently missing changes.
 
 On the JetStream store the feed is built from the bucket's watch instead
 (``bucket`` given): the store numbers each event with the revision of the
@@ -25,6 +25,7 @@ import asyncio
 import json
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import structlog
@@ -212,6 +213,14 @@ class EventFeed:
         self._streams: set[Stream] = set()
         self._subscription: NatsSubscription | None = None
         self._closed = False
+        # From a bucket: waits until the watch has seen this router's own writes.
+        self.settle: Callable[[], Awaitable[None]] | None = None
+
+    async def caught_up(self) -> None:
+        """Return once ``version`` covers every change this router made (from a bucket its
+        own writes reach the feed through the watch, a moment after they are made)."""
+        if self.settle is not None:
+            await self.settle()
 
     @property
     def open_streams(self) -> int:

@@ -187,6 +187,14 @@ def page_query(request: Request, service: str | None, *, paged: bool = True) -> 
     )
 
 
+async def caught_up(request: Request) -> None:
+    """Before a listing: wait until its version will cover this router's own changes."""
+    runtime: NatsSide | None = request.app.ctx.runtime
+    feed = runtime.feed if runtime is not None else None
+    if feed is not None:
+        await feed.caught_up()
+
+
 def listing_version(request: Request, registry: Registry) -> str:
     """The event stream's id a listing read now reflects (read it with no await between
     it and the listing); a router not following events yet counts its own changes."""
