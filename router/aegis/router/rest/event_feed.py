@@ -150,6 +150,7 @@ class Stream:
         if self._ended is None:
             self._queue.clear()
             self.reset = reset
+            self.after = 0  # the client reloads at the reset's point: everything later is news
             self._wake.set()
 
     def end(self, why: StreamEndedError) -> None:
@@ -210,6 +211,7 @@ class EventFeed:
         self.head = start - 1  # the last sequence given out (the last revision seen)
         self._resumable_from = start - 1  # ids before this may have missed events
         self._dropped = start - 1  # the last entry no longer retained
+        self._changed = start - 1  # the last event (or gap): the head may be past it
         self._streams: set[Stream] = set()
         self._subscription: NatsSubscription | None = None
         self._closed = False
@@ -232,6 +234,13 @@ class EventFeed:
         """The id of the last change this feed holds: a stream resumed after it gets
         every later change, and only those (what a listing read now reflects)."""
         return self.event_id(self.head)
+
+    @property
+    def changed(self) -> str:
+        """The id of the last event (or gap): unlike ``version`` it stays while the
+        bucket only takes writes that are no event (lease refreshes), so an entity
+        tag made from it stays too."""
+        return self.event_id(self._changed)
 
     def event_id(self, sequence: int) -> str:
         """The SSE id of ``sequence``: ``<router-id>:<sequence>``, or ``<bucket>:<revision>``."""
@@ -278,7 +287,7 @@ class EventFeed:
         """From a bucket: the watch's snapshot is complete at ``revision``; ids from
         there on resume."""
         self.head = max(self.head, revision)
-        self._resumable_from = self._dropped = self.head
+        self._resumable_from = self._dropped = self._changed = self.head
 
     def advance(self, revision: int) -> None:
         """From a bucket: the watch has seen every revision up to ``revision``."""
@@ -298,6 +307,7 @@ class EventFeed:
 
     def _add(self, service: str, kind: str, data: bytes) -> Entry:
         self.head += 1
+        self._changed = self.head
         entry = Entry(self.head, service, kind, data, self.event_id(self.head))
         self._entries.append(entry)
         self._bytes += entry.size
@@ -317,7 +327,7 @@ class EventFeed:
         # (From a bucket the head is a revision the watch has seen: kept as it is.)
         if self.bucket is None:
             self.head += 1
-        self._resumable_from = self.head
+        self._resumable_from = self._changed = self.head
         message = f"this router may have missed changes ({cause}); reload the snapshot"
         reset = Reset(cause, message, self.head)
         for stream in self._streams:

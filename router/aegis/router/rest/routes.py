@@ -39,6 +39,7 @@ from aegis.router.rest.listing import (
     STATUS_HELP,
     StatusFilter,
     caught_up,
+    listing_change,
     listing_version,
     page_query,
 )
@@ -113,7 +114,8 @@ def _conditional(
     """
     registry = _registry(request)
     version = listing_version(request, registry)
-    tag = entity_tag(version, registry.changes, request.path, request.query_string, *parts)
+    change = listing_change(request, version)
+    tag = entity_tag(change, registry.changes, request.path, request.query_string, *parts)
     if matches(request.headers.get("if-none-match"), tag):
         return version, {}, not_modified(tag, version)
     return version, listing_headers(tag, version), None

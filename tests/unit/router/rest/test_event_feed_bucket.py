@@ -113,3 +113,24 @@ def test_own_events_are_left_to_the_watch() -> None:
 
 async def test_start_does_not_follow_nats_events() -> None:
     await bucket_feed().start(None)  # type: ignore[arg-type]  # never touched
+
+
+def test_the_last_change_stays_while_only_refreshes_move_the_head() -> None:
+    feed = bucket_feed()
+    assert feed.changed == "reg:10"
+    add(feed, 12, "b-1")
+    feed.advance(30)  # lease refreshes: no event
+    assert feed.changed == "reg:12"
+    assert feed.version == "reg:30"
+    feed.gap("nats_reconnected")
+    assert feed.changed == "reg:30"
+
+
+async def test_a_reset_stream_that_resumed_ahead_takes_every_later_change() -> None:
+    feed = bucket_feed()
+    stream = feed.open(None, "reg:20")
+    feed.gap("nats_reconnected")  # the client reloads at 10: 11 on is news to it
+    add(feed, 11, "b-1")
+    got = await drain(stream)
+    assert isinstance(got[0], Reset)
+    assert instances(got[1:]) == ["b-1"]
