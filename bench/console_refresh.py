@@ -4,10 +4,9 @@ Runs the real ``ConsoleApp`` headless (``App.run_test``) and feeds it a sequence
 registry snapshots in which a fraction of the instances changed (most updated, some
 added, some removed). Side by side, in the same process and on the same data:
 
-- keyed diff: what the console does (add/update/remove by row key; rows removed one
-  ``DataTable.remove_row`` at a time, or past ``KeyedTable.max_removals`` a refill);
-- keyed, always refill: the console made to take its refill path on every poll
-  (``clear()``, then every row again in order, unchanged rows' cells reused);
+- keyed diff: what the console does with a router that does not page (the whole
+  registry held and sorted, the instances table drawing only the lines on screen;
+  the services table is still a keyed DataTable: add/update/remove by row key);
 - clear + re-add: the naive console (``clear()`` then every row rendered and added
   again, each poll).
 
@@ -41,8 +40,8 @@ from datetime import UTC, datetime, timedelta
 from importlib.metadata import version
 from typing import Any
 
-from aegis.console.api_client import ApiError
-from aegis.console.keyed_table import KeyedTable
+from aegis.console.api_client import ApiError, InstancePage, ServicesListing
+from aegis.console.listing import InstanceQuery
 from aegis.console.models import InstanceInfo, RegistrySnapshot, ServiceSummary
 from aegis.console.tables import INSTANCE_COLUMNS, INSTANCE_SORTS, instance_cells
 from aegis.console.ui import ConsoleApp
@@ -133,6 +132,17 @@ class StubClient:
     async def fetch(self) -> RegistrySnapshot:
         return self.first
 
+    async def list_services(self) -> ServicesListing:
+        """As a router without paging answers (no ``version``)."""
+        return ServicesListing(self.first.services, None)
+
+    async def list_instances(
+        self, query: InstanceQuery, limit: int | None = None, cursor: str | None = None
+    ) -> InstancePage:
+        """Every instance, as a router without paging answers whatever is asked."""
+        instances = self.first.instances
+        return InstancePage(instances, len(instances), None, None, paged=False)
+
     async def events(
         self, last_event_id: str | None, on_open: Callable[[], None]
     ) -> AsyncIterator[object]:
@@ -214,10 +224,6 @@ def p95(values: list[float]) -> float:
     return statistics.quantiles(values, n=20, method="inclusive")[-1]
 
 
-def always_refill(app: Any) -> None:
-    app.dashboard.instances_table.max_removals = -1
-
-
 def keyed_app(first: RegistrySnapshot) -> ConsoleApp:
     client: Any = StubClient(first)
     return StillConsole("http://bench.invalid", clock=clock, client=client)
@@ -246,16 +252,10 @@ async def run(count: int, services: int, fraction: float, rounds: int, warmup: i
         f"({fraction:.0%}: ~80 % updated, 10 % removed, 10 % added); "
         f"{rounds} measured polls after {warmup} warm-up"
     )
-    removals = changed // 10
-    path = "refill" if removals > KeyedTable.max_removals else "remove_row"
-    print(f"{removals} removals per poll: the console takes its {path} path")
     gc.callbacks.append(count_full_collections)
     results: dict[str, Timings] = {}
     results["keyed diff"] = await measure(
         keyed_app(sequence[0]), sequence, warmup, lambda app: None
-    )
-    results["keyed, always refill"] = await measure(
-        keyed_app(sequence[0]), sequence, warmup, always_refill
     )
     results["clear + re-add"] = await measure(NaiveApp(), sequence, warmup, lambda app: None)
     print()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +24,8 @@ SERVICES_URL = f"{API}/api/v1/admin/services"
 INSTANCES_URL = f"{API}/api/v1/admin/instances"
 EVENTS_URL = f"{API}/api/v1/admin/events"
 WHOAMI_URL = f"{API}/api/v1/admin/whoami"
+ANY_INSTANCES_URL = re.compile(re.escape(INSTANCES_URL) + r"(\?.*)?$")
+"""``GET /instances`` with any query: an older router ignores ``limit`` and the filters."""
 NOW = datetime(2026, 11, 3, 12, 0, 0, tzinfo=UTC)
 
 
@@ -78,7 +81,7 @@ def add_poll(
     """Answer one poll (both requests) with ``instances``."""
     httpx_mock.add_response(url=SERVICES_URL, json=services_body(instances), is_reusable=reusable)
     httpx_mock.add_response(
-        url=INSTANCES_URL,
+        url=ANY_INSTANCES_URL,
         json={"instances": instances, "total": len(instances)},
         is_reusable=reusable,
     )

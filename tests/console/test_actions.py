@@ -270,7 +270,7 @@ async def test_instances_in_maintenance_and_micro_services_are_marked(
     async with app.run_test(size=(140, 40)) as pilot:
         await settle(pilot)
         table = app.dashboard.instances_table
-        marks = {key.value: str(table.get_cell(key, "marks")) for key in table.rows}
+        marks = {key: str(table.cells(key)["marks"]) for key in table.loaded_keys()}
         assert marks == {
             "orders/orders-1": "maint",
             "orders/orders-2": "",

@@ -8,7 +8,6 @@ import pytest
 from aegis.console.models import InstanceInfo
 from aegis.console.ui import ConsoleApp
 from aegis.sdk import ServiceClient
-from textual.widgets.data_table import RowKey
 
 from tests.support import eventually
 from tests.support.procs import NatsServer, RouterProcess
@@ -25,24 +24,26 @@ async def test_registered_service_appears_in_the_console(
         # Services and instances are two requests: wait until both show it.
         await eventually(
             lambda: (
-                "checkout/checkout-7" in app.dashboard.instances_table.rows
+                "checkout/checkout-7" in app.dashboard.instances_table.loaded_keys()
                 and "checkout" in app.dashboard.services_table.rows
             ),
             "checkout-7 in both tables",
             within=10,
         )
-        row = app.dashboard.instances_table.get_row("checkout/checkout-7")
+        row = app.dashboard.instances_table.cells("checkout/checkout-7")
 
-    cells = [getattr(cell, "plain", str(cell)) for cell in row]
+    cells = [cell.plain for cell in row.values()]
     assert "checkout-7" in cells
     assert "ONLINE" in cells
 
 
 async def _until_row(app: ConsoleApp, key: str, check: Callable[[InstanceInfo], bool]) -> None:
     def ready() -> bool:
-        row = app.dashboard.instances_table.rows.get(RowKey(key))
-        model = app.dashboard.instances_table.cursor_model
-        return row is not None and model is not None and model.key == key and check(model)
+        table = app.dashboard.instances_table
+        model = table.cursor_model
+        return (
+            key in table.loaded_keys() and model is not None and model.key == key and check(model)
+        )
 
     await eventually(ready, f"{key} as expected", within=10)
 

@@ -3,8 +3,10 @@ every failure mapped to one ``ApiError``."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 from urllib.parse import quote
 
@@ -13,6 +15,7 @@ from aegis.wire.messages import Instance
 from aegis.wire.rest import InstancesResponse, ServicesResponse, WhoAmI
 
 from .formatting import Clock, parse_timestamp, system_clock
+from .listing import InstanceQuery
 from .models import Identity, InstanceInfo, MaintenanceMark, RegistrySnapshot, ServiceSummary
 from .sse import ServerSentEvent, SseParser
 
@@ -25,7 +28,32 @@ RETRY_CAP: Final = 30.0
 # The router sends a keep-alive comment every 15 s: silence for longer means a dead link.
 EVENTS_READ_TIMEOUT: Final = 45.0
 
+ETAGS_KEPT: Final = 32
+
 T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class ServicesListing:
+    """``GET /services``: the summary, and the event id it reflects (``None``: older router)."""
+
+    services: tuple[ServiceSummary, ...]
+    version: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class InstancePage:
+    """One page of ``GET /instances``.
+
+    ``paged`` is false for a router older than paging (no ``version``/``next_cursor``):
+    it ignored ``limit`` and the filters and sent every instance.
+    """
+
+    instances: tuple[InstanceInfo, ...]
+    total: int
+    next_cursor: str | None
+    version: str | None
+    paged: bool
 
 
 class ApiError(Exception):
@@ -73,6 +101,8 @@ class ApiClient:
         if token:
             headers["Authorization"] = f"Bearer {token}"
         self._http = httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=timeout)
+        # Bodies of recent GETs by URL, with their ETag: an unchanged listing comes back 304.
+        self._etags: OrderedDict[str, tuple[str, Any]] = OrderedDict()
 
     async def aclose(self) -> None:
         """Close the connection pool."""
@@ -91,6 +121,34 @@ class ApiClient:
         body = await self._get_json(WHOAMI_PATH)
         who = _parsed(WhoAmI.model_validate, body)
         return Identity(name=who.name, role=who.role)
+
+    async def list_services(self) -> ServicesListing:
+        """The services summary (conditional: an unchanged one costs the router a 304)."""
+        body = await self._get_json(SERVICES_PATH, conditional=True)
+        return ServicesListing(_parsed(parse_services, body), _version(body))
+
+    async def list_instances(
+        self, query: InstanceQuery, limit: int | None = None, cursor: str | None = None
+    ) -> InstancePage:
+        """One page of the instances matching ``query``, after ``cursor`` (``None``: the first)."""
+        params: dict[str, str] = query.params()
+        if limit is not None:
+            params["limit"] = str(limit)
+        if cursor is not None:
+            params["cursor"] = cursor
+        body = await self._get_json(INSTANCES_PATH, params, conditional=True)
+        instances = _parsed(parse_instances, body)
+        paged = isinstance(body, dict) and ("version" in body or "next_cursor" in body)
+        if not paged:
+            return InstancePage(instances, len(instances), None, None, paged=False)
+        cursor_text = body.get("next_cursor")
+        return InstancePage(
+            instances,
+            int(body.get("total", len(instances))),
+            None if cursor_text is None else str(cursor_text),
+            _version(body),
+            paged=True,
+        )
 
     async def deregister(self, service: str, instance_id: str) -> InstanceInfo:
         """Force-deregister one instance (it goes OFFLINE); the instance as now stored."""
@@ -144,12 +202,45 @@ class ApiClient:
             return await self._send("DELETE", path)
         return await self._send("PUT", path, {"reason": reason})
 
-    async def _get_json(self, path: str) -> Any:
-        return await self._send("GET", path)
+    async def _get_json(
+        self, path: str, params: Mapping[str, str] | None = None, *, conditional: bool = False
+    ) -> Any:
+        if not conditional:
+            return await self._send("GET", path, params=params)
+        url = str(httpx.URL(path, params=params))
+        cached = self._etags.get(url)
+        headers = {"If-None-Match": cached[0]} if cached else None
+        response = await self._request("GET", path, params=params, headers=headers)
+        if response.status_code == 304 and cached is not None:
+            self._etags.move_to_end(url)
+            return cached[1]
+        body = self._json(response, path)
+        if etag := response.headers.get("ETag"):
+            self._etags[url] = (etag, body)
+            self._etags.move_to_end(url)
+            while len(self._etags) > ETAGS_KEPT:
+                self._etags.popitem(last=False)
+        return body
 
-    async def _send(self, method: str, path: str, body: Any = None) -> Any:
+    async def _send(
+        self, method: str, path: str, body: Any = None, params: Mapping[str, str] | None = None
+    ) -> Any:
+        response = await self._request(method, path, json=body, params=params)
+        return self._json(response, path)
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
         with self._mapped_errors(self.timeout):
-            response = await self._http.request(method, path, json=body)
+            return await self._http.request(method, path, json=json, params=params, headers=headers)
+
+    def _json(self, response: httpx.Response, path: str) -> Any:
         if response.is_error:
             raise ApiError(_error_reason(response), unreachable=False, status=response.status_code)
         try:
@@ -172,6 +263,11 @@ class ApiClient:
             raise ApiError(
                 f"connection failed: {type(exc).__name__}: {_describe(exc)}", unreachable=True
             ) from exc
+
+
+def _version(body: Any) -> str | None:
+    version = body.get("version") if isinstance(body, dict) else None
+    return None if version is None else str(version)
 
 
 def _segment(name: str) -> str:

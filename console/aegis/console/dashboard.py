@@ -12,27 +12,37 @@ from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
-from .api_client import ApiClient
+from .api_client import ApiClient, ApiError
 from .detail_screen import DetailScreen
 from .events_pane import EventsPane
 from .filter_input import FilterInput
 from .formatting import Clock, counted
 from .instances_table import InstancesTable
-from .models import InstanceInfo, RegistrySnapshot
-from .operator_actions import OperatorActions, instance_target, service_target
+from .listing import Listing
+from .live_registry import LiveRegistry
+from .loader import Loader
+from .models import RegistrySnapshot
+from .operator_actions import (
+    ERROR_SECONDS,
+    MaintenanceTarget,
+    OperatorActions,
+    instance_target,
+    service_target,
+)
 from .services_table import ServicesTable
 from .status import PollState, banner_text, status_line
-from .tables import INSTANCE_SORTS, matches
+from .tables import INSTANCE_SORTS
 
 TICK_SECONDS = 1.0
 
 
 class DashboardScreen(Screen[None]):
-    """What the router holds, as of the last poll, and how polling goes.
+    """What the router holds, as the console last learned it, and how current that is.
 
-    The app polls and keeps ``state``; this screen shows it (``refresh_status``)
-    and each snapshot (``show_snapshot``), and owns what the user chose to see:
-    the selected service, the filter and the sort order.
+    The app lists and follows changes into ``live`` and keeps ``state``; this screen
+    shows them (``show_services``, ``show_listing``, ``refresh_status``) and owns what
+    the user chose to see: the selected service, the filter and the sort order. When
+    that changes it asks the app for a new listing (``relist``).
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -55,16 +65,20 @@ class DashboardScreen(Screen[None]):
         clock: Clock,
         client: ApiClient,
         after_action: Callable[[], None],
+        live: LiveRegistry | None = None,
+        relist: Callable[[], None] | None = None,
     ) -> None:
         super().__init__()
         self.actions = OperatorActions(self, client, after_action)
         self.state = state
         self.clock = clock
-        self.snapshot: RegistrySnapshot | None = None
+        self.live = live or LiveRegistry()
+        self.loader = Loader(client, self.live)
+        self.relist = relist or (lambda: None)
+        self.loaded = False
         self.selected_service: str | None = None
         self.filter_text = ""
         self.sort_index = 0
-        self._instances: dict[str, InstanceInfo] = {}
         self.services_table = ServicesTable(id="services")
         self.instances_table = InstancesTable(clock, id="instances")
         self.services_box = Vertical(id="services-box", classes="box")
@@ -73,9 +87,7 @@ class DashboardScreen(Screen[None]):
         self._status = Static(id="status")
         self._banner = Static(id="banner")
         self._empty = Static(id="empty")
-        self._filter = FilterInput(
-            placeholder="filter: service or instance id substring", id="filter"
-        )
+        self._filter = FilterInput(placeholder="filter: instance id substring", id="filter")
 
     def compose(self) -> ComposeResult:
         """Status line, error banner, services over instances over events, filter, footer."""
@@ -100,13 +112,41 @@ class DashboardScreen(Screen[None]):
     # Showing data ----------------------------------------------------------
 
     def show_snapshot(self, snapshot: RegistrySnapshot) -> None:
-        """Bring both tables in line with ``snapshot`` by row key (one diff-refresh)."""
-        self.snapshot = snapshot
-        self.services_table.show(snapshot.services)
-        self._instances = snapshot.by_key()
+        """Everything at once, from a router that does not page: held and sorted here."""
+        self.live.local_all = snapshot.by_key()
+        self.live.set_services(snapshot.services, None)
+        self.show_services()
+        self.show_listing(self._local_listing())
+
+    def _local_listing(self) -> Listing:
+        return self.live.build(self.selected_service, self.filter_text, self.sort_index)
+
+    def show_services(self) -> None:
+        """The services table from the counts as they stand."""
+        self.loaded = True
+        self.services_table.show(self.live.counts.summaries())
         # The selected service may have gone; the cursor then sits on a neighbour.
-        self._select(self.services_table.selected_service)
-        self._sync_instances()
+        if self._select(self.services_table.selected_service):
+            self.request_listing()
+        self._update_titles()
+
+    def show_listing(self, listing: Listing, *, keep_cursor: bool = True) -> None:
+        """Show ``listing`` in the instances table."""
+        self.instances_table.show(listing, keep_cursor=keep_cursor)
+        self._update_titles()
+
+    def listing_changed(self) -> None:
+        """Change events moved rows of the listing on screen."""
+        self.instances_table.changed()
+        self._update_titles()
+
+    def request_listing(self) -> None:
+        """The selection, filter or sort changed: list again (here, or by the router)."""
+        if self.live.paged:
+            self.relist()
+        elif self.loaded:
+            self.show_listing(self._local_listing(), keep_cursor=True)
+        self._update_titles()
 
     def refresh_status(self) -> None:
         """Redraw the status line and banner from ``state``; mark the boxes stale or not."""
@@ -129,18 +169,6 @@ class DashboardScreen(Screen[None]):
         self.selected_service = service
         return True
 
-    def _sync_instances(self) -> None:
-        service, needle = self.selected_service, self.filter_text
-        shown = self._instances
-        if service is not None or needle:
-            shown = {
-                key: instance
-                for key, instance in self._instances.items()
-                if matches(instance, service, needle)
-            }
-        self.instances_table.show(shown, INSTANCE_SORTS[self.sort_index])
-        self._update_titles()
-
     def _update_titles(self) -> None:
         parts = [
             f"Instances of {self.selected_service}" if self.selected_service else "All instances",
@@ -148,15 +176,17 @@ class DashboardScreen(Screen[None]):
         ]
         if self.filter_text:
             parts.append(f"filter: {self.filter_text!r}")
+        if self.live.sort_note:
+            parts.append(self.live.sort_note)
         self.instances_box.border_title = " · ".join(parts)
-        shown, total = self.instances_table.row_count, len(self._instances)
-        subtitle = f"{shown} of {counted(total, 'instance')}"
+        shown, total = self.instances_table.row_count, self.live.counts.instances
+        subtitle = f"{shown:,} of {counted(total, 'instance')}"
         if shown == total:
             subtitle = counted(total, "instance")
         self.instances_box.border_subtitle = subtitle
-        if self.snapshot is None:
+        if not self.loaded:
             message = "Waiting for the router…"
-        elif not self._instances:
+        elif not total:
             message = (
                 "No instances registered. Services appear here once they register "
                 "over NATS (ipc.service.register)."
@@ -164,7 +194,7 @@ class DashboardScreen(Screen[None]):
         else:
             message = "No instances match the selection or filter."
         self._empty.update(message)
-        self._empty.set_class(shown == 0, "-shown")
+        self._empty.set_class(not self.loaded or shown == 0, "-shown")
 
     # Events ----------------------------------------------------------------
 
@@ -172,21 +202,21 @@ class DashboardScreen(Screen[None]):
     def _service_highlighted(self) -> None:
         # The event's row key may be from before a re-sort; the cursor is current.
         if self._select(self.services_table.selected_service):
-            self._sync_instances()
+            self.request_listing()
             self.instances_table.move_cursor(row=0)
 
     @on(DataTable.RowSelected, "#services")
     def _service_selected(self) -> None:
         self.instances_table.focus()
 
-    @on(DataTable.RowSelected, "#instances")
+    @on(InstancesTable.Selected)
     def _instance_selected(self) -> None:
         self.action_detail()
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
         self.filter_text = event.value.strip()
-        self._sync_instances()
+        self.request_listing()
 
     @on(FilterInput.Closed)
     def _filter_closed(self) -> None:
@@ -231,7 +261,7 @@ class DashboardScreen(Screen[None]):
     def action_cycle_sort(self) -> None:
         """Next instance sort order; the cursor stays on its instance."""
         self.sort_index = (self.sort_index + 1) % len(INSTANCE_SORTS)
-        self._sync_instances()
+        self.request_listing()
 
     def action_detail(self) -> None:
         """Open the detail panel of the instance under the cursor."""
@@ -254,10 +284,28 @@ class DashboardScreen(Screen[None]):
             if service is None:
                 self.notify("m acts on one service: pick a service, not all of them.")
                 return
-            self.actions.toggle_maintenance(service_target(service, self._instances.values()))
+            if self.live.paged:
+                self.run_worker(self._service_maintenance(service), group="action")
+            else:
+                target = service_target(service, self.live.local_all.values())
+                self.actions.toggle_maintenance(target)
             return
         instance = self.instances_table.cursor_model
         if instance is None:
             self.notify("No instance selected.")
             return
         self.actions.toggle_maintenance(instance_target(instance))
+
+    async def _service_maintenance(self, service: str) -> None:
+        """Ask the router whether the service is drained, then toggle it."""
+        try:
+            drained = await self.loader.service_drained(service)
+        except ApiError as exc:
+            self.notify(
+                f"Could not read {service}: {exc.reason}",
+                title="Failed",
+                severity="error",
+                timeout=ERROR_SECONDS,
+            )
+            return
+        self.actions.toggle_maintenance(MaintenanceTarget(service, None, drained))

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Final
 
 from .api_client import EVENTS_PATH, ApiClient, ApiError
-from .change_events import record_from_event, records_from_polls
+from .change_events import ChangeRecord, record_from_event, records_from_polls
 from .events_pane import EventsPane
 from .formatting import Clock
 from .models import RegistrySnapshot
@@ -23,6 +23,9 @@ class EventFollower:
     with ``Last-Event-ID``, so nothing retained is missed. A ``reset`` event calls
     ``reload``. A router without the stream (404) makes it fall back to ``polled``:
     the events are then read off the difference between two polls.
+
+    Each change also goes to ``on_change`` (with its id), and ``on_stream`` hears when
+    the stream opens (``resumed``: again, after it broke or ended) and when it breaks.
     """
 
     def __init__(
@@ -33,6 +36,8 @@ class EventFollower:
         *,
         reload: Callable[[], None],
         delay: Callable[[int], float],
+        on_change: Callable[[ChangeRecord, str | None], None] | None = None,
+        on_stream: Callable[[bool, bool], None] | None = None,
     ) -> None:
         self.client = client
         self.pane = pane
@@ -42,6 +47,9 @@ class EventFollower:
         self.last_event_id: str | None = None
         self.failures = 0
         self.by_polling = False
+        self.on_change = on_change
+        self.on_stream = on_stream
+        self._opens = 0
 
     async def run(self) -> None:
         """Follow until cancelled (or until the router turns out to have no stream)."""
@@ -57,6 +65,8 @@ class EventFollower:
                     return
                 self.failures += 1
                 reason = exc.reason
+            if self.on_stream is not None:
+                self.on_stream(False, False)
             wait = self.delay(self.failures)
             self.pane.set_source(f"reconnecting in {wait:g}s: {reason}", trouble=True)
             await asyncio.sleep(wait)
@@ -71,7 +81,10 @@ class EventFollower:
 
     def _opened(self) -> None:
         self.failures = 0
+        self._opens += 1
         self.pane.set_source(f"live from {EVENTS_PATH}")
+        if self.on_stream is not None:
+            self.on_stream(True, self._opens > 1)
 
     def _handle(self, event: ServerSentEvent) -> None:
         if event.id:
@@ -85,3 +98,5 @@ class EventFollower:
         except (KeyError, TypeError, ValueError):
             return  # not a change event this console understands; the next poll shows it
         self.pane.add(record)
+        if self.on_change is not None:
+            self.on_change(record, event.id)

@@ -106,11 +106,11 @@ def status_text(status: str) -> Text:
 
 
 def counted(count: int, noun: str) -> str:
-    """``1 service``, ``0 services``, ``3 services``: the count with its noun in agreement.
+    """``1 service``, ``0 services``, ``3,000 services``: the count with its noun in agreement.
 
     For the regular nouns the console uses (service, instance, attempt).
     """
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+    return f"{count} {noun}" if count == 1 else f"{count:,} {noun}s"
 
 
 def plain(value: str, style: str = "") -> Text:

@@ -10,16 +10,16 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 HELP = """\
-[b]aegis-console[/b] polls the router's admin REST API and shows what is registered.
+[b]aegis-console[/b] lists the router's registry and follows its change events.
 
-[b]/[/b]       filter instances by service name or instance id (substring)
+[b]/[/b]       filter instances by instance id (substring; the router filters)
 [b]s[/b]       cycle the instance sort: service, status, heartbeat age, registration
 [b]enter[/b]   on a service: show its instances; on an instance: its detail and metadata
 [b]d[/b]       deregister the instance under the cursor (asks first)
 [b]m[/b]       maintenance on or off: on an instance, or (services table) every live
         instance of the service; putting it in asks for a reason
-[b]r[/b]       refresh now (also retries at once after an error)
-[b]p[/b]       pause or resume polling
+[b]r[/b]       list everything again now (also retries at once after an error)
+[b]p[/b]       pause or resume polling (changes still arrive while the stream is live)
 [b]tab[/b]     move between the services and instances tables
 [b]?[/b]       this help
 [b]q[/b]       quit
@@ -30,7 +30,8 @@ micro service the router found on the bus. d and m need an operator token
 (--token / AEGIS_CONSOLE_TOKEN); the status line shows the token's name and role.
 Recent events (bottom pane, newest first) follow the router's event stream.
 When the router cannot be reached the last data stays on screen, marked stale,
-and polling retries with growing pauses (at most 30 s apart)."""
+and polling retries with growing pauses (at most 30 s apart).
+The status line: totals, "live" while following the event stream, last event age."""
 
 
 class HelpScreen(ModalScreen[None]):

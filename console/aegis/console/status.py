@@ -27,6 +27,9 @@ class PollState:
     services: int = 0
     instances: int = 0
     identity: Identity | None = None  # the token's name and role, once the router said
+    live_stream: bool = False
+    """The change-event stream is open and the view follows it (list + watch)."""
+    last_event_at: datetime | None = None
 
     @property
     def stale(self) -> bool:
@@ -54,8 +57,15 @@ def status_line(state: PollState, now: datetime) -> Text:
         line.append(f"  as {who.name} ")
         line.append(f"({who.role})", style="bold" if who.may_act else "bold yellow")
     if state.last_success is not None:
-        age = age_between(state.last_success, now)
-        line.append(f"  data {age} old", style="red" if state.stale else "")
+        if state.live_stream and not state.stale:
+            line.append("  live", style="bold green")
+            if state.last_event_at is None:
+                line.append(", no event yet", style="dim")
+            else:
+                line.append(f", last event {age_between(state.last_event_at, now)} ago")
+        else:
+            age = age_between(state.last_success, now)
+            line.append(f"  data {age} old", style="red" if state.stale else "")
         if state.stale:
             line.append(" (stale)", style="bold red")
         services = counted(state.services, "service")
