@@ -25,6 +25,7 @@ pytestmark = pytest.mark.e2e
 TOKEN = "sse-test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 EVENTS = "/api/v1/admin/events"
+BUCKET = "aegis_registry"  # the JetStream store's (the default): event ids are its revisions
 
 
 @asynccontextmanager
@@ -83,7 +84,8 @@ async def test_changes_arrive_in_order_and_a_reconnect_gets_exactly_the_missed_o
     # The body is the NATS change event, as JSON.
     assert seen[2].data["previous_status"] == "ONLINE"
     assert seen[2].data["instance"]["status"] == "OFFLINE"  # type: ignore[index]
-    assert all(e.id is not None and e.id.startswith("r1:") for e in seen)
+    # On the JetStream store an id is the bucket and the revision of the change's write.
+    assert all(e.id is not None and e.id.startswith(f"{BUCKET}:") for e in seen)
 
     # Disconnected: these are missed, then replayed on reconnecting.
     await register(raw_nats, "b-3")
@@ -162,10 +164,47 @@ async def test_each_router_streams_the_changes_every_router_makes(
         names = [f"b-{i}" for i in range(8)]
         for name in names:
             await register(raw_nats, name)
+        ids = []
         for events in (from_one, from_two):
             got = [await events.next() for _ in names]
             assert sorted(e.change[1] for e in got) == names
-        assert {e.id.split(":")[0] for e in got if e.id} == {"two"}
+            ids.append([(e.id, e.change) for e in got])
+        # One order, one numbering: the bucket's revisions, whichever router wrote.
+        assert ids[0] == ids[1]
+        assert {i.split(":")[0] for i, _ in ids[0] if i} == {BUCKET}
+
+
+async def test_list_on_one_router_and_follow_on_another_and_resume_across_routers(
+    nats_server: NatsServer, raw_nats: NatsClient, tmp_path: Path
+) -> None:
+    one = router_process(tmp_path, nats_url=nats_server.url, name="one", AEGIS_ROUTER_ID="one")
+    two = router_process(tmp_path, nats_url=nats_server.url, name="two", AEGIS_ROUTER_ID="two")
+    async with one, two:
+        for i in range(4):
+            await register(raw_nats, f"a-{i}")
+        async with httpx.AsyncClient(base_url=one.http_url, timeout=WAIT) as http:
+            listing = (await http.get("/api/v1/admin/instances", headers=AUTH)).json()
+        assert len(listing["instances"]) == 4
+        version = listing["version"]
+        assert version.startswith(f"{BUCKET}:")
+        later = [f"b-{i}" for i in range(6)]
+        for name in later:
+            await register(raw_nats, name)
+        # Listed on one, followed on two from that version: exactly the later changes.
+        async with stream(two, headers={"Last-Event-ID": version}) as events:
+            got = [await events.next() for _ in later]
+            assert [e.event for e in got] == ["registered"] * len(later)
+            assert sorted(e.change[1] for e in got) == later
+            last = got[-1].id
+        assert last is not None
+        # A stream that reconnects to the other router resumes there: no reset.
+        await deregister(raw_nats, "b-0")
+        async with stream(one, headers={"Last-Event-ID": last}) as events:
+            resumed = await events.next()
+            assert resumed.event != "reset", resumed.data
+            assert resumed.change == ("deregistered", "b-0")
+            await register(raw_nats, "c-0")
+            assert (await events.next()).change == ("registered", "c-0")
 
 
 async def test_a_name_no_service_can_have_is_a_400(router: RouterProcess) -> None:
@@ -187,7 +226,14 @@ async def test_a_router_that_lost_nats_tells_its_streams_to_reload(
         assert reset.data["reason"] == "nats_reconnected"
         nc = await nats.connect(nats_server.url)
         try:
-            await register(nc, "b-1")
-            assert (await events.next()).change == ("registered", "b-1")
+            # The store's bucket watch may restart too (its consumer went with the
+            # server): another reset, after which the stream is live again.
+            for attempt in range(20):
+                await register(nc, f"b-{attempt}")
+                got = await events.next(timeout=30)
+                if got.event != "reset":
+                    break
+                assert got.data["reason"] == "kv_watch_restarted"
+            assert got.change[0] == "registered"
         finally:
             await nc.close()

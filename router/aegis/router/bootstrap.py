@@ -134,7 +134,15 @@ def nats_parts(
         hearing_grace=2 * timings.heartbeat_interval,
         lag=loop_lag.lag,
     )
-    feed = EventFeed(membership.self_id, max_streams=settings.max_event_streams)
+    # On a shared bucket the feed is the watch's: one numbering (revisions) for all routers.
+    feed = EventFeed(
+        membership.self_id,
+        max_streams=settings.max_event_streams,
+        bucket=settings.kv_bucket if isinstance(store, JetStreamStore) else None,
+    )
+    if isinstance(store, JetStreamStore):
+        store.set_feed(feed)
+        feed.settle = store.caught_up  # listings wait for the watch to see our writes
     shape = Shape(
         store=settings.store,
         bucket=settings.kv_bucket if members is not None else None,

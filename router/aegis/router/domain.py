@@ -84,6 +84,12 @@ class InstanceRecord:
     _packed: tuple[bytes, bytes, bytes, bytes] | None = field(
         default=None, init=False, repr=False, compare=False
     )
+    # The change event this record's write announced: (kind, actor), set by the writer
+    # (``noted``) and stored with it, so every router names the change from the store
+    # alone. Not an init field: a copy (a refresh, any later write) starts without it.
+    change: tuple[str, str | None] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     @property
     def key(self) -> InstanceKey:
@@ -94,6 +100,14 @@ class InstanceRecord:
     def is_live(self) -> bool:
         """ONLINE or UNHEALTHY: someone claims this instance."""
         return self.status in LIVE_STATUSES
+
+    def noted(self, kind: str, actor: str | None) -> InstanceRecord:
+        """This record, marked as written by a change event ``kind`` of ``actor``.
+
+        Only for a record just made (``with_version``): it sets the mark in place.
+        """
+        object.__setattr__(self, "change", (kind, actor))
+        return self
 
     def with_version(self, version: int) -> InstanceRecord:
         """This record at ``version`` (what ``replace`` does, faster: see ``_copy``)."""
@@ -436,3 +450,24 @@ def change_kind(
     if after.maintenance != before.maintenance:
         return EventKind.MAINTENANCE
     return None
+
+
+def event_map(
+    kind: EventKind,
+    instance: dict[str, Any],
+    previous: InstanceStatus | None,
+    actor: str | None = None,
+) -> dict[str, Any]:
+    """A ``ChangeEvent`` in wire form, as ``pack`` would see it after ``model_dump``.
+
+    Built as a map, like the hot replies: validating and dumping the model cost
+    more than the rest of announcing a change (tests/unit/router/bus/
+    test_endpoints_reply_maps.py checks the bytes are the model's). The registry
+    announces these; the JetStream store derives the same from its watch.
+    """
+    event: dict[str, Any] = {"event": kind.value, "instance": instance}
+    if previous is not None:
+        event["previous_status"] = previous.value
+    if actor is not None:
+        event["actor"] = actor  # who asked: an admin token's name (operator changes only)
+    return event

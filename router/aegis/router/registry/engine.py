@@ -23,6 +23,7 @@ from aegis.router.domain import (
     OwnerCheck,
     Timings,
     change_kind,
+    event_map,
     expire,
     next_deadline,
     offline_at,
@@ -31,7 +32,6 @@ from aegis.router.leases.contacts import Leases
 from aegis.router.leases.deadlines import DeadlineIndex
 from aegis.router.leases.membership import Handover, Membership, partition_of
 from aegis.router.metrics import store_writes_counter
-from aegis.router.registry.events import event_map
 from aegis.router.registry.key_order import KeyOrder
 from aegis.router.registry.status_counts import StatusCounts
 from aegis.router.store.port import AlreadyExists, InstanceStore, RevisionMismatch, StoreError
@@ -205,7 +205,9 @@ class RegistryEngine:
                 stored, after, registered=decided.registered, deregistered=decided.deregistered
             )
             if kind is not None and after is not None:
-                after = after.with_version((stored.version if stored else 0) + 1)
+                after = after.with_version((stored.version if stored else 0) + 1).noted(
+                    kind.value, actor
+                )
             try:
                 if current is None:
                     assert after is not None  # None with nothing stored is "after is stored"

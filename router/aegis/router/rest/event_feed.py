@@ -5,10 +5,18 @@ make, and takes this router's own from its event sink (``add_own``: the
 router's connection does not hear its own publishes). It numbers each event
 with a sequence local to this router, keeps the last ``capacity`` of them
 (and at most ``max_bytes`` of their MessagePack bodies), and fans each out
-to the open streams.
-A stream resumes from an event id ``<router-id>:<sequence>``; when what it
-asks for is not retained (another router's id, too old, or lost while NATS
-was away) it is told to reload instead of silently missing changes.
+to the open streams. On the memory store, a stream resumes from an event id
+``<router-id>:<sequence>``; when what it asks for is not retained (another
+router's id, too old, or lost while NATS was away) it is told to reload
+instead of silently missing changes.
+
+On the JetStream store the feed is built from the bucket's watch instead
+(``bucket`` given): the store numbers each event with the revision of the
+write that made it (``add_at``) and moves the head on every revision
+(``advance``), so ids are ``<bucket>:<revision>``, one order on every router:
+a stream may resume on any router that retains the id, and an id ahead of
+this router's head (listed on a router further along) waits for the later
+changes instead of being refused.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ import asyncio
 import json
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import structlog
@@ -115,13 +124,18 @@ class Stream:
     limit: int
     backlog: list[Entry]
     reset: Reset | None
+    after: int = 0  # live entries up to this sequence are not the stream's (resumed ahead)
     _queue: deque[Entry] = field(default_factory=deque)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _ended: StreamEndedError | None = None
 
     def offer(self, entry: Entry) -> None:
         """Queue ``entry`` if it is this stream's service; end the stream if it is full."""
-        if self._ended is not None or (self.service is not None and entry.service != self.service):
+        if (
+            self._ended is not None
+            or (self.service is not None and entry.service != self.service)
+            or entry.sequence <= self.after
+        ):
             return
         if len(self._queue) >= self.limit:
             self._queue.clear()  # dropped now: a reset follows, the client reloads anyway
@@ -136,6 +150,7 @@ class Stream:
         if self._ended is None:
             self._queue.clear()
             self.reset = reset
+            self.after = 0  # the client reloads at the reset's point: everything later is news
             self._wake.set()
 
     def end(self, why: StreamEndedError) -> None:
@@ -179,20 +194,35 @@ class EventFeed:
         max_bytes: int = DEFAULT_MAX_BYTES,
         queue_size: int = DEFAULT_QUEUE_SIZE,
         first: int | None = None,
+        bucket: str | None = None,
     ) -> None:
         self.router_id = router_id
+        self.bucket = bucket  # set: ids are the bucket's revisions (the store feeds them)
         self.max_streams = max_streams
         self.queue_size = queue_size
         self._entries: deque[Entry] = deque()
         self._capacity = capacity
         self._max_bytes = max_bytes
         self._bytes = 0
-        start = first_sequence() if first is None else first
-        self.head = start - 1  # the last sequence given out
+        if bucket is not None:
+            start = 1 if first is None else first  # until ``begin`` says where the watch is
+        else:
+            start = first_sequence() if first is None else first
+        self.head = start - 1  # the last sequence given out (the last revision seen)
         self._resumable_from = start - 1  # ids before this may have missed events
+        self._dropped = start - 1  # the last entry no longer retained
+        self._changed = start - 1  # the last event (or gap): the head may be past it
         self._streams: set[Stream] = set()
         self._subscription: NatsSubscription | None = None
         self._closed = False
+        # From a bucket: waits until the watch has seen this router's own writes.
+        self.settle: Callable[[], Awaitable[None]] | None = None
+
+    async def caught_up(self) -> None:
+        """Return once ``version`` covers every change this router made (from a bucket its
+        own writes reach the feed through the watch, a moment after they are made)."""
+        if self.settle is not None:
+            await self.settle()
 
     @property
     def open_streams(self) -> int:
@@ -205,12 +235,22 @@ class EventFeed:
         every later change, and only those (what a listing read now reflects)."""
         return self.event_id(self.head)
 
+    @property
+    def changed(self) -> str:
+        """The id of the last event (or gap): unlike ``version`` it stays while the
+        bucket only takes writes that are no event (lease refreshes), so an entity
+        tag made from it stays too."""
+        return self.event_id(self._changed)
+
     def event_id(self, sequence: int) -> str:
-        """The SSE id of ``sequence``: ``<router-id>:<sequence>``."""
-        return f"{self.router_id}:{sequence}"
+        """The SSE id of ``sequence``: ``<router-id>:<sequence>``, or ``<bucket>:<revision>``."""
+        return f"{self.bucket or self.router_id}:{sequence}"
 
     async def start(self, nc: NatsClient) -> None:
-        """Follow every service's change events on ``nc``."""
+        """Follow every service's change events on ``nc`` (not from a bucket: the store
+        feeds those)."""
+        if self.bucket is not None:
+            return
         self._subscription = await nc.subscribe(events_subject(), cb=self._on_message)
 
     async def stop(self) -> None:
@@ -236,8 +276,29 @@ class EventFeed:
             return
         self._add(service, kind, msg.data)
 
-    def add_own(self, service: str, kind: str, data: bytes) -> Entry:
-        """An event this router published (its connection does not hear its own)."""
+    def add_own(self, service: str, kind: str, data: bytes) -> Entry | None:
+        """An event this router published (its connection does not hear its own); from a
+        bucket, None: the store hands it over when the watch sees the write."""
+        if self.bucket is not None:
+            return None
+        return self._add(service, kind, data)
+
+    def begin(self, revision: int) -> None:
+        """From a bucket: the watch's snapshot is complete at ``revision``; ids from
+        there on resume."""
+        self.head = max(self.head, revision)
+        self._resumable_from = self._dropped = self._changed = self.head
+
+    def advance(self, revision: int) -> None:
+        """From a bucket: the watch has seen every revision up to ``revision``."""
+        self.head = max(self.head, revision)
+
+    def add_at(self, revision: int, service: str, kind: str, data: bytes) -> Entry | None:
+        """From a bucket: the event the write at ``revision`` made (None if the feed is
+        past it already)."""
+        if revision <= self.head:
+            return None
+        self.head = revision - 1
         return self._add(service, kind, data)
 
     def append(self, event: ChangeEvent) -> Entry:
@@ -246,13 +307,16 @@ class EventFeed:
 
     def _add(self, service: str, kind: str, data: bytes) -> Entry:
         self.head += 1
+        self._changed = self.head
         entry = Entry(self.head, service, kind, data, self.event_id(self.head))
         self._entries.append(entry)
         self._bytes += entry.size
         while self._entries and (
             len(self._entries) > self._capacity or self._bytes > self._max_bytes
         ):
-            self._bytes -= self._entries.popleft().size
+            dropped = self._entries.popleft()
+            self._bytes -= dropped.size
+            self._dropped = dropped.sequence
         for stream in list(self._streams):
             stream.offer(entry)
         return entry
@@ -260,8 +324,10 @@ class EventFeed:
     def gap(self, cause: str) -> None:
         """Events may have been lost (NATS was away): older ids stop resuming, streams reset."""
         # A number no event gets: ids up to the old head refuse to resume, the reset's resumes.
-        self.head += 1
-        self._resumable_from = self.head
+        # (From a bucket the head is a revision the watch has seen: kept as it is.)
+        if self.bucket is None:
+            self.head += 1
+        self._resumable_from = self._changed = self.head
         message = f"this router may have missed changes ({cause}); reload the snapshot"
         reset = Reset(cause, message, self.head)
         for stream in self._streams:
@@ -279,15 +345,18 @@ class EventFeed:
             raise TooManyStreamsError(f"{self.max_streams} event streams are open on this router")
         backlog: list[Entry] = []
         reset = None
+        after = 0
         if last_event_id:
-            after, reset = self._resume_point(last_event_id)
-            if after is not None:
+            resume, reset = self._resume_point(last_event_id)
+            if resume is not None and resume > self.head:
+                after = resume  # ahead of this router: only what comes after it, live
+            elif resume is not None:
                 backlog = [
                     e
                     for e in self._entries
-                    if e.sequence > after and (service is None or e.service == service)
+                    if e.sequence > resume and (service is None or e.service == service)
                 ]
-        stream = Stream(self, service, self.queue_size, backlog, reset)
+        stream = Stream(self, service, self.queue_size, backlog, reset, after)
         self._streams.add(stream)
         return stream
 
@@ -297,17 +366,20 @@ class EventFeed:
 
     def _resume_point(self, last_event_id: str) -> tuple[int | None, Reset | None]:
         """The sequence to replay after, or a reset saying why that is impossible."""
-        router, _, number = last_event_id.rpartition(":")
-        if router != self.router_id or not number.isdecimal():
+        source, _, number = last_event_id.rpartition(":")
+        if source != (self.bucket or self.router_id) or not (
+            number.isascii() and number.isdecimal()
+        ):
+            where = f"bucket {self.bucket}" if self.bucket else f"this router ({self.router_id})"
             return None, Reset(
                 "unknown_id",
-                f"event id {last_event_id!r} is not from this router ({self.router_id}); "
-                "reload the snapshot",
+                f"event id {last_event_id!r} is not from {where}; reload the snapshot",
                 self.head,
             )
         sequence = int(number)
-        oldest = self._entries[0].sequence if self._entries else self.head + 1
-        if sequence > self.head or sequence < max(oldest - 1, self._resumable_from):
+        if self.bucket is not None and sequence > self.head:
+            return sequence, None  # the bucket has it, this router's watch not yet
+        if sequence > self.head or sequence < max(self._dropped, self._resumable_from):
             return None, Reset(
                 "expired",
                 f"event {last_event_id!r} is older than what this router retains, or "

@@ -187,6 +187,22 @@ def page_query(request: Request, service: str | None, *, paged: bool = True) -> 
     )
 
 
+async def caught_up(request: Request) -> None:
+    """Before a listing: wait until its version will cover this router's own changes."""
+    runtime: NatsSide | None = request.app.ctx.runtime
+    feed = runtime.feed if runtime is not None else None
+    if feed is not None:
+        await feed.caught_up()
+
+
+def listing_change(request: Request, version: str) -> str:
+    """What a listing's entity tag is made from: the last change event's id, which
+    writes that are no change (lease refreshes) do not move; ``version`` without a feed."""
+    runtime: NatsSide | None = request.app.ctx.runtime
+    feed = runtime.feed if runtime is not None else None
+    return version if feed is None else feed.changed
+
+
 def listing_version(request: Request, registry: Registry) -> str:
     """The event stream's id a listing read now reflects (read it with no await between
     it and the listing); a router not following events yet counts its own changes."""

@@ -38,6 +38,8 @@ from aegis.router.rest.listing import (
     Q_HELP,
     STATUS_HELP,
     StatusFilter,
+    caught_up,
+    listing_change,
     listing_version,
     page_query,
 )
@@ -112,7 +114,8 @@ def _conditional(
     """
     registry = _registry(request)
     version = listing_version(request, registry)
-    tag = entity_tag(version, registry.changes, request.path, request.query_string, *parts)
+    change = listing_change(request, version)
+    tag = entity_tag(change, registry.changes, request.path, request.query_string, *parts)
     if matches(request.headers.get("if-none-match"), tag):
         return version, {}, not_modified(tag, version)
     return version, listing_headers(tag, version), None
@@ -174,6 +177,7 @@ async def list_services(request: Request) -> HTTPResponse:
     The services' text is rebuilt only when a count changed since the last
     request: consoles poll this far more often than the fleet changes.
     """
+    await caught_up(request)
     registry = _registry(request)
     version, headers, unchanged = _conditional(request, registry.version)
     if unchanged is not None:
@@ -218,6 +222,7 @@ async def list_services(request: Request) -> HTTPResponse:
 async def get_service(request: Request, name: str) -> HTTPResponse:
     """One service and its instances; 404 ``SERVICE_NOT_FOUND`` if none is registered."""
     query = page_query(request, name, paged=False)
+    await caught_up(request)
     _service_size(request, name)
     _, headers, unchanged = _conditional(request)
     if unchanged is not None:
@@ -243,6 +248,7 @@ async def get_service(request: Request, name: str) -> HTTPResponse:
 async def service_instances(request: Request, name: str) -> HTTPResponse:
     """One page of a service's instances, filtered; 404 ``SERVICE_NOT_FOUND`` if it has none."""
     query = page_query(request, name)
+    await caught_up(request)
     _service_size(request, name)
     return _instances_page(request, query)
 
@@ -299,7 +305,9 @@ async def force_deregister(request: Request, name: str, instance_id: str) -> HTT
 @openapi.response(500, ref(ErrorResponse), INTERNAL)
 async def list_instances(request: Request) -> HTTPResponse:
     """One page of all instances, or of one service, status, metadata or id."""
-    return _instances_page(request, page_query(request, request.args.get("service") or None))
+    query = page_query(request, request.args.get("service") or None)
+    await caught_up(request)
+    return _instances_page(request, query)
 
 
 @ops.get("/healthz")

@@ -9,6 +9,13 @@ compare-and-set, so a stale cache costs a failed write and one ``get`` from
 the bucket, never a wrong decision. Writes go through ``KvWriter``
 (kv_writes.py): the same JetStream publish nats-py's ``KeyValue`` sends, at a
 fraction of its CPU.
+
+Given a feed (``set_feed``), the store also names each change from the watch
+alone, comparing each key's value with the one before it in the bucket's own
+order: every router derives the same events with the same numbers (the
+revisions), whichever router wrote. The writer's event kind and actor are
+stored with the record (``change``) since the records alone cannot tell a
+takeover from a renewal, or a deregistration from an expiry.
 """
 
 from __future__ import annotations
@@ -17,11 +24,17 @@ import asyncio
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Protocol
 
 import msgpack
 import structlog
-from aegis.router.domain import InstanceKey, InstanceRecord, MaintenanceMark
+from aegis.router.domain import (
+    InstanceKey,
+    InstanceRecord,
+    MaintenanceMark,
+    change_kind,
+    event_map,
+)
 from aegis.router.logging_setup import ReportedError
 from aegis.router.store.kv_watch import BucketWatch
 from aegis.router.store.kv_writes import KvWriter, WrongLastSequence
@@ -32,7 +45,8 @@ from aegis.router.store.port import (
     StoreError,
     Versioned,
 )
-from aegis.wire.messages import InstanceStatus
+from aegis.wire.codec import pack_map
+from aegis.wire.messages import EventKind, InstanceStatus
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from nats.js import errors as js_errors
@@ -47,6 +61,7 @@ _NO_INSTANCES: Mapping[str, Versioned] = MappingProxyType({})
 # would make extra subject tokens. '=' never occurs in an id, so it escapes.
 _ESCAPES = {".": "=2E", ":": "=3A"}
 STORE_TIMEOUT = 2.0
+CATCH_UP_WAIT = 1.0  # at most, for the watch to deliver this router's own writes
 
 
 def encode_key(key: InstanceKey) -> str:
@@ -66,30 +81,32 @@ def decode_key(text: str) -> InstanceKey:
 
 
 def encode_record(record: InstanceRecord) -> bytes:
-    """MessagePack of a record, session included (ownership must survive a restart)."""
-    packed: bytes = msgpack.packb(
-        {
-            "service_name": record.service_name,
-            "instance_id": record.instance_id,
-            "status": record.status.value,
-            "metadata": record.metadata,
-            "registered_at": record.registered_at.timestamp(),
-            "last_heartbeat_at": record.last_heartbeat_at.timestamp(),
-            "session_id": record.session_id,
-            "version": record.version,
-            "maintenance": None
-            if record.maintenance is None
-            else [record.maintenance.reason, record.maintenance.since.timestamp()],
-            "seq": record.seq,
-        }
-    )
+    """MessagePack of a record, session included (ownership must survive a restart),
+    and the change event its write made, if any."""
+    body = {
+        "service_name": record.service_name,
+        "instance_id": record.instance_id,
+        "status": record.status.value,
+        "metadata": record.metadata,
+        "registered_at": record.registered_at.timestamp(),
+        "last_heartbeat_at": record.last_heartbeat_at.timestamp(),
+        "session_id": record.session_id,
+        "version": record.version,
+        "maintenance": None
+        if record.maintenance is None
+        else [record.maintenance.reason, record.maintenance.since.timestamp()],
+        "seq": record.seq,
+    }
+    if record.change is not None:
+        body["change"] = list(record.change)
+    packed: bytes = msgpack.packb(body)
     return packed
 
 
 def decode_record(data: bytes) -> InstanceRecord:
     """The inverse of ``encode_record``."""
     body: dict[str, Any] = msgpack.unpackb(data, raw=False)
-    return InstanceRecord(
+    record = InstanceRecord(
         service_name=body["service_name"],
         instance_id=body["instance_id"],
         status=InstanceStatus(body["status"]),
@@ -101,6 +118,51 @@ def decode_record(data: bytes) -> InstanceRecord:
         maintenance=_maintenance(body.get("maintenance")),
         seq=body.get("seq"),  # absent from records stored by older routers
     )
+    change = body.get("change")  # absent from a refresh, and from older routers' records
+    if change:
+        record.noted(change[0], change[1])
+    return record
+
+
+def watched_event(
+    before: InstanceRecord | None, after: InstanceRecord | None
+) -> dict[str, Any] | None:
+    """The change event (wire map) a write from ``before`` to ``after`` announced, as the
+    writer's registry made it; None if the write was no news (a refresh)."""
+    actor = None
+    if after is None:
+        if before is None:
+            return None
+        kind: EventKind | None = EventKind.REMOVED
+        shown = before.with_version(before.version + 1)  # the removal's own, as announced
+    else:
+        shown = after
+        if after.change is not None:
+            kind, actor = EventKind(after.change[0]), after.change[1]
+        elif before is None or after.version != before.version:  # an older router wrote it
+            kind = change_kind(before, after)
+        else:
+            return None
+    if kind is None:
+        return None
+    previous = before.status if before is not None else None
+    return event_map(kind, shown.to_public_map(), previous, actor)
+
+
+class WatchFeed(Protocol):
+    """Where the changes seen on the watch go, numbered by revision (the event feed)."""
+
+    def begin(self, revision: int) -> None:
+        """The watch's first snapshot is complete at ``revision``."""
+
+    def advance(self, revision: int) -> None:
+        """Every revision up to ``revision`` has been seen."""
+
+    def add_at(self, revision: int, service: str, kind: str, data: bytes) -> object:
+        """The change event (MessagePack) the write at ``revision`` made."""
+
+    def gap(self, cause: str) -> None:
+        """Changes may have been missed."""
 
 
 def _maintenance(value: Any) -> MaintenanceMark | None:
@@ -166,6 +228,18 @@ class JetStreamStore:
         self._listener: ChangeListener | None = None
         self._watch: BucketWatch | None = None
         self._writer: KvWriter | None = None
+        self._feed: WatchFeed | None = None
+        # With a feed: each key's value as the watch last delivered it (the cache is
+        # ahead of it by this router's own writes), to compare the next one with.
+        self._watched: dict[str, InstanceRecord] = {}
+        self._written = 0  # the last revision this router wrote (create, update, delete)
+        self._seen = 0  # the last revision handed to the feed
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+
+    def set_feed(self, feed: WatchFeed | None) -> None:
+        """Hand every change the watch sees to ``feed``, numbered by revision; set it
+        before ``start``."""
+        self._feed = feed
 
     async def start(self, nc: NatsClient, within: float = 30.0) -> None:
         """Open (or create) the bucket and load the cache; wait for a JetStream cluster."""
@@ -193,7 +267,9 @@ class JetStreamStore:
         await self._writer.start()
         # Guarded: a stale cache would answer lists and steady heartbeats with
         # what is no longer so.
-        self._watch = BucketWatch(self._kv, self.bucket, self._apply, name="aegis-kv-watch")
+        self._watch = BucketWatch(
+            self._kv, self.bucket, self._apply, name="aegis-kv-watch", on_ready=self._ready
+        )
         await self._watch.start(within)
         log.info(
             "store_ready",
@@ -214,12 +290,79 @@ class JetStreamStore:
 
     def _apply(self, entry: KeyValue.Entry, live: bool) -> None:
         """Apply a change in the bucket to the cache, whoever made it."""
-        key = decode_key(entry.key)
+        key, revision = decode_key(entry.key), entry.revision or 0
+        after: InstanceRecord | None = None
         if entry.operation in ("DEL", "PURGE") or not entry.value:
-            self._forget(key, entry.revision or 0)
-        elif not self._known(key, entry.revision or 0):  # else: our own write, seen again
-            record = decode_record(entry.value)
-            self._remember(Versioned(record, entry.revision or 0))
+            self._forget(key, revision)
+        elif self._feed is None:
+            if not self._known(key, revision):  # else: our own write, seen again
+                self._remember(Versioned(decode_record(entry.value), revision))
+        else:
+            known = self.peek(key)
+            if known is not None and known.revision == revision:
+                after = known.record  # our own write, seen again: as it was written
+            else:
+                after = decode_record(entry.value)
+                self._remember(Versioned(after, revision))  # unless the cache is past it
+        if self._feed is not None:
+            self._follow(self._feed, entry.key, revision, after, live)
+
+    def _follow(
+        self, feed: WatchFeed, name: str, revision: int, after: InstanceRecord | None, live: bool
+    ) -> None:
+        """Name the change at ``revision`` of key ``name`` to the feed (a snapshot's
+        entries are states, not changes: only remembered)."""
+        before = self._watched.get(name)
+        if after is None:
+            self._watched.pop(name, None)
+        else:
+            self._watched[name] = after
+        if not live:
+            return
+        event = watched_event(before, after)
+        if event is not None:
+            service = event["instance"]["service_name"]
+            feed.add_at(revision, service, event["event"], pack_map(event))
+        feed.advance(revision)
+        self._saw(revision)
+
+    def _saw(self, revision: int) -> None:
+        """The feed is at ``revision``: wake whoever waited for it."""
+        self._seen = max(self._seen, revision)
+        if self._waiters:
+            waiting = []
+            for target, waiter in self._waiters:
+                if target <= self._seen:
+                    if not waiter.done():
+                        waiter.set_result(None)
+                else:
+                    waiting.append((target, waiter))
+            self._waiters = waiting
+
+    async def caught_up(self, within: float = CATCH_UP_WAIT) -> None:
+        """Wait until the feed has seen every write this router made: a listing read then
+        holds no change its version (the feed's head) does not. Gives up after ``within``
+        seconds (a stalled watch; it is restarted)."""
+        target = self._written
+        if target <= self._seen:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append((target, waiter))
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter), within)
+        except TimeoutError:
+            log.warning("kv_watch_behind", seen=self._seen, wanted=target)
+
+    def _ready(self, revision: int, restarted: bool) -> None:
+        """A watch snapshot is complete at ``revision``."""
+        if self._feed is None:
+            return
+        self._saw(revision)
+        if restarted:  # what changed between the two watches was not seen change by change
+            self._feed.advance(revision)
+            self._feed.gap("kv_watch_restarted")
+        else:
+            self._feed.begin(revision)
 
     def _known(self, key: InstanceKey, revision: int) -> bool:
         """Whether the cache holds ``key`` at ``revision`` or later already."""
@@ -286,6 +429,7 @@ class JetStreamStore:
             # Taken, or only a delete marker left under the key (history keeps the
             # last one): nats-py's create tells them apart and writes over a marker.
             revision = await self._create_over_marker(record, key, value)
+        self._written = max(self._written, revision)
         self._remember(Versioned(record, revision))
         return revision
 
@@ -307,15 +451,19 @@ class JetStreamStore:
             )
         except WrongLastSequence as exc:
             raise RevisionMismatch(record.key) from exc
+        self._written = max(self._written, revision)
         self._remember(Versioned(record, revision))
         return revision
 
     async def delete(self, key: InstanceKey, expected_revision: int) -> None:
         """See ``InstanceStore.delete``."""
         try:
-            await self._writes().write(encode_key(key), b"", expected_revision, delete=True)
+            revision = await self._writes().write(
+                encode_key(key), b"", expected_revision, delete=True
+            )
         except WrongLastSequence as exc:
             raise RevisionMismatch(key) from exc
+        self._written = max(self._written, revision)
         self._forget(key, expected_revision + 1)
 
     async def list_service(self, service_name: str) -> list[InstanceRecord]:

@@ -32,6 +32,10 @@ WATCH_RETRY = 0.5  # between two attempts to open the watch
 # Called with each entry, and whether the watch's initial snapshot was complete
 # before it (False for the entries of a snapshot, a restart's included).
 EntryHandler = Callable[[KeyValue.Entry, bool], None]
+# Called once each snapshot is complete (the first, and each restart's) with the
+# revision every change up to which has been applied, and whether it was a restart
+# (changes between the two watches were not handed over one by one).
+ReadyHandler = Callable[[int, bool], None]
 
 
 class WatchLag:
@@ -59,9 +63,19 @@ class BucketWatch:
     """Hands every change in a bucket to ``apply``, whoever made it, and restarts
     itself when it stalls behind the bucket's stream."""
 
-    def __init__(self, kv: KeyValue, bucket: str, apply: EntryHandler, *, name: str) -> None:
+    def __init__(
+        self,
+        kv: KeyValue,
+        bucket: str,
+        apply: EntryHandler,
+        *,
+        name: str,
+        on_ready: ReadyHandler | None = None,
+    ) -> None:
         self._kv = kv
         self._apply = apply
+        self._on_ready = on_ready
+        self._started = False  # a snapshot was complete once: later ones are restarts
         self._name = name  # of the watch's task
         self._log = log.bind(bucket=bucket)
         self._watch_task: asyncio.Task[None] | None = None
@@ -111,6 +125,9 @@ class BucketWatch:
         return last
 
     async def _follow(self, ready: asyncio.Event) -> None:
+        # Read before the watch: its snapshot holds every change up to this, even
+        # one whose key was purged since (the snapshot does not show it).
+        floor = await self._stream_last() if self._on_ready is not None else None
         while True:
             try:
                 watcher = await self._kv.watchall()
@@ -122,7 +139,11 @@ class BucketWatch:
             async for entry in watcher:
                 if entry is None:  # the initial snapshot is complete
                     ready.set()
+                    self.delivered = max(self.delivered, floor or 0)
                     self._revision.set(self.delivered)
+                    restarted, self._started = self._started, True
+                    if self._on_ready is not None:
+                        self._on_ready(self.delivered, restarted)
                     continue
                 self.delivered = max(self.delivered, entry.revision or 0)
                 try:

@@ -13,8 +13,7 @@ from typing import Any
 import msgpack
 import pytest
 from aegis.router.bus.endpoints import endpoints, steady_heartbeat_reply
-from aegis.router.domain import InstanceKey, InstanceRecord, MaintenanceMark, iso
-from aegis.router.registry.events import event_map
+from aegis.router.domain import InstanceKey, InstanceRecord, MaintenanceMark, event_map, iso
 from aegis.router.registry.operations import Registry
 from aegis.router.store.port import MemoryStore
 from aegis.wire.codec import pack, pack_map
