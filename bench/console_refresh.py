@@ -151,6 +151,10 @@ class StubClient:
         raise ApiError("no event stream in the benchmark", unreachable=False, status=404)
         yield None  # never reached; makes this an async generator
 
+    async def whoami(self) -> object:
+        """As a router without roles answers: no ``/whoami``, every action offered."""
+        raise ApiError("no whoami in the benchmark", unreachable=False, status=404)
+
     async def aclose(self) -> None:
         pass
 
