@@ -23,22 +23,13 @@ import msgpack
 import pytest
 from nats.aio.client import Client as NatsClient
 
+from tests.support.admin_paths import ADMIN, INSTANCE, READS
 from tests.support.procs import NatsServer, RouterProcess, router_process
 from tests.support.sse import WAIT, Sse, SseReader
 
 pytestmark = pytest.mark.e2e
 
-ADMIN = "/api/v1/admin"
-INSTANCE = f"{ADMIN}/services/billing/instances/b-1"
 ADMIN_TOKEN = "e2e-admin-token-0123456789abcdef"
-READS = [
-    f"{ADMIN}/services",
-    f"{ADMIN}/services/billing",
-    f"{ADMIN}/services/billing/instances",
-    INSTANCE,
-    f"{ADMIN}/instances",
-    f"{ADMIN}/whoami",
-]
 ACTIONS: list[tuple[str, str, dict[str, str] | None]] = [
     ("PUT", f"{INSTANCE}/maintenance", {"reason": "kernel upgrade"}),
     ("DELETE", f"{INSTANCE}/maintenance", None),

@@ -16,13 +16,12 @@ from aegis.wire.messages import RegisterRequest
 from sanic import Sanic
 from structlog.testing import capture_logs
 
+from tests.support.admin_paths import ADMIN, INSTANCE, READS
 from tests.unit.router.fakes import ListSink
 
 TOKEN = "s3cret-token-value"
 READER = "aegis_reader-secret-0123456789"
 OPERATOR = "aegis_operator-secret-0123456789"
-ADMIN = "/api/v1/admin"
-INSTANCE = f"{ADMIN}/services/billing/instances/b-1"
 
 
 def app_with(**settings: Any):  # type: ignore[no-untyped-def]
@@ -109,14 +108,6 @@ async def roles_app(tokens: Path) -> Sanic[Any, Any]:
     return app
 
 
-READS = [
-    f"{ADMIN}/services",
-    f"{ADMIN}/services/billing",
-    f"{ADMIN}/services/billing/instances",
-    INSTANCE,
-    f"{ADMIN}/instances",
-    f"{ADMIN}/whoami",
-]
 ACTIONS = [
     ("delete", INSTANCE, None),
     ("put", f"{INSTANCE}/maintenance", {"reason": "kernel upgrade"}),
