@@ -11,10 +11,10 @@ and ``mass_expiry_caught_up`` when it ends, and ``aegis_expiry_slowed`` is 1
 meanwhile, for alerts and the console.
 
 The rate is a fifth of the instances held per second, and at least 10,000
-(the bucket holds a second's worth): a real silence of 20,000 instances is
-written within about a second and of 100,000 within about four, inside the
-2 s and 5 s past ``unhealthy_after`` that issue 28 asks (at 10 % a second,
-20,000 took 10 s once the store wrote faster than that), while a router that
+(the bucket holds a second's worth): the budget lets a silence of 20,000
+instances through in about a second and of 100,000 in about four, so it no
+longer holds a mass expiry back (at 10 % a second it alone kept 20,000 waiting
+10 s); what the store and the CPU can write is the limit now. A router that
 wrongly finds a large fleet due moves a fifth of it a second, slowed and said.
 """
 
