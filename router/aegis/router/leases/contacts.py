@@ -94,7 +94,8 @@ class Leases:
         if holder == self.membership.self_id:
             floor = self._floors.get(partition, self._since)
         else:
-            floor = self.membership.last_seen(holder)
+            # Not later than now: a live holder's contacts are its own to judge.
+            floor = min(self.membership.answered_until(holder), now)
         return max(at, floor, self._since)
 
     def take(self, handover: Handover) -> None:

@@ -64,9 +64,10 @@ class Handover:
     """What a change of membership moved to or from this router.
 
     ``gained`` maps each partition this router now holds to a contact floor:
-    the last moment its previous holder was known to be alive (its in-memory
-    contacts are lost, or still with it). No live instance in such a partition
-    is older than that floor; see docs/architecture.md.
+    the last moment its previous holder may have answered a heartbeat from
+    memory (its in-memory contacts are lost, or still with it). No live
+    instance in such a partition is older than that floor; see
+    docs/architecture.md.
     """
 
     gained: dict[int, float]
@@ -152,6 +153,21 @@ class Membership:
         member = self._members.get(member_id)
         return member.seen_at if member is not None else 0.0
 
+    def answered_until(self, member_id: str) -> float:
+        """The latest moment ``member_id`` may have answered heartbeats from memory (0 if
+        it is not a member): its last sighting plus ``ttl``.
+
+        A router answers from memory while it hears itself within ``ttl``
+        (``may_answer_from_memory``), and it hears its own put when the others
+        see it, so one cut off keeps acknowledging contacts, kept only in its
+        memory, for up to ``ttl`` after its last sighting. Counting its
+        instances from the sighting alone judged them on contacts up to ``ttl``
+        older than the ones they were answered (docs/reliability.md, known
+        limit 7).
+        """
+        member = self._members.get(member_id)
+        return member.seen_at + self.ttl if member is not None else 0.0
+
     def held_partitions(self) -> int:
         """How many partitions this router holds."""
         return sum(1 for owner in self._table if owner == self.self_id)
@@ -188,8 +204,10 @@ class Membership:
 
     def expire(self, now: float) -> list[str]:
         """Drop routers silent for ``ttl`` seconds; returns their ids."""
+        # Their partitions count from when they may last have answered, not from
+        # their last sighting (``answered_until``): never later than now.
         gone = {
-            m.member_id: m.seen_at
+            m.member_id: m.seen_at + self.ttl
             for m in self._members.values()
             if m.member_id != self.self_id and now - m.seen_at > self.ttl
         }

@@ -9,7 +9,7 @@ import gc
 import pytest
 from aegis.router.domain import InstanceKey, Outcome, OwnerCheck
 from aegis.router.leases.contacts import Leases
-from aegis.router.leases.membership import Membership
+from aegis.router.leases.membership import MEMBER_TTL, Membership
 from aegis.router.registry.liveness import SWEEP_BATCH
 from aegis.router.registry.operations import Registry
 from aegis.router.store.port import MemoryStore
@@ -23,7 +23,7 @@ ONLINE, UNHEALTHY = InstanceStatus.ONLINE, InstanceStatus.UNHEALTHY
 
 def router_a(store: MemoryStore, clock: FakeClock) -> tuple[Registry, Membership]:
     """Router a's registry, with a live router b beside it holding about half the leases."""
-    membership = Membership("a", 3.0, 0.0)
+    membership = Membership("a", MEMBER_TTL, 0.0)
     registry = Registry(store, TIMINGS, ListSink(), clock, leases=Leases(membership))
     membership.seen("b", 0.0)
     return registry, membership
@@ -120,39 +120,42 @@ async def test_only_a_mass_expiry_freezes_the_heap(monkeypatch: pytest.MonkeyPat
     assert freezes  # the mass expiry did
 
 
-async def test_a_handover_from_a_dead_router_counts_from_its_last_sighting() -> None:
+async def test_a_handover_from_a_dead_router_counts_from_the_last_moment_it_could_answer() -> None:
     clock = FakeClock()
     store = MemoryStore()
     ra, ma = router_a(store, clock)
     (theirs,) = keys_held_by(ma, False)
     await ra.register(register_request(theirs.instance_id))
     await settle()
-    # b heard heartbeats up to t=40 (in its memory only), then died; last seen at 40.
+    # b was last seen at 40, then was cut off. Deaf only from 43 (its own ttl), it
+    # answered heartbeats from memory until then: seed 301 of the chaos run
+    # (docs/reliability.md, known limit 7) expired one 1.4 s after b's last 200.
+    answered_until = 40 + MEMBER_TTL
     clock.at(40)
     ma.seen("b", 40.0 + T0.timestamp())
     assert ma.expire(T0.timestamp() + 44.0) == ["b"]
     await settle()
     assert ra.held == 1
 
-    clock.at(40 + TIMINGS.unhealthy_after - 1)
-    assert await ra.liveness.sweep() == 0, "alive as of b's last sighting: not UNHEALTHY yet"
-    clock.at(40 + TIMINGS.unhealthy_after + LATE)
+    clock.at(answered_until + TIMINGS.unhealthy_after - 1)
+    assert await ra.liveness.sweep() == 0, "maybe answered by b at 43: not UNHEALTHY yet"
+    clock.at(answered_until + TIMINGS.unhealthy_after + LATE)
     assert await ra.liveness.sweep() == 1
     record = store.peek(theirs)
     assert record is not None
     assert record.record.status is UNHEALTHY
     # The store keeps the last contact anyone knows of; the floor only delayed the verdict.
     assert record.record.last_heartbeat_at == T0
-    clock.at(40 + TIMINGS.offline_after - 1)
+    clock.at(answered_until + TIMINGS.offline_after - 1)
     assert await ra.liveness.sweep() == 0, "OFFLINE counts from the floor too"
-    clock.at(40 + TIMINGS.offline_after + LATE)
+    clock.at(answered_until + TIMINGS.offline_after + LATE)
     assert await ra.liveness.sweep() == 1
     # Found by the chaos run (seed 14, CI): once OFFLINE, the removal counted from
     # the stored contact (T0) and came on the very next sweep, 4 s early here.
-    clock.at(40 + TIMINGS.remove_after - 1)
+    clock.at(answered_until + TIMINGS.remove_after - 1)
     assert await ra.liveness.sweep() == 0, "and so does the removal"
     assert store.peek(theirs) is not None
-    clock.at(40 + TIMINGS.remove_after + LATE)
+    clock.at(answered_until + TIMINGS.remove_after + LATE)
     assert await ra.liveness.sweep() == 1
     assert store.peek(theirs) is None
 
@@ -194,6 +197,28 @@ async def test_a_heartbeat_answered_by_a_non_holder_is_remembered_for_a_takeover
     assert await ra.liveness.sweep() == 0, "the contact a heard counts, not b's old sighting"
 
 
+async def test_a_non_holder_gives_no_id_away_that_a_silent_holder_may_have_just_answered() -> None:
+    # The holder b was last seen at 40 and still counts as a member (a has not
+    # judged it gone yet); it answers from memory until it is deaf, at 43. At 47
+    # the record is OFFLINE by age counted from b's sighting, but not from 43:
+    # a new session must not take the id of an owner b may have answered at 43.
+    clock = FakeClock()
+    store = MemoryStore()
+    membership = Membership("a", MEMBER_TTL, 0.0)
+    leases = Leases(membership, clock=lambda: clock.now.timestamp())
+    ra = Registry(store, TIMINGS, ListSink(), clock, leases=leases)
+    membership.seen("b", 0.0)
+    (theirs,) = keys_held_by(membership, False)
+    await ra.register(register_request(theirs.instance_id))
+    membership.seen("b", T0.timestamp() + 40)
+    clock.at(40 + TIMINGS.offline_after + 1)
+    taken = await ra.register(register_request(theirs.instance_id, session="a-new-session"))
+    assert taken.outcome is Outcome.DUPLICATE
+    clock.at(40 + MEMBER_TTL + TIMINGS.offline_after + LATE)
+    taken = await ra.register(register_request(theirs.instance_id, session="a-new-session"))
+    assert taken.outcome is Outcome.CREATED, "OFFLINE by age from 43: the id is free"
+
+
 async def test_a_router_slow_to_start_counts_from_when_it_hears_not_its_process_start() -> None:
     # From a chaos history (issue 14, seed 101): router-2, restarted, took 5 s to
     # open the bucket while its stream elected a leader; it counted the instances
@@ -226,7 +251,7 @@ async def test_a_router_hearing_again_counts_its_own_partitions_from_then() -> N
     # meanwhile, had answered the owner.
     clock = FakeClock()
     store = MemoryStore()
-    membership = Membership("a", 3.0, 0.0)
+    membership = Membership("a", MEMBER_TTL, 0.0)
     leases = Leases(membership, clock=lambda: clock.now.timestamp())
     registry = Registry(store, TIMINGS, ListSink(), clock, leases=leases)
     await registry.register(register_request())
