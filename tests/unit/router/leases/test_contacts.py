@@ -29,6 +29,13 @@ def router_a(store: MemoryStore, clock: FakeClock) -> tuple[Registry, Membership
     return registry, membership
 
 
+def clocked_router(clock: FakeClock, store: MemoryStore) -> tuple[Registry, Membership]:
+    """Router a's registry, alone so far, its leases on ``clock``."""
+    membership = Membership("a", MEMBER_TTL, 0.0)
+    leases = Leases(membership, clock=lambda: clock.now.timestamp())
+    return Registry(store, TIMINGS, ListSink(), clock, leases=leases), membership
+
+
 async def settle() -> None:
     for _ in range(5):
         await asyncio.sleep(0)
@@ -204,9 +211,7 @@ async def test_a_non_holder_gives_no_id_away_that_a_silent_holder_may_have_just_
     # a new session must not take the id of an owner b may have answered at 43.
     clock = FakeClock()
     store = MemoryStore()
-    membership = Membership("a", MEMBER_TTL, 0.0)
-    leases = Leases(membership, clock=lambda: clock.now.timestamp())
-    ra = Registry(store, TIMINGS, ListSink(), clock, leases=leases)
+    ra, membership = clocked_router(clock, store)
     membership.seen("b", 0.0)
     (theirs,) = keys_held_by(membership, False)
     await ra.register(register_request(theirs.instance_id))
@@ -251,9 +256,7 @@ async def test_a_router_hearing_again_counts_its_own_partitions_from_then() -> N
     # meanwhile, had answered the owner.
     clock = FakeClock()
     store = MemoryStore()
-    membership = Membership("a", MEMBER_TTL, 0.0)
-    leases = Leases(membership, clock=lambda: clock.now.timestamp())
-    registry = Registry(store, TIMINGS, ListSink(), clock, leases=leases)
+    registry, membership = clocked_router(clock, store)
     await registry.register(register_request())
     key = InstanceKey("billing", "b-1")
     gap_end = TIMINGS.offline_after + 5  # others heard the owner meanwhile, in memory
