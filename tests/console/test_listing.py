@@ -13,7 +13,8 @@ from aegis.console.listing import (
     event_sequence,
     server_order,
 )
-from aegis.console.models import InstanceInfo
+from aegis.console.live_registry import ServiceCounts
+from aegis.console.models import InstanceInfo, ServiceSummary
 
 from .helpers import NOW
 
@@ -110,3 +111,15 @@ def test_query_parameters_and_matching() -> None:
     assert not query.matches(ROWS[500])
     assert event_sequence("r1:42") == ("r1", 42)
     assert event_sequence("nope") is None
+
+
+def test_service_counts_say_whether_a_change_moved_a_count() -> None:
+    counts = ServiceCounts([ServiceSummary("svc", 2, 2, 0, 0)])
+    # A maintenance toggle: ONLINE before and after, nothing on the services table moves.
+    assert not counts.apply(change_of("maintenance", info("svc", "i-001"), "ONLINE", 1))
+    assert counts.by_name["svc"] == ServiceSummary("svc", 2, 2, 0, 0)
+    assert counts.apply(change_of("status_changed", info("svc", "i-001", "OFFLINE"), "ONLINE", 2))
+    assert counts.by_name["svc"] == ServiceSummary("svc", 2, 1, 0, 1)
+    assert counts.apply(change_of("registered", info("new", "n-1"), None, 3))
+    assert counts.apply(change_of("removed", info("new", "n-1"), "ONLINE", 4))
+    assert "new" not in counts.by_name

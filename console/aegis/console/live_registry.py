@@ -48,8 +48,10 @@ class ServiceCounts:
         self.by_name = {s.name: s for s in services}
 
     def apply(self, change: Change) -> bool:
-        """Count the change out of its old status and into its new one."""
-        changed = False
+        """Count the change out of its old status and into its new one; ``True`` if a
+        count moved (a maintenance toggle, say, moves none: nothing to redraw)."""
+        touched = {s.service_name for s in (change.before, change.after) if s is not None}
+        before = {name: self.by_name.get(name) for name in touched}
         for state, step in ((change.before, -1), (change.after, 1)):
             if state is None:
                 continue
@@ -60,8 +62,7 @@ class ServiceCounts:
                 self.by_name[name] = bumped
             else:
                 self.by_name.pop(name, None)
-            changed = True
-        return changed
+        return any(self.by_name.get(name) != summary for name, summary in before.items())
 
     def summaries(self) -> tuple[ServiceSummary, ...]:
         """Every service."""
