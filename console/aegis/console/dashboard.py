@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import ClassVar
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -87,6 +88,11 @@ class DashboardScreen(Screen[None]):
         self._status = Static(id="status")
         self._banner = Static(id="banner")
         self._empty = Static(id="empty")
+        # What these show now: an unchanged text is not drawn (nor laid out) again.
+        self._status_shown: Text | None = None
+        self._banner_shown: Text | None = None
+        self._empty_shown: str | None = None
+        self._titles: tuple[str | None, str | None] = (None, None)  # the instances box's
         self._filter = FilterInput(placeholder="filter: instance id substring", id="filter")
 
     def compose(self) -> ComposeResult:
@@ -149,12 +155,21 @@ class DashboardScreen(Screen[None]):
         self._update_titles()
 
     def refresh_status(self) -> None:
-        """Redraw the status line and banner from ``state``; mark the boxes stale or not."""
+        """Redraw the status line and banner from ``state``; mark the boxes stale or not.
+
+        Called for every drawing of change events (10 a second under load), and mostly
+        nothing on them has changed: only a changed text is handed to its widget.
+        """
         now = self.clock()
-        self._status.update(status_line(self.state, now))
+        line = status_line(self.state, now)
+        if line != self._status_shown:
+            self._status_shown = line
+            self._status.update(line, layout=False)  # one line high whatever it says
         text = banner_text(self.state, now)
-        self._banner.update(text or "")
-        self._banner.set_class(text is not None, "-shown")
+        if text != self._banner_shown:
+            self._banner_shown = text
+            self._banner.update(text or "")
+            self._banner.set_class(text is not None, "-shown")
         for box in (self.services_box, self.instances_box):
             box.set_class(self.state.stale, "-stale")
 
@@ -178,12 +193,16 @@ class DashboardScreen(Screen[None]):
             parts.append(f"filter: {self.filter_text!r}")
         if self.live.sort_note:
             parts.append(self.live.sort_note)
-        self.instances_box.border_title = " · ".join(parts)
+        title = " · ".join(parts)
+        if title != self._titles[0]:
+            self.instances_box.border_title = title  # a border title repaints the whole box
         shown, total = self.instances_table.row_count, self.live.counts.instances
         subtitle = f"{shown:,} of {counted(total, 'instance')}"
         if shown == total:
             subtitle = counted(total, "instance")
-        self.instances_box.border_subtitle = subtitle
+        if subtitle != self._titles[1]:
+            self.instances_box.border_subtitle = subtitle
+        self._titles = (title, subtitle)
         if not self.loaded:
             message = "Waiting for the router…"
         elif not total:
@@ -193,7 +212,9 @@ class DashboardScreen(Screen[None]):
             )
         else:
             message = "No instances match the selection or filter."
-        self._empty.update(message)
+        if message != self._empty_shown:
+            self._empty_shown = message
+            self._empty.update(message)
         self._empty.set_class(not self.loaded or shown == 0, "-shown")
 
     # Events ----------------------------------------------------------------
