@@ -107,6 +107,7 @@ class InstancesTable(ScrollView, can_focus=True):
         self._cursor_key: str | None = None
         self._lines: OrderedDict[tuple[object, ...], Strip] = OrderedDict()
         self._second = 0
+        self._shown: tuple[object, ...] = ()  # _on_screen() when last drawn whole
 
     def on_mount(self) -> None:
         """The header shows before any row has come."""
@@ -173,12 +174,27 @@ class InstancesTable(ScrollView, can_focus=True):
         self.cursor_row = new_row
         if not keep_cursor:
             self.scroll_to(y=0, animate=False, immediate=True)
+        self._shown = self._on_screen()
         self.refresh()
         self._ask()
 
     def changed(self) -> None:
-        """Rows of the same listing changed (events): keep the cursor's instance, redraw."""
+        """Rows of the same listing changed (events): keep the cursor's instance, redraw.
+
+        Most changes at fleet scale are to rows off screen: when the rows on screen are
+        the very ones drawn, in the same places, there is nothing to draw again.
+        """
+        if self._on_screen() == self._shown:
+            self._ask()
+            return
         self.show(self.listing)
+
+    def _on_screen(self) -> tuple[object, ...]:
+        """What decides the lines on screen: the listing, where it is, and its rows there
+        (held, not their ids: a freed row's id may be reused by the next)."""
+        top = self.top_row
+        rows = (self.listing.row(n) for n in range(top, self._bottom()))
+        return (self.listing, self.row_count, top, self.cursor_row, *rows)
 
     def refresh_live(self) -> None:
         """Ages move with the clock: redraw the visible lines (the only ones there are)."""
@@ -283,15 +299,18 @@ class InstancesTable(ScrollView, can_focus=True):
         model = self.cursor_model
         if model is not None:
             self._cursor_key = model.key
+        self._shown = self._on_screen()
         self.refresh()
 
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
         """A scroll step: redraw, and ask for rows coming into view."""
         super().watch_scroll_y(old_value, new_value)
+        self._shown = self._on_screen()
         self._ask()
 
     def on_resize(self) -> None:
-        """More lines may be on screen."""
+        """More lines may be on screen (all drawn again)."""
+        self._shown = self._on_screen()
         self._ask()
 
     def _ask(self) -> None:
