@@ -420,6 +420,29 @@ class History:
             found.append(Sample(asked, last))
         return found
 
+    @cached_property
+    def leaderless(self) -> list[Span]:
+        """When the registry's stream said it had no leader: each sample answered with
+        none, from the sample before it to the one after it (the election may have
+        begun or ended anywhere between), joined.
+
+        A replica answers ``stream_info`` without a leader while the stream elects
+        one (seen: 7 s after a node rejoined from isolation, seed 415). No router
+        can read or write meanwhile; "store unavailable" is then the contract's
+        answer, whatever fault began it.
+        """
+        ordered = sorted(self.streams, key=lambda r: at(r, "invoke"))
+        spans = [
+            Span(
+                at(ordered[i - 1], "complete") if i > 0 else at(record, "invoke"),
+                at(ordered[i + 1], "invoke") if i + 1 < len(ordered) else at(record, "complete"),
+                (record,),
+            )
+            for i, record in enumerate(ordered)
+            if "leader" in record and record["leader"] is None
+        ]
+        return merge(spans)
+
     def fresh_since(self, shot: Shot) -> float | None:
         """A moment before which every committed write is in ``shot``: the latest sample,
         asked no later than the view ended, at or below its watch revision. None if none

@@ -6,7 +6,9 @@ widened by ``fault_lead`` before and ``fault_grace`` after, overlaps it. A
 fault on one client's links (its ``client`` field) explains only that
 client's requests. A timeout may also be the harness's own doing: when its
 event loops stalled at the ends of the wait and left the registry less than
-half the request's budget (``stalled_in_the_harness``).
+half the request's budget (``stalled_in_the_harness``). And a 503 "store
+unavailable", or a timeout, while the registry's stream said it had no leader
+(``History.leaderless``) is the store's state, which the reply reports.
 """
 
 from __future__ import annotations
@@ -126,6 +128,19 @@ def _stall_note(history: History, op: Record) -> str:
     return f" (the harness stalled {longest:.2f} s within it: too little to explain it)"
 
 
+def _store_leaderless(history: History, op: Record) -> bool:
+    """A 503 ``STORE_UNAVAILABLE`` or a timeout overlapping a moment when the registry's
+    stream had no leader: nothing could be stored or read, and the reply says so."""
+    if op.get("outcome") == "ok":
+        error = op["reply"].get("error")
+        if not isinstance(error, dict) or error.get("code") != "STORE_UNAVAILABLE":
+            return False
+    elif op.get("outcome") != "timeout":
+        return False
+    lo, hi = float(op["invoke"]), float(op["complete"])
+    return any(span.lo <= hi and lo <= span.hi for span in history.leaderless)
+
+
 def _shed_in_a_storm(history: History, op: Record) -> bool:
     """A registration refused 503 ``OVERLOADED`` while a registration storm ran (or
     within the grace after it): the router shedding what it cannot take, as it must.
@@ -158,12 +173,20 @@ def well_formed(history: History) -> Verdict:
             problem = reply_problem(op)
             status = op["reply"].get("status") if problem is None else None
             if problem is None and isinstance(status, int) and status >= 500:
-                if _explained(history, op) or _shed_in_a_storm(history, op):
+                if (
+                    _explained(history, op)
+                    or _shed_in_a_storm(history, op)
+                    or _store_leaderless(history, op)
+                ):
                     excused += 1
                 else:
                     problem = f"answered {status} with no fault to explain it"
         elif outcome in UNANSWERED:
-            if _explained(history, op) or stalled_in_the_harness(history, op):
+            if (
+                _explained(history, op)
+                or stalled_in_the_harness(history, op)
+                or _store_leaderless(history, op)
+            ):
                 excused += 1
                 problem = None
             else:

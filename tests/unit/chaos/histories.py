@@ -124,8 +124,9 @@ class Run:
         self.records.append(record | {"late": end - start})
         return self.records[-1]
 
-    def sample(self, t: float, last_seq: int, leader: str = "n0") -> Record:
-        """The registry stream's last sequence, asked at ``t`` and answered by ``leader``."""
+    def sample(self, t: float, last_seq: int, leader: str | None = "n0") -> Record:
+        """The registry stream's last sequence, asked at ``t`` and answered by ``leader``
+        (None: by a replica that knows no leader)."""
         record: Record = {"type": "stream", "t": t + 0.01, "stream": "KV_aegis_registry"}
         record |= {"invoke": t, "complete": t + 0.01, "last_seq": last_seq, "leader": leader}
         self.records.append(record)

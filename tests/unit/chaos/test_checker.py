@@ -441,6 +441,43 @@ def test_a_registration_shed_during_a_storm_keeps_the_contract_and_only_then() -
     assert report.violations[0].records[0]["invoke"] == 40.0
 
 
+@pytest.mark.parametrize(
+    ("code", "leaderless", "excused"),
+    [
+        ("STORE_UNAVAILABLE", True, True),
+        ("STORE_UNAVAILABLE", False, False),
+        ("OVERLOADED", True, False),
+    ],
+)
+def test_store_unavailable_while_the_stream_has_no_leader_keeps_the_contract(
+    code: str, leaderless: bool, excused: bool
+) -> None:
+    # Seed 415: the stream elected a leader for 7 s after a node came back from
+    # isolation, past every fault's grace; every router answered 503 meanwhile.
+    run = clean_run()
+    for n, t in enumerate((30.0, 30.5, 31.0, 31.5)):
+        run.sample(t, 20 + n, leader=None if leaderless and t in (30.5, 31.0) else "n0")
+    reply = {"ok": False, "status": 503, "error": {"code": code, "message": "..."}}
+    run.op("register", 31.2, 503, session="C", instance="i2", reply=reply)
+
+    report = check(run.records)
+
+    assert broken(report) == ([] if excused else ["well_formed"])
+
+
+def test_a_timeout_while_the_stream_has_no_leader_is_excused_and_only_then() -> None:
+    run = clean_run()
+    run.sample(30.0, 20, leader=None)
+    run.sample(30.5, 20)
+    run.op("discover", 29.0, session=None, outcome="timeout", took=1.2)  # ends in it
+    run.op("discover", 31.0, session=None, outcome="timeout", took=0.5)  # after it
+
+    report = check(run.records)
+
+    assert broken(report) == ["well_formed"]
+    assert report.violations[0].records[0]["invoke"] == 31.0
+
+
 def test_a_reply_about_another_instance_is_malformed() -> None:
     run = clean_run()
     reply = {"ok": True, "status": 200, "instance": {"service_name": SERVICE, "instance_id": "x"}}
