@@ -25,6 +25,14 @@ exported with ``git archive`` and put first on the path. Per console:
 
     python bench/console_scale.py            # 100,000 instances, 100 changes/s
     python bench/console_scale.py --quick    # 1,000 instances, short windows: checks it runs
+    python bench/console_scale.py --consoles 10   # ten consoles of this checkout at once
+
+``--consoles N`` measures only what N consoles open at once cost, all of this
+checkout and none driven: N processes as above, each held open once it shows the
+real total and the watched row; then, over one ``--seconds`` window of the load,
+the router's CPU and each console's CPU and peak RSS. "Router CPU added by N
+consoles" is the router's CPU in that window minus the mean of two equal windows
+with no console, one before the consoles start and one after they close.
 
 A benchmark, not a test: it reports numbers and never fails on them. A figure a
 console did not reach within its bound is shown as "> bound".
@@ -39,6 +47,7 @@ import os
 import platform
 import random
 import resource
+import selectors
 import statistics
 import subprocess
 import sys
@@ -59,6 +68,7 @@ WATCHED_EVERY = 2.5  # a polling console (every 2 s) can show each state before 
 STEPS = 100
 MAX_IN_FLIGHT = 64
 CHANGE_BOUND = 10.0  # a watched change not on screen by then counts as missed
+SETTLE = 2.0  # after the consoles open or close, before a CPU window
 LONG = {  # no instance expires during the run
     "AEGIS_HEARTBEAT_INTERVAL": "600",
     "AEGIS_UNHEALTHY_AFTER": "3600",
@@ -71,6 +81,29 @@ def cpu_seconds(pid: int) -> float:
     """user+sys CPU time of a process so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_over(pids: list[int], seconds: float) -> list[float]:
+    """Each process's CPU over the next ``seconds``, in % of one core."""
+    before = [cpu_seconds(pid) for pid in pids]
+    began = time.monotonic()
+    time.sleep(seconds)
+    wall = time.monotonic() - began
+    return [(cpu_seconds(pid) - cpu) / wall * 100 for pid, cpu in zip(pids, before, strict=True)]
+
+
+def machine_ticks() -> tuple[int, int]:
+    """The machine's CPU ticks so far, all cores: (busy, all); idle and iowait are not busy."""
+    ticks = [int(field) for field in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return sum(ticks) - ticks[3] - ticks[4], sum(ticks)
+
+
+def peak_rss_mb(pid: int) -> float:
+    """A process's peak resident memory so far (VmHWM, as ``ru_maxrss``), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise ValueError(f"no VmHWM for {pid}")
 
 
 def p99(values: list[float]) -> float | None:
@@ -162,6 +195,22 @@ def status_text(app: Any) -> str:
     return str(app.dashboard.query_one("#status", Static).content)
 
 
+def shows_total(app: Any, total: int) -> bool:
+    """The status line gives the registry's real total."""
+    text = status_text(app)
+    return f"{total:,} instances" in text or f"{total} instances" in text
+
+
+async def until(check: Callable[[], bool], limit: float) -> float | None:
+    """Seconds until ``check()`` holds (polled every 10 ms); None if not within ``limit``."""
+    begun = time.perf_counter()
+    while not check():
+        if time.perf_counter() - begun > limit:
+            return None
+        await asyncio.sleep(0.01)
+    return time.perf_counter() - begun
+
+
 async def drive(
     api: str, total: int, seconds: float, bound: float, changes: Path, find: str
 ) -> None:
@@ -173,19 +222,7 @@ async def drive(
     app = ConsoleApp(api)
     started = time.perf_counter()
     async with app.run_test(size=SIZE):
-
-        async def until(check: Callable[[], bool], limit: float) -> float | None:
-            begun = time.perf_counter()
-            while not check():
-                if time.perf_counter() - begun > limit:
-                    return None
-                await asyncio.sleep(0.01)
-            return time.perf_counter() - begun
-
-        shown = f"{total:,} instances"
-        waited = await until(
-            lambda: shown in status_text(app) or f"{total} instances" in status_text(app), bound
-        )
+        waited = await until(lambda: shows_total(app, total), bound)
         figures["first_paint_s"] = None if waited is None else time.perf_counter() - started
         await until(lambda: any(find in line for line in screen_lines(app)), bound)
 
@@ -256,6 +293,23 @@ async def drive(
     print(json.dumps(figures), flush=True)
 
 
+async def hold(api: str, total: int, bound: float, find: str) -> None:
+    """Run the console under Pilot; once it shows the real total and the watched row
+    (or ``bound`` passed), print one JSON line (its first paint) and keep it open,
+    driven by nothing, until stdin closes (``--consoles``)."""
+    from aegis.console.ui import ConsoleApp
+
+    app = ConsoleApp(api)
+    started = time.perf_counter()
+    async with app.run_test(size=SIZE):
+        waited = await until(lambda: shows_total(app, total), bound)
+        first_paint = None if waited is None else time.perf_counter() - started
+        await until(lambda: any(find in line for line in screen_lines(app)), bound)
+        print(json.dumps({"first_paint_s": first_paint}), flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+        app.exit()
+
+
 # The orchestrator ------------------------------------------------------------------
 
 
@@ -307,6 +361,92 @@ def run_console(
     return figures
 
 
+def first_lines(procs: list[subprocess.Popen[str]], limit: float) -> list[str]:
+    """Each process's first line on stdout ("" if it closed it or said nothing within
+    ``limit`` seconds, all told)."""
+    lines = [""] * len(procs)
+    deadline = time.monotonic() + limit
+    with selectors.DefaultSelector() as waiting:
+        for n, proc in enumerate(procs):
+            assert proc.stdout is not None
+            waiting.register(proc.stdout, selectors.EVENT_READ, n)
+        while waiting.get_map() and (left := deadline - time.monotonic()) > 0:
+            for key, _ in waiting.select(left):
+                lines[key.data] = procs[key.data].stdout.readline()
+                waiting.unregister(key.fileobj)
+    return lines
+
+
+def run_consoles(
+    count: int,
+    args: argparse.Namespace,
+    api: str,
+    total: int,
+    find: str,
+    router_pid: int,
+    base_before: float,
+    tmp: Path,
+) -> dict[str, Any]:
+    """``count`` consoles of this checkout open at once, each in its own process: the
+    router's CPU and each console's CPU over one ``args.seconds`` window once all show
+    the registry, each one's peak RSS; then the router alone again over an equal window."""
+    command = [sys.executable, __file__, "--hold", api, "--total", str(total)]
+    command += ["--bound", str(args.bound), "--find", find]
+    logs = [tmp / f"console-{n + 1}.log" for n in range(count)]
+    procs: list[subprocess.Popen[str]] = []
+    alive = False  # every console opened and lasted the window
+    figures: dict[str, Any] = {"consoles": count, "router_base_before_pct": base_before}
+    try:
+        for log in logs:
+            with log.open("w") as err:
+                procs.append(
+                    subprocess.Popen(
+                        command,
+                        stdin=subprocess.PIPE,
+                        stdout=subprocess.PIPE,
+                        stderr=err,
+                        text=True,
+                    )
+                )
+        ready = first_lines(procs, 3 * args.bound)
+        if all(ready):
+            stage(f"{count} consoles open")
+            time.sleep(SETTLE)
+            busy, ticks = machine_ticks()
+            pids = [router_pid, *(proc.pid for proc in procs)]
+            router_pct, *console_pcts = cpu_over(pids, args.seconds)
+            busy_after, ticks_after = machine_ticks()
+            figures["machine_busy_pct"] = (busy_after - busy) / (ticks_after - ticks) * 100
+            alive = all(proc.poll() is None for proc in procs)
+            rss = [peak_rss_mb(proc.pid) for proc in procs] if alive else []
+    finally:
+        for proc in procs:
+            if proc.stdin is not None:
+                proc.stdin.close()
+        for proc in procs:
+            try:
+                proc.wait(timeout=args.bound)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    if not alive:
+        for n, log in enumerate(logs):
+            print(f"console {n + 1}: {log.read_text()[-3000:]}", file=sys.stderr)
+        return {**figures, "failed": True}
+    stage("consoles closed")
+    time.sleep(SETTLE)
+    (base_after,) = cpu_over([router_pid], args.seconds)
+    base = (base_before + base_after) / 2
+    figures["router_base_after_pct"] = base_after
+    figures["router_cpu_pct"] = router_pct
+    figures["router_added_pct"] = router_pct - base
+    figures["per_console"] = [
+        {"first_paint_s": json.loads(line)["first_paint_s"], "cpu_pct": cpu, "rss_mb": mb}
+        for line, cpu, mb in zip(ready, console_pcts, rss, strict=True)
+    ]
+    return figures
+
+
 def register(nats_url: str, count: int, prefix: str, services: int) -> None:
     subprocess.run(
         [
@@ -344,7 +484,14 @@ def main() -> None:
     )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--only", choices=("ours", "today"), help="run one console (default: both)")
+    parser.add_argument(
+        "--consoles",
+        type=int,
+        metavar="N",
+        help="instead: N consoles of this checkout open at once, the router CPU they add",
+    )
     parser.add_argument("--drive", metavar="API", help=argparse.SUPPRESS)
+    parser.add_argument("--hold", metavar="API", help=argparse.SUPPRESS)
     parser.add_argument("--total", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--changes", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--find", help=argparse.SUPPRESS)
@@ -354,6 +501,11 @@ def main() -> None:
             drive(args.drive, args.total, args.seconds, args.bound, args.changes, args.find)
         )
         return
+    if args.hold:
+        asyncio.run(hold(args.hold, args.total, args.bound, args.find))
+        return
+    if args.consoles is not None and (args.consoles < 1 or args.only or args.before):
+        parser.error("--consoles takes N >= 1, and runs this checkout's console only")
     if args.before is None:
         args.before = subprocess.run(
             ["git", "-C", str(ROOT), "merge-base", "HEAD", "main"],
@@ -373,10 +525,15 @@ def main() -> None:
         f"python {platform.python_version()}, {platform.system()} {platform.machine()}, "
         f"{os.cpu_count()} cores, textual {version('textual')}; {args.instances:,} instances "
         f"(1 service of {half:,}, 500 of {half // 500:,}), {args.rate:g} changes/s; "
-        f"today = console of {args.before}",
+        + (
+            f"today = console of {args.before}"
+            if args.consoles is None
+            else f"{args.consoles} consoles of this checkout at once"
+        ),
         flush=True,
     )
     results: list[dict[str, Any]] = []
+    many: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
         nats = NatsServer(data_dir=tmp / "nats")
@@ -409,30 +566,51 @@ def main() -> None:
                     time.sleep(args.seconds)
                     base_pct = (cpu_seconds(r.process.pid) - idle) / args.seconds * 100
                     find = f" {big}-0 "
-                    with exported(args.before, tmp) as before_path:
-                        consoles = [("list + watch", None, "ours"), ("today", before_path, "today")]
-                        for label, path, short in consoles:
-                            if args.only not in (None, short):
-                                continue
-                            figures = run_console(
-                                label,
-                                path,
-                                args,
-                                r.http_url,
-                                args.instances,
-                                changes,
-                                find,
-                                r.process.pid,
-                            )
-                            figures["router_added_pct"] = (
-                                figures.get("router_cpu_pct", 0) - base_pct
-                            )
-                            results.append(figures)
-                            print(json.dumps(figures), flush=True)
+                    if args.consoles is not None:
+                        many = run_consoles(
+                            args.consoles,
+                            args,
+                            r.http_url,
+                            args.instances,
+                            find,
+                            r.process.pid,
+                            base_pct,
+                            tmp,
+                        )
+                        print(json.dumps(many), flush=True)
+                    else:
+                        with exported(args.before, tmp) as before_path:
+                            consoles = [
+                                ("list + watch", None, "ours"),
+                                ("today", before_path, "today"),
+                            ]
+                            for label, path, short in consoles:
+                                if args.only not in (None, short):
+                                    continue
+                                figures = run_console(
+                                    label,
+                                    path,
+                                    args,
+                                    r.http_url,
+                                    args.instances,
+                                    changes,
+                                    find,
+                                    r.process.pid,
+                                )
+                                figures["router_added_pct"] = (
+                                    figures.get("router_cpu_pct", 0) - base_pct
+                                )
+                                results.append(figures)
+                                print(json.dumps(figures), flush=True)
                 finally:
                     maker.terminate()
         finally:
             nats.stop()
+    if args.consoles is not None:
+        report_consoles(many, args.bound)
+        if args.json:
+            args.json.write_text(json.dumps({"consoles": many, "router_base_pct": base_pct}))
+        return
     report(results, args.bound, base_pct)
     if args.json:
         args.json.write_text(json.dumps({"results": results, "router_base_pct": base_pct}))
@@ -458,7 +636,7 @@ def report(results: list[dict[str, Any]], bound: float, base_pct: float) -> None
     ours, today = by_label.get("list + watch", {}), by_label.get("today", {})
     print(f"\nrouter CPU under the load alone: {base_pct:.1f} % of a core")
     head = ("measure", "list + watch", "today", "today / list + watch", "target")
-    rows = [head]
+    rows: list[tuple[str, ...]] = [head]
     for what, key, unit, target in TARGETS:
         values = []
         for figures in (ours, today):
@@ -476,9 +654,60 @@ def report(results: list[dict[str, Any]], bound: float, base_pct: float) -> None
         if key in ("first_paint_s", "filter_s", "change_p99_s") and a and missing:
             ratio = f"> x{bound / a:.0f}"
         rows.append((what, *values, ratio, target))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    table(rows)
+
+
+def table(rows: list[tuple[str, ...]]) -> None:
+    """Rows of cells as columns (the first row their heads)."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print(" | ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+
+
+# What issue 24 asks of one console, and of ten on one router.
+ADDED_TARGETS = {1: "≤ 5 %", 10: "≤ 20 %"}
+
+
+def report_consoles(many: dict[str, Any], bound: float) -> None:
+    """The ``--consoles`` table: each console, then what they cost together."""
+    count = many["consoles"]
+    if many.get("failed"):
+        print(f"\n{count} consoles: failed (their logs above)")
+        return
+    print(
+        f"\nrouter CPU under the load alone: {many['router_base_before_pct']:.1f} % of a core "
+        f"before the consoles, {many['router_base_after_pct']:.1f} % after; with them "
+        f"{many['router_cpu_pct']:.1f} %, the machine's {os.cpu_count()} cores "
+        f"{many['machine_busy_pct']:.0f} % busy"
+    )
+    rows: list[tuple[str, ...]] = [("console", "first paint", "CPU while open", "memory (RSS)")]
+    for n, one in enumerate(many["per_console"], 1):
+        paint = show(one["first_paint_s"], "s", bound)
+        rows.append((str(n), paint, f"{one['cpu_pct']:.1f} %", f"{one['rss_mb']:.1f} MB"))
+    table(rows)
+    print()
+    per = many["per_console"]
+    noun = "console" if count == 1 else "consoles"
+    table(
+        [
+            ("measure", f"{count} {noun}", "target"),
+            (
+                f"router CPU added by {count} {noun}",
+                f"{many['router_added_pct']:.1f} %",
+                ADDED_TARGETS.get(count, "-"),
+            ),
+            (
+                "console CPU while open, highest",
+                f"{max(one['cpu_pct'] for one in per):.1f} %",
+                "≤ 15 % each",
+            ),
+            (
+                "console memory (RSS), highest",
+                f"{max(one['rss_mb'] for one in per):.1f} MB",
+                "≤ 200 MB each",
+            ),
+        ]
+    )
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Routers that disagree refuse to share a bus (issue 25, finding 3): a second router
-with another store, or other timings, on the same NATS exits 2 saying both."""
+with another store, or other timings, or a memory store of its own, on the same NATS
+exits 2 saying both."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.one_python]
     [
         ({"AEGIS_STORE": "jetstream"}, "jetstream bucket aegis_registry"),
         ({"AEGIS_UNHEALTHY_AFTER": "20"}, "unhealthy after 20 s"),
+        # The same memory store: a registry of its own, the registry split all the same.
+        ({"AEGIS_STORE": "memory"}, "memory store is its own router's registry"),
     ],
 )
 async def test_a_router_with_another_store_or_timings_refuses_to_start(

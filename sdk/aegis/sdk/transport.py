@@ -311,14 +311,15 @@ class Transport:
         try:
             msg = await self._denial_watched(nc, subject, payload, reply_within, headers)
         except nats_errors.NoRespondersError as exc:
-            hint = ""
+            # Most often the router is stopped or restarting: that comes first.
+            hint = "is one running?"
             if subject_service(subject) is not None:
-                hint = (
-                    " (a router older than wire contract v1.2 answers only the shared "
-                    "ipc.service.* subjects: ClientConfig(shared_subjects=True) uses those)"
+                hint += (
+                    " A router older than wire contract v1.2 answers only the shared "
+                    "ipc.service.* subjects: ClientConfig(shared_subjects=True) uses those"
                 )
             raise ServiceUnavailableError(
-                f"no router is listening on {subject}{hint}", code="NO_RESPONDERS"
+                f"no router is listening on {subject} ({hint})", code="NO_RESPONDERS"
             ) from exc
         except (TimeoutError, nats_errors.TimeoutError) as exc:
             raise RequestTimeoutError(

@@ -7,6 +7,7 @@ that an admin API off loopback needs a token (or --insecure).
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,10 @@ def error_line(capsys: pytest.CaptureFixture[str]) -> str:
     line, hint = lines
     assert line.startswith("aegis-router: error:")
     assert hint.strip().startswith("hint: aegis-router --help")
+    # No internal names ("invalid _seconds value") nor Python's own conversion messages.
+    assert not re.search(r"(?<!\w)_[a-z]", line), line
+    assert "could not convert" not in line, line
+    assert "invalid literal" not in line, line
     return line
 
 
@@ -98,6 +103,8 @@ def test_flag_beats_env(flag: list[str], var: dict[str, str], attr: str, expecte
         ([], {"AEGIS_MAX_IN_FLIGHT": "-1"}, "AEGIS_MAX_IN_FLIGHT"),
         (["--http-port", "-5"], {}, "--http-port"),
         (["--http-port", "x"], {}, "--http-port"),
+        (["--max-in-flight", "x"], {}, "--max-in-flight"),
+        ([], {"AEGIS_MAX_IN_FLIGHT": "1.5"}, "AEGIS_MAX_IN_FLIGHT"),
         ([], {"AEGIS_LOG_LEVEL": "verbose"}, "AEGIS_LOG_LEVEL"),
         (["--log-level", "verbose"], {}, "--log-level"),
         ([], {"AEGIS_LOG_FORMAT": "xml"}, "AEGIS_LOG_FORMAT"),

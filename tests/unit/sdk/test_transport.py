@@ -19,7 +19,13 @@ from aegis.sdk import (
     ServiceUnavailableError,
 )
 from aegis.sdk.transport import Transport
-from aegis.wire.messages import REGISTER_SUBJECT, InstanceRequest, RegisterRequest
+from aegis.wire.messages import (
+    REGISTER,
+    REGISTER_SUBJECT,
+    InstanceRequest,
+    RegisterRequest,
+    service_subject,
+)
 from nats import errors as nats_errors
 
 from tests.support import FakeClock
@@ -247,6 +253,16 @@ async def test_send_is_one_try_and_leaves_the_reply_unchecked() -> None:
     answered = await transport.send(REGISTER_SUBJECT, owner, 0.25)
     assert (answered.ok, answered.status) == (False, 404)
     assert [call.timeout for call in fake.calls] == [0.25]
+
+
+@pytest.mark.parametrize("subject", [REGISTER_SUBJECT, service_subject("billing", REGISTER)])
+async def test_no_router_listening_asks_first_whether_one_runs(subject: str) -> None:
+    # A router restarting is the common case: the message named only an older router.
+    fake = FakeNats().answer(subject, nats_errors.NoRespondersError())
+    transport = await on(fake, retries=0)
+    with pytest.raises(ServiceUnavailableError) as info:
+        await transport.request(subject, BODY)
+    assert str(info.value).startswith(f"no router is listening on {subject} (is one running?")
 
 
 async def test_circuit_opens_after_threshold_failed_calls() -> None:

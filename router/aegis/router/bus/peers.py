@@ -4,7 +4,8 @@ Routers on one NATS share the registry's subjects in one queue group, so each
 answers a share of every service's requests. Two that keep different stores
 (a memory store beside a JetStream one, or two buckets) or different timings
 split the registry silently: one holds contacts the other never sees, and
-marks live instances UNHEALTHY. So every router answers on
+marks live instances UNHEALTHY. Two memory stores, however alike, are two
+registries. So every router answers on
 ``ROUTER_CONFIG_SUBJECT`` with what must match (its ``Shape``); a starting
 router asks, gathers the answers for ``SURVEY_WINDOW`` and refuses to start
 (exit 2, both shapes in the message) if any differs, and a running router
@@ -34,6 +35,10 @@ HINT = (
     "(AEGIS_HEARTBEAT_INTERVAL, AEGIS_UNHEALTHY_AFTER, AEGIS_OFFLINE_AFTER, "
     "AEGIS_REMOVE_AFTER), or put routers that must differ on another NATS"
 )
+MEMORY_HINT = (
+    "a memory store is its own router's registry: run one router with AEGIS_STORE=memory "
+    "on a NATS, or give every router AEGIS_STORE=jetstream to share one"
+)
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,13 @@ class Shape:
             f"{self.unhealthy_after:g} s, offline after {self.offline_after:g} s, removed "
             f"after {self.remove_after:g} s"
         )
+
+    def conflict(self, other: Shape) -> str | None:
+        """What to do about a router keeping ``other`` on this bus; None if they can share
+        it (the same shape, in a store both see)."""
+        if other != self:
+            return HINT
+        return MEMORY_HINT if self.store == "memory" else None
 
 
 class RouterMismatchError(ReportedError):
@@ -102,18 +114,13 @@ class PeerCheck:
         await replies.unsubscribe()
         for data in answers:
             theirs = _unpack(data)
-            if theirs is not None and theirs[1] != self.shape:
-                other, shape = theirs
-                log.error(
-                    "router_config_mismatch",
-                    other_router=other,
-                    ours=self.shape.text(),
-                    theirs=shape.text(),
-                    hint=HINT,
-                )
+            if theirs is None or theirs[0] == self.router_id:
+                continue  # not a router's answer, or our own (should NATS echo it)
+            hint = self._mismatch(*theirs)
+            if hint is not None:
                 raise RouterMismatchError(
-                    f"router {other} on this NATS keeps {shape.text()}; this one would keep "
-                    f"{self.shape.text()}: {HINT}"
+                    f"router {theirs[0]} on this NATS keeps {theirs[1].text()}; this one "
+                    f"would keep {self.shape.text()}: {hint}"
                 )
 
     async def stop(self) -> None:
@@ -125,16 +132,24 @@ class PeerCheck:
     def _answer(self, nc: NatsClient) -> Any:
         async def answer(msg: Msg) -> None:
             theirs = _unpack(msg.data)
-            if theirs is not None and theirs[0] != self.router_id and theirs[1] != self.shape:
+            if theirs is not None and theirs[0] != self.router_id:
                 # It refuses to start; say it here too, where the operator may look.
-                log.error(
-                    "router_config_mismatch",
-                    other_router=theirs[0],
-                    ours=self.shape.text(),
-                    theirs=theirs[1].text(),
-                    hint=HINT,
-                )
+                self._mismatch(*theirs)
             if msg.reply:
                 await nc.publish(msg.reply, _pack(self.router_id, self.shape))
 
         return answer
+
+    def _mismatch(self, other: str, shape: Shape) -> str | None:
+        """Log ``router_config_mismatch`` if router ``other`` keeping ``shape`` cannot share
+        this bus; its hint, or None."""
+        hint = self.shape.conflict(shape)
+        if hint is not None:
+            log.error(
+                "router_config_mismatch",
+                other_router=other,
+                ours=self.shape.text(),
+                theirs=shape.text(),
+                hint=hint,
+            )
+        return hint

@@ -40,9 +40,12 @@ def _reason(request: Request) -> str:
     try:
         return MaintenanceRequest.model_validate(request.json or {}).reason
     except ValidationError as exc:
-        # In JSON terms: the field's path and pydantic's message, no Python reprs.
+        # In JSON terms: the field's path and pydantic's message, no Python reprs; of
+        # the body itself pydantic would say "a valid dictionary or instance of" the model.
         details = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc']) or 'body'}: {error['msg']}"
+            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
+            if error["loc"]
+            else "body: must be a JSON object"
             for error in exc.errors(include_url=False)
         )
         raise ApiException(

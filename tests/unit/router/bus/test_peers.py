@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import msgpack
-from aegis.router.bus.peers import Shape, _pack, _unpack
+from aegis.router.bus.peers import HINT, MEMORY_HINT, Shape, _pack, _unpack
 
 SHAPE = Shape("jetstream", "aegis_registry", 5.0, 15.0, 30.0, 60.0)
 
@@ -28,3 +28,12 @@ def test_the_text_names_store_bucket_and_timings() -> None:
         "offline after 30 s, removed after 60 s"
     )
     assert replace(SHAPE, store="memory", bucket=None).text().startswith("memory, heartbeat")
+
+
+def test_routers_share_a_bus_only_in_one_shape_and_a_store_both_see() -> None:
+    memory = replace(SHAPE, store="memory", bucket=None)
+    assert SHAPE.conflict(SHAPE) is None
+    assert SHAPE.conflict(replace(SHAPE, unhealthy_after=20.0)) == HINT
+    assert SHAPE.conflict(memory) == memory.conflict(SHAPE) == HINT
+    # Two memory stores, however alike, are two registries.
+    assert memory.conflict(memory) == MEMORY_HINT

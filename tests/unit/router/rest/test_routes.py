@@ -494,6 +494,7 @@ async def test_an_unknown_instance_is_404(liveness_app: Sanic[Any, Any], path: s
         ({}, "reason: Field required"),
         ({"reason": ""}, "reason: String should have at least 1 character"),
         ({"reason": 7}, "reason: Input should be a valid string"),
+        (["kernel upgrade"], "body: must be a JSON object"),
     ],
 )
 async def test_a_bad_maintenance_body_is_told_in_json_terms(body: Any, said: str) -> None:
@@ -509,3 +510,4 @@ async def test_a_bad_maintenance_body_is_told_in_json_terms(body: Any, said: str
     assert "{'" not in message
     assert "('" not in message
     assert "loc" not in message
+    assert "MaintenanceRequest" not in message, "no internal names"
