@@ -10,16 +10,25 @@ registries. So every router answers on
 router asks, gathers the answers for ``SURVEY_WINDOW`` and refuses to start
 (exit 2, both shapes in the message) if any differs, and a running router
 asked by one that differs logs an error, naming it.
+
+Routers that met no one at start (two started at once, or on two halves of a
+NATS cluster that heals later) meet afterwards: each router announces its
+shape every ``ANNOUNCE_EVERY`` seconds, and one that hears a shape it cannot
+share the bus with logs ``router_config_mismatch`` once for that router and
+shape. Neither steps aside: which of the two is the right one is the
+operator's call, and both leaving would turn a split registry into none.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import msgpack
 import structlog
+from aegis.connect.tasks import cancel
 from aegis.router.logging_setup import ReportedError
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
@@ -30,6 +39,9 @@ log = structlog.get_logger("aegis.router.bus.peers")
 ROUTER_CONFIG_SUBJECT = "ipc.router.config"
 # Answers on one bus come within milliseconds; this bounds a router's start.
 SURVEY_WINDOW = 0.25
+# How often a running router says what it keeps, for routers it did not meet at
+# start; a mismatch is then logged within this long of the two meeting.
+ANNOUNCE_EVERY = 10.0
 HINT = (
     "give every router on this NATS the same AEGIS_STORE, AEGIS_KV_BUCKET and timings "
     "(AEGIS_HEARTBEAT_INTERVAL, AEGIS_UNHEALTHY_AFTER, AEGIS_OFFLINE_AFTER, "
@@ -90,13 +102,23 @@ def _unpack(data: bytes) -> tuple[str, Shape] | None:
 
 
 class PeerCheck:
-    """Answers other routers' surveys, and surveys them once at start."""
+    """Answers other routers' surveys, surveys them once at start, and then says what it
+    keeps every ``announce_every`` seconds."""
 
-    def __init__(self, router_id: str, shape: Shape, window: float = SURVEY_WINDOW) -> None:
+    def __init__(
+        self,
+        router_id: str,
+        shape: Shape,
+        window: float = SURVEY_WINDOW,
+        announce_every: float = ANNOUNCE_EVERY,
+    ) -> None:
         self.router_id = router_id
         self.shape = shape
         self._window = window
+        self._announce_every = announce_every
         self._sub: Subscription | None = None
+        self._announcer: asyncio.Task[None] | None = None
+        self._reported: set[tuple[str, Shape]] = set()  # logged once each
 
     async def start(self, nc: NatsClient) -> None:
         """Answer surveys from now on; ``RouterMismatchError`` (logged) if a router on
@@ -122,9 +144,21 @@ class PeerCheck:
                     f"router {theirs[0]} on this NATS keeps {theirs[1].text()}; this one "
                     f"would keep {self.shape.text()}: {hint}"
                 )
+        self._announcer = asyncio.get_running_loop().create_task(
+            self._announce(nc), name="aegis-peer-announce"
+        )
+
+    async def _announce(self, nc: NatsClient) -> None:
+        packed = _pack(self.router_id, self.shape)
+        while True:
+            await asyncio.sleep(self._announce_every)
+            with contextlib.suppress(Exception):  # reconnecting, or closed: next time
+                await nc.publish(ROUTER_CONFIG_SUBJECT, packed)
 
     async def stop(self) -> None:
-        """Stop answering."""
+        """Stop announcing and answering."""
+        announcer, self._announcer = self._announcer, None
+        await cancel(announcer)
         if self._sub is not None:
             await self._sub.unsubscribe()
             self._sub = None
@@ -144,7 +178,8 @@ class PeerCheck:
         """Log ``router_config_mismatch`` if router ``other`` keeping ``shape`` cannot share
         this bus; its hint, or None."""
         hint = self.shape.conflict(shape)
-        if hint is not None:
+        if hint is not None and (other, shape) not in self._reported:
+            self._reported.add((other, shape))
             log.error(
                 "router_config_mismatch",
                 other_router=other,
