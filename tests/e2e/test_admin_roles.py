@@ -134,7 +134,7 @@ async def test_each_token_does_what_its_role_allows_and_is_named_never_shown(
         assert response.status_code == 403, (method, path)
         error = response.json()["error"]
         assert error["code"] == "FORBIDDEN"
-        assert "'ci-dashboard' has role read" in error["message"]
+        assert '"ci-dashboard" has role read' in error["message"]
         assert "needs role operator" in error["message"]
     listing = await seen.send(router, "GET", f"{ADMIN}/services/billing", bearer(secrets["read"]))
     assert [(i["status"], "maintenance" in i) for i in listing.json()["instances"]] == [

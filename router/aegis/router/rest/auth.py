@@ -18,7 +18,7 @@ from typing import Any
 
 import structlog
 from aegis.router.rest.contract import ADMIN_PREFIX
-from aegis.router.rest.errors import ApiException
+from aegis.router.rest.errors import ApiException, quoted
 from aegis.router.rest.tokens import ANONYMOUS, Principal, Role, TokenTable
 from sanic import Request
 from sanic.response import BaseHTTPResponse
@@ -87,7 +87,7 @@ def guard(table: TokenTable | None) -> Callable[[Request], Awaitable[None]]:
             raise ApiException(
                 403,
                 "FORBIDDEN",
-                f"token {found.name!r} has role {found.role.value}; "
+                f"token {quoted(found.name)} has role {found.role.value}; "
                 f"{request.method} {request.path} needs role {needed.value}",
             )
 

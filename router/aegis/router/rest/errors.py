@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json as jsonlib
+
 import structlog
 from sanic import HTTPResponse, Request, json
 from sanic.exceptions import SanicException
@@ -19,6 +21,11 @@ FORBIDDEN = (
 INTERNAL = "INTERNAL_ERROR: the router failed; details are in its log."
 
 
+def quoted(value: object) -> str:
+    """``value`` as JSON writes it, for a message in a JSON API: "DEAD", not 'DEAD'."""
+    return jsonlib.dumps(value, ensure_ascii=False, default=str)
+
+
 class ApiException(SanicException):
     """An error with a stable ``code`` rendered as the standard JSON error body."""
 
@@ -34,7 +41,7 @@ def instance_not_found(name: str, instance_id: str, which: str = "") -> ApiExcep
     return ApiException(
         404,
         "INSTANCE_NOT_FOUND",
-        f"no {which}instance {instance_id!r} of service {name!r} is registered",
+        f"no {which}instance {quoted(instance_id)} of service {quoted(name)} is registered",
     )
 
 

@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import structlog
+from aegis.router.rest.errors import quoted
 from aegis.wire.codec import pack, unpack
 from aegis.wire.messages import ChangeEvent, events_subject
 from nats.aio.client import Client as NatsClient
@@ -373,7 +374,7 @@ class EventFeed:
             where = f"bucket {self.bucket}" if self.bucket else f"this router ({self.router_id})"
             return None, Reset(
                 "unknown_id",
-                f"event id {last_event_id!r} is not from {where}; reload the snapshot",
+                f"event id {quoted(last_event_id)} is not from {where}; reload the snapshot",
                 self.head,
             )
         sequence = int(number)
@@ -382,7 +383,7 @@ class EventFeed:
         if sequence > self.head or sequence < max(self._dropped, self._resumable_from):
             return None, Reset(
                 "expired",
-                f"event {last_event_id!r} is older than what this router retains, or "
+                f"event {quoted(last_event_id)} is older than what this router retains, or "
                 "from before it restarted or lost NATS; reload the snapshot",
                 self.head,
             )

@@ -6,7 +6,7 @@ import json
 
 import structlog
 from aegis.router.rest.contract import ADMIN_PREFIX, SERVICE_NAME, ref
-from aegis.router.rest.errors import UNAUTHORIZED, ApiException
+from aegis.router.rest.errors import UNAUTHORIZED, ApiException, quoted
 from aegis.router.rest.event_feed import (
     EventFeed,
     Reset,
@@ -72,7 +72,9 @@ def _open(request: Request, feed: EventFeed, last_event_id: str | None) -> Strea
     service = request.args.get("service") or None
     if service is not None and not SERVICE_NAME.fullmatch(service):
         raise ApiException(
-            400, "INVALID_SERVICE", f"{service!r} is not a service name (letters, digits, _ -)"
+            400,
+            "INVALID_SERVICE",
+            f"{quoted(service)} is not a service name (letters, digits, _ -)",
         )
     try:
         return feed.open(service, last_event_id)

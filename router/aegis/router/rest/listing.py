@@ -10,7 +10,7 @@ from typing import Any
 from aegis.router.domain import InstanceKey, InstanceRecord
 from aegis.router.registry.operations import PageQuery, Registry
 from aegis.router.rest.cursor import CursorError, decode_cursor
-from aegis.router.rest.errors import ApiException
+from aegis.router.rest.errors import ApiException, quoted
 from aegis.router.rest.ports import NatsSide
 from aegis.wire.messages import MAX_FILTER_KEYS, InstanceStatus
 from sanic import Request
@@ -70,7 +70,7 @@ def _status_filter(args: RequestParameters) -> InstanceStatus | None:
     except ValueError:
         allowed = ", ".join([*(s.value for s in InstanceStatus), ANY_STATUS])
         raise ApiException(
-            400, "INVALID_STATUS", f"status must be one of {allowed}, got {text!r}"
+            400, "INVALID_STATUS", f"status must be one of {allowed}, got {quoted(text)}"
         ) from None
 
 
@@ -83,10 +83,12 @@ def _metadata_filter(args: RequestParameters) -> dict[str, str]:
         key = name[len(META_PREFIX) :]
         if not 0 < len(key) <= 64:
             raise ApiException(
-                400, "INVALID_FILTER", f"{name!r}: a metadata key is 1 to 64 characters"
+                400, "INVALID_FILTER", f"{quoted(name)}: a metadata key is 1 to 64 characters"
             )
         if len(values) > 1:
-            raise ApiException(400, "INVALID_FILTER", f"{name!r} is given {len(values)} times")
+            raise ApiException(
+                400, "INVALID_FILTER", f"{quoted(name)} is given {len(values)} times"
+            )
         where[key] = values[0]
     if len(where) > MAX_FILTER_KEYS:
         raise ApiException(
@@ -123,7 +125,7 @@ def _limit(args: RequestParameters) -> int | None:
         return None
     if not (text.isascii() and text.isdecimal()) or not 0 < int(text) <= MAX_LIMIT:
         raise ApiException(
-            400, "INVALID_LIMIT", f"limit must be a whole number, 1 to {MAX_LIMIT}: {text!r}"
+            400, "INVALID_LIMIT", f"limit must be a whole number, 1 to {MAX_LIMIT}: {quoted(text)}"
         )
     return int(text)
 
@@ -142,7 +144,7 @@ def _cursor(args: RequestParameters, service: str | None) -> InstanceKey | None:
         ) from None
     if service is not None and key.service_name != service:
         raise ApiException(
-            400, "INVALID_CURSOR", f"cursor is of another listing than service {service!r}'s"
+            400, "INVALID_CURSOR", f"cursor is of another listing than service {quoted(service)}'s"
         )
     return key
 
@@ -174,7 +176,9 @@ def page_query(request: Request, service: str | None, *, paged: bool = True) -> 
     mode = args.get("maintenance") or ("exclude" if status or where else "include")
     if mode not in ("include", "exclude", "only"):
         raise ApiException(
-            400, "INVALID_FILTER", f"maintenance must be include, exclude or only, got {mode!r}"
+            400,
+            "INVALID_FILTER",
+            f"maintenance must be include, exclude or only, got {quoted(mode)}",
         )
     id_prefix, needle = _id_filter(args, "id_prefix"), _id_filter(args, "q").lower()
     return PageQuery(

@@ -18,6 +18,7 @@ from aegis.router.rest.errors import (
     UNAUTHORIZED,
     ApiException,
     instance_not_found,
+    quoted,
 )
 from aegis.wire.messages import Instance
 from aegis.wire.rest import ErrorResponse, InstancesResponse, MaintenanceRequest
@@ -78,7 +79,7 @@ async def _on_service(request: Request, name: str, reason: str | None) -> HTTPRe
     if SERVICE_NAME.fullmatch(name):
         records = await registry.set_service_maintenance(name, reason, actor(request))
     if records is None:
-        raise ApiException(404, "SERVICE_NOT_FOUND", f"service {name!r} has no live instance")
+        raise ApiException(404, "SERVICE_NOT_FOUND", f"service {quoted(name)} has no live instance")
     instances = [r.to_public() for r in records]
     return _dump(InstancesResponse(instances=instances, total=len(instances)))
 

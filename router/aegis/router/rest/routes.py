@@ -25,6 +25,7 @@ from aegis.router.rest.errors import (
     UNAUTHORIZED,
     ApiException,
     instance_not_found,
+    quoted,
 )
 from aegis.router.rest.instance_json import InstanceTexts
 from aegis.router.rest.listing import (
@@ -101,7 +102,9 @@ def _service_size(request: Request, name: str) -> int:
     """How many instances ``name`` has; 404 ``SERVICE_NOT_FOUND`` if none at all."""
     size = _registry(request).service_size(name)
     if not size:
-        raise ApiException(404, "SERVICE_NOT_FOUND", f"no service named {name!r} is registered")
+        raise ApiException(
+            404, "SERVICE_NOT_FOUND", f"no service named {quoted(name)} is registered"
+        )
     return size
 
 

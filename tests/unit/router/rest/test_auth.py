@@ -137,7 +137,7 @@ async def test_a_read_token_may_not_act(
     assert response.status == 403
     error = response.json["error"]
     assert error["code"] == "FORBIDDEN"
-    assert "'ci-dashboard' has role read" in error["message"]
+    assert '"ci-dashboard" has role read' in error["message"]
     assert "needs role operator" in error["message"]
     assert READER not in response.text
     assert await registry.instances() == before

@@ -135,7 +135,16 @@ async def test_instances_bad_status_is_400(app: Sanic[Any, Any]) -> None:
     status, body = await request(app, f"{ADMIN}/instances?status=DEAD")
     assert status == 400
     assert body["error"]["code"] == "INVALID_STATUS"
-    assert body["error"]["message"]
+    # The value quoted as JSON quotes it, in a JSON API (issue 25), not as Python does.
+    assert body["error"]["message"].endswith('got "DEAD"')
+
+
+async def test_a_missing_instance_is_named_in_json_quotes(app: Sanic[Any, Any]) -> None:
+    status, body = await request(app, f"{ADMIN}/services/billing/instances/it's-gone")
+    assert status == 404
+    assert body["error"]["message"] == (
+        'no instance "it\'s-gone" of service "billing" is registered'
+    )
 
 
 @pytest.mark.parametrize(
