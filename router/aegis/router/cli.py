@@ -44,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error(
             "tokens_file_invalid",
             error=str(exc),
-            hint="fix the line, or make a new entry with 'aegis-router token NAME --role ROLE'",
+            hint=exc.hint,
         )
         return 2
     if tokens is not None:

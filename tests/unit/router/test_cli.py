@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+import structlog
+from aegis.router import cli
 from aegis.router.cli import main
 from aegis.router.rest.tokens import Principal, Role, TokenTable, parse_tokens
 
@@ -46,3 +49,21 @@ def test_a_bad_tokens_file_stops_the_router_at_start_naming_the_line(
     said = err.out + err.err
     assert "tokens_file_invalid" in said
     assert f"{path}, line 2: role must be read or operator" in said
+
+
+def test_a_missing_tokens_file_says_so_and_what_to_check(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The router's logger caches its output on first use (cache_logger_on_first_use):
+    # a fresh one writes to this test's captured stderr, not an earlier test's.
+    monkeypatch.setattr(cli, "log", structlog.get_logger("aegis.router"))
+    path = tmp_path / "no-such-tokens"
+
+    code = main(["--tokens-file", str(path), "--log-format", "json", "--store", "memory"])
+
+    assert code == 2
+    err = capsys.readouterr()
+    said = json.loads((err.out + err.err).strip().splitlines()[-1])
+    assert said["event"] == "tokens_file_invalid"
+    assert said["error"] == f"cannot read tokens file {path}: No such file or directory"
+    assert "check AEGIS_TOKENS_FILE" in said["hint"], "not 'fix the line': there is none"

@@ -66,8 +66,16 @@ class TokenEntry:
         return f"{self.name} {self.role.value} {HASH_PREFIX}{self.digest.hex()}"
 
 
+FIX_LINE = "fix the line, or make a new entry with 'aegis-router token NAME --role ROLE'"
+
+
 class TokensFileError(ValueError):
-    """The tokens file cannot be used; the message names the file and line."""
+    """The tokens file cannot be used; the message names the file and line, ``hint``
+    what to do."""
+
+    def __init__(self, message: str, hint: str = FIX_LINE) -> None:
+        super().__init__(message)
+        self.hint = hint
 
 
 def digest(secret: str) -> bytes:
@@ -178,7 +186,12 @@ def load_tokens(path: Path | None, admin_token: str | None) -> TokenTable | None
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise TokensFileError(f"cannot read tokens file {path}: {exc}") from None
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise TokensFileError(
+                f"cannot read tokens file {path}: {why}",
+                hint="check AEGIS_TOKENS_FILE (or --tokens-file) and that the router may "
+                "read it; 'aegis-router token NAME --role ROLE' prints a line to put in it",
+            ) from None
         entries = parse_tokens(text, str(path))
         if not entries and admin_token is None:
             # An empty file would otherwise lock everyone out (or, worse, be taken for "no auth").
