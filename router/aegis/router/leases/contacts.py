@@ -8,10 +8,11 @@ of what the store says and what this router heard (``heard_at``).
 Liveness counts from ``alive_at``: that contact, or a floor if later (a live
 instance's contacts may have died with another router, or be in its memory):
 for a partition this router holds, when it took it over (the last moment the
-previous holder was known alive: see ``membership.Handover``) or started;
-for another router's partition, when that router was last seen alive (it
-vouches for the instances it lets stay ONLINE). A router that cannot hear
-itself counts every live instance alive now.
+previous holder may have answered from memory: see ``membership.Handover``)
+or started; for another router's partition, the last moment that router may
+have answered (``Membership.answered_until``, never later than now: it vouches
+for the instances it lets stay ONLINE). A router that cannot hear itself
+counts every live instance alive now.
 """
 
 from __future__ import annotations

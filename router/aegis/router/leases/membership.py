@@ -148,11 +148,6 @@ class Membership:
         """The router holding ``partition``."""
         return self._table[partition]
 
-    def last_seen(self, member_id: str) -> float:
-        """When ``member_id`` was last seen alive (0 if it is not a member)."""
-        member = self._members.get(member_id)
-        return member.seen_at if member is not None else 0.0
-
     def answered_until(self, member_id: str) -> float:
         """The latest moment ``member_id`` may have answered heartbeats from memory (0 if
         it is not a member): its last sighting plus ``ttl``.
@@ -236,7 +231,7 @@ class Membership:
                 continue
             if new == self.self_id:
                 # A live previous holder still has the contacts (and forwards);
-                # a dead one was last known alive at its last sighting.
+                # a dead one may have answered until ``answered_until``.
                 gained[partition] = dead.get(old, now)
             elif old == self.self_id:
                 lost.add(partition)
