@@ -28,6 +28,9 @@ log = structlog.get_logger("aegis.router.kv")
 
 WATCH_CHECK = 2.0  # how often the watch is compared with its stream
 WATCH_RETRY = 0.5  # between two attempts to open the watch
+# The longest a stopping watch waits for its subscription to end: an unsubscribe
+# on a connection that cannot send must not hold a router's shutdown.
+WATCH_STOP_WAIT = 1.0
 
 # Called with each entry, and whether the watch's initial snapshot was complete
 # before it (False for the entries of a snapshot, a restart's included).
@@ -154,4 +157,5 @@ class BucketWatch:
                     self._revision.set(self.delivered)  # no await since the entry was applied
         finally:
             with contextlib.suppress(Exception):
-                await watcher.stop()  # type: ignore[no-untyped-call]
+                stopping = watcher.stop()  # type: ignore[no-untyped-call]
+                await asyncio.wait_for(stopping, WATCH_STOP_WAIT)
