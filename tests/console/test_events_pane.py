@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -9,9 +10,19 @@ from datetime import timedelta
 import pytest
 from aegis.console import events_pane
 from aegis.console.change_events import ChangeRecord
-from aegis.console.events_pane import KEPT, EventsPane, column_widths
+from aegis.console.events_pane import (
+    EVENT_COLUMNS,
+    KEPT,
+    EventsPane,
+    column_widths,
+    event_cells,
+    event_text,
+    header_text,
+)
 from aegis.console.models import InstanceInfo, MaintenanceMark
+from rich.console import Console
 from rich.style import Style
+from rich.table import Table
 from textual.app import App, ComposeResult
 from textual.pilot import Pilot
 
@@ -190,3 +201,24 @@ def test_columns_share_the_width_as_the_table_did() -> None:
     assert column_widths(200) == (8, 14, 33, 32, 21, 12, 66)
     for width in (80, 120, 200):
         assert sum(w + 2 for w in column_widths(width)) == width  # a space each side
+
+
+def test_every_width_lays_out_as_the_rich_table_did() -> None:
+    # The pane replaced a Rich table (box=None, padding (0, 1), expand=True); its lines
+    # must read the same at every width the pane gets (72 cells and up: narrower,
+    # Rich squeezed the fixed columns and the pane cuts at the right edge instead).
+    event = record(3, "maintenance", "ONLINE", "UNHEALTHY", maintenance="kernel", actor="ops")
+    for width in range(72, 260):
+        table = Table(box=None, padding=(0, 1), expand=True, show_edge=False)
+        for column in EVENT_COLUMNS:
+            table.add_column(
+                column.label, no_wrap=True, width=column.width, ratio=column.ratio or None
+            )
+        table.add_row(*event_cells(event))
+        console = Console(width=width, color_system=None, file=io.StringIO())
+        with console.capture() as captured:
+            console.print(table)
+        rich_lines = [line.rstrip() for line in captured.get().splitlines()]
+        widths = column_widths(width)
+        ours = [header_text(widths).plain.rstrip(), event_text(event, widths).plain.rstrip()]
+        assert ours == rich_lines, f"at {width} cells"
