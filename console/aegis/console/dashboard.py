@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import ClassVar
 
-from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -88,11 +87,9 @@ class DashboardScreen(Screen[None]):
         self._status = Static(id="status")
         self._banner = Static(id="banner")
         self._empty = Static(id="empty")
-        # What these show now: an unchanged text is not drawn (nor laid out) again.
-        self._status_shown: Text | None = None
-        self._banner_shown: Text | None = None
-        self._empty_shown: str | None = None
-        self._titles: tuple[str | None, str | None] = (None, None)  # the instances box's
+        # What each text-bearing part shows now, by name: an unchanged text is not
+        # drawn (nor laid out) again (``_changed``).
+        self._shown: dict[str, object] = {}
         self._filter = FilterInput(placeholder="filter: instance id substring", id="filter")
 
     def compose(self) -> ComposeResult:
@@ -162,16 +159,21 @@ class DashboardScreen(Screen[None]):
         """
         now = self.clock()
         line = status_line(self.state, now)
-        if line != self._status_shown:
-            self._status_shown = line
+        if self._changed("status", line):
             self._status.update(line, layout=False)  # one line high whatever it says
         text = banner_text(self.state, now)
-        if text != self._banner_shown:
-            self._banner_shown = text
+        if self._changed("banner", text):
             self._banner.update(text or "")
             self._banner.set_class(text is not None, "-shown")
         for box in (self.services_box, self.instances_box):
             box.set_class(self.state.stale, "-stale")
+
+    def _changed(self, part: str, text: object) -> bool:
+        """Whether ``part`` is to show another text than it does (and note that it will)."""
+        if part in self._shown and self._shown[part] == text:
+            return False
+        self._shown[part] = text
+        return True
 
     def refresh_clock_texts(self) -> None:
         """Redraw what depends on the time: data age, retry countdown, heartbeat ages."""
@@ -194,15 +196,14 @@ class DashboardScreen(Screen[None]):
         if self.live.sort_note:
             parts.append(self.live.sort_note)
         title = " · ".join(parts)
-        if title != self._titles[0]:
+        if self._changed("title", title):
             self.instances_box.border_title = title  # a border title repaints the whole box
         shown, total = self.instances_table.row_count, self.live.counts.instances
         subtitle = f"{shown:,} of {counted(total, 'instance')}"
         if shown == total:
             subtitle = counted(total, "instance")
-        if subtitle != self._titles[1]:
+        if self._changed("subtitle", subtitle):
             self.instances_box.border_subtitle = subtitle
-        self._titles = (title, subtitle)
         if not self.loaded:
             message = "Waiting for the router…"
         elif not total:
@@ -212,8 +213,7 @@ class DashboardScreen(Screen[None]):
             )
         else:
             message = "No instances match the selection or filter."
-        if message != self._empty_shown:
-            self._empty_shown = message
+        if self._changed("empty", message):
             self._empty.update(message)
         self._empty.set_class(not self.loaded or shown == 0, "-shown")
 
