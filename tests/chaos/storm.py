@@ -25,6 +25,8 @@ from collections import Counter
 
 import msgpack
 import nats
+import nats.errors
+from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 SERVICE = "storm"
@@ -33,13 +35,23 @@ LANE = {"AEGIS_REGISTER_WORKERS": "2", "AEGIS_REGISTER_MAX_WAIT": "0.2"}
 COUNT = 1000
 SECONDS = 0.5
 REPLY_WAIT = 5.0
+FLUSH_WAIT = 2  # s; nats-py types it int
 
 
 async def storm(servers: list[str], count: int, seconds: float, tag: str = "") -> Counter[str]:
     """Send ``count`` registrations over ``seconds``, open loop; count the replies by
     status (``none``: no reply within ``REPLY_WAIT`` of the last send; ``no_responders``:
     NATS's own empty answer)."""
-    nc = await nats.connect(servers, name="chaos-storm", max_reconnect_attempts=2)
+    # The nemesis may kill the node this connection is on mid-storm: reconnect at
+    # once to another and go on (what was sent meanwhile is buffered or lost, and
+    # counted as ``none``), rather than die and leave the run with no storm at all.
+    nc = await nats.connect(
+        servers,
+        name="chaos-storm",
+        connect_timeout=2,
+        reconnect_time_wait=0.2,
+        max_reconnect_attempts=-1,
+    )
     replies: Counter[str] = Counter()
     all_in = asyncio.Event()
 
@@ -57,16 +69,23 @@ async def storm(servers: list[str], count: int, seconds: float, tag: str = "") -
     start, step = loop.time(), seconds / max(1, count)
     for i in range(count):
         body = {"service_name": SERVICE, "instance_id": f"s{tag}-{i}", "session_id": f"s{tag}-{i}"}
-        await nc.publish("ipc.service.register", msgpack.packb(body), reply=inbox)
+        with contextlib.suppress(nats.errors.Error):  # closed or over the reconnect buffer
+            await nc.publish("ipc.service.register", msgpack.packb(body), reply=inbox)
         if i % 50 == 49:
-            await nc.flush()
+            await _flush(nc)
             await asyncio.sleep(max(0.0, start + (i + 1) * step - loop.time()))
-    await nc.flush()
+    await _flush(nc)
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(all_in.wait(), REPLY_WAIT)
     await nc.close()
     replies["none"] = count - sum(replies.values())
     return replies
+
+
+async def _flush(nc: Client) -> None:
+    """Flush, but a flush lost to a reconnect only delays the storm."""
+    with contextlib.suppress(nats.errors.Error, TimeoutError):
+        await nc.flush(timeout=FLUSH_WAIT)
 
 
 def main(argv: list[str]) -> int:

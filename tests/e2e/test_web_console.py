@@ -118,7 +118,7 @@ async def test_the_console_in_a_headless_browser(
             assert node.stdout is not None
             started = time.monotonic()
             try:
-                async with asyncio.timeout(90):
+                async with asyncio.timeout(240):
                     async for raw in node.stdout:
                         line = raw.decode(errors="replace").rstrip()
                         said.append(line)

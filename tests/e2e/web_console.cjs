@@ -23,7 +23,9 @@ const chromium = require("@sparticuz/chromium").default ?? require("@sparticuz/c
 const puppeteer = require("puppeteer-core");
 const readline = require("node:readline");
 
-const WAIT_MS = 15000;
+// A screen text waited for; long, since under a loaded CI each console textual-serve
+// spawns is a Python start of several seconds (15 s failed once, two CI runs at once).
+const WAIT_MS = 40000;
 const lines = readline.createInterface({ input: process.stdin })[Symbol.asyncIterator]();
 
 async function waitForTest(what) {
