@@ -21,7 +21,12 @@ from tests.support.wire import raw_request
 
 pytestmark = pytest.mark.e2e
 
-FAST = ClientConfig(timeout=1.0, retries=2, backoff_base=0.05, backoff_max=0.2)
+# A short breaker cooldown: these tests are about the resolver catching up, and on a
+# loaded machine a router's restart outlasts five failed reloads, which opens the
+# breaker for its default 30 s.
+FAST = ClientConfig(
+    timeout=1.0, retries=2, backoff_base=0.05, backoff_max=0.2, breaker_cooldown=1.0
+)
 
 
 @pytest.fixture
