@@ -2,6 +2,7 @@
 
     python bench/expiry_inprocess.py              # 20,000 instances, shares 0.1 and 0.5
     python bench/expiry_inprocess.py 100000
+    python bench/expiry_inprocess.py 20000 --router --share 0.2 2>/dev/null
 
 A ``Registry`` on a ``JetStreamStore`` (its own nats-server), in this process:
 registers N instances (timed: the in-process registration rate on the
@@ -11,11 +12,18 @@ shares the machine's cores, so the figure is the sweep's and the store's:
 how long past ``unhealthy_after`` the last one is written, and the process
 CPU per expiry. Run once per expiry budget share (``ExpiryBudget.share``),
 each on a bucket of its own: 0.1 (until issue 28) and 0.5.
+
+``--router`` wires the registry as the router does: the store feeds the event
+feed, changes are published on NATS, and every transition is logged (JSON on
+stderr, at INFO), so the figure counts what ships. ``--share`` runs one share.
+``--profile FILE`` writes a cProfile of the expiry alone.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import cProfile
 import sys
 import tempfile
 import time
@@ -27,10 +35,13 @@ import structlog
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from aegis.router.bus.event_sink import NatsEventSink
 from aegis.router.domain import Timings
+from aegis.router.logging_setup import configure_logging
 from aegis.router.registry.expiry_budget import ExpiryBudget
 from aegis.router.registry.operations import Registry
 from aegis.router.registry.sweeper import tick_for
+from aegis.router.rest.event_feed import EventFeed
 from aegis.router.store.jetstream import JetStreamStore
 from aegis.wire.messages import InstanceStatus, RegisterRequest
 
@@ -41,9 +52,14 @@ TIMINGS = Timings(heartbeat_interval=1, unhealthy_after=8, offline_after=600, re
 IN_FLIGHT = 64
 
 
-async def one(url: str, n: int, share: float) -> str:
+async def one(url: str, n: int, share: float, wired: bool, profile: str | None) -> str:
     nc = await nats.connect(url)
-    store = JetStreamStore(f"expiry_{int(share * 100)}")
+    bucket = f"expiry_{int(share * 100)}"
+    store = JetStreamStore(bucket)
+    feed = None
+    if wired:
+        feed = EventFeed("bench", max_streams=1, bucket=bucket)
+        store.set_feed(feed)
     await store.start(nc)
     shift = [0.0]
 
@@ -51,6 +67,8 @@ async def one(url: str, n: int, share: float) -> str:
         return datetime.now(UTC) + timedelta(seconds=shift[0])
 
     registry = Registry(store, TIMINGS, clock=clock, expiry_budget=ExpiryBudget(share=share))
+    if feed is not None:
+        registry.set_event_sink(NatsEventSink(nc, feed.add_own))
     requests = [
         RegisterRequest(service_name=f"svc-{i % 100}", instance_id=f"i-{i}", session_id="s")
         for i in range(n)
@@ -65,6 +83,9 @@ async def one(url: str, n: int, share: float) -> str:
     # Every instance registered within the last seconds: due together once the clock
     # passes unhealthy_after after the last of them.
     shift[0] = TIMINGS.unhealthy_after
+    profiler = cProfile.Profile() if profile else None
+    if profiler is not None:
+        profiler.enable()
     began, cpu = time.perf_counter(), time.process_time()
     unhealthy = 0
     while unhealthy < n and time.perf_counter() - began < 120:
@@ -74,6 +95,9 @@ async def one(url: str, n: int, share: float) -> str:
         await asyncio.sleep(tick)
     took = time.perf_counter() - began
     expiry_cpu = (time.process_time() - cpu) / n * 1e6
+    if profiler is not None and profile:
+        profiler.disable()
+        profiler.dump_stats(profile)
     await store.stop()
     await nc.close()
     return (
@@ -83,17 +107,24 @@ async def one(url: str, n: int, share: float) -> str:
     )
 
 
-async def main(url: str, n: int) -> None:
-    for share in (0.1, 0.5):
-        print(await one(url, n, share), flush=True)
+async def main(url: str, args: argparse.Namespace) -> None:
+    for share in args.share or (0.1, 0.5):
+        print(await one(url, args.count, share, args.router, args.profile), flush=True)
 
 
 if __name__ == "__main__":
-    count = int(sys.argv[1]) if len(sys.argv) > 1 else 20_000
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("count", type=int, nargs="?", default=20_000)
+    parser.add_argument("--router", action="store_true", help="events, feed and logs on")
+    parser.add_argument("--share", type=float, action="append", help="expiry budget share")
+    parser.add_argument("--profile", help="write a cProfile of the expiry to this file")
+    args = parser.parse_args()
+    if args.router:
+        configure_logging("INFO", "json")
     with tempfile.TemporaryDirectory(prefix="aegis-expiry-") as tmp:
         server = NatsServer(data_dir=Path(tmp) / "nats")
         server.start()
         try:
-            asyncio.run(main(server.url, count))
+            asyncio.run(main(server.url, args))
         finally:
             server.stop()
