@@ -16,7 +16,8 @@ each on a bucket of its own: 0.1 (until issue 28) and 0.5.
 ``--router`` wires the registry as the router does: the store feeds the event
 feed, changes are published on NATS, and every transition is logged (JSON on
 stderr, at INFO), so the figure counts what ships. ``--share`` runs one share.
-``--profile FILE`` writes a cProfile of the expiry alone.
+``--profile FILE`` writes a cProfile of the expiry alone; ``--spy FILE`` samples
+it with py-spy instead (raw stacks, as ``bench/profile_router.py`` reads them).
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import os
+import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -52,7 +57,18 @@ TIMINGS = Timings(heartbeat_interval=1, unhealthy_after=8, offline_after=600, re
 IN_FLIGHT = 64
 
 
-async def one(url: str, n: int, share: float, wired: bool, profile: str | None) -> str:
+def spy_on_self(out: str) -> subprocess.Popen[bytes]:
+    """py-spy sampling this process into ``out`` until sent SIGINT."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    args = [spy, "record", "--pid", str(os.getpid()), "--format", "raw", "-o", out, "-r", "200"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)  # attached before the expiry starts
+    return proc
+
+
+async def one(
+    url: str, n: int, share: float, wired: bool, profile: str | None, spy: str | None
+) -> str:
     nc = await nats.connect(url)
     bucket = f"expiry_{int(share * 100)}"
     store = JetStreamStore(bucket)
@@ -86,6 +102,7 @@ async def one(url: str, n: int, share: float, wired: bool, profile: str | None) 
     profiler = cProfile.Profile() if profile else None
     if profiler is not None:
         profiler.enable()
+    sampler = spy_on_self(spy) if spy else None
     began, cpu = time.perf_counter(), time.process_time()
     unhealthy = 0
     while unhealthy < n and time.perf_counter() - began < 120:
@@ -98,6 +115,9 @@ async def one(url: str, n: int, share: float, wired: bool, profile: str | None) 
     if profiler is not None and profile:
         profiler.disable()
         profiler.dump_stats(profile)
+    if sampler is not None:
+        sampler.send_signal(signal.SIGINT)
+        sampler.wait()
     await store.stop()
     await nc.close()
     return (
@@ -109,7 +129,8 @@ async def one(url: str, n: int, share: float, wired: bool, profile: str | None) 
 
 async def main(url: str, args: argparse.Namespace) -> None:
     for share in args.share or (0.1, 0.5):
-        print(await one(url, args.count, share, args.router, args.profile), flush=True)
+        result = await one(url, args.count, share, args.router, args.profile, args.spy)
+        print(result, flush=True)
 
 
 if __name__ == "__main__":
@@ -118,6 +139,7 @@ if __name__ == "__main__":
     parser.add_argument("--router", action="store_true", help="events, feed and logs on")
     parser.add_argument("--share", type=float, action="append", help="expiry budget share")
     parser.add_argument("--profile", help="write a cProfile of the expiry to this file")
+    parser.add_argument("--spy", help="write py-spy's raw samples of the expiry to this file")
     args = parser.parse_args()
     if args.router:
         configure_logging("INFO", "json")

@@ -111,20 +111,24 @@ class InstanceRecord:
 
     def with_version(self, version: int) -> InstanceRecord:
         """This record at ``version`` (what ``replace`` does, faster: see ``_copy``)."""
-        return self._copy(self.last_heartbeat_at, version)
+        return self._copy(self.last_heartbeat_at, version, self.status)
 
     def with_contact(self, contact: datetime) -> InstanceRecord:
         """This record last heard from at ``contact`` (a listing does it for every
         instance heard since its write)."""
-        return self._copy(contact, self.version)
+        return self._copy(contact, self.version, self.status)
 
-    def _copy(self, contact: datetime, version: int) -> InstanceRecord:
+    def with_status(self, status: InstanceStatus) -> InstanceRecord:
+        """This record at ``status`` (every expiry makes one)."""
+        return self._copy(self.last_heartbeat_at, self.version, status)
+
+    def _copy(self, contact: datetime, version: int, status: InstanceStatus) -> InstanceRecord:
         # Positional, every field: dataclasses.replace is several times slower, on
         # every write (tests/unit/router/bus/test_endpoints_reply_maps.py lists the fields).
         return InstanceRecord(
             self.service_name,
             self.instance_id,
-            self.status,
+            status,
             self.metadata,
             self.registered_at,
             contact,
@@ -390,7 +394,7 @@ def expire(
         by_age = InstanceStatus.ONLINE
     if _SEVERITY[by_age] <= _SEVERITY[record.status]:
         return record
-    return replace(record, status=by_age)
+    return record.with_status(by_age)
 
 
 class OwnerCheck(Enum):

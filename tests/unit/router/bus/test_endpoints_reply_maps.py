@@ -139,9 +139,9 @@ def test_event_map_packs_as_the_change_event_model(
     assert pack_map(event_map(kind, r.to_public_map(), previous, actor)) == pack(model)
 
 
-def test_with_version_and_with_contact_keep_every_other_field() -> None:
-    # A new field must be added to with_version and with_contact too: this list
-    # makes that seen.
+def test_with_version_contact_and_status_keep_every_other_field() -> None:
+    # A new field must be added to with_version, with_contact and with_status too:
+    # this list makes that seen.
     names = [f.name for f in fields(InstanceRecord) if f.init]
     assert names == [
         "service_name",
@@ -163,6 +163,7 @@ def test_with_version_and_with_contact_keep_every_other_field() -> None:
     assert r.with_version(9) == replace(r, version=9)
     later = T0 + timedelta(seconds=3)
     assert r.with_contact(later) == replace(r, last_heartbeat_at=later)
+    assert r.with_status(InstanceStatus.OFFLINE) == replace(r, status=InstanceStatus.OFFLINE)
 
 
 def test_the_public_map_of_one_record_is_made_once_and_of_another_anew() -> None:
