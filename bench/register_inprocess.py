@@ -41,11 +41,10 @@ from aegis.wire.messages import HEARTBEAT_SUBJECT, REGISTER_SUBJECT  # noqa: E40
 
 
 class EncodingSink:
-    """Does the work a NATS publish would, minus the socket."""
+    """Takes the events the registry packed, as a NATS publish would, minus the socket."""
 
-    async def publish(self, service_name: str, event: dict[str, Any]) -> None:
-        """Encode the event."""
-        msgpack.packb(event)
+    async def publish(self, service_name: str, event: dict[str, Any], data: bytes) -> None:
+        """Nothing: the registry packed the event already."""
 
 
 def bodies(count: int, *, register: bool) -> list[bytes]:

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any, NamedTuple
 
-from aegis.wire.codec import pack_map_around, pack_value
+from aegis.wire.codec import pack_map, pack_map_around, pack_value
 from aegis.wire.messages import EventKind, Instance, InstanceStatus, Maintenance
 
 LIVE_STATUSES = frozenset({InstanceStatus.ONLINE, InstanceStatus.UNHEALTHY})
@@ -475,3 +475,34 @@ def event_map(
     if actor is not None:
         event["actor"] = actor  # who asked: an admin token's name (operator changes only)
     return event
+
+
+# The change events packed lately, by the record they show: the writer packs one to
+# announce its change, and the JetStream store's watch sees the same write back a
+# moment later, with up to a sweep's writes in flight in between, and hands the
+# event feed the same bytes. Strong references, so an identity match never meets
+# a new record at a freed one's address; the oldest goes first.
+_EVENTS_KEPT = 2048
+_packed_events: dict[
+    int, tuple[InstanceRecord, tuple[str, str | None, str | None], dict[str, Any], bytes]
+] = {}
+
+
+def packed_event(
+    kind: EventKind,
+    shown: InstanceRecord,
+    previous: InstanceStatus | None,
+    actor: str | None = None,
+) -> tuple[dict[str, Any], bytes]:
+    """``event_map(kind, shown.to_public_map(), previous, actor)`` and its MessagePack,
+    made once for a record however often its change is announced or seen."""
+    key = (kind.value, previous.value if previous is not None else None, actor)
+    kept = _packed_events.get(id(shown))
+    if kept is not None and kept[0] is shown and kept[1] == key:
+        return kept[2], kept[3]
+    event = event_map(kind, shown.to_public_map(), previous, actor)
+    data = pack_map(event)
+    _packed_events[id(shown)] = (shown, key, event, data)
+    if len(_packed_events) > _EVENTS_KEPT:
+        del _packed_events[next(iter(_packed_events))]
+    return event, data
