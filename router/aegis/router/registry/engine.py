@@ -24,7 +24,6 @@ from aegis.router.domain import (
     Timings,
     change_kind,
     expire,
-    next_deadline,
     offline_at,
     packed_event,
 )
@@ -260,9 +259,9 @@ class RegistryEngine:
         if record is None or not self.leases.holds(key) or _kept_for_operator(record):
             self.deadlines.discard(key)
         else:
-            self.deadlines.set(
-                key, next_deadline(record, self.timings, self._alive_at(record)).timestamp()
-            )
+            # next_deadline's moment in epoch seconds, without the datetimes.
+            due = self.leases.alive_at(record) + self.timings.after(record.status)
+            self.deadlines.set(key, due)
 
     def _handover(self, handover: Handover) -> None:
         """Leases moved: sweep what this router now holds, and nothing else."""
