@@ -488,7 +488,13 @@ def event_map(
 # a new record at a freed one's address; the oldest goes first.
 _EVENTS_KEPT = 2048
 _packed_events: dict[
-    int, tuple[InstanceRecord, tuple[str, str | None, str | None], dict[str, Any], bytes]
+    int,
+    tuple[
+        InstanceRecord,
+        tuple[EventKind, InstanceStatus | None, str | None],
+        dict[str, Any],
+        bytes,
+    ],
 ] = {}
 
 
@@ -500,7 +506,7 @@ def packed_event(
 ) -> tuple[dict[str, Any], bytes]:
     """``event_map(kind, shown.to_public_map(), previous, actor)`` and its MessagePack,
     made once for a record however often its change is announced or seen."""
-    key = (kind.value, previous.value if previous is not None else None, actor)
+    key = (kind, previous, actor)  # compared, never hashed: members by identity
     kept = _packed_events.get(id(shown))
     if kept is not None and kept[0] is shown and kept[1] == key:
         return kept[2], kept[3]
