@@ -485,8 +485,10 @@ def event_map(
 # announce its change, and the JetStream store's watch sees the same write back a
 # moment later, with up to a sweep's writes in flight in between, and hands the
 # event feed the same bytes. Strong references, so an identity match never meets
-# a new record at a freed one's address; the oldest goes first.
-_EVENTS_KEPT = 2048
+# a new record at a freed one's address; the oldest goes first. Twice a sweep's
+# writes in flight: nearly every own write is met, and what is held past its time
+# (records, their metadata, the packed events) stays bounded.
+_EVENTS_KEPT = 1024
 _packed_events: dict[
     int,
     tuple[
