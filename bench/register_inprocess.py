@@ -4,7 +4,8 @@
     python bench/register_inprocess.py 20000 --profile heartbeat   # where it goes
 
 Runs the ipc.service.register endpoint over a memory store with production
-logging (JSON, to /dev/null) and an event sink that encodes each event, then
+logging (JSON, to /dev/null) and an event sink that takes each event (the
+registry packs it), then
 the ipc.service.heartbeat endpoint twice per registered instance (steady
 heartbeats: answered from memory, nothing written; the second round is the
 figure, as an instance heartbeats all its life). Prints microseconds per
