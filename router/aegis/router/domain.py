@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any, NamedTuple
 
-from aegis.wire.codec import pack_map_around, pack_value
+from aegis.wire.codec import pack_map, pack_map_around, pack_value
 from aegis.wire.messages import EventKind, Instance, InstanceStatus, Maintenance
 
 LIVE_STATUSES = frozenset({InstanceStatus.ONLINE, InstanceStatus.UNHEALTHY})
@@ -111,20 +111,24 @@ class InstanceRecord:
 
     def with_version(self, version: int) -> InstanceRecord:
         """This record at ``version`` (what ``replace`` does, faster: see ``_copy``)."""
-        return self._copy(self.last_heartbeat_at, version)
+        return self._copy(self.last_heartbeat_at, version, self.status)
 
     def with_contact(self, contact: datetime) -> InstanceRecord:
         """This record last heard from at ``contact`` (a listing does it for every
         instance heard since its write)."""
-        return self._copy(contact, self.version)
+        return self._copy(contact, self.version, self.status)
 
-    def _copy(self, contact: datetime, version: int) -> InstanceRecord:
+    def with_status(self, status: InstanceStatus) -> InstanceRecord:
+        """This record at ``status`` (every expiry makes one)."""
+        return self._copy(self.last_heartbeat_at, self.version, status)
+
+    def _copy(self, contact: datetime, version: int, status: InstanceStatus) -> InstanceRecord:
         # Positional, every field: dataclasses.replace is several times slower, on
         # every write (tests/unit/router/bus/test_endpoints_reply_maps.py lists the fields).
         return InstanceRecord(
             self.service_name,
             self.instance_id,
-            self.status,
+            status,
             self.metadata,
             self.registered_at,
             contact,
@@ -321,6 +325,11 @@ class Timings:
                 f"{self.unhealthy_after} / {self.offline_after} / {self.remove_after}"
             )
 
+    def after(self, status: InstanceStatus) -> float:
+        """Seconds from the last contact to the transition that follows ``status``."""
+        after: float = getattr(self, _AFTER_BY_STATUS[status])
+        return after
+
     @property
     def refresh_after(self) -> float:
         """Seconds between store refreshes of a steady instance's contact: at most one
@@ -360,8 +369,7 @@ def next_deadline(
     Deadlines count from ``alive_at`` if given (see ``leases``), else from the
     record's last contact.
     """
-    after: float = getattr(timings, _AFTER_BY_STATUS[record.status])
-    return (alive_at or record.last_heartbeat_at) + timedelta(seconds=after)
+    return (alive_at or record.last_heartbeat_at) + timedelta(seconds=timings.after(record.status))
 
 
 def offline_at(record: InstanceRecord, timings: Timings) -> datetime:
@@ -390,7 +398,7 @@ def expire(
         by_age = InstanceStatus.ONLINE
     if _SEVERITY[by_age] <= _SEVERITY[record.status]:
         return record
-    return replace(record, status=by_age)
+    return record.with_status(by_age)
 
 
 class OwnerCheck(Enum):
@@ -471,3 +479,42 @@ def event_map(
     if actor is not None:
         event["actor"] = actor  # who asked: an admin token's name (operator changes only)
     return event
+
+
+# The change events packed lately, by the record they show: the writer packs one to
+# announce its change, and the JetStream store's watch sees the same write back a
+# moment later, with up to a sweep's writes in flight in between, and hands the
+# event feed the same bytes. Strong references, so an identity match never meets
+# a new record at a freed one's address; the oldest goes first. Twice a sweep's
+# writes in flight: nearly every own write is met, and what is held past its time
+# (records, their metadata, the packed events) stays bounded.
+_EVENTS_KEPT = 1024
+_packed_events: dict[
+    int,
+    tuple[
+        InstanceRecord,
+        tuple[EventKind, InstanceStatus | None, str | None],
+        dict[str, Any],
+        bytes,
+    ],
+] = {}
+
+
+def packed_event(
+    kind: EventKind,
+    shown: InstanceRecord,
+    previous: InstanceStatus | None,
+    actor: str | None = None,
+) -> tuple[dict[str, Any], bytes]:
+    """``event_map(kind, shown.to_public_map(), previous, actor)`` and its MessagePack,
+    made once for a record however often its change is announced or seen."""
+    key = (kind, previous, actor)  # compared, never hashed: members by identity
+    kept = _packed_events.get(id(shown))
+    if kept is not None and kept[0] is shown and kept[1] == key:
+        return kept[2], kept[3]
+    event = event_map(kind, shown.to_public_map(), previous, actor)
+    data = pack_map(event)
+    _packed_events[id(shown)] = (shown, key, event, data)
+    if len(_packed_events) > _EVENTS_KEPT:
+        del _packed_events[next(iter(_packed_events))]
+    return event, data

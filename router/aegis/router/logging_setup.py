@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from datetime import UTC, datetime
 from typing import Literal
 
 import orjson
@@ -39,7 +40,19 @@ def _sdk_event(
 
 def _orjson_dumps(value: object, **_: object) -> str:
     # orjson renders a log line several times faster than the json module.
-    return orjson.dumps(value, default=repr, option=orjson.OPT_NON_STR_KEYS).decode()
+    return orjson.dumps(
+        value, default=repr, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_UTC_Z
+    ).decode()
+
+
+def _stamp_utc(
+    _logger: object, _name: str, event_dict: structlog.typing.EventDict
+) -> structlog.typing.EventDict:
+    """The moment as a datetime, for the JSON renderer to write: the same text as
+    ``TimeStamper(fmt="iso", utc=True)`` (orjson with ``OPT_UTC_Z``), without
+    formatting it in Python on every line."""
+    event_dict["timestamp"] = datetime.now(UTC)
+    return event_dict
 
 
 class ReportedError(RuntimeError):
@@ -102,7 +115,9 @@ def configure_logging(level: str, fmt: LogFormat) -> None:
         renderer = structlog.dev.ConsoleRenderer(
             exception_formatter=structlog.dev.RichTracebackFormatter(show_locals=False)
         )
-    stamp = structlog.processors.TimeStamper(fmt="iso", utc=True)
+    stamp: structlog.typing.Processor = structlog.processors.TimeStamper(fmt="iso", utc=True)
+    if fmt == "json":
+        stamp = _stamp_utc
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

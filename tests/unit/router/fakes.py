@@ -33,9 +33,10 @@ class ListSink:
     def __init__(self) -> None:
         self.events: list[ChangeEvent] = []
 
-    async def publish(self, service_name: str, event: dict[str, Any]) -> None:
+    async def publish(self, service_name: str, event: dict[str, Any], data: bytes) -> None:
         # Through the model: what a subscriber decodes, checked against the contract.
-        self.events.append(ChangeEvent.model_validate(event))
+        self.events.append(ChangeEvent.model_validate(msgpack.unpackb(data)))
+        assert msgpack.unpackb(data) == event
         assert self.events[-1].instance.service_name == service_name
 
     def summary(self) -> list[tuple[str, str, str | None]]:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 import structlog
@@ -50,6 +52,23 @@ def test_json_lines_and_no_secrets_from_locals(monkeypatch: pytest.MonkeyPatch) 
     assert lines[0]["exception"][0]["exc_type"] == "ValueError"
     assert lines[1]["logger"] == "sanic.root"
     assert "hunter2-secret" not in stderr.getvalue()
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_json_lines_are_stamped_in_utc_iso_8601_with_a_z(monkeypatch: pytest.MonkeyPatch) -> None:
+    stderr = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    configure_logging("INFO", "json")
+    before = datetime.now(UTC)
+    structlog.get_logger("aegis.test").info("stamped")
+    logging.getLogger("sanic.root").warning("from sanic")
+    after = datetime.now(UTC)
+
+    stamps = [json.loads(line)["timestamp"] for line in stderr.getvalue().splitlines()]
+    assert len(stamps) == 2
+    for stamp in stamps:
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?Z", stamp), stamp
+        assert before <= datetime.fromisoformat(stamp) <= after
 
 
 @pytest.mark.usefixtures("restore_logging")

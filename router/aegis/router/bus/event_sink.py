@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from aegis.wire.codec import pack_map
 from aegis.wire.messages import events_subject
 from nats.aio.client import Client as NatsClient
 
@@ -21,10 +20,9 @@ class NatsEventSink:
         self._nc = nc
         self._own = own
 
-    async def publish(self, service_name: str, event: dict[str, Any]) -> None:
-        """Publish one event, a map in ``ChangeEvent``'s wire form (buffered by nats-py;
-        no round trip)."""
-        data = pack_map(event)
+    async def publish(self, service_name: str, event: dict[str, Any], data: bytes) -> None:
+        """Publish one event, a map in ``ChangeEvent``'s wire form packed as ``data``
+        (buffered by nats-py; no round trip)."""
         if self._own is not None:  # first: the change happened, whatever NATS does
             self._own(service_name, event["event"], data)
         await self._nc.publish(events_subject(service_name), data)

@@ -23,10 +23,9 @@ from aegis.router.domain import (
     OwnerCheck,
     Timings,
     change_kind,
-    event_map,
     expire,
-    next_deadline,
     offline_at,
+    packed_event,
 )
 from aegis.router.leases.contacts import Leases
 from aegis.router.leases.deadlines import DeadlineIndex
@@ -56,9 +55,10 @@ def utc_now() -> datetime:
 class EventSink(Protocol):
     """Where change events go (NATS in the router; a list in tests)."""
 
-    async def publish(self, service_name: str, event: dict[str, Any]) -> None:
+    async def publish(self, service_name: str, event: dict[str, Any], data: bytes) -> None:
         """Send one event of ``service_name``, a map in ``ChangeEvent``'s wire form
-        (``events.event_map``); may raise, the registry logs and carries on."""
+        (``domain.event_map``) and ``data``, the same as MessagePack (``pack_map``); may
+        raise, the registry logs and carries on."""
         ...
 
 
@@ -259,9 +259,9 @@ class RegistryEngine:
         if record is None or not self.leases.holds(key) or _kept_for_operator(record):
             self.deadlines.discard(key)
         else:
-            self.deadlines.set(
-                key, next_deadline(record, self.timings, self._alive_at(record)).timestamp()
-            )
+            # next_deadline's moment in epoch seconds, without the datetimes.
+            due = self.leases.alive_at(record) + self.timings.after(record.status)
+            self.deadlines.set(key, due)
 
     def _handover(self, handover: Handover) -> None:
         """Leases moved: sweep what this router now holds, and nothing else."""
@@ -311,9 +311,9 @@ class RegistryEngine:
         )
         if self._events is None:
             return
-        event = event_map(kind, shown.to_public_map(), previous, actor)
+        event, data = packed_event(kind, shown, previous, actor)
         try:
-            await self._events.publish(shown.service_name, event)
+            await self._events.publish(shown.service_name, event, data)
         except Exception as exc:
             log.warning("event_publish_failed", service=shown.service_name, error=repr(exc))
 

@@ -7,7 +7,8 @@ deadlines that came due from the engine's index: a key heard from since just
 moves to its contact's deadline (``_heard_since``), and only the rest are
 expired through the engine's compare-and-set (``_expire``), at most
 ``SWEEP_IN_FLIGHT`` writes at once and no faster than the expiry budget lets a
-mass transition go.
+mass transition go (its tokens are taken as each write starts, so writes
+slower than the budget are never held back by it).
 """
 
 from __future__ import annotations
@@ -135,6 +136,7 @@ class Liveness:
         deferred = 0  # keys past the expiry budget, left for the next sweep
         frozen = False
         at = now.timestamp()
+        budget_at = at  # the clock as the budget last read it: moves on while writes wait
         while left > 0 and (batch := self._deadlines.pop_due(at, SWEEP_BATCH)):
             left -= len(batch)
             if expiring >= SWEEP_BATCH:
@@ -154,12 +156,19 @@ class Liveness:
             for key in batch:
                 if self._heard_since(key, at):
                     continue
-                if not self._budget.take(at, held):
-                    self._deadlines.set(key, at + DEFERRED_FOR)
-                    deferred += 1
-                    continue
-                expiring += 1
+                # The slot first, then the token: a mass expiry whose writes take
+                # longer than the budget's pace is spending no more than it earns,
+                # so it must not be deferred to the next tick for tokens taken
+                # before its writes could start.
                 await slots.acquire()
+                if not self._budget.take(budget_at, held):
+                    budget_at = max(budget_at, self._engine.now().timestamp())
+                    if not self._budget.take(budget_at, held):
+                        slots.release()
+                        self._deadlines.set(key, at + DEFERRED_FOR)
+                        deferred += 1
+                        continue
+                expiring += 1
                 task = asyncio.create_task(expire(key))
                 running.add(task)
                 task.add_done_callback(done)

@@ -25,7 +25,8 @@ def tick_for(unhealthy_after: float) -> float:
 
 
 class Sweeper:
-    """A background task calling ``liveness.sweep()`` every ``tick`` seconds.
+    """A background task calling ``liveness.sweep()`` every ``tick`` seconds (or at
+    once after a sweep that took longer).
 
     While the router is cut off from NATS it cannot hear any heartbeat, so it
     must not expire anyone: ``pause`` stops the sweeps (and says so), ``resume``
@@ -98,8 +99,13 @@ class Sweeper:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
+        started = loop.time()
         while True:
-            await asyncio.sleep(self._tick)
+            # One sweep a tick, counted from when the last began: after a sweep that
+            # ran past its tick (a mass expiry), what fell due meanwhile is swept at
+            # once rather than a whole tick later.
+            await asyncio.sleep(max(0.0, started + self._tick - loop.time()))
+            started = loop.time()
             if self._hearing is not None:
                 # Judged on each tick, before sweeping: a router continued after a
                 # pause sweeps on its first tick, before it has read the heartbeats

@@ -33,7 +33,7 @@ from aegis.router.domain import (
     InstanceRecord,
     MaintenanceMark,
     change_kind,
-    event_map,
+    packed_event,
 )
 from aegis.router.logging_setup import ReportedError
 from aegis.router.store.kv_watch import BucketWatch
@@ -45,7 +45,6 @@ from aegis.router.store.port import (
     StoreError,
     Versioned,
 )
-from aegis.wire.codec import pack_map
 from aegis.wire.messages import EventKind, InstanceStatus
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
@@ -126,9 +125,11 @@ def decode_record(data: bytes) -> InstanceRecord:
 
 def watched_event(
     before: InstanceRecord | None, after: InstanceRecord | None
-) -> dict[str, Any] | None:
-    """The change event (wire map) a write from ``before`` to ``after`` announced, as the
-    writer's registry made it; None if the write was no news (a refresh)."""
+) -> tuple[dict[str, Any], bytes] | None:
+    """The change event (wire map, and its MessagePack) a write from ``before`` to
+    ``after`` announced, as the writer's registry made it; None if the write was no
+    news (a refresh). This router's own writes come back as the records it wrote:
+    their events were packed when announced, and are not packed again."""
     actor = None
     if after is None:
         if before is None:
@@ -146,7 +147,7 @@ def watched_event(
     if kind is None:
         return None
     previous = before.status if before is not None else None
-    return event_map(kind, shown.to_public_map(), previous, actor)
+    return packed_event(kind, shown, previous, actor)
 
 
 class WatchFeed(Protocol):
@@ -319,10 +320,10 @@ class JetStreamStore:
             self._watched[name] = after
         if not live:
             return
-        event = watched_event(before, after)
-        if event is not None:
-            service = event["instance"]["service_name"]
-            feed.add_at(revision, service, event["event"], pack_map(event))
+        watched = watched_event(before, after)
+        if watched is not None:
+            event, data = watched
+            feed.add_at(revision, event["instance"]["service_name"], event["event"], data)
         feed.advance(revision)
         self._saw(revision)
 

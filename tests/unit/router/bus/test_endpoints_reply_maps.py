@@ -13,7 +13,14 @@ from typing import Any
 import msgpack
 import pytest
 from aegis.router.bus.endpoints import endpoints, steady_heartbeat_reply
-from aegis.router.domain import InstanceKey, InstanceRecord, MaintenanceMark, event_map, iso
+from aegis.router.domain import (
+    InstanceKey,
+    InstanceRecord,
+    MaintenanceMark,
+    event_map,
+    iso,
+    packed_event,
+)
 from aegis.router.registry.operations import Registry
 from aegis.router.store.port import MemoryStore
 from aegis.wire.codec import pack, pack_map
@@ -137,11 +144,25 @@ def test_event_map_packs_as_the_change_event_model(
     r = record(METADATA[1], InstanceStatus.UNHEALTHY, 3)
     model = ChangeEvent(event=kind, instance=r.to_public(), previous_status=previous, actor=actor)
     assert pack_map(event_map(kind, r.to_public_map(), previous, actor)) == pack(model)
+    event, data = packed_event(kind, r, previous, actor)
+    assert (event, data) == (event_map(kind, r.to_public_map(), previous, actor), pack(model))
 
 
-def test_with_version_and_with_contact_keep_every_other_field() -> None:
-    # A new field must be added to with_version and with_contact too: this list
-    # makes that seen.
+def test_a_change_seen_twice_is_packed_once_and_another_anew() -> None:
+    # The writer announces a change and its store's watch sees the write again.
+    r = record(METADATA[1], InstanceStatus.UNHEALTHY, 3)
+    online, changed = InstanceStatus.ONLINE, EventKind.STATUS_CHANGED
+    announced = packed_event(changed, r, online)
+    assert packed_event(changed, r, online)[1] is announced[1]
+    assert msgpack.unpackb(packed_event(changed, r, None)[1]).get("previous_status") is None
+    copy = r.with_version(r.version)
+    assert packed_event(changed, copy, online)[1] is not announced[1]
+    assert packed_event(changed, copy, online)[1] == announced[1]
+
+
+def test_with_version_contact_and_status_keep_every_other_field() -> None:
+    # A new field must be added to with_version, with_contact and with_status too:
+    # this list makes that seen.
     names = [f.name for f in fields(InstanceRecord) if f.init]
     assert names == [
         "service_name",
@@ -163,6 +184,7 @@ def test_with_version_and_with_contact_keep_every_other_field() -> None:
     assert r.with_version(9) == replace(r, version=9)
     later = T0 + timedelta(seconds=3)
     assert r.with_contact(later) == replace(r, last_heartbeat_at=later)
+    assert r.with_status(InstanceStatus.OFFLINE) == replace(r, status=InstanceStatus.OFFLINE)
 
 
 def test_the_public_map_of_one_record_is_made_once_and_of_another_anew() -> None:

@@ -104,7 +104,7 @@ async def test_gives_up_with_store_error_after_max_cas_attempts(
 
 
 class BrokenSink:
-    async def publish(self, service_name: str, event: dict[str, Any]) -> None:
+    async def publish(self, service_name: str, event: dict[str, Any], data: bytes) -> None:
         raise ConnectionError("nats is down")
 
 

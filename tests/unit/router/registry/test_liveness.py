@@ -11,7 +11,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 import pytest
-from aegis.router.domain import InstanceKey, Outcome, OwnerCheck
+from aegis.router.domain import InstanceKey, InstanceRecord, Outcome, OwnerCheck
+from aegis.router.registry import liveness
 from aegis.router.registry.expiry_budget import ExpiryBudget
 from aegis.router.registry.liveness import SWEEP_BATCH
 from aegis.router.registry.operations import Registry
@@ -22,7 +23,7 @@ from aegis.router.store.port import (
 from prometheus_client import REGISTRY
 from structlog.testing import capture_logs
 
-from tests.support import T0
+from tests.support import T0, FakeClock
 from tests.unit.router.fakes import (
     KEY,
     LATE,
@@ -223,3 +224,42 @@ async def test_an_expiry_within_the_budget_is_not_slowed() -> None:
             await registry.register(register_request(f"i-{n}"))
         assert await sweep_at(registry, clock, 10 + LATE) == 50
     assert not registry.liveness.expiry_slowed
+
+
+class SlowWrites(MemoryStore):
+    """A store each update of which takes ``seconds`` on ``clock``."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self.clock: FakeClock | None = None
+
+    async def update(self, rec: InstanceRecord, expected_revision: int) -> int:
+        await asyncio.sleep(0)
+        if self.clock is not None:
+            self.clock.elapsed += self.seconds
+        return await super().update(rec, expected_revision)
+
+
+async def test_a_mass_expiry_slower_than_its_budget_is_not_held_back_by_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Eight writes at once, each a tenth of a second: 80 a second, past the
+    # budget's 50 only while the first full bucket lasts.
+    monkeypatch.setattr(liveness, "SWEEP_IN_FLIGHT", 8)
+    store = SlowWrites(0.1)
+    registry, clock, sink, _ = make_registry(store, ExpiryBudget(share=0.1, floor=50))
+    with capture_logs():
+        for n in range(200):
+            await registry.register(register_request(f"i-{n}"))
+    sink.events.clear()
+    store.clock = clock
+
+    with capture_logs() as logs:
+        changed = await sweep_at(registry, clock, 10 + LATE)
+
+    assert changed == 200, "one sweep, none left for the next tick"
+    assert {r.status for r in await registry.instances()} == {UNHEALTHY}
+    assert len(sink.events) == 200
+    assert not registry.liveness.expiry_slowed
+    assert not [e for e in logs if "mass_expiry" in e["event"]]

@@ -71,6 +71,37 @@ async def test_keeps_sweeping_after_a_sweep_raises() -> None:
     assert fake.calls >= 5
 
 
+class SlowLiveness:
+    """Each sweep takes ``seconds``; records when each began and ended (loop time)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.spans: list[tuple[float, float]] = []
+        self.two = asyncio.Event()
+
+    async def sweep(self) -> int:
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        await asyncio.sleep(self.seconds)
+        self.spans.append((began, loop.time()))
+        if len(self.spans) == 2:
+            self.two.set()
+        return 0
+
+
+async def test_a_sweep_longer_than_a_tick_is_followed_at_once() -> None:
+    # A mass expiry's sweep outlasting its tick: what fell due meanwhile waits for
+    # no further tick.
+    slow = SlowLiveness(1.2)
+    sweeper = Sweeper(cast(Liveness, slow), 1.0)
+    sweeper.start()
+    await asyncio.wait_for(slow.two.wait(), SAFETY_NET)
+    await sweeper.stop()
+
+    (_, first_ended), (second_began, _) = slow.spans[:2]
+    assert second_began - first_ended < 0.5
+
+
 async def test_stop_is_safe_before_start_and_twice() -> None:
     sweeper = Sweeper(cast(Liveness, FakeLiveness(target=1)), TICK)
     await sweeper.stop()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
+import msgpack
 from aegis.router.domain import InstanceKey, InstanceRecord
 from aegis.router.rest.event_feed import EventFeed
 from aegis.router.store.jetstream import (
@@ -141,9 +142,11 @@ def test_the_change_mark_is_stored_and_read_back_and_a_copy_drops_it() -> None:
 def test_a_record_of_an_older_router_is_named_from_its_version() -> None:
     before = stored("b-1", ONLINE).with_version(1)
     assert watched_event(before, stored("b-1", ONLINE).with_version(1)) is None  # a refresh
-    event = watched_event(before, stored("b-1", OFFLINE).with_version(2))
-    assert event is not None
+    watched = watched_event(before, stored("b-1", OFFLINE).with_version(2))
+    assert watched is not None
+    event, data = watched
     assert event["event"] == "status_changed"
+    assert msgpack.unpackb(data) == event
     assert watched_event(None, None) is None
 
 
