@@ -7,8 +7,9 @@ single definition of what such a map may hold (``codec`` packs and unpacks them)
 from __future__ import annotations
 
 import math
+import re
 from enum import StrEnum
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, NamedTuple
 
 import msgpack
 from pydantic import (
@@ -219,6 +220,97 @@ class RegisterRequest(BaseModel):
                 {"size": size, "limit": limit},
             )
         return value
+
+
+class RegisterFields(NamedTuple):
+    """A registration's fields once valid: what ``RegisterRequest`` holds, as a tuple.
+
+    ``validate_register`` makes one without building the model for a
+    well-formed body; the router takes either.
+    """
+
+    service_name: str
+    instance_id: str
+    metadata: dict[str, Any]
+    timestamp: str | None
+    session_id: str | None
+    seq: int | None
+
+
+# The patterns without anchors, for fullmatch: re's ``$`` also matches before a
+# final newline, which pydantic's (Rust) regex does not.
+_SERVICE_NAME: Final = re.compile(SERVICE_NAME_PATTERN[1:-1])
+_INSTANCE_ID: Final = re.compile(INSTANCE_ID_PATTERN[1:-1])
+_SEQ_MAX: Final = 2**63 - 1
+_SESSION_MAX: Final = 256
+
+
+def well_formed_registration(
+    body: dict[str, Any], max_metadata_bytes: int = DEFAULT_MAX_METADATA_BYTES
+) -> RegisterFields | None:
+    """``body``'s fields if it is a registration in its common shape, valid; else None.
+
+    Accepts only what ``RegisterRequest`` accepts, with the same result: each
+    field of the exact wire type within its bounds. None says nothing about
+    validity: anything else (a missing or mistyped field, a value pydantic would
+    convert) is for the model to judge, and its errors are the 400's details.
+    """
+    service = body.get("service_name")
+    instance = body.get("instance_id")
+    if (
+        type(service) is not str
+        or type(instance) is not str
+        or _SERVICE_NAME.fullmatch(service) is None
+        or _INSTANCE_ID.fullmatch(instance) is None
+    ):
+        return None
+    stamp = body.get("timestamp")
+    if stamp is not None and (type(stamp) is not str or len(stamp) > TIMESTAMP_MAX):
+        return None
+    session = body.get("session_id")
+    if session is not None and (type(session) is not str or not 0 < len(session) <= _SESSION_MAX):
+        return None
+    seq = body.get("seq")
+    if seq is not None and (type(seq) is not int or not 0 <= seq <= _SEQ_MAX):
+        return None
+    metadata = body.get("metadata")
+    if metadata is None:
+        metadata = {}
+    elif type(metadata) is not dict:
+        return None
+    else:
+        try:
+            check_metadata(metadata)
+        except ValueError:
+            return None
+        if len(msgpack.packb(metadata)) > max_metadata_bytes:
+            return None
+    return RegisterFields(service, instance, metadata, stamp, session, seq)
+
+
+def validate_register(
+    body: dict[str, Any], max_metadata_bytes: int = DEFAULT_MAX_METADATA_BYTES
+) -> RegisterFields:
+    """A registration body's fields; raises pydantic's ``ValidationError`` as
+    ``RegisterRequest.model_validate`` does.
+
+    The common well-formed body skips the model (``well_formed_registration``);
+    anything else is the model's to accept or refuse, so a refusal's details
+    are always the model's own.
+    """
+    fields = well_formed_registration(body, max_metadata_bytes)
+    if fields is not None:
+        return fields
+    context = {"max_metadata_bytes": max_metadata_bytes}
+    request = RegisterRequest.model_validate(body, context=context)
+    return RegisterFields(
+        request.service_name,
+        request.instance_id,
+        request.metadata,
+        request.timestamp,
+        request.session_id,
+        request.seq,
+    )
 
 
 class InstanceRequest(BaseModel):
