@@ -321,6 +321,12 @@ class Timings:
                 f"{self.unhealthy_after} / {self.offline_after} / {self.remove_after}"
             )
 
+    def after(self, status: InstanceStatus) -> float:
+        """Seconds without contact before an instance in ``status`` is next due for a
+        check (its next transition)."""
+        seconds: float = getattr(self, _AFTER_BY_STATUS[status])
+        return seconds
+
     @property
     def refresh_after(self) -> float:
         """Seconds between store refreshes of a steady instance's contact: at most one
@@ -360,8 +366,7 @@ def next_deadline(
     Deadlines count from ``alive_at`` if given (see ``leases``), else from the
     record's last contact.
     """
-    after: float = getattr(timings, _AFTER_BY_STATUS[record.status])
-    return (alive_at or record.last_heartbeat_at) + timedelta(seconds=after)
+    return (alive_at or record.last_heartbeat_at) + timedelta(seconds=timings.after(record.status))
 
 
 def offline_at(record: InstanceRecord, timings: Timings) -> datetime:
