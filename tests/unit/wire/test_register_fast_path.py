@@ -10,6 +10,8 @@ import pytest
 from aegis.wire.messages import (
     RegisterFields,
     RegisterRequest,
+    _plainly_valid,
+    check_metadata,
     error_details,
     validate_register,
     well_formed_registration,
@@ -170,3 +172,23 @@ def test_a_refusal_carries_the_models_details() -> None:
         validate_register(body)
     locs = [d.loc for d in error_details(caught.value)]
     assert locs == [["service_name"], ["seq"]]
+
+
+@settings(max_examples=2000, deadline=None)
+@given(json_like, st.integers(1, 4))
+def test_metadata_is_judged_as_the_full_walk_judges_it(value: Any, max_depth: int) -> None:
+    """check_metadata's shortcut by exact types accepts nothing its walk would refuse."""
+
+    def walk_refuses(v: Any) -> bool:
+        try:
+            check_metadata(v, max_depth=max_depth)
+        except ValueError:
+            return True
+        return False
+
+    if _plainly_valid(value, max_depth):
+        assert not walk_refuses(value)
+    # A refusal still names where: the walk behind the shortcut says it.
+    if walk_refuses(value):
+        with pytest.raises(ValueError, match=r"^metadata"):
+            check_metadata(value, max_depth=max_depth)
