@@ -516,6 +516,11 @@ class RegistryActions:
         if owner is None:
             return None
         key, session, seq = owner
+        # Most registrations are of an instance not held yet, or another session's: a
+        # look-up settles those before the metadata is packed.
+        held = self._registry.instance(key)
+        if held is None or held.session_id != session:
+            return None
         stamp = body.get("timestamp")
         if stamp is not None and (type(stamp) is not str or len(stamp) > TIMESTAMP_MAX):
             return None
