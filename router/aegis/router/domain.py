@@ -159,13 +159,19 @@ class InstanceRecord:
         if _last_public[0] is self:
             last: dict[str, Any] = _last_public[1]
             return last
+        registered_at = iso(self.registered_at)
+        # A registration's record: both are the moment it was made.
+        if self.last_heartbeat_at is self.registered_at:
+            last_heartbeat_at = registered_at
+        else:
+            last_heartbeat_at = iso(self.last_heartbeat_at)
         public = {
             "service_name": self.service_name,
             "instance_id": self.instance_id,
             "status": self.status.value,
             "metadata": self.metadata,
-            "registered_at": iso(self.registered_at),
-            "last_heartbeat_at": iso(self.last_heartbeat_at),
+            "registered_at": registered_at,
+            "last_heartbeat_at": last_heartbeat_at,
             "version": self.version,
         }
         if self.maintenance is not None:
