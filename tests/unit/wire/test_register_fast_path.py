@@ -125,7 +125,7 @@ def by_model(body: dict[str, Any], limit: int) -> tuple[str, Any]:
     return answer(validate, body)
 
 
-@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(bodies(), st.sampled_from(LIMITS))
 def test_any_body_gets_the_models_answer(body: dict[str, Any], limit: int) -> None:
     """Accepted with the same fields, or refused with the same details, as the model."""
@@ -133,7 +133,7 @@ def test_any_body_gets_the_models_answer(body: dict[str, Any], limit: int) -> No
     assert ours == by_model(body, limit)
 
 
-@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(bodies(), st.sampled_from(LIMITS))
 def test_the_fast_path_accepts_only_what_the_model_accepts(
     body: dict[str, Any], limit: int
