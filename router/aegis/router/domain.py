@@ -163,13 +163,19 @@ class InstanceRecord:
         if _last_public[0] is self:
             last: dict[str, Any] = _last_public[1]
             return last
+        registered_at = iso(self.registered_at)
+        # A registration's record: both are the moment it was made.
+        if self.last_heartbeat_at is self.registered_at:
+            last_heartbeat_at = registered_at
+        else:
+            last_heartbeat_at = iso(self.last_heartbeat_at)
         public = {
             "service_name": self.service_name,
             "instance_id": self.instance_id,
             "status": self.status.value,
             "metadata": self.metadata,
-            "registered_at": iso(self.registered_at),
-            "last_heartbeat_at": iso(self.last_heartbeat_at),
+            "registered_at": registered_at,
+            "last_heartbeat_at": last_heartbeat_at,
             "version": self.version,
         }
         if self.maintenance is not None:
@@ -326,9 +332,10 @@ class Timings:
             )
 
     def after(self, status: InstanceStatus) -> float:
-        """Seconds from the last contact to the transition that follows ``status``."""
-        after: float = getattr(self, _AFTER_BY_STATUS[status])
-        return after
+        """Seconds without contact before an instance in ``status`` is next due for a
+        check (its next transition)."""
+        seconds: float = getattr(self, _AFTER_BY_STATUS[status])
+        return seconds
 
     @property
     def refresh_after(self) -> float:

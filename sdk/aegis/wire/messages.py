@@ -7,8 +7,9 @@ single definition of what such a map may hold (``codec`` packs and unpacks them)
 from __future__ import annotations
 
 import math
+import re
 from enum import StrEnum
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, NamedTuple
 
 import msgpack
 from pydantic import (
@@ -142,6 +143,8 @@ def check_metadata(value: Any, *, max_depth: int = MAX_METADATA_DEPTH) -> None:
     Allowed: str, int, finite float, bool, None, lists and string-keyed maps,
     nested at most ``max_depth`` levels (the top-level map is level 1).
     """
+    if _plainly_valid(value, max_depth):
+        return
     # Iterative walk: hostile input must not be able to blow the Python stack.
     stack: list[tuple[Any, int, str]] = [(value, 1, "metadata")]
     while stack:
@@ -171,6 +174,42 @@ def check_metadata(value: Any, *, max_depth: int = MAX_METADATA_DEPTH) -> None:
                 f"{path}: {type(item).__name__} is not a JSON-compatible value "
                 "(allowed: str, int, float, bool, nil, arrays, string-keyed maps)"
             )
+
+
+def _plainly_valid(value: Any, max_depth: int) -> bool:
+    """Whether ``value`` passes ``check_metadata`` by the exact types of its members alone.
+
+    The common metadata, checked without making a path for each member; False
+    says nothing (a subclass, an error): ``check_metadata``'s walk judges it.
+    """
+    if type(value) is not dict and type(value) is not list:
+        return False
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        container, depth = stack.pop()
+        if depth > max_depth:
+            return False
+        children = container
+        if type(container) is dict:
+            for key in container:
+                if type(key) is not str:
+                    return False
+            children = container.values()
+        for child in children:
+            kind = type(child)
+            if kind is str or kind is bool or child is None:
+                continue
+            if kind is int:
+                if not _INT_MIN <= child <= _INT_MAX:
+                    return False
+            elif kind is float:
+                if not math.isfinite(child):
+                    return False
+            elif kind is dict or kind is list:
+                stack.append((child, depth + 1))
+            else:
+                return False
+    return True
 
 
 # Longest ``RegisterRequest.timestamp`` accepted (the registrant's clock, kept nowhere).
@@ -219,6 +258,94 @@ class RegisterRequest(BaseModel):
                 {"size": size, "limit": limit},
             )
         return value
+
+
+class RegisterFields(NamedTuple):
+    """A registration's fields once valid: what ``RegisterRequest`` holds, as a tuple.
+
+    ``validate_register`` makes one without building the model for a
+    well-formed body; the router takes either.
+    """
+
+    service_name: str
+    instance_id: str
+    metadata: dict[str, Any]
+    timestamp: str | None
+    session_id: str | None
+    seq: int | None
+
+
+# The patterns without anchors, for fullmatch: re's ``$`` also matches before a
+# final newline, which pydantic's (Rust) regex does not.
+_SERVICE_NAME: Final = re.compile(SERVICE_NAME_PATTERN[1:-1])
+_INSTANCE_ID: Final = re.compile(INSTANCE_ID_PATTERN[1:-1])
+_SEQ_MAX: Final = 2**63 - 1
+_SESSION_MAX: Final = 256
+
+
+def well_formed_registration(
+    body: dict[str, Any], max_metadata_bytes: int = DEFAULT_MAX_METADATA_BYTES
+) -> RegisterFields | None:
+    """``body``'s fields if it is a registration in its common shape, valid; else None.
+
+    Accepts only what ``RegisterRequest`` accepts, with the same result: each
+    field of the exact wire type within its bounds (metadata by
+    ``check_metadata``'s shortcut). None says nothing about
+    validity: anything else (a missing or mistyped field, a value pydantic would
+    convert) is for the model to judge, and its errors are the 400's details.
+    """
+    service = body.get("service_name")
+    instance = body.get("instance_id")
+    if (
+        type(service) is not str
+        or type(instance) is not str
+        or _SERVICE_NAME.fullmatch(service) is None
+        or _INSTANCE_ID.fullmatch(instance) is None
+    ):
+        return None
+    stamp = body.get("timestamp")
+    if stamp is not None and (type(stamp) is not str or len(stamp) > TIMESTAMP_MAX):
+        return None
+    session = body.get("session_id")
+    if session is not None and (type(session) is not str or not 0 < len(session) <= _SESSION_MAX):
+        return None
+    seq = body.get("seq")
+    if seq is not None and (type(seq) is not int or not 0 <= seq <= _SEQ_MAX):
+        return None
+    metadata = body.get("metadata")
+    if metadata is None:
+        metadata = {}
+    elif type(metadata) is not dict or (
+        not _plainly_valid(metadata, MAX_METADATA_DEPTH)
+        or len(msgpack.packb(metadata)) > max_metadata_bytes
+    ):
+        return None
+    return RegisterFields(service, instance, metadata, stamp, session, seq)
+
+
+def validate_register(
+    body: dict[str, Any], max_metadata_bytes: int = DEFAULT_MAX_METADATA_BYTES
+) -> RegisterFields:
+    """A registration body's fields; raises pydantic's ``ValidationError`` as
+    ``RegisterRequest.model_validate`` does.
+
+    The common well-formed body skips the model (``well_formed_registration``);
+    anything else is the model's to accept or refuse, so a refusal's details
+    are always the model's own.
+    """
+    fields = well_formed_registration(body, max_metadata_bytes)
+    if fields is not None:
+        return fields
+    context = {"max_metadata_bytes": max_metadata_bytes}
+    request = RegisterRequest.model_validate(body, context=context)
+    return RegisterFields(
+        request.service_name,
+        request.instance_id,
+        request.metadata,
+        request.timestamp,
+        request.session_id,
+        request.seq,
+    )
 
 
 class InstanceRequest(BaseModel):

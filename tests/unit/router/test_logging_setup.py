@@ -8,7 +8,7 @@ import logging
 import re
 import sys
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import structlog
@@ -17,6 +17,7 @@ from aegis.router.logging_setup import (
     configure_logging,
     debug_enabled,
     reset_logging,
+    utc_stamp,
 )
 
 
@@ -118,3 +119,20 @@ def test_the_hot_paths_debug_switch_follows_the_configured_level() -> None:
     configure_logging("WARNING", "json")
     reset_logging()
     assert debug_enabled()  # structlog's default: every level
+
+
+@pytest.mark.parametrize(
+    "ns",
+    [
+        0,
+        1_765_119_600_000_000_000,  # a whole second: no fraction, as isoformat writes it
+        1_765_119_600_000_001_000,
+        1_765_119_600_123_456_789,  # truncated to the microsecond
+        1_765_119_659_999_999_999,
+        4_102_444_799_999_999_000,  # the last microsecond of 2099
+    ],
+)
+def test_each_line_is_stamped_as_structlogs_iso_utc_stamper_would(ns: int) -> None:
+    moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=ns // 1000)
+    assert utc_stamp(ns) == moment.isoformat().replace("+00:00", "Z")
+    assert utc_stamp(ns) == utc_stamp(ns)  # made again from the second kept

@@ -35,7 +35,7 @@ from aegis.wire.messages import (
     ErrorDetail,
     InstanceRequest,
     InstanceStatus,
-    RegisterRequest,
+    RegisterFields,
     Reply,
     error_details,
     router_forward_subject,
@@ -43,15 +43,16 @@ from aegis.wire.messages import (
     service_heartbeat_subject,
     service_subject,
     subject_service,
+    validate_register,
 )
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 # Seconds over which renewed registrations are summed into one INFO line.
 RENEWAL_WINDOW = 5.0
 
 log = structlog.get_logger("aegis.router.bus.endpoints")
 
-M = TypeVar("M", bound=BaseModel)
+M = TypeVar("M")
 
 _STATUS_BY_OUTCOME = {
     Outcome.CREATED: 201,
@@ -160,8 +161,11 @@ class Handled:
     result: str
     fields: Mapping[str, Any] = field(default_factory=dict)
     quiet: bool = False  # hot-path successes (heartbeats) log at debug
-    request: BaseModel | None = None  # its service and instance join the log line
+    request: object = None  # its service and instance join the log line
 
+
+Validate = Callable[[dict[str, Any]], M]
+"""A decoded body as its endpoint's request; raises pydantic's ``ValidationError``."""
 
 Action = Callable[[M], Awaitable[Handled]]
 """What an endpoint does with a validated request."""
@@ -175,7 +179,7 @@ Handler = Callable[[bytes], Awaitable[bytes]]
 
 
 class Endpoint(Generic[M]):
-    """One subject: decode, validate into ``model``, run ``action``, encode.
+    """One subject: decode, ``validate``, run ``action``, encode.
 
     ``scoped``: it serves the per-service subjects (``ipc.svc.<service>.*``), is given
     the subject of each request, and refuses a body naming another service (400,
@@ -185,11 +189,10 @@ class Endpoint(Generic[M]):
     def __init__(
         self,
         event: str,
-        model: type[M],
+        validate: Validate[M],
         action: Action[M],
         *,
         max_request_bytes: int,
-        context: Mapping[str, Any] | None = None,
         at_once: AtOnce | None = None,
         at_once_result: str = "ok",
         scoped: bool = False,
@@ -198,11 +201,9 @@ class Endpoint(Generic[M]):
         self.scoped = scoped
         self._at_once = at_once
         self._at_once_result = at_once_result
-        self._model = model
         self._action = action
         self._max_request_bytes = max_request_bytes
-        self._context = dict(context or {})
-        self._validate = model.model_validate
+        self._validate = validate
         self._answered = request_tally(event, at_once_result)
 
     async def __call__(
@@ -308,7 +309,7 @@ class Endpoint(Generic[M]):
                 reply = subject_mismatch_reply(named, subject)
                 return Handled(reply, "subject_mismatch", mismatch)
         try:
-            return self._validate(body, context=self._context)
+            return self._validate(body)
         except ValidationError as exc:
             details = error_details(exc)
             fields = {
@@ -337,7 +338,7 @@ class Endpoint(Generic[M]):
         return Handled(_internal_error(), "error", where)
 
 
-def _where(request: BaseModel) -> dict[str, Any]:
+def _where(request: object) -> dict[str, Any]:
     """The service and instance a request names, for its log line."""
     return {
         "service": getattr(request, "service_name", None),
@@ -434,7 +435,7 @@ class RegistryActions:
             return _service_heartbeat_subject(service_name, self._self_id)
         return self._own_subject
 
-    async def register(self, request: RegisterRequest) -> Handled:
+    async def register(self, request: RegisterFields) -> Handled:
         """201 new / 200 renewed / 409 taken, with the router's liveness timings."""
         decision = await self._registry.register(request)
         status = _STATUS_BY_OUTCOME[decision.outcome]
@@ -515,6 +516,11 @@ class RegistryActions:
         if owner is None:
             return None
         key, session, seq = owner
+        # Most registrations are of an instance not held yet, or another session's: a
+        # look-up settles those before the metadata is packed.
+        held = self._registry.instance(key)
+        if held is None or held.session_id != session:
+            return None
         stamp = body.get("timestamp")
         if stamp is not None and (type(stamp) is not str or len(stamp) > TIMESTAMP_MAX):
             return None
@@ -666,7 +672,7 @@ def _owner_reply(
     return Handled(done, "ok", quiet=quiet)
 
 
-def stale_reply(request: RegisterRequest | InstanceRequest, record: InstanceRecord) -> Reply:
+def stale_reply(request: RegisterFields | InstanceRequest, record: InstanceRecord) -> Reply:
     """409: a later registration or deregistration of the same session overtook this
     request; nothing changed."""
     return error_reply(
@@ -709,7 +715,9 @@ def endpoints(
     self_id = registry.leases.membership.self_id
     limits: dict[str, Any] = {"max_request_bytes": max_request_bytes}
     local = RegistryActions(registry)
-    forward_endpoint = Endpoint("heartbeat", InstanceRequest, local.heartbeat, **limits)
+    forward_endpoint = Endpoint(
+        "heartbeat", InstanceRequest.model_validate, local.heartbeat, **limits
+    )
     served: dict[str, Endpoint[Any]] = {}
     if shared_subjects:
         shared = _verbs(RegistryActions(registry, forward), max_metadata_bytes, limits)
@@ -731,9 +739,8 @@ def _verbs(
     return {
         REGISTER: Endpoint(
             "registration",
-            RegisterRequest,
+            functools.partial(validate_register, max_metadata_bytes=max_metadata_bytes),
             actions.register,
-            context={"max_metadata_bytes": max_metadata_bytes},
             at_once=functools.partial(
                 actions.repeated_registration_reply, max_metadata_bytes=max_metadata_bytes
             ),
@@ -742,11 +749,15 @@ def _verbs(
         ),
         HEARTBEAT: Endpoint(
             "heartbeat",
-            InstanceRequest,
+            InstanceRequest.model_validate,
             actions.heartbeat,
             at_once=actions.heartbeat_at_once,
             **options,
         ),
-        DEREGISTER: Endpoint("deregistration", InstanceRequest, actions.deregister, **options),
-        DISCOVER: Endpoint("discovery", DiscoverRequest, actions.discover, **options),
+        DEREGISTER: Endpoint(
+            "deregistration", InstanceRequest.model_validate, actions.deregister, **options
+        ),
+        DISCOVER: Endpoint(
+            "discovery", DiscoverRequest.model_validate, actions.discover, **options
+        ),
     }

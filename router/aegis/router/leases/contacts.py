@@ -63,26 +63,29 @@ class Leases:
         heard = self._heard.get(key)
         return heard if heard is not None and heard > stored_at else stored_at
 
-    def heard_at(self, record: InstanceRecord) -> float:
-        """``record``'s last contact, heard here or stored (epoch seconds)."""
+    def heard_at(self, record: InstanceRecord, key: InstanceKey | None = None) -> float:
+        """``record``'s last contact, heard here or stored (epoch seconds); ``key`` is its
+        key, if the caller has it already."""
         at = record.last_heartbeat_at.timestamp()
         # UNHEALTHY too: a recovery heard while its write waits (recoveries.py).
         if record.status is not InstanceStatus.OFFLINE:
-            heard = self._heard.get(record.key)
+            heard = self._heard.get(record.key if key is None else key)
             if heard is not None and heard > at:
                 return heard
         return at
 
-    def alive_at(self, record: InstanceRecord, partition: int | None = None) -> float:
+    def alive_at(
+        self, record: InstanceRecord, partition: int | None = None, key: InstanceKey | None = None
+    ) -> float:
         """Where ``record``'s liveness deadlines count from (epoch seconds); ``partition``
-        is its key's, if the caller has it already.
+        and ``key`` are its key's and its key, if the caller has them already.
 
         The floors hold for an OFFLINE record too: one that went OFFLINE by age
         counted from a floor (its contacts died with another router), and its
         removal must count from the same moment, not from the older contact in
         the store, which could remove it on the very next sweep.
         """
-        at = self.heard_at(record)
+        at = self.heard_at(record, key)
         now = self._clock()
         if not self.membership.hearing(now):
             # This router cannot hear itself, so neither the contacts nor the
@@ -90,7 +93,7 @@ class Leases:
             # (no takeover of a live registration, no expiry) until it hears again.
             return max(at, now)
         if partition is None:
-            partition = partition_of(record.key)
+            partition = partition_of(record.key if key is None else key)
         holder = self.membership.holder_of(partition)
         if holder == self.membership.self_id:
             floor = self._floors.get(partition, self._since)

@@ -256,12 +256,18 @@ class RegistryEngine:
 
     def _schedule(self, key: InstanceKey, record: InstanceRecord | None) -> None:
         """Keep a deadline for ``key`` if this router holds its lease, and only then."""
-        if record is None or not self.leases.holds(key) or _kept_for_operator(record):
+        if record is None or _kept_for_operator(record):
             self.deadlines.discard(key)
-        else:
-            # next_deadline's moment in epoch seconds, without the datetimes.
-            due = self.leases.alive_at(record) + self.timings.after(record.status)
-            self.deadlines.set(key, due)
+            return
+        # On every write: the partition hashed once, the deadline in epoch seconds
+        # (next_deadline's, without a datetime each way).
+        partition = partition_of(key)
+        membership = self.leases.membership
+        if membership.holder_of(partition) != membership.self_id:
+            self.deadlines.discard(key)
+            return
+        alive_at = self.leases.alive_at(record, partition, key)
+        self.deadlines.set(key, alive_at + self.timings.after(record.status))
 
     def _handover(self, handover: Handover) -> None:
         """Leases moved: sweep what this router now holds, and nothing else."""

@@ -43,7 +43,13 @@ from aegis.router.registry.liveness import Liveness
 from aegis.router.registry.pages import Page, PageQuery, read_page
 from aegis.router.registry.recoveries import Recoveries
 from aegis.router.store.port import InstanceStore
-from aegis.wire.messages import FilterValue, InstanceStatus, RegisterRequest, matches
+from aegis.wire.messages import (
+    FilterValue,
+    InstanceStatus,
+    RegisterFields,
+    RegisterRequest,
+    matches,
+)
 
 __all__ = [
     "MAX_CAS_ATTEMPTS",
@@ -153,7 +159,7 @@ class Registry:
         heard, counted from its lease's liveness."""
         return self._engine.offline_at(record)
 
-    async def register(self, request: RegisterRequest) -> Decision:
+    async def register(self, request: RegisterRequest | RegisterFields) -> Decision:
         """Register one instance; the decision says created, renewed or duplicate.
 
         Safe under concurrency: of many registrations of one instance id with

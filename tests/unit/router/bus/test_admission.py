@@ -8,9 +8,11 @@ from typing import Any
 
 import msgpack
 import pytest
+import structlog
 from aegis.router.bus.admission import MAX_RETRY_AFTER, MIN_RETRY_AFTER, Lane
 from aegis.router.bus.endpoint_stats import EndpointStats
 from aegis.router.domain import LaneLimits
+from aegis.wire.messages import REQUEST_ID_HEADER
 from prometheus_client import REGISTRY
 
 from tests.support import eventually
@@ -245,3 +247,27 @@ async def test_two_subjects_share_one_lane_and_its_bound() -> None:
     assert gate.served == [b"shared"]
     assert scoped.subjects == ["ipc.svc.billing.register"]  # given the subject it came on
     assert scoped_stats.num_requests == 1
+
+
+async def test_each_request_logs_its_own_request_id_and_leaves_none_behind() -> None:
+    """One worker serves a request with an id, then one without: the first's id is in its
+    own log events only."""
+    seen: list[object] = []
+
+    async def handler(data: bytes) -> bytes:
+        seen.append(structlog.contextvars.get_contextvars().get("request_id"))
+        await asyncio.sleep(0)  # a store write's wait, with the id still bound
+        seen.append(structlog.contextvars.get_contextvars().get("request_id"))
+        return msgpack.packb({"ok": True, "status": 201})
+
+    registrations = Lane("registration", handler, LaneLimits(workers=1), EndpointStats(), Clock())
+    registrations.start()
+    with_id, without = FakeMsg(b"a"), FakeMsg(b"b")
+    with_id.headers = {REQUEST_ID_HEADER: "req-1"}
+    await registrations.offer(with_id)
+    await registrations.offer(without)
+    await eventually(lambda: len(without.answers) == 1, "both answered")
+    await registrations.stop()
+
+    assert seen == ["req-1", "req-1", None, None]
+    assert with_id.answers[0]["status"] == 201
