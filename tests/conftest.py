@@ -6,6 +6,7 @@ Helpers that are not fixtures live in tests/support.
 from __future__ import annotations
 
 import fcntl
+import os
 import tempfile
 from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
@@ -17,6 +18,13 @@ from nats.aio.client import Client as NatsClient
 from tests.support.pki import Pki, make_pki
 from tests.support.procs import NatsServer, RouterProcess, router_process
 from tests.support.proxy import ProxyHub
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto``: two workers per CPU. Most end-to-end tests wait on the processes they
+    start (a router's start, a liveness deadline), so one worker per CPU leaves the CPUs
+    idle much of the run."""
+    return 2 * (os.cpu_count() or 1)
 
 
 @pytest.hookimpl(wrapper=True)
