@@ -94,3 +94,32 @@ async def test_filter_scroll_and_a_burst_of_changes_at_100k(httpx_mock: HTTPXMoc
         # Applied from the stream: no listing was asked for meanwhile.
         assert [r.url.path for r in router.requests[before:]] == []
         router.close_streams()
+
+
+async def test_rows_of_the_last_filter_are_not_counted_under_the_next(
+    httpx_mock: HTTPXMock,
+) -> None:
+    router = PagedRouter([instance("pay", f"pay-{n}") for n in range(3)])
+    router.install(httpx_mock)
+    app = make_app(events=True)
+    async with app.run_test(size=(160, 50)) as pilot:
+        await settle(pilot)
+        dashboard = app.dashboard
+        table = dashboard.instances_table
+        await until(pilot, lambda: table.row_count == 3)
+        assert dashboard.live.paged
+        assert str(dashboard.instances_box.border_subtitle) == "3 instances"
+
+        # The router's rows for the new filter have not come: the table still holds
+        # the last ones, and its subtitle must not count them as the filter's.
+        relist, dashboard.relist = dashboard.relist, lambda: None
+        await pilot.press("slash", *"pay-1", "enter")
+        await pilot.pause()
+        assert "filter: 'pay-1'" in str(dashboard.instances_box.border_title)
+        assert table.row_count == 3
+        assert str(dashboard.instances_box.border_subtitle) == "listing…"
+
+        relist()
+        await until(pilot, lambda: table.row_count == 1)
+        assert str(dashboard.instances_box.border_subtitle) == "1 of 3 instances"
+        assert table.cursor_key == "pay/pay-1"

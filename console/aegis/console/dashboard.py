@@ -36,6 +36,10 @@ from .tables import INSTANCE_SORTS
 TICK_SECONDS = 1.0
 
 
+ListingQuery = tuple[str | None, str, int]
+"""A listing's selected service (None: all), filter text and sort index."""
+
+
 class DashboardScreen(Screen[None]):
     """What the router holds, as the console last learned it, and how current that is.
 
@@ -77,6 +81,9 @@ class DashboardScreen(Screen[None]):
         self.relist = relist or (lambda: None)
         self.loaded = False
         self.selected_service: str | None = None
+        # The selection, filter and sort the table's rows were listed for (a router's
+        # pages come a moment after they are asked for).
+        self._shown_query: ListingQuery | None = None
         self.filter_text = ""
         self.sort_index = 0
         self.services_table = ServicesTable(id="services")
@@ -133,10 +140,18 @@ class DashboardScreen(Screen[None]):
             self.request_listing()
         self._update_titles()
 
-    def show_listing(self, listing: Listing, *, keep_cursor: bool = True) -> None:
-        """Show ``listing`` in the instances table."""
+    def show_listing(
+        self, listing: Listing, *, keep_cursor: bool = True, query: ListingQuery | None = None
+    ) -> None:
+        """Show ``listing`` in the instances table, listed for ``query`` (default: the
+        selection, filter and sort as they are now)."""
+        self._shown_query = self.listing_query() if query is None else query
         self.instances_table.show(listing, keep_cursor=keep_cursor)
         self._update_titles()
+
+    def listing_query(self) -> ListingQuery:
+        """The selection, filter and sort the user chose."""
+        return (self.selected_service, self.filter_text, self.sort_index)
 
     def listing_changed(self) -> None:
         """Change events moved rows of the listing on screen."""
@@ -202,6 +217,10 @@ class DashboardScreen(Screen[None]):
         subtitle = f"{shown:,} of {counted(total, 'instance')}"
         if shown == total:
             subtitle = counted(total, "instance")
+        if self.live.paged and self._shown_query != self.listing_query():
+            # The rows are still those of the last selection or filter: say so, rather
+            # than give their count under the new filter's title.
+            subtitle = "listing…"
         if self._changed("subtitle", subtitle):
             self.instances_box.border_subtitle = subtitle
         if not self.loaded:

@@ -204,7 +204,7 @@ class ConsoleApp(App[None]):
             self._first_page = None
         await self.loader.fill(listing, *self._window())
         if listing is self.live.listing:
-            dashboard.show_listing(listing)
+            dashboard.show_listing(listing, query=(service, needle, sort))
 
     def _window(self) -> tuple[int, int]:
         table = self.dashboard.instances_table
