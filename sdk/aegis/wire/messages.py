@@ -101,8 +101,10 @@ def router_forward_subject(router_id: str) -> str:
 
 ServiceName = Annotated[str, StringConstraints(pattern=SERVICE_NAME_PATTERN)]
 InstanceId = Annotated[str, StringConstraints(pattern=INSTANCE_ID_PATTERN)]
-SessionId = Annotated[str, StringConstraints(min_length=1, max_length=256)]
-RequestSeq = Annotated[int, Field(strict=True, ge=0, le=2**63 - 1)]
+SESSION_ID_MAX: Final = 256
+SEQ_MAX: Final = 2**63 - 1
+SessionId = Annotated[str, StringConstraints(min_length=1, max_length=SESSION_ID_MAX)]
+RequestSeq = Annotated[int, Field(strict=True, ge=0, le=SEQ_MAX)]
 """A session's request order: each request a session sends carries a higher one."""
 SEQ_DESCRIPTION: Final = (
     "Optional: the session's request order, higher on each request it sends (the same on "
@@ -279,8 +281,6 @@ class RegisterFields(NamedTuple):
 # final newline, which pydantic's (Rust) regex does not.
 _SERVICE_NAME: Final = re.compile(SERVICE_NAME_PATTERN[1:-1])
 _INSTANCE_ID: Final = re.compile(INSTANCE_ID_PATTERN[1:-1])
-_SEQ_MAX: Final = 2**63 - 1
-_SESSION_MAX: Final = 256
 
 
 def well_formed_registration(
@@ -307,10 +307,10 @@ def well_formed_registration(
     if stamp is not None and (type(stamp) is not str or len(stamp) > TIMESTAMP_MAX):
         return None
     session = body.get("session_id")
-    if session is not None and (type(session) is not str or not 0 < len(session) <= _SESSION_MAX):
+    if session is not None and (type(session) is not str or not 0 < len(session) <= SESSION_ID_MAX):
         return None
     seq = body.get("seq")
-    if seq is not None and (type(seq) is not int or not 0 <= seq <= _SEQ_MAX):
+    if seq is not None and (type(seq) is not int or not 0 <= seq <= SEQ_MAX):
         return None
     metadata = body.get("metadata")
     if metadata is None:
