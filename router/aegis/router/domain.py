@@ -368,15 +368,16 @@ _AFTER_BY_STATUS = {
 _SEVERITY = {InstanceStatus.ONLINE: 0, InstanceStatus.UNHEALTHY: 1, InstanceStatus.OFFLINE: 2}
 
 
-def next_deadline(
-    record: InstanceRecord, timings: Timings, alive_at: datetime | None = None
-) -> datetime:
-    """When the record is next due for a check: its next transition if nothing is heard.
+def next_deadline(record: InstanceRecord, timings: Timings, alive_at: float | None = None) -> float:
+    """When the record is next due for a check (epoch seconds): its next transition if
+    nothing is heard.
 
-    Deadlines count from ``alive_at`` if given (see ``leases``), else from the
-    record's last contact.
+    Deadlines count from ``alive_at`` (epoch seconds) if given (see ``leases``), else
+    from the record's last contact. Epoch seconds, not datetimes: every write
+    schedules one.
     """
-    return (alive_at or record.last_heartbeat_at) + timedelta(seconds=timings.after(record.status))
+    since = record.last_heartbeat_at.timestamp() if alive_at is None else alive_at
+    return since + timings.after(record.status)
 
 
 def offline_at(record: InstanceRecord, timings: Timings) -> datetime:

@@ -192,7 +192,7 @@ def test_next_deadline_is_the_next_transition_counted_from_last_contact(
     status: InstanceStatus, after: float
 ) -> None:
     record = replace(stored("b-1", status), last_heartbeat_at=T0 + seconds(7))
-    assert next_deadline(record, TIMINGS) == T0 + seconds(7 + after)
+    assert next_deadline(record, TIMINGS) == (T0 + seconds(7 + after)).timestamp()
 
 
 # (stored status, seconds since last contact, status after expiry; None = removed)
@@ -264,7 +264,7 @@ def test_take_offline_is_offline_at_once_and_removal_counts_from_now(
     later = T0 + seconds(3)
     after = take_offline(record, later)
     assert after == replace(record, status=OFFLINE, last_heartbeat_at=later)
-    assert next_deadline(after, TIMINGS) == later + seconds(TIMINGS.remove_after)
+    assert next_deadline(after, TIMINGS) == (later + seconds(TIMINGS.remove_after)).timestamp()
 
 
 def _kind_cases() -> list[tuple[InstanceRecord | None, InstanceRecord | None, str, object]]:

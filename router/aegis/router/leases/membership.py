@@ -142,7 +142,11 @@ class Membership:
 
     def holds(self, key: InstanceKey) -> bool:
         """Whether this router holds ``key``'s lease."""
-        return self._table[partition_of(key)] == self.self_id
+        return self.holds_partition(partition_of(key))
+
+    def holds_partition(self, partition: int) -> bool:
+        """Whether this router holds ``partition``'s leases."""
+        return self._table[partition] == self.self_id
 
     def holder_of(self, partition: int) -> str:
         """The router holding ``partition``."""

@@ -24,6 +24,7 @@ from aegis.router.domain import (
     Timings,
     change_kind,
     expire,
+    next_deadline,
     offline_at,
     packed_event,
 )
@@ -259,15 +260,12 @@ class RegistryEngine:
         if record is None or _kept_for_operator(record):
             self.deadlines.discard(key)
             return
-        # On every write: the partition hashed once, the deadline in epoch seconds
-        # (next_deadline's, without a datetime each way).
-        partition = partition_of(key)
-        membership = self.leases.membership
-        if membership.holder_of(partition) != membership.self_id:
+        partition = partition_of(key)  # hashed once on every write
+        if not self.leases.membership.holds_partition(partition):
             self.deadlines.discard(key)
             return
         alive_at = self.leases.alive_at(record, partition, key)
-        self.deadlines.set(key, alive_at + self.timings.after(record.status))
+        self.deadlines.set(key, next_deadline(record, self.timings, alive_at))
 
     def _handover(self, handover: Handover) -> None:
         """Leases moved: sweep what this router now holds, and nothing else."""
