@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from aegis.connect.tasks import cancel
+from aegis.connect import tasks
+from aegis.connect.tasks import cancel, cancel_all
 
 
 async def test_cancel_ends_the_task_and_returns() -> None:
@@ -39,3 +40,42 @@ async def test_a_caller_cancelled_while_it_waits_is_cancelled_too() -> None:
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(guarding, 2.0)
     assert not carried_on.is_set()
+
+
+async def test_a_task_that_lost_its_cancellation_is_cancelled_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # On Python 3.11, asyncio.wait_for (inside nats-py's request) can swallow the
+    # cancellation of the task awaiting it: a watch guard then slept on, and its
+    # router's shutdown waited for it forever.
+    monkeypatch.setattr(tasks, "CANCEL_AGAIN", 0.05)
+    swallowed = asyncio.Event()
+
+    async def loses_one_cancellation() -> None:
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            swallowed.set()  # as a request answered in the same turn would
+        await asyncio.sleep(60)
+
+    loop = asyncio.create_task(loses_one_cancellation())
+    await asyncio.sleep(0)
+    await asyncio.wait_for(cancel(loop), 2.0)
+    assert swallowed.is_set()
+    assert loop.cancelled()
+
+
+async def test_cancel_all_ends_every_task_and_passes_on_an_error() -> None:
+    async def fails_as_it_ends() -> None:
+        try:
+            await asyncio.sleep(60)
+        finally:
+            raise RuntimeError("cleanup failed")
+
+    sleeper = asyncio.create_task(asyncio.sleep(60))
+    failing = asyncio.create_task(fails_as_it_ends())
+    await asyncio.sleep(0)
+    with pytest.raises(RuntimeError, match="cleanup failed"):
+        await cancel_all([sleeper, failing])
+    assert sleeper.cancelled()
+    assert failing.done()

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import structlog
+from aegis.connect.tasks import cancel_all
 from aegis.router.bus.endpoint_stats import EndpointStats
 from aegis.router.domain import LaneLimits
 from aegis.router.metrics import SHED
@@ -153,10 +154,8 @@ class Lane:
         if self._queue or self._busy:
             self._idle.clear()
             await self._idle.wait()
-        for task in self._workers:
-            task.cancel()
-        await asyncio.gather(*self._workers, return_exceptions=True)
-        self._workers = []
+        workers, self._workers = self._workers, []
+        await cancel_all(workers)
 
     @property
     def waiting(self) -> int:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import msgpack
 import structlog
-from aegis.connect.tasks import cancel
+from aegis.connect.tasks import cancel_all
 from aegis.router.leases.membership import MEMBER_REFRESH, MEMBER_TTL, Membership
 from aegis.router.store.jetstream import STORE_TIMEOUT, open_bucket
 from aegis.router.store.kv_watch import BucketWatch
@@ -91,10 +91,7 @@ class KvMembership:
         if watch is not None:
             await watch.stop()
         tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            await cancel(task)
+        await cancel_all(tasks)
         if self._kv is not None:
             self.membership.resign()
             try:
