@@ -4,7 +4,10 @@ Each instance keeps its own timetable: it registers when its turn comes,
 heartbeats every ``interval`` seconds from its registration reply, and never
 waits for a reply before the next send is due (a closed loop, which waits,
 hides overload: the router's slowness would slow the load down with it).
-Like the SDK, an instance registers again after a registration timed out
+Like the SDK, an instance heartbeats on the subject its last reply named (the
+lease holder's own, ``heartbeat_subject``; the shared subject before any reply
+named one, after "no responders", or always with ``Plan.shared_heartbeats``, as
+a wire v1 client does), and registers again after a registration timed out
 (~1 s later, jittered) or was refused with ``503 retry_after`` (after
 ``retry_after`` x uniform(1, 1.1)), and after a heartbeat answered 404.
 
@@ -270,6 +273,7 @@ class Plan:
     stop_after: float
     timeout: float
     report_every: float = 1.0  # seconds between snapshots sent to the parent
+    shared_heartbeats: bool = False  # a v1 client: ignore the replies' heartbeat_subject
     first: int = 0
     step: int = 1
     seed: int = 0
@@ -334,6 +338,10 @@ class Generator:
         ]
         self.names = names
         self.session = [f"{plan.prefix}-session-{i}" for i in self.indexes]
+        # Each instance's heartbeat subject, as an index into the few distinct ones.
+        self.subjects: list[str] = [HEARTBEAT_SUBJECT]
+        self.subject_index: dict[str, int] = {HEARTBEAT_SUBJECT: 0}
+        self.subject_of = array("H", bytes(2 * len(self.indexes)))
 
     def start(self, t0: float) -> None:
         """Put every first registration in the timetable, counted from ``t0``."""
@@ -380,7 +388,7 @@ class Generator:
                 if book.heartbeat_sent(j, lag):
                     counters.hb_late += 1
                 self.due(due + self.plan.interval, j, Kind.HEARTBEAT)
-                subject = HEARTBEAT_SUBJECT
+                subject = self.subjects[self.subject_of[j]]
             else:
                 counters.reg_sent += 1
                 subject = REGISTER_SUBJECT
@@ -423,6 +431,10 @@ class Generator:
         except Exception:
             reply, status = {}, 0  # nats-py's no-responders status message, or garbage
         counters, book = self.counters, self.book
+        if status in (200, 201):
+            self.follow(j, reply.get("heartbeat_subject"))
+        elif status == 0:
+            self.subject_of[j] = 0  # no responders on the holder's subject: the shared one
         if request.kind == Kind.HEARTBEAT:
             if status == 200:
                 counters.hb_ok += 1
@@ -448,6 +460,17 @@ class Generator:
         else:
             counters.reg_failed += 1
         self.retry(j, reply, now)
+
+    def follow(self, j: int, subject: Any) -> None:
+        """Heartbeat ``j`` on ``subject`` from now on, as the SDK does with a reply's
+        ``heartbeat_subject``."""
+        if self.plan.shared_heartbeats or not isinstance(subject, str):
+            return
+        index = self.subject_index.get(subject)
+        if index is None:
+            index = self.subject_index[subject] = len(self.subjects)
+            self.subjects.append(subject)
+        self.subject_of[j] = index
 
     def snapshot(self, worker: int, final: bool = False) -> Snapshot:
         """The counters so far and this window's histograms (which start afresh)."""

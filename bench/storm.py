@@ -69,6 +69,7 @@ class Setup:
     store: str
     every: float
     capacity_burst: int
+    shared_heartbeats: bool = False  # v1 clients: every heartbeat on the shared subject
 
 
 @contextmanager
@@ -218,6 +219,7 @@ async def storm(
         stop_after,
         setup.timeout,
         report_every=min(1.0, setup.every / 4),
+        shared_heartbeats=setup.shared_heartbeats,
     )
     shares = deal(plan, setup.loaders)
     processes: list[SpawnProcess] = [
@@ -248,7 +250,8 @@ async def storm(
     print(
         f"\n## {n:,} instances at {rate:,.0f}/s (storm {window:,.1f} s), heartbeats every "
         f"{setup.interval:g} s, {setup.duration:g} s after; {setup.routers} router(s), "
-        f"{setup.store} store, {setup.loaders} generator processes"
+        f"{setup.store} store, {setup.loaders} generator processes, heartbeats on "
+        + ("the shared subject (v1)" if setup.shared_heartbeats else "the holder's subject (SDK)")
     )
     print(line([name for name, _ in COLUMNS]))
     rows: list[dict[str, Any]] = []
@@ -482,6 +485,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=5.0, help="client request timeout, s")
     parser.add_argument("--loaders", type=int, default=2, help="generator processes")
     parser.add_argument("--routers", type=int, default=1)
+    parser.add_argument(
+        "--shared-heartbeats",
+        action="store_true",
+        help="heartbeat on the shared subject, as a wire v1 client (default: the holder's, "
+        "as the SDK)",
+    )
     parser.add_argument("--store", choices=("jetstream", "memory"), default="jetstream")
     parser.add_argument("--every", type=float, default=5.0, help="seconds between table rows")
     parser.add_argument(
@@ -513,6 +522,7 @@ def main(argv: list[str] | None = None) -> None:
         args.store,
         args.every,
         min(args.capacity_burst, args.instances),
+        args.shared_heartbeats,
     )
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="aegis-storm-") as tmp_dir:

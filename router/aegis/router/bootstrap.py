@@ -33,7 +33,12 @@ from aegis.router.runtime import NatsParts, RouterRuntime
 from aegis.router.settings import Settings
 from aegis.router.store.jetstream import JetStreamStore
 from aegis.router.store.port import InstanceStore, MemoryStore
-from aegis.wire.messages import REGISTER, REGISTER_SUBJECT, service_subject
+from aegis.wire.messages import (
+    REGISTER,
+    REGISTER_SUBJECT,
+    router_forward_subject,
+    service_subject,
+)
 from nats.aio.client import Client as NatsClient
 from sanic import Sanic
 
@@ -112,6 +117,7 @@ def nats_parts(
             subject: ("registration", settings.register_lane)
             for subject in (REGISTER_SUBJECT, service_subject(None, REGISTER))
         },
+        own_slots=[router_forward_subject(membership.self_id)],
     )
     micro = MicroControl(
         membership.self_id,

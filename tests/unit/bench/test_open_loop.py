@@ -236,3 +236,32 @@ async def test_a_retried_registration_resends_its_seq_and_a_new_one_takes_the_ne
         (HEARTBEAT_SUBJECT, 2),
         (REGISTER_SUBJECT, 3),
     ]
+
+
+async def test_heartbeats_go_where_the_last_reply_named_as_the_sdks_do() -> None:
+    # With two routers, a heartbeat on the shared subject reaches the holder of its
+    # lease half the time and is forwarded the other half: the SDK follows the
+    # reply's heartbeat_subject, so the generator must, or it loads routers as no
+    # SDK fleet does.
+    g, nc, clock = generator(instances=1, interval=10.0)
+    await tick(g, clock, 0.0)
+    holder = "ipc.router.a.heartbeat"
+    await answer(g, nc.sent[0][2], {"ok": True, "status": 201, "heartbeat_subject": holder})
+    await tick(g, clock, g.timetable[0][0])
+    assert nc.sent[-1][0] == holder
+    moved = "ipc.router.b.heartbeat"
+    await answer(g, nc.sent[-1][2], {"ok": True, "status": 200, "heartbeat_subject": moved})
+    await tick(g, clock, g.timetable[0][0])
+    assert nc.sent[-1][0] == moved
+    await g.on_reply(Msg(nc.sent[-1][2], b""))  # nats-py's "no responders" status
+    await tick(g, clock, g.timetable[0][0])
+    assert nc.sent[-1][0] == HEARTBEAT_SUBJECT
+
+
+async def test_a_v1_generator_keeps_every_heartbeat_on_the_shared_subject() -> None:
+    g, nc, clock = generator(instances=1, interval=10.0, shared_heartbeats=True)
+    await tick(g, clock, 0.0)
+    named = {"ok": True, "status": 201, "heartbeat_subject": "ipc.router.a.heartbeat"}
+    await answer(g, nc.sent[0][2], named)
+    await tick(g, clock, g.timetable[0][0])
+    assert nc.sent[-1][0] == HEARTBEAT_SUBJECT

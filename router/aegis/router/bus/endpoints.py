@@ -715,8 +715,14 @@ def endpoints(
     self_id = registry.leases.membership.self_id
     limits: dict[str, Any] = {"max_request_bytes": max_request_bytes}
     local = RegistryActions(registry)
+    # Answered here whatever the membership says (never forwarded again); a steady
+    # one from memory in the callback, as on the router's own heartbeat subject.
     forward_endpoint = Endpoint(
-        "heartbeat", InstanceRequest.model_validate, local.heartbeat, **limits
+        "heartbeat",
+        InstanceRequest.model_validate,
+        local.heartbeat,
+        at_once=local.heartbeat_at_once,
+        **limits,
     )
     served: dict[str, Endpoint[Any]] = {}
     if shared_subjects:

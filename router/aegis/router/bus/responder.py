@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping
 from time import perf_counter_ns
 from typing import Any
 
@@ -49,8 +49,40 @@ def _start_task(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
     return asyncio.create_task(coro)  # pragma: no cover - Python 3.11
 
 
+class Slots:
+    """Requests still running after their callback, at most ``limit`` at once."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.tasks: set[asyncio.Task[None]] = set()
+        self._room: asyncio.Future[None] | None = None  # set when a task ends
+
+    @property
+    def full(self) -> bool:
+        """Every slot is taken."""
+        return len(self.tasks) >= self.limit
+
+    async def room(self) -> None:
+        """Wait until a task ends (one future for every waiting callback, woken together)."""
+        if self._room is None or self._room.done():
+            self._room = asyncio.get_running_loop().create_future()
+        await self._room
+
+    def hold(self, task: asyncio.Task[None]) -> None:
+        """``task`` holds a slot until it ends."""
+        self.tasks.add(task)
+        task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        room = self._room
+        if room is not None and not room.done():
+            room.set_result(None)
+
+
 class NatsResponder:
-    """Answers every request on each subject with its handler; slots shared by all."""
+    """Answers every request on each subject with its handler; slots shared by all,
+    but for the subjects given ``own_slots``."""
 
     def __init__(
         self,
@@ -59,12 +91,16 @@ class NatsResponder:
         max_in_flight: int,
         max_pending: int = 10_000,
         lanes: Mapping[str, tuple[str, LaneLimits]] | None = None,
+        own_slots: Collection[str] = (),
     ) -> None:
         self._handlers = dict(handlers)
         self._max_pending = max_pending
-        self._max_in_flight = max_in_flight
-        self._tasks: set[asyncio.Task[None]] = set()  # requests that had to wait
-        self._room: asyncio.Future[None] | None = None  # set when a task ends
+        self._slots = Slots(max_in_flight)
+        # Subjects whose requests must never wait behind the shared slots: heartbeats
+        # forwarded by other routers. Those routers' requests holding our shared slots
+        # may be forwards to them: two routers each full of forwards to the other, each
+        # unable to answer the other's, would only be freed by the forwards' timeout.
+        self._own_slots = {subject: Slots(max_in_flight) for subject in own_slots}
         self._subs: list[Subscription] = []
         # Per subject, for $SRV.STATS (micro_control); updated in _serve.
         self.stats: dict[str, EndpointStats] = {
@@ -99,7 +135,10 @@ class NatsResponder:
             sub = await nc.subscribe(
                 subject,
                 queue=QUEUE_GROUP,
-                cb=laned or self._callback(handler, self.stats[subject]),
+                cb=laned
+                or self._callback(
+                    handler, self.stats[subject], self._own_slots.get(subject, self._slots)
+                ),
                 pending_msgs_limit=self._max_pending,
                 pending_bytes_limit=PENDING_BYTES,
             )
@@ -116,10 +155,16 @@ class NatsResponder:
             await sub.unsubscribe()
         for lane in self._distinct_lanes:
             await lane.stop()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        running = set().union(*(slots.tasks for slots in self._pools()))
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
 
-    def _callback(self, handler: Handler, stats: EndpointStats) -> Callable[[Msg], Awaitable[None]]:
+    def _pools(self) -> list[Slots]:
+        return [self._slots, *self._own_slots.values()]
+
+    def _callback(
+        self, handler: Handler, stats: EndpointStats, slots: Slots
+    ) -> Callable[[Msg], Awaitable[None]]:
         at_once: AnswerNow | None = getattr(handler, "answer_now", None)
         # A per-service subject's handler is given the subject, to check the body's
         # service against it; the shared subjects' are called as before.
@@ -150,23 +195,13 @@ class NatsResponder:
                 rest = reply  # goes on from what at_once did
             # Every slot taken: wait here, so the next message waits in nats-py's
             # bounded queue rather than starting.
-            while len(self._tasks) >= self._max_in_flight:
+            while slots.full:
                 # What was found out before the wait may not hold after it: the
                 # request starts over.
                 rest = handler
-                # One future for every subject's waiting callback, woken together.
-                if self._room is None or self._room.done():
-                    self._room = asyncio.get_running_loop().create_future()
-                await self._room
+                await slots.room()
             task = _start_task(serve(rest, msg, stats, scoped=scoped))
             if not task.done():  # answered already: it never held a slot
-                self._tasks.add(task)
-                task.add_done_callback(self._ended)
+                slots.hold(task)
 
         return on_message
-
-    def _ended(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        room = self._room
-        if room is not None and not room.done():
-            room.set_result(None)
