@@ -89,6 +89,7 @@ def main() -> None:
         tmp = Path(tmp_dir)
         nats_server = NatsServer(data_dir=tmp / "nats")
         nats_server.start()
+        nats_pid = nats_server.process.pid if nats_server.process else None
         try:
             burst_us = burst_heartbeat_cpu_us(tmp, nats_server.url, setup)
             with router_set(tmp, nats_server.url, setup, BUCKET) as routers:
@@ -97,7 +98,9 @@ def main() -> None:
                 if args.profile is not None:
                     sampler = Sampler(pids(routers)[0], args.profile)
                     sampler.start()
-                result = asyncio.run(storm(setup, nats_server.url, routers, args.rate, PREFIX))
+                result = asyncio.run(
+                    storm(setup, nats_server.url, routers, args.rate, PREFIX, nats_pid)
+                )
                 windows = [] if sampler is None else sampler.stop()
                 written = bucket_writes(nats_server.url, BUCKET) - sequence
                 rss_mib = rss_kib(pids(routers)[0]) / 1024

@@ -196,9 +196,15 @@ def line(cells: list[str]) -> str:
 
 
 async def storm(
-    setup: Setup, nats_url: str, routers: list[RouterProcess], rate: float, prefix: str
+    setup: Setup,
+    nats_url: str,
+    routers: list[RouterProcess],
+    rate: float,
+    prefix: str,
+    nats_pid: int | None = None,
 ) -> dict[str, Any]:
-    """One storm against ``routers``: the table as it goes, then the summary's figures."""
+    """One storm against ``routers``: the table as it goes, then the summary's figures
+    (with ``nats_pid``, the nats-server's CPU too: it shares the machine's cores)."""
     n = setup.instances
     window = n / rate
     stop_after = window + setup.duration
@@ -243,6 +249,7 @@ async def storm(
     tally = Tally()
     router_pids = pids(routers)
     cpu_before = [cpu_seconds(pid) for pid in router_pids]
+    nats_before = cpu_seconds(nats_pid) if nats_pid else 0.0
     cpu_last, last = list(cpu_before), time.monotonic()
     t0.value = start = time.monotonic() + 0.2
     until.value = start + stop_after
@@ -310,6 +317,7 @@ async def storm(
             )
             tally.new_window()
     elapsed = time.monotonic() - start
+    nats_cpu = (cpu_seconds(nats_pid) - nats_before) / elapsed * 100 if nats_pid else math.nan
     cpu_run = [
         (b - a) / elapsed * 100
         for a, b in zip(cpu_before, [cpu_seconds(pid) for pid in router_pids], strict=True)
@@ -319,7 +327,9 @@ async def storm(
         await asyncio.to_thread(process.join, 30)
     drain(healthz_q, tally.take_healthz)
     drain(event_q, tally.events.update)
-    return summarize(setup, rate, tally, rows, all_online_rest, elapsed, cpu_run, start)
+    result = summarize(setup, rate, tally, rows, all_online_rest, elapsed, cpu_run, start)
+    result["nats_cpu_pct"] = nats_cpu
+    return result
 
 
 STATUSES = ("ONLINE", "UNHEALTHY", "OFFLINE")
@@ -437,7 +447,8 @@ def summary_lines(result: dict[str, Any], capacity: float | None = None) -> list
         f"  /healthz: p99 {ms(hz['p99'])} ms, max {ms(hz['max'])} ms ({hz['probes']:,} probes, "
         f"{hz['failures']} failed); router CPU "
         + " / ".join(f"{p:.0f} %" for p in result["router_cpu_pct"])
-        + f" of a core over {result['elapsed_s']:.0f} s",
+        + f" of a core over {result['elapsed_s']:.0f} s; nats-server "
+        + f"{result.get('nats_cpu_pct', math.nan):.0f} %",
         f"  generators: {generators}",
     ]
 
@@ -529,6 +540,7 @@ def main(argv: list[str] | None = None) -> None:
         tmp = Path(tmp_dir)
         nats_server = NatsServer(data_dir=tmp / "nats")
         nats_server.start()
+        nats_pid = nats_server.process.pid if nats_server.process else None
         try:
             capacity = args.capacity or measure_capacity(tmp, nats_server.url, setup)
             how = "given" if args.capacity else "closed-loop burst of "
@@ -545,7 +557,9 @@ def main(argv: list[str] | None = None) -> None:
             for k, rate in enumerate(rates):
                 with router_set(tmp, nats_server.url, setup, f"storm{k}") as routers:
                     results.append(
-                        asyncio.run(storm(setup, nats_server.url, routers, rate, f"storm{k}"))
+                        asyncio.run(
+                            storm(setup, nats_server.url, routers, rate, f"storm{k}", nats_pid)
+                        )
                     )
         finally:
             nats_server.stop()

@@ -8,6 +8,7 @@ from aegis.router.bus.responder import Handler, NatsResponder
 from nats import errors as nats_errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
+from prometheus_client import REGISTRY
 
 from tests.support import eventually
 from tests.support.procs import NatsServer
@@ -278,3 +279,43 @@ async def test_two_routers_full_of_forwards_to_each_other_still_answer_them(
             await responder.stop()
         for nc in connections:
             await nc.close()
+
+
+async def test_requests_waiting_unread_in_a_queue_count_as_backlog(
+    nats_server: NatsServer, raw_nats: NatsClient
+) -> None:
+    # The sweeper must not expire instances whose heartbeats the router has read
+    # from its socket but not yet handled; the event loop's lag does not show them
+    # (the loop turns on while one callback at a time takes from each queue).
+    release = asyncio.Event()
+
+    async def blocked(data: bytes) -> bytes:
+        await release.wait()
+        return data
+
+    responder = NatsResponder({"t.blocked": blocked}, max_in_flight=1)
+    server_side = NatsClient()
+    await server_side.connect(nats_server.url)
+    await responder.start(server_side)
+    try:
+        assert responder.backlog() == 0.0
+        inbox = raw_nats.new_inbox()
+        answered = 0
+
+        async def count(_: Msg) -> None:
+            nonlocal answered
+            answered += 1
+
+        await raw_nats.subscribe(f"{inbox}.*", cb=count)
+        for n in range(300):
+            await raw_nats.publish("t.blocked", b"x", reply=f"{inbox}.{n}")
+        await raw_nats.flush()
+        await eventually(lambda: responder.backlog() > 2.0, "300 waiting behind one slot")
+        assert (REGISTRY.get_sample_value("aegis_request_backlog_seconds") or 0.0) > 2.0
+        release.set()
+        await eventually(lambda: answered == 300, "all answered")
+        assert responder.backlog() == 0.0
+    finally:
+        release.set()
+        await responder.stop()
+        await server_side.close()

@@ -138,7 +138,8 @@ def nats_parts(
         # gone, and cannot be sure it hears its instances either.
         hearing=(lambda: membership.hearing(time.time())) if members is not None else None,
         hearing_grace=2 * timings.heartbeat_interval,
-        lag=loop_lag.lag,
+        # Behind: the loop runs late, or requests wait unread in a subscription's queue.
+        lag=lambda: max(loop_lag.lag(), responder.backlog()),
     )
     # On a shared bucket the feed is the watch's: one numbering (revisions) for all routers.
     feed = EventFeed(

@@ -98,6 +98,12 @@ LOOP_LAG = Gauge(
     "may wait in its socket unread.",
     multiprocess_mode="livemax",
 )
+REQUEST_BACKLOG = Gauge(
+    "aegis_request_backlog_seconds",
+    "How long the longest queue of NATS requests read but not yet served would take at the "
+    "pace it is served: how long a heartbeat may wait there unheard.",
+    multiprocess_mode="livemax",
+)
 EXPIRY_SLOWED = Gauge(
     "aegis_expiry_slowed",
     "1 while a mass transition is slowed to the expiry budget (more instances due at once "

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping
 from time import perf_counter_ns
 from typing import Any
@@ -27,6 +28,7 @@ import structlog
 from aegis.router.bus.admission import AnswerNow, Handler, Lane, serve
 from aegis.router.bus.endpoint_stats import EndpointStats
 from aegis.router.domain import LaneLimits
+from aegis.router.metrics import REQUEST_BACKLOG
 from aegis.wire.messages import REQUEST_ID_HEADER
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
@@ -36,6 +38,9 @@ log = structlog.get_logger("aegis.router.nats")
 
 QUEUE_GROUP = "aegis-router"
 PENDING_BYTES = 64 * 1024 * 1024
+# The slowest pace a waiting queue is judged at: one whose callback served nothing
+# since the last look (waiting for a slot) holds requests that long at least.
+MIN_PACE = 100.0  # requests per second
 
 
 def _start_task(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
@@ -102,6 +107,9 @@ class NatsResponder:
         # unable to answer the other's, would only be freed by the forwards' timeout.
         self._own_slots = {subject: Slots(max_in_flight) for subject in own_slots}
         self._subs: list[Subscription] = []
+        # For backlog(): each subscription's stats, and when they were last looked at.
+        self._queues: list[tuple[Subscription, EndpointStats]] = []
+        self._looked: list[tuple[float, int]] = []
         # Per subject, for $SRV.STATS (micro_control); updated in _serve.
         self.stats: dict[str, EndpointStats] = {
             subject: EndpointStats() for subject in self._handlers
@@ -143,13 +151,33 @@ class NatsResponder:
                 pending_bytes_limit=PENDING_BYTES,
             )
             self._subs.append(sub)
+            self._queues.append((sub, self.stats[subject]))
+            self._looked.append((time.monotonic(), self.stats[subject].num_requests))
             log.debug("nats_subscribed", subject=subject, queue=QUEUE_GROUP)
         # A round trip to the server: once it returns the subscriptions are live,
         # so nobody who saw us "ready" gets "no responders".
         await nc.flush()
 
+    def backlog(self) -> float:
+        """Seconds of requests read from NATS and not yet served: the longest any
+        subscription's queue would take at the pace it was served since the last call
+        (at least ``MIN_PACE``). Heartbeats waiting there are contacts not yet heard:
+        the event loop's lag does not show them, since the loop turns on while one
+        callback at a time takes from each queue."""
+        now, worst = time.monotonic(), 0.0
+        for k, (sub, stats) in enumerate(self._queues):
+            at, served = self._looked[k]
+            self._looked[k] = (now, stats.num_requests)
+            waiting = sub.pending_msgs
+            if waiting:
+                pace = (stats.num_requests - served) / (now - at) if now > at else 0.0
+                worst = max(worst, waiting / max(pace, MIN_PACE))
+        REQUEST_BACKLOG.set(worst)
+        return worst
+
     async def stop(self) -> None:
         """Stop taking requests, then let those in flight finish."""
+        self._queues, self._looked = [], []
         subs, self._subs = self._subs, []
         for sub in subs:
             await sub.unsubscribe()
