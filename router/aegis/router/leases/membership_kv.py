@@ -16,7 +16,7 @@ import msgpack
 import structlog
 from aegis.connect.tasks import cancel_all
 from aegis.router.leases.membership import MEMBER_REFRESH, MEMBER_TTL, Membership
-from aegis.router.store.jetstream import STORE_TIMEOUT, open_bucket
+from aegis.router.store.jetstream import STORE_TIMEOUT, open_bucket, until_ready
 from aegis.router.store.kv_watch import BucketWatch
 from nats.aio.client import Client as NatsClient
 from nats.js.api import KeyValueConfig, StorageType
@@ -55,29 +55,35 @@ class KvMembership:
         # others either, and silence must not count against them.
         self._heard_self: float | None = None
 
-    async def start(self, nc: NatsClient) -> None:
+    async def start(self, nc: NatsClient, within: float = 30.0) -> None:
         """Join: open the bucket, announce this router, follow the others.
 
         Raises ``BucketMismatchError`` (logged) if the bucket exists with
-        another replica count than configured, as the registry's bucket does.
+        another replica count than configured, as the registry's bucket does; tries
+        again for up to ``within`` seconds while JetStream cannot answer yet.
         """
         js = nc.jetstream(timeout=STORE_TIMEOUT)
-        self._kv = await open_bucket(
-            js,
-            KeyValueConfig(
-                bucket=self.bucket,
-                history=1,
-                ttl=MEMBER_MAX_AGE,
-                replicas=self.replicas,
-                storage=StorageType.FILE,
-            ),
+        config = KeyValueConfig(
+            bucket=self.bucket,
+            history=1,
+            ttl=MEMBER_MAX_AGE,
+            replicas=self.replicas,
+            storage=StorageType.FILE,
         )
-        await self._announce(left=False)
+
+        async def join() -> KeyValue:
+            # The first put can come before a new replicated bucket's stream has its
+            # leader ("no responders"): the router must wait, not exit.
+            self._kv = kv = await open_bucket(js, config)
+            await self._announce(left=False)
+            return kv
+
+        kv = await until_ready(join, within)
         self._tasks = [asyncio.create_task(self._refresh(), name="aegis-members-refresh")]
         # Guarded like the registry's: while the watch is stalled this router
         # cannot hear itself, so it judges nobody and sweeps nothing.
-        self._watch = BucketWatch(self._kv, self.bucket, self._apply, name="aegis-members-watch")
-        await self._watch.start(30.0)
+        self._watch = BucketWatch(kv, self.bucket, self._apply, name="aegis-members-watch")
+        await self._watch.start(within)
         log.info(
             "router_joined",
             router=self.membership.self_id,

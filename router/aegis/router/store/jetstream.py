@@ -21,10 +21,10 @@ takeover from a renewal, or a deregistration from an expiry.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import msgpack
 import structlog
@@ -53,6 +53,8 @@ from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
 
 log = structlog.get_logger("aegis.router.store.port")
+
+T = TypeVar("T")
 # peek's default for an unknown service: a shared empty map, not a new one per call.
 _NO_INSTANCES: Mapping[str, Versioned] = MappingProxyType({})
 
@@ -218,6 +220,23 @@ async def open_bucket(js: JetStreamContext, config: KeyValueConfig) -> KeyValue:
     return kv
 
 
+async def until_ready(attempt: Callable[[], Awaitable[T]], within: float) -> T:
+    """``attempt()``, tried again every 0.5 s while it fails for up to ``within`` seconds:
+    a new cluster elects its JetStream leader, and a new replicated stream its own
+    (until then a put gets "no responders"). ``BucketMismatchError`` is raised at once."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        try:
+            return await attempt()
+        except BucketMismatchError:
+            raise
+        except Exception as exc:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            log.info("jetstream_not_ready", error=repr(exc))
+            await asyncio.sleep(0.5)
+
+
 class JetStreamStore:
     """Instances in a JetStream KV bucket, with a watched local cache for lists."""
 
@@ -249,21 +268,16 @@ class JetStreamStore:
         config = KeyValueConfig(
             bucket=self.bucket, history=1, replicas=self.replicas, storage=StorageType.FILE
         )
-        deadline = asyncio.get_running_loop().time() + within
-        while True:
-            try:
-                self._kv = await open_bucket(js, config)
-                break
-            except BucketMismatchError:
-                raise
-            except Exception as exc:
-                if asyncio.get_running_loop().time() > deadline:
-                    raise StoreError(
-                        f"JetStream key-value bucket {self.bucket!r} unavailable: {exc!r}. "
-                        "Is JetStream enabled on the NATS server (nats-server -js)? "
-                        "Or run with AEGIS_STORE=memory."
-                    ) from exc
-                await asyncio.sleep(0.5)  # a new cluster elects its JetStream leader
+        try:
+            self._kv = await until_ready(lambda: open_bucket(js, config), within)
+        except BucketMismatchError:
+            raise
+        except Exception as exc:
+            raise StoreError(
+                f"JetStream key-value bucket {self.bucket!r} unavailable: {exc!r}. "
+                "Is JetStream enabled on the NATS server (nats-server -js)? "
+                "Or run with AEGIS_STORE=memory."
+            ) from exc
         self._writer = KvWriter(nc, self.bucket, STORE_TIMEOUT)
         await self._writer.start()
         # Guarded: a stale cache would answer lists and steady heartbeats with
