@@ -141,6 +141,7 @@ def nats_parts(
         # Behind: the loop runs late, or requests wait unread in a subscription's queue.
         lag=lambda: max(loop_lag.lag(), responder.backlog()),
     )
+    registry.leases.holding_back = sweeper.holding_back
     # On a shared bucket the feed is the watch's: one numbering (revisions) for all routers.
     feed = EventFeed(
         membership.self_id,

@@ -11,8 +11,9 @@ for a partition this router holds, when it took it over (the last moment the
 previous holder may have answered from memory: see ``membership.Handover``)
 or started; for another router's partition, the last moment that router may
 have answered (``Membership.answered_until``, never later than now: it vouches
-for the instances it lets stay ONLINE). A router that cannot hear itself
-counts every live instance alive now.
+for the instances it lets stay ONLINE). A router that cannot hear itself, or is
+behind its requests (``holding_back``: the sweeper's pause), counts every live
+instance alive now.
 """
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ class Leases:
         self._floors: dict[int, float] = {}
         self._since = since  # the floor of every partition: when this router started
         self._clock = clock
+        # True while the sweeper judges no deadline (the router is behind its own
+        # requests, or within the grace after): a heartbeat then read must not find
+        # its instance dead by age either, since its earlier ones may be unread.
+        self.holding_back: Callable[[], bool] = lambda: False
 
     def hearing_from(self, at: float) -> None:
         """This router hears heartbeats from ``at`` on (it has just begun to answer
@@ -87,10 +92,11 @@ class Leases:
         """
         at = self.heard_at(record, key)
         now = self._clock()
-        if not self.membership.hearing(now):
-            # This router cannot hear itself, so neither the contacts nor the
-            # sightings it has are current: it takes nobody for dead by age
-            # (no takeover of a live registration, no expiry) until it hears again.
+        if not self.membership.hearing(now) or self.holding_back():
+            # This router cannot hear itself (or has not read what it was sent), so
+            # neither the contacts nor the sightings it has are current: it takes
+            # nobody for dead by age (no takeover of a live registration, no
+            # expiry) until it hears again.
             return max(at, now)
         if partition is None:
             partition = partition_of(record.key if key is None else key)

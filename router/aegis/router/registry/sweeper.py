@@ -77,6 +77,16 @@ class Sweeper:
             self._resume_at = max(self._resume_at, resume_at)
             log.info("sweep_resumed", grace=grace, reason=reason)
 
+    def holding_back(self) -> bool:
+        """Whether no deadline is judged now: paused for any reason, or within the
+        grace after (``Leases.holding_back`` asks, for deadlines judged on a read)."""
+        if self._paused:
+            return True
+        try:
+            return asyncio.get_running_loop().time() < self._resume_at
+        except RuntimeError:  # no loop: not started
+            return False
+
     def start(self) -> None:
         """Begin sweeping in the running loop."""
         self._task = asyncio.create_task(self._run(), name="aegis-sweeper")

@@ -8,7 +8,7 @@ from typing import cast
 import pytest
 from aegis.router.registry import sweeper as sweeper_module
 from aegis.router.registry.liveness import Liveness
-from aegis.router.registry.sweeper import MAX_TICK, Sweeper, tick_for
+from aegis.router.registry.sweeper import BEHIND, MAX_TICK, Sweeper, tick_for
 from structlog.testing import capture_logs
 
 from tests.support import eventually
@@ -235,3 +235,16 @@ async def test_a_router_behind_its_socket_judges_no_deadline_until_caught_up(
         ("sweep_resumed", "router_behind"),
     ]
     assert logs[1]["grace"] == pytest.approx(2.02)
+
+
+async def test_holding_back_lasts_while_paused_and_through_the_grace() -> None:
+    # Leases.holding_back asks this, so a deadline judged on a read (a heartbeat's)
+    # waits as long as the sweep does.
+    sweeper = Sweeper(cast(Liveness, FakeLiveness(target=1)), TICK)
+    assert not sweeper.holding_back()
+    sweeper.pause(BEHIND)
+    assert sweeper.holding_back()
+    sweeper.resume(grace=0.05, reason=BEHIND)
+    assert sweeper.holding_back()
+    await asyncio.sleep(0.08)
+    assert not sweeper.holding_back()
