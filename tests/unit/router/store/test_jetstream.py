@@ -7,18 +7,22 @@ from __future__ import annotations
 import asyncio
 
 import msgpack
+import pytest
 from aegis.router.domain import InstanceKey, InstanceRecord
 from aegis.router.rest.event_feed import EventFeed
 from aegis.router.store.jetstream import (
+    BucketMismatchError,
     JetStreamStore,
     decode_record,
     encode_key,
     encode_record,
+    until_ready,
     watched_event,
 )
 from aegis.router.store.port import MemoryStore, Versioned
 from aegis.wire.codec import unpack
 from aegis.wire.messages import ChangeEvent
+from nats import errors as nats_errors
 from nats.js.kv import KeyValue
 
 from tests.unit.router.fakes import (
@@ -163,3 +167,38 @@ async def test_a_listing_waits_for_the_watch_to_see_this_routers_own_writes() ->
     assert feed.version == "reg:3"
     store._written = 9  # a watch that never delivers it: the listing goes on after the wait
     await asyncio.wait_for(store.caught_up(within=0.01), 1)
+
+
+async def test_an_attempt_is_tried_again_until_jetstream_answers() -> None:
+    # A router joining a cluster whose new R3 members bucket had no stream leader
+    # yet got "no responders" on its first put, and exited.
+    tries: list[int] = []
+
+    async def attempt() -> str:
+        tries.append(1)
+        if len(tries) < 3:
+            raise nats_errors.NoRespondersError
+        return "joined"
+
+    assert await until_ready(attempt, within=5.0) == "joined"
+    assert len(tries) == 3
+
+
+async def test_a_replica_mismatch_is_not_tried_again() -> None:
+    tries: list[int] = []
+
+    async def attempt() -> None:
+        tries.append(1)
+        raise BucketMismatchError("bucket has 1 replica")
+
+    with pytest.raises(BucketMismatchError):
+        await until_ready(attempt, within=5.0)
+    assert len(tries) == 1
+
+
+async def test_past_its_time_the_last_error_is_raised() -> None:
+    async def attempt() -> None:
+        raise nats_errors.NoRespondersError
+
+    with pytest.raises(nats_errors.NoRespondersError):
+        await until_ready(attempt, within=0.0)
