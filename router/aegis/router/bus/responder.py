@@ -21,6 +21,7 @@ import asyncio
 import sys
 import time
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping
+from dataclasses import dataclass
 from time import perf_counter_ns
 from typing import Any
 
@@ -52,6 +53,16 @@ def _start_task(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
     if sys.version_info >= (3, 12):
         return asyncio.eager_task_factory(asyncio.get_running_loop(), coro)
     return asyncio.create_task(coro)  # pragma: no cover - Python 3.11
+
+
+@dataclass
+class _Queue:
+    """A subscription's queue, as ``backlog`` last looked at it."""
+
+    sub: Subscription
+    stats: EndpointStats
+    looked_at: float
+    served: int  # ``stats.num_requests`` then
 
 
 class Slots:
@@ -106,10 +117,7 @@ class NatsResponder:
         # may be forwards to them: two routers each full of forwards to the other, each
         # unable to answer the other's, would only be freed by the forwards' timeout.
         self._own_slots = {subject: Slots(max_in_flight) for subject in own_slots}
-        self._subs: list[Subscription] = []
-        # For backlog(): each subscription's stats, and when they were last looked at.
-        self._queues: list[tuple[Subscription, EndpointStats]] = []
-        self._looked: list[tuple[float, int]] = []
+        self._queues: list[_Queue] = []  # one per subscription
         # Per subject, for $SRV.STATS (micro_control); updated in _serve.
         self.stats: dict[str, EndpointStats] = {
             subject: EndpointStats() for subject in self._handlers
@@ -150,9 +158,8 @@ class NatsResponder:
                 pending_msgs_limit=self._max_pending,
                 pending_bytes_limit=PENDING_BYTES,
             )
-            self._subs.append(sub)
-            self._queues.append((sub, self.stats[subject]))
-            self._looked.append((time.monotonic(), self.stats[subject].num_requests))
+            stats = self.stats[subject]
+            self._queues.append(_Queue(sub, stats, time.monotonic(), stats.num_requests))
             log.debug("nats_subscribed", subject=subject, queue=QUEUE_GROUP)
         # A round trip to the server: once it returns the subscriptions are live,
         # so nobody who saw us "ready" gets "no responders".
@@ -165,30 +172,27 @@ class NatsResponder:
         the event loop's lag does not show them, since the loop turns on while one
         callback at a time takes from each queue."""
         now, worst = time.monotonic(), 0.0
-        for k, (sub, stats) in enumerate(self._queues):
-            at, served = self._looked[k]
-            self._looked[k] = (now, stats.num_requests)
-            waiting = sub.pending_msgs
+        for queue in self._queues:
+            served, elapsed = queue.stats.num_requests, now - queue.looked_at
+            waiting = queue.sub.pending_msgs
             if waiting:
-                pace = (stats.num_requests - served) / (now - at) if now > at else 0.0
+                pace = (served - queue.served) / elapsed if elapsed > 0 else 0.0
                 worst = max(worst, waiting / max(pace, MIN_PACE))
+            queue.looked_at, queue.served = now, served
         REQUEST_BACKLOG.set(worst)
         return worst
 
     async def stop(self) -> None:
         """Stop taking requests, then let those in flight finish."""
-        self._queues, self._looked = [], []
-        subs, self._subs = self._subs, []
-        for sub in subs:
-            await sub.unsubscribe()
+        queues, self._queues = self._queues, []
+        for queue in queues:
+            await queue.sub.unsubscribe()
         for lane in self._distinct_lanes:
             await lane.stop()
-        running = set().union(*(slots.tasks for slots in self._pools()))
+        pools = (self._slots, *self._own_slots.values())
+        running = [task for slots in pools for task in slots.tasks]
         if running:
             await asyncio.gather(*running, return_exceptions=True)
-
-    def _pools(self) -> list[Slots]:
-        return [self._slots, *self._own_slots.values()]
 
     def _callback(
         self, handler: Handler, stats: EndpointStats, slots: Slots
