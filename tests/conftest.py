@@ -15,10 +15,11 @@ import nats
 import pytest
 from nats.aio.client import Client as NatsClient
 
-from tests.support.hangs import HangWatch
 from tests.support.pki import Pki, make_pki
 from tests.support.procs import NatsServer, RouterProcess, router_process
 from tests.support.proxy import ProxyHub
+
+pytest_plugins = ["tests.support.hangs"]
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
@@ -57,43 +58,6 @@ def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, object, object
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
             fcntl.flock(turnstile, fcntl.LOCK_UN)
-
-
-_hang_watch: HangWatch | None = None
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
-    """Arm the hang watch for the test's body."""
-    return (yield from _watched(item))
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_setup(item: pytest.Item) -> Generator[None, object, object]:
-    """Arm the hang watch for the fixtures' setup."""
-    return (yield from _watched(item))
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, object, object]:
-    """Arm the hang watch for the fixtures' teardown: where the CI hangs were."""
-    return (yield from _watched(item))
-
-
-def _watched(item: pytest.Item) -> Generator[None, object, object]:
-    global _hang_watch
-    marker = item.get_closest_marker("timeout")
-    given = item.config.getoption("timeout", None) or item.config.getini("timeout") or 0
-    timeout = float(marker.args[0]) if marker and marker.args else float(given)
-    if timeout <= 0:
-        return (yield)
-    if _hang_watch is None:
-        _hang_watch = HangWatch()
-    _hang_watch.arm(item.nodeid, timeout)
-    try:
-        return (yield)
-    finally:
-        _hang_watch.disarm()
 
 
 @pytest.fixture

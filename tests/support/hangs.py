@@ -3,7 +3,8 @@
 pytest-timeout prints the threads' stacks, and a hung async test shows only its
 event loop idle in ``select``: which task waits on which is what finds the hang.
 A watchdog thread asks each running loop to print its tasks ``HANG_NOTICE``
-seconds before the timeout, so the CI log holds them.
+seconds before the timeout, so the CI log holds them. Armed once per test, over
+its setup, call and teardown, as pytest-timeout times it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ import io
 import sys
 import threading
 import time
+from collections.abc import Generator
+
+import pytest
 
 HANG_NOTICE = 10.0  # seconds before the timeout
 
@@ -58,3 +62,24 @@ class HangWatch:
             for obj in gc.get_objects():
                 if isinstance(obj, asyncio.AbstractEventLoop) and obj.is_running():
                     obj.call_soon_threadsafe(print_tasks)
+
+
+_watch: HangWatch | None = None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, object, object]:
+    """Arm the hang watch for the whole test (a plugin of tests/conftest.py)."""
+    global _watch
+    marker = item.get_closest_marker("timeout")
+    given = item.config.getoption("timeout", None) or item.config.getini("timeout") or 0
+    timeout = float(marker.args[0]) if marker and marker.args else float(given)
+    if timeout <= 0:
+        return (yield)
+    if _watch is None:
+        _watch = HangWatch()
+    _watch.arm(item.nodeid, timeout)
+    try:
+        return (yield)
+    finally:
+        _watch.disarm()
